@@ -1,0 +1,110 @@
+"""Batch augmentation for dermoscopy, on tensors (fast on CPU and GPU).
+
+Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
+warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
+per-channel gain (white balance of another dermoscope), gamma. Optional hair-like dark curves.
+Dermoscopy has no "up", so every orientation is equally plausible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    rotate: bool = True          # free rotation in [-180, 180) degrees (includes 90-degree turns)
+    flip: bool = True
+    scale: tuple[float, float] = (0.75, 1.25)   # zoom factor (>1 zooms in)
+    shift: float = 0.1           # fraction of the image size
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    channel_gain: float = 0.1
+    gamma: float = 0.2
+    hair_prob: float = 0.2       # probability that an image gets 1-4 synthetic hairs
+
+    @classmethod
+    def light(cls) -> "AugmentConfig":
+        """Milder settings for fine-tuning on a handful of images."""
+        return cls(scale=(0.85, 1.15), shift=0.05, brightness=0.1, contrast=0.1, saturation=0.1,
+                   channel_gain=0.05, gamma=0.1, hair_prob=0.1)
+
+
+def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n = x.shape[0]
+    dev = x.device
+    ang = (torch.rand(n, generator=g) * 2 - 1) * math.pi if cfg.rotate else torch.zeros(n)
+    lo, hi = cfg.scale
+    zoom = torch.exp(torch.empty(n).uniform_(math.log(lo), math.log(hi), generator=g))
+    flip_x = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(n)
+    tx, ty = ((torch.rand(2, n, generator=g) * 2 - 1) * cfg.shift * 2)
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+    theta = torch.stack([
+        torch.stack([cos * flip_x, -sin, tx], dim=1),
+        torch.stack([sin * flip_x, cos, ty], dim=1),
+    ], dim=1).to(dev, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # reflection keeps the skin texture at the borders instead of black corners
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    y = F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return x, y
+
+
+def _photometric(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+
+    def u(amount: float, shape=(n, 1, 1, 1)) -> torch.Tensor:
+        return (1 + (torch.rand(shape, generator=g) * 2 - 1) * amount).to(x.device, x.dtype)
+
+    x = x * u(cfg.brightness)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * u(cfg.contrast) + mean
+    gray = x.mean(dim=1, keepdim=True)
+    x = (x - gray) * u(cfg.saturation) + gray
+    x = x * u(cfg.channel_gain, (n, 3, 1, 1))
+    x = x.clamp(0, 1) ** u(cfg.gamma)
+    return x.clamp(0, 1)
+
+
+def _hairs(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                            indexing="ij")
+    for i in range(n):
+        if torch.rand(1, generator=g).item() >= prob:
+            continue
+        for _ in range(int(torch.randint(1, 5, (1,), generator=g))):
+            a, b, c, bend = (torch.rand(4, generator=g) * 2 - 1).tolist()
+            # distance to a gently curved line a*x + b*y + c + bend*x^2 = 0
+            d = (a * xx + b * yy + c + bend * 0.5 * xx * yy).abs() / math.hypot(a, b, 1e-3)
+            width = 0.006 + 0.01 * torch.rand(1, generator=g).item()
+            alpha = torch.clamp(1 - d / width, 0, 1) * 0.8
+            x[i] = x[i] * (1 - alpha) + 0.08 * alpha
+    return x
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment a batch: ``x`` (N, 3, H, W) float in [0, 1], ``y`` (N, 1, H, W) float mask in {0, 1}.
+
+    Returns new tensors; the mask stays aligned with the image and is re-binarised at 0.5.
+    """
+    cfg = cfg or AugmentConfig()
+    g = generator or torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    if cfg.flip:
+        vflip = torch.rand(x.shape[0], generator=g) < 0.5
+        if vflip.any():
+            x = x.clone()
+            y = y.clone()
+            x[vflip] = x[vflip].flip(-2)
+            y[vflip] = y[vflip].flip(-2)
+    x, y = _affine(x, y, cfg, g)
+    x = _photometric(x, cfg, g)
+    if cfg.hair_prob > 0:
+        x = _hairs(x, cfg.hair_prob, g)
+    return x, (y > 0.5).to(x.dtype)
