@@ -1,0 +1,328 @@
+"""Segment (and measure) thousands of images from files and folders, in this process or on Dask.
+
+In this process the work is a small bounded pipeline: reader threads decode the next images while
+the main thread runs the network on the current one, and a writer thread writes label images
+(atomically: a temporary file renamed into place) and measures them. Queues are bounded, so memory
+stays the same for ten images or a hundred thousand. With ``workers=N`` or ``scheduler="tcp://..."``
+the same per-image work runs on Dask workers (:mod:`napari_nevus_seg.batch_cluster`).
+
+Outputs that already exist are skipped (resume after an interruption) unless ``overwrite=True``;
+a file that cannot be read or segmented is reported and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .batch_work import (FORMATS, ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage,
+                         measure_rows, needs_work, read_labels, read_stage, resolve_model, write_stage)
+from .batch_csv import CsvSink
+from .io import IMAGE_SUFFIXES, _is_mask_name
+
+ProgressFn = Callable[[ImageResult, int, int], None]
+
+
+class BatchSetupError(RuntimeError):
+    """The batch cannot start: no images, an output folder that cannot be written, no Dask, ..."""
+
+
+@dataclass
+class BatchSummary:
+    """The outcome of :func:`segment_folder`."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (image, reason)
+    no_lesion: int = 0           # images segmented with no lesion found (counted in ``done``)
+    measured_rows: int = 0
+    results_csv: str | None = None
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every image was segmented or skipped and the run was not interrupted."""
+        return not self.failed and not self.interrupted
+
+    def add(self, r: ImageResult) -> None:
+        if r.status == "done":
+            self.done += 1
+            self.no_lesion += int(r.n_lesions == 0)
+        elif r.status == "skipped":
+            self.skipped += 1
+        else:
+            self.failed.append((r.name, r.reason or "unknown error"))
+        self.measured_rows += len(r.rows)
+
+    def report(self, max_failures: int = 50) -> str:
+        """A few lines for people: counts, speed and the reason of each failure."""
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"{self.done} segmented ({self.no_lesion} with no lesion found), {self.skipped} skipped "
+                 f"(output already there), {len(self.failed)} failed, of {self.total} images "
+                 f"in {self.seconds:.1f} s ({rate:.2f} images/s)"]
+        if self.results_csv:
+            lines.append(f"measurements: {self.measured_rows} lesions -> {self.results_csv}")
+        if self.interrupted:
+            lines.append("interrupted: run the same command again to resume (finished outputs are skipped)")
+        for name, reason in self.failed[:max_failures]:
+            lines.append(f"  FAILED {name}: {reason}")
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more failures")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- discovery
+def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    found = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for root, dirs, files in walker:
+        root_p = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or (root_p / d).resolve() != exclude))
+        for f in files:
+            p = root_p / f
+            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_mask_name(p.stem)
+                    or not p.is_file()):
+                continue
+            found.append(p)
+    return sorted(found)
+
+
+def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
+                recursive: bool = False) -> tuple[list[ImageTask], list[ImageResult]]:
+    """Image tasks for files and folders, and a failed result for each input that does not exist.
+
+    Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks named ``*_segmentation``,
+    ``*_mask`` or ``*_lesion`` and the output folder are left out), with sub-folders when
+    ``recursive``, whose structure is kept under ``out``. Files named explicitly are always taken.
+    Two inputs that would write the same output get their suffix, then a number, added.
+    """
+    out = Path(out)
+    exclude = out.resolve()
+    tasks: list[tuple[Path, Path, str]] = []   # source, relative output stem, name
+    missing: list[ImageResult] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for img in _folder_images(p, recursive, exclude):
+                rel = img.relative_to(p)
+                tasks.append((img, rel.with_suffix(""), rel.as_posix()))
+        elif p.is_file():
+            tasks.append((p, Path(p.stem), p.name))
+        else:
+            missing.append(ImageResult(str(p), str(p), "failed", reason="no such file or folder"))
+    seen: dict[str, list[int]] = {}
+    for i, (_, rel, _) in enumerate(tasks):
+        seen.setdefault(rel.as_posix().lower(), []).append(i)
+    stems = [rel for _, rel, _ in tasks]
+    for group in seen.values():
+        if len(group) > 1:
+            for k, i in enumerate(sorted(group, key=lambda j: str(tasks[j][0]))):
+                src, rel = tasks[i][0], tasks[i][1]
+                stems[i] = rel.with_name(f"{rel.name}_{src.suffix.lstrip('.').lower()}" + (f"_{k + 1}" if k else ""))
+    result = [ImageTask(str(src), str(out / stem), name) for (src, _, name), stem in zip(tasks, stems)]
+    return result, missing
+
+
+def check_output_folder(out: str | os.PathLike) -> Path:
+    """Create ``out`` if needed and check that files can be written there (else BatchSetupError)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".nevus-seg-write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise BatchSetupError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+# ----------------------------------------------------------------------------- local pipeline
+def _read_task(task: ImageTask, opts: SegmentOptions):
+    """Reader thread: decode the image; for an already finished image, read its labels too."""
+    t0 = time.perf_counter()
+    try:
+        existing = needs_work(task, opts)
+        img, px = read_stage(task)
+        labels = read_labels(existing) if existing is not None else None
+        return t0, img, px, existing, labels, None
+    except Exception as exc:  # noqa: BLE001
+        return t0, None, None, None, None, exc
+
+
+def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        task, labels, img, px, t0, existing = job
+        try:
+            if existing is not None:     # finished earlier: measure only
+                rows = measure_rows(labels, img, task, px, opts)
+                results.put(ImageResult(task.source, task.name, "skipped", str(existing), rows=rows,
+                                        seconds=time.perf_counter() - t0))
+            else:
+                out, rows = write_stage(labels, img, px, task, opts)
+                results.put(ImageResult(task.source, task.name, "done", str(out),
+                                        n_lesions=int(labels.max(initial=0)), rows=rows,
+                                        seconds=time.perf_counter() - t0))
+        except Exception as exc:  # noqa: BLE001
+            results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
+                                    seconds=time.perf_counter() - t0))
+        del job, labels, img
+
+
+def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
+              model=None, readers: int = 2, queue_size: int = 2, cancel: Any = None) -> bool:
+    """Process ``tasks`` in this process (readers -> inference here -> writer). Returns False if cancelled."""
+    model = model if model is not None else resolve_model(opts.model)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    jobs: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+    writer = threading.Thread(target=_writer, args=(jobs, results, opts), name="nevus-seg-writer", daemon=True)
+    writer.start()
+    pending: deque = deque()
+    todo = iter(tasks)
+    completed = True
+
+    def drain() -> None:
+        while True:
+            try:
+                on_result(results.get_nowait())
+            except queue.Empty:
+                return
+
+    def submit_next(pool: ThreadPoolExecutor) -> None:
+        for task in todo:
+            existing = needs_work(task, opts)
+            if existing is not None and not opts.measure:
+                results.put(ImageResult(task.source, task.name, "skipped", str(existing)))
+                continue
+            pending.append((task, pool.submit(_read_task, task, opts)))
+            return
+
+    with ThreadPoolExecutor(max(1, readers), thread_name_prefix="nevus-seg-reader") as pool:
+        try:
+            for _ in range(max(1, readers) + 1):
+                submit_next(pool)
+            while pending:
+                task, fut = pending.popleft()
+                submit_next(pool)
+                drain()
+                if cancel is not None and cancel.is_set():
+                    completed = False
+                    break
+                t0, img, px, existing, labels, err = fut.result()
+                if err is None and existing is None:
+                    try:
+                        labels = infer_stage(img, opts, model)
+                    except Exception as exc:  # noqa: BLE001 - MemoryError included
+                        err = exc
+                if err is not None:
+                    results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(err, task.source),
+                                            seconds=time.perf_counter() - t0))
+                else:
+                    jobs.put((task, labels, img if opts.measure else None, px, t0, existing))
+                del img, labels, fut
+        except KeyboardInterrupt:
+            completed = False
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            jobs.put(None)
+            writer.join()
+            drain()
+    return completed
+
+
+# ----------------------------------------------------------------------------------- public API
+def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                   model: Any = None, device: str = "auto", threshold: float = 0.5, tta: bool = False,
+                   min_size: int | None = None, largest_only: bool = False, fmt: str = "auto",
+                   measure: str | os.PathLike | None = None,
+                   pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
+                   recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
+                   client: Any = None, threads_per_worker: int = 1, readers: int = 2,
+                   progress: ProgressFn | None = None, cancel: Any = None) -> BatchSummary:
+    """Segment every image of ``inputs`` (files and/or folders) into label images under ``out``.
+
+    Each image ``name.ext`` gives ``out/name.png`` (uint8 labels, 0 background, 1..N lesions by
+    area) or ``out/name.tif`` (uint16, when there are more than 255 lesions or ``fmt="tif"``).
+    Existing outputs are skipped unless ``overwrite``. ``measure``: path of a CSV file that receives
+    one row per lesion for all images (an ``image`` column first), pixel size from each file's
+    metadata unless ``pixel_size_mm`` is given. ``model``: a loaded model, a file path or None (the
+    default). Runs in this process, or on Dask with ``workers=N`` (a local cluster of N processes),
+    ``scheduler="tcp://host:port"`` or an existing ``client``. ``progress(result, finished, total)``
+    is called per image; ``cancel.is_set()`` stops the run early (finished outputs stay).
+
+    Raises :class:`BatchSetupError` when the run cannot start (no images, output not writable,
+    Dask missing); image-level problems are reported in the returned :class:`BatchSummary`.
+    """
+    t0 = time.perf_counter()
+    if fmt not in FORMATS:
+        raise BatchSetupError(f"unknown label format {fmt!r}; use one of {FORMATS}")
+    if not 0.0 < threshold < 1.0:
+        raise BatchSetupError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if sum(x is not None for x in (workers, scheduler, client)) > 1:
+        raise BatchSetupError("give at most one of workers, scheduler and client")
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    out_dir = check_output_folder(out)
+    tasks, missing = find_images(items, out_dir, recursive)
+    if not tasks:
+        where = ", ".join(str(i) for i in items) or "(no inputs)"
+        raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}"
+                              f"{'' if recursive else '; sub-folders need --recursive'})")
+    if measure is not None:
+        try:
+            from . import measure as _measure_module  # noqa: F401
+        except ImportError as exc:
+            raise BatchSetupError(f"measurements are not available in this installation ({exc})") from exc
+    loaded = resolve_model(model)    # fails here, once, for a bad model file
+    opts = SegmentOptions(model=model if model is None or isinstance(model, (str, os.PathLike)) else loaded,
+                          device=device, threshold=threshold, tta=tta, min_size=min_size,
+                          largest_only=largest_only, fmt=fmt, measure=measure is not None,
+                          pixel_size_mm=pixel_size_mm, overwrite=overwrite)
+    if isinstance(opts.model, os.PathLike):
+        opts = replace(opts, model=str(opts.model))
+    summary = BatchSummary(total=len(tasks) + len(missing))
+    sink = CsvSink(measure) if measure is not None else None
+    finished = 0
+
+    def on_result(r: ImageResult) -> None:
+        nonlocal finished
+        finished += 1
+        summary.add(r)
+        if sink is not None and r.rows:
+            sink.write(r.rows)
+        if progress is not None:
+            progress(r, finished, summary.total)
+
+    try:
+        for r in missing:
+            on_result(r)
+        if workers is None and scheduler is None and client is None:
+            from .devices import resolve_device
+
+            resolve_device(device)   # an unavailable explicit device is a setup error, not N failures
+            completed = run_local(tasks, opts, on_result, model=loaded, readers=readers, cancel=cancel)
+        else:
+            from .batch_cluster import run_on_dask
+
+            completed = run_on_dask(tasks, opts, on_result, workers=workers, scheduler=scheduler, client=client,
+                                    threads_per_worker=threads_per_worker, cancel=cancel)
+        summary.interrupted = not completed
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if sink is not None:
+            summary.results_csv = str(sink.close())
+        summary.seconds = time.perf_counter() - t0
+    return summary

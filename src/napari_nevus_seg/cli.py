@@ -1,0 +1,157 @@
+"""The ``nevus-seg`` command line: segment folders of images, train models, manage saved models.
+
+::
+
+    nevus-seg segment IMAGES_OR_FOLDERS... --out labels/ [--measure lesions.csv] [--workers 4]
+    nevus-seg train DATA_FOLDER --out my_model.pt [--epochs 30] [--init default]
+    nevus-seg models list
+
+Exit status: 0 when everything worked; 1 when some images failed (the others are done); 2 for a
+usage or setup problem (bad arguments, unreadable model, output folder that cannot be written,
+no images found); 130 when interrupted with Ctrl-C (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class SetupError(Exception):
+    """A problem that stops a command before it starts (exit status 2)."""
+
+
+def setup_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "cannot start": reported in one line, exit status 2."""
+    from .batch import BatchSetupError
+    from .devices import DeviceUnavailableError
+    from .model import CheckpointError
+
+    return (SetupError, BatchSetupError, CheckpointError, DeviceUnavailableError, FileNotFoundError,
+            NotADirectoryError, PermissionError)
+
+
+def err(msg: str) -> None:
+    print(f"nevus-seg: error: {msg}", file=sys.stderr)
+
+
+def resolve_model_arg(value: str | None) -> str | None:
+    """``--model``: None/"default" (the shipped model), a file path, or a name in the model library."""
+    if value is None or value == "default":
+        return None
+    p = Path(value).expanduser()
+    if p.exists() or p.suffix == ".pt" or os.sep in value or (os.altsep and os.altsep in value):
+        return str(p)   # load_model says clearly what is wrong with a bad path
+    try:
+        from .library import ModelLibrary
+    except ImportError:
+        raise SetupError(f"--model {value!r}: no such file (and no model library in this installation)") from None
+    try:
+        return str(ModelLibrary().resolve(value))
+    except (KeyError, ValueError) as exc:
+        raise SetupError(f"--model {value!r}: {exc.args[0] if exc.args else exc} (see: nevus-seg models list)") from None
+
+
+# ------------------------------------------------------------------------------------- segment
+def add_segment_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment images and folders into label images",
+                       description="Segment lesions in images (files and folders) and write one label image "
+                                   "per input into --out (PNG uint8; TIFF uint16 beyond 255 lesions). "
+                                   "Finished outputs are skipped, so an interrupted run resumes.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the label images")
+    p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file")
+    p.add_argument("--pixel-size-mm", type=float, metavar="MM",
+                   help="pixel size for --measure (default: from the file metadata, else pixels)")
+    p.add_argument("--model", metavar="PATH_OR_NAME", help="model file or library name (default: shipped model)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (flips; ~4x slower)")
+    p.add_argument("--min-size", type=int, metavar="PIXELS", help="smallest lesion kept (default 0.1%% of image)")
+    p.add_argument("--largest-only", action="store_true", help="keep only the largest lesion per image")
+    p.add_argument("--format", choices=("auto", "png", "tif"), default="auto", dest="fmt")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N processes")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    p.add_argument("--threads-per-worker", type=int, default=1, help="Dask threads per worker (default 1)")
+    p.add_argument("--readers", type=int, default=2, help="image-decoding threads in this process (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    p.add_argument("--recursive", "-r", action="store_true", help="include sub-folders")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    p.set_defaults(run=run_segment)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from .batch import segment_folder
+    from .cli_progress import ProgressBar
+
+    if args.workers is not None and args.workers < 1:
+        raise SetupError(f"--workers must be at least 1, got {args.workers}")
+    if args.pixel_size_mm is not None and not args.pixel_size_mm > 0:
+        raise SetupError(f"--pixel-size-mm must be positive, got {args.pixel_size_mm}")
+    model = resolve_model_arg(args.model)
+    bar = ProgressBar("segment", enabled=not args.quiet)
+    failed = 0
+
+    def progress(result, done, total):
+        nonlocal failed
+        failed += result.status == "failed"
+        bar.update(done, total, f"({failed} failed)" if failed else "")
+
+    try:
+        summary = segment_folder(
+            args.inputs, args.out, model=model, device=args.device, threshold=args.threshold, tta=args.tta,
+            min_size=args.min_size, largest_only=args.largest_only, fmt=args.fmt, measure=args.measure,
+            pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
+            workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
+            readers=args.readers, progress=progress)
+    finally:
+        bar.close()
+    print(summary.report())
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .cli_train import add_models_parser, add_train_parser
+
+    parser = argparse.ArgumentParser(
+        prog="nevus-seg", description="Dermoscopy lesion segmentation, measurement and training.",
+        epilog="Exit status: 0 success, 1 some images failed, 2 usage or setup error, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_segment_parser(sub)
+    add_train_parser(sub)
+    add_models_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nevus-seg`` with ``argv`` (default: the process arguments); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        err("interrupted")
+        return EXIT_INTERRUPTED
+    except setup_errors() as exc:
+        err(str(exc))
+        return EXIT_SETUP
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

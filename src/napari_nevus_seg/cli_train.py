@@ -1,0 +1,289 @@
+"""``nevus-seg train`` (train or fine-tune a model from a data-set folder) and ``nevus-seg models``.
+
+Training reads any data-set layout :func:`napari_nevus_seg.io.discover_cases` knows (PH2, ISIC,
+``images/`` + ``masks/``), keeps a validation split, shows progress on the terminal, and saves the
+best epoch. ``--init default|PATH|NAME`` fine-tunes an existing model instead of starting afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .cli import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err
+from .cli_progress import ProgressBar
+
+
+# ---------------------------------------------------------------------------------------- train
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train (or fine-tune) a model on image/mask pairs",
+                       description="Train a segmentation model on a data-set folder of images and expert masks "
+                                   "(PH2, ISIC or images/ + masks/ layouts), or fine-tune one with --init.")
+    p.add_argument("data", metavar="DATA_FOLDER")
+    p.add_argument("--out", "-o", required=True, metavar="MODEL.pt", help="where to save the trained model")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--name", help="also save the model in your model library under this name")
+    p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--size", type=int, default=128, help="network input size in pixels (new models; default 128)")
+    p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), default="bce+dice")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation Dice")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="keep last.pt/best.pt here (needed for --resume)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt")
+    p.add_argument("--arch", choices=("unet", "segnet"), default="unet")
+    p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
+    p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels (default 4)")
+    p.add_argument("--limit", type=int, help="use at most this many pairs (quick trials)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(run=run_train)
+
+
+class TrainDisplay:
+    """Turns the training progress dictionaries into a bar plus one line per epoch."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar: ProgressBar | None = None
+        self.label = ""
+
+    def _bar(self, label: str) -> ProgressBar:
+        if self.bar is None or self.label != label:
+            self.close()
+            self.bar = ProgressBar(label, enabled=self.enabled)
+            self.label = label
+        return self.bar
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        stage = info.get("stage")
+        if stage in ("load", "prepare"):
+            self._bar("reading pairs").update(int(info.get("step", 0)), int(info.get("steps", 1)))
+        elif stage == "train":
+            ep, eps = int(info["epoch"]), int(info["epochs"])
+            self._bar(f"epoch {ep}/{eps}").update(int(info["step"]), int(info["steps"]),
+                                                 f"loss {info.get('loss', float('nan')):.4f}")
+        elif stage == "val":
+            self.close()
+            if self.enabled:
+                parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}: loss {info.get('loss', float('nan')):.4f}"]
+                if "val_dice" in info:
+                    parts.append(f"val Dice {info['val_dice']:.4f}, Jaccard {info.get('val_jaccard', float('nan')):.4f}")
+                best = info.get("best")
+                if best:
+                    parts.append(f"best Dice {best['dice']:.4f} (epoch {best['epoch']})")
+                print(", ".join(parts), file=sys.stderr, flush=True)
+        elif stage == "resume" and self.enabled:
+            print(f"resuming at epoch {info.get('epoch', 0) + 1} of {info.get('epochs')}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _check_out(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise SetupError(f"{path} exists already; use --overwrite to replace it, or another --out")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.write-test")
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SetupError(f"cannot write the model file {path}: {exc.strerror or exc}") from exc
+
+
+def _load_init(value: str):
+    from .inference import load_model
+    from .library import ModelLibrary
+
+    try:
+        path = ModelLibrary().resolve(value)
+    except (KeyError, ValueError) as exc:
+        raise SetupError(f"--init {value!r}: {exc.args[0] if exc.args else exc}") from None
+    return load_model(path)
+
+
+def _fine_tune(args, base, display) -> Any:
+    """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune` (or the plain loop if absent)."""
+    from .io import discover_cases, read_image, read_mask
+
+    try:
+        from .finetune import fine_tune
+    except ImportError:
+        fine_tune = None
+    if fine_tune is None:
+        return _train_new(args, base, display)
+    cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
+    if not cases:
+        raise SetupError(f"{args.data}: no image/mask pairs found")
+    images, masks = [], []
+    for i, c in enumerate(cases):
+        images.append(read_image(c.image))
+        masks.append(read_mask(c.mask))
+        display({"stage": "load", "step": i + 1, "steps": len(cases)})
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss,
+               "val_fraction": args.val_fraction, "seed": args.seed}
+    if args.lr is not None:
+        options["lr"] = args.lr
+    import inspect
+
+    accepted = inspect.signature(fine_tune).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        options = {k: v for k, v in options.items() if k in accepted}
+    return fine_tune(images, masks, base=base, device=args.device, progress=display, **options)
+
+
+def _train_new(args, init_model, display) -> Any:
+    from .model import build_model, default_preprocess
+    from .training import TrainConfig, init_from, load_pairs, split_pairs, train
+
+    if init_model is not None:
+        model = init_from(init_model)
+        model.meta["base_model"] = init_model.name
+    else:
+        model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)
+    model.meta.update({"training_data": str(Path(args.data).resolve().name)})
+    pairs = load_pairs(args.data, model.input_size, limit=args.limit, progress=display)
+    train_set, val_set = split_pairs(pairs, args.val_fraction, seed=args.seed)
+    lr = args.lr if args.lr is not None else (3e-4 if init_model is not None else 2e-3)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, loss=args.loss,
+                      patience=args.patience, seed=args.seed)
+    result = train(model, train_set, val_set if len(val_set) else None, cfg, device=args.device, progress=display,
+                   checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    return result.model
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .model import save_model
+
+    out = Path(args.out)
+    if args.epochs < 1 or args.batch_size < 1:
+        raise SetupError("--epochs and --batch-size must be at least 1")
+    if not 0 <= args.val_fraction < 1:
+        raise SetupError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
+    if args.resume and not args.checkpoint_dir:
+        raise SetupError("--resume needs --checkpoint-dir (where last.pt was written)")
+    if not Path(args.data).is_dir():
+        raise SetupError(f"{args.data}: no such folder")
+    _check_out(out, args.overwrite)
+    if args.name:
+        from .library import ModelLibrary, validate_name
+
+        try:
+            validate_name(args.name)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+        if args.name in ModelLibrary() and not args.overwrite:
+            raise SetupError(f"a model named {args.name!r} is in the library already; use --overwrite or another --name")
+    display = TrainDisplay(enabled=not args.quiet)
+    try:
+        if args.init:
+            base = _load_init(args.init)
+            model = _fine_tune(args, base, display) if not args.resume else _train_new(args, base, display)
+        else:
+            model = _train_new(args, None, display)
+    except KeyboardInterrupt:
+        display.close()
+        where = f"; {args.checkpoint_dir}/last.pt keeps the last whole epoch: add --resume" if args.checkpoint_dir else ""
+        err(f"training interrupted, nothing saved to {out}{where}")
+        return EXIT_INTERRUPTED
+    except ValueError as exc:   # no pairs, mismatched masks, bad settings
+        display.close()
+        err(str(exc))
+        return EXIT_SETUP
+    finally:
+        display.close()
+    save_model(model, out)
+    print(f"saved {out}")
+    best = model.meta.get("best_val")
+    if best:
+        print(f"best validation: Dice {best.get('dice', float('nan')):.4f}, Jaccard {best.get('jaccard', float('nan')):.4f}"
+              f" (epoch {best.get('epoch')})")
+    ft = model.meta.get("fine_tune")
+    if isinstance(ft, dict):
+        print("fine-tuning: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in ft.items() if not isinstance(v, (dict, list))))
+    if args.name:
+        from .library import ModelLibrary
+
+        path = ModelLibrary().save(model, args.name, overwrite=args.overwrite)
+        print(f"saved in the model library as {args.name!r} ({path})")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------- models
+def add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list, import, export, rename or delete saved models",
+                       description="Manage your model library (default folder: the user data folder, "
+                                   "or $NEVUS_SEG_MODEL_DIR).")
+    p.add_argument("--library", metavar="DIR", help="library folder (default: the user data folder)")
+    msub = p.add_subparsers(dest="action", metavar="ACTION")
+    msub.required = True
+    msub.add_parser("list", help="list saved models")
+    e = msub.add_parser("export", help="copy a saved model to a file")
+    e.add_argument("name")
+    e.add_argument("path")
+    i = msub.add_parser("import", help="check a model file and add it to the library")
+    i.add_argument("path")
+    i.add_argument("--name")
+    i.add_argument("--overwrite", action="store_true")
+    r = msub.add_parser("rename", help="rename a saved model")
+    r.add_argument("old")
+    r.add_argument("new")
+    d = msub.add_parser("delete", help="delete a saved model")
+    d.add_argument("name")
+    p.set_defaults(run=run_models)
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    if "error" in meta:
+        return f"UNREADABLE: {meta['error']}"
+    parts = []
+    for key in ("trained_at", "training_data", "base_model"):
+        if meta.get(key):
+            parts.append(f"{key.replace('_', ' ')} {meta[key]}")
+    ft = meta.get("fine_tune")
+    if isinstance(ft, dict):
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in ft.items() if isinstance(v, float))
+        if scores:
+            parts.append(f"fine-tune: {scores}")
+    best = meta.get("best_val")
+    if isinstance(best, dict) and "dice" in best:
+        parts.append(f"val Dice {best['dice']:.3f}")
+    return "; ".join(parts)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    try:
+        from .library import ModelLibrary
+    except ImportError:
+        raise SetupError("the model library is not available in this installation") from None
+    lib = ModelLibrary(args.library)
+    try:
+        if args.action == "list":
+            entries = lib.list()
+            print(f"models in {lib.root}:")
+            print("  default (shipped with the plugin)")
+            for e in entries:
+                print(f"  {e.name}  {_describe(e.meta)}".rstrip())
+        elif args.action == "export":
+            print(f"exported {args.name!r} to {lib.export(args.name, args.path)}")
+        elif args.action == "import":
+            print(f"imported {args.path} as {lib.import_file(args.path, args.name, overwrite=args.overwrite)!r}")
+        elif args.action == "rename":
+            lib.rename(args.old, args.new)
+            print(f"renamed {args.old!r} to {args.new!r}")
+        elif args.action == "delete":
+            lib.delete(args.name)
+            print(f"deleted {args.name!r}")
+    except (KeyError, ValueError, FileExistsError) as exc:
+        err(exc.args[0] if exc.args else str(exc))
+        return EXIT_SETUP
+    return EXIT_OK
