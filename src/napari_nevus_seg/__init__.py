@@ -23,6 +23,7 @@ _API: dict[str, str] = {
     # images and data sets
     "read_image": "io", "read_image_with_info": "io", "read_mask": "io", "to_rgb_uint8": "io",
     "discover_cases": "io", "iter_pairs": "io", "write_labels": "io", "ImageReadError": "io", "Case": "io",
+    "read_labels": "io",
     # synthetic dermoscopy-like images with exact masks
     "synthetic_lesion_image": "synthetic",
     # networks and checkpoints
@@ -65,8 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .devices import DeviceUnavailableError, available_devices, resolve_device
     from .finetune import FineTuneResult, fine_tune
     from .inference import default_model_path, load_model, postprocess, predict_proba, segment
-    from .io import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_mask,
-                     to_rgb_uint8, write_labels)
+    from .io import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_labels,
+                     read_mask, to_rgb_uint8, write_labels)
     from .library import ModelLibrary
     from .measure import measure
     from .metrics import dice, jaccard, score_pairs, thresholded_jaccard

@@ -1,4 +1,4 @@
-"""Reading dermoscopy images and masks, and finding image/mask pairs in data-set folders.
+"""Reading dermoscopy images and masks, writing label images; data-set discovery (from .datasets).
 
 No Qt or napari here: everything is usable from a script.
 
@@ -15,21 +15,28 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
 - multi-page TIFF / stacks: the first page is read (use ``tifffile`` directly for stacks).
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a message that says what is wrong.
+
+Label images (:func:`write_labels` / :func:`read_labels`): a binary mask is saved as an 8-bit PNG
+(0 / 255, the ISIC convention); instance labels (1..N) as a 16-bit TIFF (32-bit past 65535 labels).
+Files are written atomically (a temporary file, then a rename) and carry a marker so that the napari
+reader reopens them as Labels layers.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# data-set discovery lives in .datasets; its names are part of this module's API too
+from .datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discover_cases,  # noqa: F401
+                       iter_pairs, mask_for_image)
+
 MIN_SIDE = 8  # smaller images carry no usable lesion
-_MASK_WORDS = ("_segmentation", "_Segmentation", "_mask", "_lesion")
+LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 
 
 class ImageReadError(ValueError):
@@ -41,15 +48,9 @@ class ImageInfo:
     """Metadata found in an image file."""
 
     pixel_size_mm: tuple[float, float] | None = None  # (row, column) size of a pixel in mm
-
-
-@dataclass(frozen=True)
-class Case:
-    """One image of a data set and its expert mask, if it has one."""
-
-    name: str
-    image: Path
-    mask: Path | None = None
+    source_dtype: str = ""  # pixel type stored in the file, e.g. "uint8", "uint16", "float32"
+    source_shape: tuple[int, ...] = ()  # array shape stored in the file (first page), e.g. (H, W, 4)
+    source_mode: str = ""  # how the file stored colour: "gray", "gray+alpha", "RGB", "RGBA", "palette", ...
 
 
 # --------------------------------------------------------------------------------------- images
@@ -129,39 +130,79 @@ def _tiff_pixel_size(tif) -> tuple[float, float] | None:
         return None
 
 
+_MODES = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}
+
+
+def _decode_error(path: Path, exc: Exception) -> ImageReadError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    low = reason.lower()
+    if "truncated" in low or "premature end" in low or "broken data stream" in low:
+        return ImageReadError(f"{path}: the file is truncated or incomplete ({reason})")
+    if "cannot identify image file" in low or "not a tiff file" in low:
+        return ImageReadError(
+            f"{path}: the file's content is not a {path.suffix.lstrip('.').upper() or 'known'} image "
+            f"(or any format this plugin reads: BMP, PNG, JPEG, TIFF); it may be corrupt or misnamed")
+    return ImageReadError(f"{path}: not a readable image or corrupt file ({reason})")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ImageReadError(f"{path}: the TIFF file holds no image")
+        page = tif.pages[0]
+        arr = page.asarray()
+        mode = ""
+        if int(page.photometric) == 3 and page.colormap is not None:  # palette
+            arr = tifffile.apply_colormap(arr, page.colormap)  # (H, W, 3) uint16
+            arr = (arr.astype(np.uint32) * 255 // 65535).astype(np.uint8) if arr.dtype == np.uint16 else arr
+            mode = "palette"
+        return arr, _tiff_pixel_size(tif), mode
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        mode = ""
+        if im.mode in ("P", "PA"):
+            has_alpha = im.mode == "PA" or "transparency" in im.info
+            im = im.convert("RGBA" if has_alpha else "RGB")
+            mode = "palette"
+        elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa"):
+            mode = im.mode
+            im = im.convert({"1": "L", "La": "LA", "RGBa": "RGBA"}.get(im.mode, "RGB"))
+        elif im.mode.startswith("I;16"):
+            return np.asarray(im, dtype=np.uint16), "gray"
+        return np.asarray(im), mode
+
+
 def read_image_with_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
-    """Read an image file as (H, W, 3) uint8 RGB plus metadata (pixel size from TIFF tags)."""
+    """Read an image file as (H, W, 3) uint8 RGB plus :class:`ImageInfo` (pixel size, source type).
+
+    The pixel size comes from TIFF resolution tags (inch or centimetre units; the 72-dpi default of
+    image software is ignored). Raises :class:`ImageReadError` like :func:`read_image`.
+    """
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    info = ImageInfo()
+    pixel_size = None
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                arr = tif.pages[0].asarray()
-                info = ImageInfo(_tiff_pixel_size(tif))
+            arr, pixel_size, mode = _read_tiff(path)
         else:
-            from PIL import Image, UnidentifiedImageError  # noqa: F401
-
-            with Image.open(path) as im:
-                im.load()
-                if im.mode == "P":
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-                    im = im.convert("L" if im.mode == "1" else "RGB")
-                elif im.mode.startswith("I;16"):
-                    arr16 = np.asarray(im, dtype=np.uint16)
-                    return to_rgb_uint8(arr16, str(path)), info
-                arr = np.asarray(im)
+            arr, mode = _read_pillow(path)
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders raise many types
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "truncated" in reason.lower():
-            raise ImageReadError(f"{path}: the file is truncated ({reason})") from exc
-        raise ImageReadError(f"{path}: not a readable image or corrupt file ({reason})") from exc
+        raise _decode_error(path, exc) from exc
+    arr = np.asarray(arr)
+    channels = arr.shape[-1] if arr.ndim == 3 and arr.shape[-1] <= 4 else (
+        arr.shape[0] if arr.ndim == 3 else 1)
+    info = ImageInfo(pixel_size_mm=pixel_size, source_dtype=str(arr.dtype), source_shape=tuple(arr.shape),
+                     source_mode=mode or _MODES.get(channels, f"{channels} channels"))
     return to_rgb_uint8(arr, str(path)), info
 
 
@@ -189,7 +230,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16") else im)
     except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(f"{path}: not a readable mask ({exc})") from exc
+        raise _decode_error(path, exc) from exc
     arr = np.asarray(arr)
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=-1) if arr.shape[-1] in (3, 4) else arr[0]
@@ -198,113 +239,130 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) > 1 else 0)
 
 
-# ------------------------------------------------------------------------------------ data sets
-def _images_in(folder: Path) -> list[Path]:
+
+
+# ------------------------------------------------------------------------------------- labels
+LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def _labels_array(labels) -> np.ndarray:
+    arr = np.asarray(labels)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"labels must be a 2-D (H, W) array; got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise ValueError("labels must hold whole numbers; got non-integer floating-point values")
+    elif arr.dtype.kind not in "ui":
+        raise ValueError(f"labels must be integers or booleans; got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"labels must be >= 0; found {arr.min()}")
+    if arr.size and arr.max() > np.iinfo(np.uint32).max:
+        raise ValueError(f"label {arr.max()} does not fit a 32-bit TIFF")
+    return arr
+
+
+def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
+                 pixel_size_mm: float | tuple[float, float] | None = None) -> Path:
+    """Save a label image; return the path written.
+
+    - ``.png``: an 8-bit mask, 0 background and 255 lesion. The labels must be binary (0/1 or
+      boolean) unless ``binary=True``, which merges all lesions into one mask; otherwise a
+      ``ValueError`` says to use ``.tif`` (instance numbers would be lost).
+    - ``.tif`` / ``.tiff``: the label values as uint16 (uint32 above 65535), zlib-compressed, with
+      resolution tags when ``pixel_size_mm`` is given; ``binary=True`` stores 0/1.
+
+    The file is written to a temporary name in the same folder and renamed into place, so a failure
+    never leaves a half-written file and never destroys an existing one.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in LABEL_SUFFIXES:
+        raise ValueError(f"{path}: cannot save labels as {suffix or 'a file without extension'!r}; "
+                         "use .png (binary mask) or .tif (instance labels)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: the folder does not exist")
+    arr = _labels_array(labels)
+    values_max = int(arr.max()) if arr.size else 0
+    if binary:
+        arr = (arr > 0).astype(np.uint8)
+    elif suffix == ".png" and values_max > 1:
+        raise ValueError(
+            f"{path.name}: these labels hold lesions numbered up to {values_max}; a PNG stores a binary "
+            "0/255 mask only. Save as .tif to keep each lesion's number, or pass binary=True to merge them.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        return sorted(p for p in folder.iterdir()
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    except OSError:
-        return []
+        if suffix == ".png":
+            from PIL import Image, PngImagePlugin
+
+            meta = PngImagePlugin.PngInfo()
+            meta.add_text("Software", LABELS_MARKER)
+            Image.fromarray((arr > 0).astype(np.uint8) * 255).save(tmp, format="PNG", pnginfo=meta)
+        else:
+            import tifffile
+
+            dtype = np.uint16 if values_max <= np.iinfo(np.uint16).max else np.uint32
+            kwargs = {}
+            if pixel_size_mm is not None:
+                sy, sx = (pixel_size_mm, pixel_size_mm) if np.isscalar(pixel_size_mm) else pixel_size_mm
+                kwargs = {"resolution": (10.0 / sx, 10.0 / sy), "resolutionunit": "CENTIMETER"}
+            tifffile.imwrite(tmp, arr.astype(dtype), compression="zlib", description=LABELS_MARKER,
+                             metadata=None, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
-def _is_mask_name(stem: str) -> bool:
-    return any(stem.endswith(w) or stem.lower().endswith(w.lower()) for w in _MASK_WORDS)
+def is_labels_file(path: str | os.PathLike) -> bool:
+    """True when a file holds labels rather than a photograph.
 
-
-def _ph2_case(folder: Path) -> Case | None:
-    name = folder.name
-    img = folder / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
-    if not img.is_file():
-        return None
-    mask = folder / f"{name}_lesion" / f"{name}_lesion.bmp"
-    return Case(name, img, mask if mask.is_file() else None)
-
-
-def _ph2_cases(root: Path) -> list[Case]:
-    case = _ph2_case(root)
-    if case:
-        return [case]
-    out = []
-    for sub in (root, root / "PH2 Dataset images", root / "PH2_Dataset_images"):
-        if sub.is_dir():
-            for d in sorted(sub.iterdir()):
-                if d.is_dir() and re.fullmatch(r"IMD\d+", d.name):
-                    c = _ph2_case(d)
-                    if c:
-                        out.append(c)
-        if out:
-            return out
-    return out
-
-
-_MASK_DIRS = ("masks", "mask", "labels", "ground_truth", "groundtruth", "gt", "segmentations",
-              "ISIC-2017_Training_Part1_GroundTruth", "ISBI2016_ISIC_Part1_Training_GroundTruth")
-_IMAGE_DIRS = ("images", "image", "imgs", "ISIC-2017_Training_Data", "ISBI2016_ISIC_Part1_Training_Data")
-
-
-def _match_masks(images: list[Path], mask_folders: list[Path]) -> list[Case]:
-    candidates: dict[str, Path] = {}
-    for folder in mask_folders:
-        for m in _images_in(folder):
-            stem = m.stem
-            for w in _MASK_WORDS:
-                if stem.lower().endswith(w.lower()):
-                    stem = stem[: -len(w)]
-                    break
-            candidates.setdefault(stem, m)
-    return [Case(p.stem, p, candidates.get(p.stem)) for p in images]
-
-
-def _find_subdir(root: Path, names: tuple[str, ...]) -> Path | None:
-    lower = {n.lower() for n in names}
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if d.is_dir() and d.name.lower() in lower:
-            return d
-    return None
-
-
-def discover_cases(root: str | os.PathLike) -> list[Case]:
-    """Find image/mask pairs under ``root`` (a file's folder, a case folder or a data-set folder).
-
-    Layouts, tried in this order:
-
-    - PH2: ``IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` with ``IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp``,
-      for the whole database (also under ``PH2 Dataset images/``) or a single case folder;
-    - image/mask sibling folders: ``images/`` + ``masks/`` (also ``labels``, ``ground_truth``, ISIC
-      challenge folder names), matched by file stem, a mask suffix such as ``_segmentation`` allowed;
-    - one folder holding images and their masks side by side (ISIC naming
-      ``ISIC_xxxxxxx.jpg`` + ``ISIC_xxxxxxx_segmentation.png`` / ``_Segmentation.png``, or ``_mask``).
-
-    Images without a mask are returned with ``mask=None``. Raises ``FileNotFoundError`` when the
-    folder does not exist and returns ``[]`` when it holds no images.
+    That is: it was written by :func:`write_labels` (marker), its name ends like a mask
+    (``_segmentation``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), or it lies in a
+    mask folder (``masks/``, ``ground_truth/``, ...). Reads only the file header.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    cases = _ph2_cases(root)
-    if cases:
-        return cases
-    img_dir = _find_subdir(root, _IMAGE_DIRS)
-    mask_dir = _find_subdir(root, _MASK_DIRS)
-    if img_dir is not None:
-        images = [p for p in _images_in(img_dir) if not _is_mask_name(p.stem)]
-        return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
-    files = _images_in(root)
-    images = [p for p in files if not _is_mask_name(p.stem)]
-    return _match_masks(images, [root])
+    from .datasets import _MASK_DIRS
+
+    path = Path(path)
+    if _is_mask_name(path.stem) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
+        return True
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return bool(tif.pages) and tif.pages[0].description == LABELS_MARKER
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.info.get("Software") == LABELS_MARKER
+    except Exception:  # noqa: BLE001 - unreadable files are not label files; read_* will say why
+        return False
+    return False
 
 
-def iter_pairs(root: str | os.PathLike, require_mask: bool = True) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
-    """Yield ``(name, image, mask)`` arrays for the cases of a data-set folder, one at a time.
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image as (H, W): instance numbers from TIFF, 0/1 uint8 from a binary mask.
 
-    Masks are boolean and checked to have the image's height and width.
+    Integer TIFFs keep their values and dtype; any other mask (PNG/BMP/JPEG, 0/255 or 0/1,
+    1-bit) becomes uint8 0/1 via :func:`read_mask`.
     """
-    for case in discover_cases(root):
-        if require_mask and case.mask is None:
-            continue
-        img = read_image(case.image)
-        mask = read_mask(case.mask) if case.mask is not None else None
-        if mask is not None and mask.shape != img.shape[:2]:
-            raise ImageReadError(
-                f"{case.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
-        yield case.name, img, mask
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        _check_file(path)
+        try:
+            import tifffile
+
+            arr = tifffile.imread(path, key=0)
+        except Exception as exc:  # noqa: BLE001
+            raise _decode_error(path, exc) from exc
+        arr = np.squeeze(arr)
+        if arr.ndim == 2 and arr.dtype.kind in "ui" and arr.max(initial=0) != 255:
+            return arr
+    return read_mask(path).astype(np.uint8)

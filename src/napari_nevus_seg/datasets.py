@@ -1,0 +1,171 @@
+"""Finding image/mask pairs in data-set folders (PH2, ISIC, images/ + masks/).
+
+No Qt or napari here. :func:`discover_cases` only lists files (it reads no pixels), so it is fast
+on folders of thousands of images; :func:`iter_pairs` then reads one case at a time.
+These names are also available from :mod:`napari_nevus_seg.io`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_MASK_WORDS = ("_segmentation", "_Segmentation", "_mask", "_lesion", "_labels")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image of a data set and its expert mask, if it has one (unpacks as ``name, image, mask``)."""
+
+    name: str
+    image: Path
+    mask: Path | None = None
+
+    def __iter__(self):
+        return iter((self.name, self.image, self.mask))
+
+
+# ------------------------------------------------------------------------------------ data sets
+def _images_in(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir()
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _is_mask_name(stem: str) -> bool:
+    return any(stem.endswith(w) or stem.lower().endswith(w.lower()) for w in _MASK_WORDS)
+
+
+def _ph2_case(folder: Path) -> Case | None:
+    name = folder.name
+    img = folder / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
+    if not img.is_file():
+        return None
+    mask = folder / f"{name}_lesion" / f"{name}_lesion.bmp"
+    return Case(name, img, mask if mask.is_file() else None)
+
+
+def _ph2_cases(root: Path) -> list[Case]:
+    case = _ph2_case(root)
+    if case:
+        return [case]
+    out = []
+    for sub in (root, root / "PH2 Dataset images", root / "PH2_Dataset_images"):
+        if sub.is_dir():
+            for d in sorted(sub.iterdir()):
+                if d.is_dir() and re.fullmatch(r"IMD\d+", d.name):
+                    c = _ph2_case(d)
+                    if c:
+                        out.append(c)
+        if out:
+            return out
+    return out
+
+
+_MASK_DIRS = ("masks", "mask", "labels", "ground_truth", "groundtruth", "gt", "segmentations",
+              "ISIC-2017_Training_Part1_GroundTruth", "ISBI2016_ISIC_Part1_Training_GroundTruth")
+_IMAGE_DIRS = ("images", "image", "imgs", "ISIC-2017_Training_Data", "ISBI2016_ISIC_Part1_Training_Data")
+
+
+def _match_masks(images: list[Path], mask_folders: list[Path]) -> list[Case]:
+    candidates: dict[str, Path] = {}
+    for folder in mask_folders:
+        for m in _images_in(folder):
+            stem = m.stem
+            for w in _MASK_WORDS:
+                if stem.lower().endswith(w.lower()):
+                    stem = stem[: -len(w)]
+                    break
+            candidates.setdefault(stem, m)
+    return [Case(p.stem, p, candidates.get(p.stem)) for p in images]
+
+
+def mask_for_image(image: str | os.PathLike) -> Path | None:
+    """The expert mask that belongs to one image file by the data-set conventions, or None.
+
+    Looks for the PH2 mask (``../IMDxxx_lesion/IMDxxx_lesion.bmp``), a mask beside the image
+    (``<stem>_segmentation.png``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), and a mask
+    with the same stem in a sibling mask folder (``../masks/``, ``../ground_truth/``, ISIC names).
+    """
+    image = Path(image)
+    stem, folder = image.stem, image.parent
+    if folder.name == f"{stem}_Dermoscopic_Image":
+        ph2 = folder.parent / f"{stem}_lesion" / f"{stem}_lesion.bmp"
+        return ph2 if ph2.is_file() else None
+    if _is_mask_name(stem):
+        return None
+    candidates = [folder]
+    if folder.parent != folder:
+        sibling = _find_subdir(folder.parent, _MASK_DIRS)
+        if sibling is not None and sibling != folder:
+            candidates.append(sibling)
+    for d in candidates:
+        mask = _match_masks([image], [d])[0].mask
+        if mask is not None and mask != image:
+            return mask
+    return None
+
+
+def _find_subdir(root: Path, names: tuple[str, ...]) -> Path | None:
+    lower = {n.lower() for n in names}
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.is_dir() and d.name.lower() in lower:
+            return d
+    return None
+
+
+def discover_cases(root: str | os.PathLike) -> list[Case]:
+    """Find image/mask pairs under ``root`` (a file's folder, a case folder or a data-set folder).
+
+    Layouts, tried in this order:
+
+    - PH2: ``IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` with ``IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp``,
+      for the whole database (also under ``PH2 Dataset images/``) or a single case folder;
+    - image/mask sibling folders: ``images/`` + ``masks/`` (also ``labels``, ``ground_truth``, ISIC
+      challenge folder names), matched by file stem, a mask suffix such as ``_segmentation`` allowed;
+    - one folder holding images and their masks side by side (ISIC naming
+      ``ISIC_xxxxxxx.jpg`` + ``ISIC_xxxxxxx_segmentation.png`` / ``_Segmentation.png``, or ``_mask``).
+
+    Images without a mask are returned with ``mask=None``. Raises ``FileNotFoundError`` when the
+    folder does not exist and returns ``[]`` when it holds no images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    cases = _ph2_cases(root)
+    if cases:
+        return cases
+    img_dir = _find_subdir(root, _IMAGE_DIRS)
+    mask_dir = _find_subdir(root, _MASK_DIRS)
+    if img_dir is not None:
+        images = [p for p in _images_in(img_dir) if not _is_mask_name(p.stem)]
+        return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
+    files = _images_in(root)
+    images = [p for p in files if not _is_mask_name(p.stem)]
+    return _match_masks(images, [root])
+
+
+def iter_pairs(root: str | os.PathLike, require_mask: bool = True) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+    """Yield ``(name, image, mask)`` arrays for the cases of a data-set folder, one at a time.
+
+    Masks are boolean and checked to have the image's height and width.
+    """
+    from .io import ImageReadError, read_image, read_mask
+
+    for case in discover_cases(root):
+        if require_mask and case.mask is None:
+            continue
+        img = read_image(case.image)
+        mask = read_mask(case.mask) if case.mask is not None else None
+        if mask is not None and mask.shape != img.shape[:2]:
+            raise ImageReadError(
+                f"{case.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
+        yield case.name, img, mask
