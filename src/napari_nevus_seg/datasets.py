@@ -76,14 +76,19 @@ _IMAGE_DIRS = ("images", "image", "imgs", "ISIC-2017_Training_Data", "ISBI2016_I
 
 
 def _match_masks(images: list[Path], mask_folders: list[Path]) -> list[Case]:
+    """Pair images with masks by stem; in a folder that holds the images only mask-named files count."""
+    image_dirs = {p.parent for p in images}
     candidates: dict[str, Path] = {}
     for folder in mask_folders:
         for m in _images_in(folder):
             stem = m.stem
+            is_mask = False
             for w in _MASK_WORDS:
                 if stem.lower().endswith(w.lower()):
-                    stem = stem[: -len(w)]
+                    stem, is_mask = stem[: -len(w)], True
                     break
+            if folder in image_dirs and not is_mask:
+                continue  # an image, not its own mask
             candidates.setdefault(stem, m)
     return [Case(p.stem, p, candidates.get(p.stem)) for p in images]
 
@@ -141,6 +146,9 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     cases = _ph2_cases(root)
+    if not cases and root.name.endswith("_Dermoscopic_Image"):  # the image folder inside a PH2 case
+        case = _ph2_case(root.parent)
+        cases = [case] if case else []
     if cases:
         return cases
     img_dir = _find_subdir(root, _IMAGE_DIRS)
