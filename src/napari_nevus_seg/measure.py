@@ -1,0 +1,307 @@
+"""Per-lesion measurements: size in mm, shape, asymmetry, border and colours (one table row per lesion).
+
+    from napari_nevus_seg import measure
+    table = measure(labels, image, pixel_size_mm=0.0125)   # pandas.DataFrame, one row per label
+
+Columns carry their unit: ``_mm``/``_mm2`` when the pixel size is known, ``_px``/``_px2`` otherwise;
+fractions, ratios, angles (``_deg``) and counts have none. The method behind every column, its
+thresholds and the references are in ``docs/measurements.md`` and in the docstrings of
+:mod:`.measure_shape`, :mod:`.measure_border` and :mod:`.measure_colour`.
+
+We report the parts of the dermoscopic ABCD rule that can be measured from an outline and colours
+(A from the shape, B, C) and the clinical "diameter > 6 mm" flag; we do not compute a total dermoscopy
+score, because Stolz's D (differential structures) is not measured here.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import measure_border as mb
+from . import measure_colour as mc
+from . import measure_shape as ms
+
+#: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the A score counts such axes, 0-2)
+ASYMMETRY_THRESHOLD = 0.10
+
+
+class MeasureCancelled(RuntimeError):
+    """Raised by :func:`measure` when its ``cancel`` event was set; nothing is returned."""
+
+
+# --------------------------------------------------------------------------------------- inputs
+def _as_labels(labels: Any) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim > 2:
+        arr = arr.squeeze()
+    if arr.ndim != 2:
+        raise ValueError(f"labels must be a 2-D (H, W) array, got shape {np.asarray(labels).shape}")
+    if arr.dtype == bool:
+        return arr.astype(np.int32)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("labels contain NaN or infinite values")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("labels must hold whole numbers (label values), got fractional floats; "
+                             "threshold a probability map first (e.g. prob > 0.5)")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "ui":
+        raise ValueError(f"labels must be an integer, boolean or whole-number float array, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError("labels must not be negative (0 is background, 1, 2, ... are lesions)")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+        if arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError("label values are too large")
+    return arr.astype(np.int64, copy=False) if arr.dtype.itemsize > 4 or arr.dtype.kind == "u" else arr
+
+
+def _as_image(image: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    if image is None:
+        return None
+    from .io import to_rgb_uint8
+
+    rgb = to_rgb_uint8(image, source="image")  # grayscale, RGBA, 16-bit, float -> RGB uint8, or ValueError
+    if rgb.shape[:2] != tuple(shape):
+        raise ValueError(f"labels are {shape[1]}x{shape[0]} (WxH) but the image is {rgb.shape[1]}x{rgb.shape[0]}; "
+                         "they must have the same height and width")
+    return rgb
+
+
+def pixel_spacing(pixel_size_mm: Any) -> tuple[tuple[float, float], str]:
+    """``(row, col)`` pixel size and the length unit: ``((s, s), "mm")``, ``((sr, sc), "mm")`` or ``((1, 1), "px")``."""
+    if pixel_size_mm is None:
+        return (1.0, 1.0), "px"
+    arr = np.asarray(pixel_size_mm, dtype=float).ravel()
+    if arr.size == 1:
+        arr = np.repeat(arr, 2)
+    if arr.size != 2 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"pixel_size_mm must be a positive number or a (row, column) pair, got {pixel_size_mm!r}")
+    return (float(arr[0]), float(arr[1])), "mm"
+
+
+# -------------------------------------------------------------------------------------- columns
+def column_names(unit: str = "mm") -> list[str]:
+    """The columns of :func:`measure`'s table, in order, for length unit ``"mm"`` or ``"px"``."""
+    u = unit
+    size = ["label", "area_px2"] + (["area_mm2"] if u == "mm" else []) + [
+        f"perimeter_{u}", f"equivalent_diameter_{u}", f"max_feret_{u}", f"min_feret_{u}", "max_feret_angle_deg",
+        f"major_axis_{u}", f"minor_axis_{u}", "orientation_deg", "centroid_row_px", "centroid_col_px",
+        "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col", "touches_image_edge", "diameter_gt_6mm"]
+    shape = ["eccentricity", "solidity", "circularity"]
+    asym = ["asymmetry_axis1", "asymmetry_axis2", "asymmetry_axis1_angle_deg", "asymmetry_score",
+            "asymmetry_principal_major", "asymmetry_principal_minor",
+            "colour_asymmetry_axis1_dE", "colour_asymmetry_axis2_dE"]
+    border = ["border_convexity", "border_fractal_dimension", "border_roughness",
+              "border_abrupt_sectors", "border_scored_sectors", "border_sharpness", "border_contrast_dL"]
+    colour = ["lab_L_mean", "lab_a_mean", "lab_b_mean", "lab_L_std", "lab_a_std", "lab_b_std", "colour_spread_dE"]
+    colour += [f"share_{c}" for c in mc.COLOUR_NAMES] + [f"colour_{c}" for c in mc.COLOUR_NAMES] + ["colour_count"]
+    return size + shape + asym + border + colour
+
+
+_INT_COLUMNS = {"label", "area_px2", "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col",
+                "asymmetry_score"}
+_NULLABLE_INT = {"border_abrupt_sectors", "border_scored_sectors", "colour_count"}
+_BOOL_COLUMNS = {"touches_image_edge"}
+_NULLABLE_BOOL = {"diameter_gt_6mm"} | {f"colour_{c}" for c in mc.COLOUR_NAMES}
+
+
+def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
+    data = {}
+    for c in column_names(unit):
+        values = [r.get(c, pd.NA) for r in rows]
+        if c in _INT_COLUMNS:
+            data[c] = np.array(values, dtype=np.int64)
+        elif c in _NULLABLE_INT:
+            data[c] = pd.array(values, dtype="Int64")
+        elif c in _BOOL_COLUMNS:
+            data[c] = np.array(values, dtype=bool)
+        elif c in _NULLABLE_BOOL:
+            data[c] = pd.array(values, dtype="boolean")
+        else:
+            data[c] = np.array([np.nan if v is pd.NA else v for v in values], dtype=float)
+    return pd.DataFrame(data)
+
+
+# ------------------------------------------------------------------------------------ one lesion
+def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
+                 unit: str, opts: dict) -> dict:
+    s = np.asarray(spacing, dtype=float)
+    H, W = labels.shape
+    r0, c0, r1, c1 = region.bbox
+    label = int(region.label)
+    area_px = int(region.num_pixels)
+    area = float(area_px * s[0] * s[1])
+    r_eq = math.sqrt(area / math.pi)
+    # crop with a margin wide enough for the border band
+    w = mb.band_width(r_eq, spacing)
+    mr, mcol = int(math.ceil(w / s[0])) + 2, int(math.ceil(w / s[1])) + 2
+    R0, C0, R1, C1 = max(r0 - mr, 0), max(c0 - mcol, 0), min(r1 + mr, H), min(c1 + mcol, W)
+    lab_crop = labels[R0:R1, C0:C1]
+    mask = lab_crop == label
+    coords_px = np.argwhere(mask).astype(float)
+    coords = coords_px * s
+    centroid = coords.mean(axis=0)
+
+    contours = ms.lesion_contours(mask)
+    perim = ms.perimeter(contours, spacing)
+    raw_pts = np.vstack([c[:-1] for c in contours]) * s
+    hull = ms.convex_hull(raw_pts)
+    max_feret, min_feret, feret_angle = ms.feret_diameters(hull)
+    asym = ms.mirror_asymmetry(mask, spacing, centroid, coords)
+    outline = ms.smoothed_outer_contour(contours, spacing)
+
+    row: dict[str, Any] = {
+        "label": label, "area_px2": area_px, f"perimeter_{unit}": perim,
+        f"equivalent_diameter_{unit}": 2.0 * r_eq, f"max_feret_{unit}": max_feret, f"min_feret_{unit}": min_feret,
+        "max_feret_angle_deg": feret_angle,
+        f"major_axis_{unit}": float(region.axis_major_length), f"minor_axis_{unit}": float(region.axis_minor_length),
+        "orientation_deg": asym.principal_angle_deg,
+        "centroid_row_px": float(R0 + coords_px[:, 0].mean()), "centroid_col_px": float(C0 + coords_px[:, 1].mean()),
+        "bbox_min_row": r0, "bbox_min_col": c0, "bbox_max_row": r1, "bbox_max_col": c1,
+        "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
+        "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
+        "eccentricity": float(region.eccentricity), "solidity": float(region.solidity),
+        "circularity": 4.0 * math.pi * area / perim ** 2 if perim > 0 else float("nan"),
+        "asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
+        "asymmetry_axis1_angle_deg": asym.axis1_angle_deg,
+        "asymmetry_score": int(asym.axis1 > opts["asymmetry_threshold"]) + int(asym.axis2 > opts["asymmetry_threshold"]),
+        "asymmetry_principal_major": asym.principal_major, "asymmetry_principal_minor": asym.principal_minor,
+        "border_convexity": min(1.0, ms.polygon_length(hull) / perim) if perim > 0 else float("nan"),
+        "border_fractal_dimension": mb.box_counting_dimension(outline, float(s.min()), max_feret),
+        "border_roughness": mb.radial_roughness(outline, centroid),
+    }
+    if unit == "mm":
+        row["area_mm2"] = area
+    if lab_image_rgb is None:
+        return row
+
+    lab = mc.lab_pixels(lab_image_rgb[R0:R1, C0:C1])
+    lesion_lab = lab[mask]
+    for axis, angle in (("axis1", asym.axis1_angle_deg), ("axis2", asym.axis1_angle_deg + 90.0)):
+        left = ms.side_of_axis(coords, centroid, angle)
+        row[f"colour_asymmetry_{axis}_dE"] = mc.halves_delta_e(lesion_lab, left)
+    usable = (lab_crop == 0) | mask
+    ab = mb.border_abruptness(lab[..., 0], mask, usable, spacing, centroid, asym.axis1_angle_deg, r_eq,
+                              opts["abrupt_sharpness"], opts["abrupt_min_contrast"])
+    if ab["scored_sectors"] > 0:
+        row.update({"border_abrupt_sectors": ab["abrupt_sectors"], "border_scored_sectors": ab["scored_sectors"],
+                    "border_sharpness": ab["sharpness"], "border_contrast_dL": ab["contrast"]})
+    else:
+        row["border_scored_sectors"] = 0
+    stats = mc.lab_statistics(lesion_lab)
+    row.update({f"lab_{k}": v for k, v in stats.items() if k != "spread"})
+    row["colour_spread_dE"] = stats["spread"]
+    shares = mc.colour_shares(lesion_lab, opts["references"], opts["colour_max_distance"])
+    for name in mc.COLOUR_NAMES:
+        row[f"share_{name}"] = shares[name]
+        row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
+    row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
+    return row
+
+
+# ----------------------------------------------------------------------------------- public API
+def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, float] | None = None, *,
+            asymmetry_threshold: float = ASYMMETRY_THRESHOLD,
+            reference_colours: dict | None = None,
+            colour_min_share: float = mc.DEFAULT_MIN_SHARE,
+            colour_max_distance: float = mc.DEFAULT_MAX_DISTANCE,
+            abrupt_sharpness: float = 2.0 / 3.0,
+            abrupt_min_contrast: float = 4.0,
+            progress: Callable[[dict], None] | None = None,
+            cancel: Any = None) -> pd.DataFrame:
+    """Measure every lesion of a label image; one row per label value (column ``label``), sorted by label.
+
+    Parameters
+    ----------
+    labels : (H, W) array
+        0 is background, 1, 2, ... are lesions (int, bool, or whole-number floats).
+    image : (H, W, 3) array, optional
+        The dermoscopy image (RGB; grayscale, RGBA, 16-bit and float images are converted with
+        :func:`napari_nevus_seg.io.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty.
+    pixel_size_mm : float or (row, col) pair, optional
+        Size of a pixel in mm. Anisotropic pixels are handled exactly (coordinates are scaled). When
+        ``None``, lengths are in pixels and the column names say ``_px``.
+    asymmetry_threshold : float
+        An axis is asymmetric when more than this share of the lesion misses its mirror image (0.10).
+    reference_colours, colour_min_share, colour_max_distance
+        The colour rule (see :mod:`napari_nevus_seg.measure_colour`): reference RGB colours (default
+        Kasmi & Mokrani 2016), minimum share of the lesion (0.05) and maximum CIE76 distance (30).
+    abrupt_sharpness, abrupt_min_contrast
+        A border sector is abrupt when its sharpness >= ``abrupt_sharpness`` and |ΔL*| >= ``abrupt_min_contrast``.
+    progress : callable, optional
+        Called with ``{"stage": "measure", "step": i, "steps": n}`` after each lesion.
+    cancel : object with ``is_set()``, optional
+        When set, :class:`MeasureCancelled` is raised before the next lesion.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns as listed by :func:`column_names`; empty (with those columns) when there is no lesion.
+        ``table.attrs`` records the pixel size, unit and rule parameters.
+    """
+    from skimage.measure import regionprops
+
+    lab = _as_labels(labels)
+    rgb = _as_image(image, lab.shape)
+    spacing, unit = pixel_spacing(pixel_size_mm)
+    if not 0.0 <= float(asymmetry_threshold) <= 1.0:
+        raise ValueError("asymmetry_threshold must lie in [0, 1]")
+    if not 0.0 < float(colour_min_share) <= 1.0:
+        raise ValueError("colour_min_share must lie in (0, 1]")
+    opts = {"asymmetry_threshold": float(asymmetry_threshold), "references": mc.check_references(reference_colours),
+            "colour_min_share": float(colour_min_share), "colour_max_distance": float(colour_max_distance),
+            "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast)}
+    regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
+    rows = []
+    for i, region in enumerate(regions):
+        if cancel is not None and cancel.is_set():
+            raise MeasureCancelled(f"measurement cancelled after {i} of {len(regions)} lesions")
+        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts))
+        if progress is not None:
+            progress({"stage": "measure", "step": i + 1, "steps": len(regions)})
+    table = _typed_frame(rows, unit)
+    table.attrs.update({"pixel_size_mm": None if unit == "px" else spacing, "length_unit": unit,
+                        "asymmetry_threshold": opts["asymmetry_threshold"],
+                        "reference_colours": opts["references"], "colour_min_share": opts["colour_min_share"],
+                        "colour_max_distance": opts["colour_max_distance"],
+                        "abrupt_sharpness": opts["abrupt_sharpness"],
+                        "abrupt_min_contrast": opts["abrupt_min_contrast"]})
+    return table
+
+
+def layer_features(table: pd.DataFrame, max_label: int | None = None) -> pd.DataFrame:
+    """Arrange a :func:`measure` table the way a napari Labels layer's ``features`` expects it.
+
+    napari matches feature rows to label values by position (row 0 is the background label), and its
+    features-table widget selects ``selected_label = row``; so the result has one row per label value
+    ``0 .. max_label``, empty (NA) rows for the background and for unused values, and napari's ``index``
+    column holding the label value.
+    """
+    if max_label is None:
+        max_label = int(table["label"].max()) if len(table) else 0
+    t = table.copy()
+    for c in t.columns:  # integer / bool columns become nullable so that empty rows can hold NA
+        if c != "label" and pd.api.types.is_bool_dtype(t[c].dtype):
+            t[c] = t[c].astype("boolean")
+        elif c != "label" and pd.api.types.is_integer_dtype(t[c].dtype):
+            t[c] = t[c].astype("Int64")
+    dense = t.set_index("label").reindex(pd.RangeIndex(int(max_label) + 1))
+    dense.insert(0, "index", np.arange(int(max_label) + 1))
+    return dense.reset_index(drop=True)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``napari_nevus_seg.measure(...)`` work even after ``import napari_nevus_seg.measure`` has made the
+    package attribute ``measure`` refer to this module instead of the function (the two share a name)."""
+
+    def __call__(self, *args, **kwargs):
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
