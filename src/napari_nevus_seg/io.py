@@ -9,7 +9,8 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
   become white, like the paper around a photograph), then dropped;
 - palette images are expanded to their RGB colours;
 - 16-bit integers: scaled by 255/65535 (the full 16-bit range maps to the full 8-bit range);
-  other integer types must already lie in 0..255;
+  other integer types are taken as 8-bit when they lie in 0..255, else as 16-bit; negative values
+  or values above 65535 are an error;
 - floating point: values in [0, 1] are scaled by 255; values in (1, 255] are taken as 0..255;
   NaN and infinite values become 0; the result is clipped to 0..255;
 - multi-page TIFF / stacks: the first page is read (use ``tifffile`` directly for stacks).
@@ -70,11 +71,14 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
             f"{source}: image is only {arr.shape[1]}x{arr.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
     if arr.dtype.kind not in "uif":
         raise ImageReadError(f"{source}: unsupported pixel type {arr.dtype}")
+    if arr.dtype.kind == "i" and arr.min(initial=0) < 0:
+        raise ImageReadError(f"{source}: negative pixel values ({arr.min()}) in an integer image")
+    if arr.dtype.kind in "ui" and arr.max(initial=0) > 65535:
+        raise ImageReadError(f"{source}: pixel values up to {arr.max()} exceed the 16-bit range; "
+                             "convert the image to 8 or 16 bits")
     if arr.dtype == np.uint8:
         scaled = arr.astype(np.float32)
     elif arr.dtype == np.uint16 or (arr.dtype.kind in "ui" and arr.max(initial=0) > 255):
-        if arr.dtype.kind == "i" and arr.min(initial=0) < 0:
-            raise ImageReadError(f"{source}: negative pixel values in an integer image")
         scaled = arr.astype(np.float32) * (255.0 / 65535.0)
     elif arr.dtype.kind in "ui":
         scaled = arr.astype(np.float32)
@@ -155,8 +159,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]
         arr = page.asarray()
         mode = ""
         if int(page.photometric) == 3 and page.colormap is not None:  # palette
-            arr = tifffile.apply_colormap(arr, page.colormap)  # (H, W, 3) uint16
-            arr = (arr.astype(np.uint32) * 255 // 65535).astype(np.uint8) if arr.dtype == np.uint16 else arr
+            cmap = np.asarray(page.colormap)  # (3, 2**bits), usually uint16
+            arr = np.moveaxis(cmap[:, arr], 0, -1)
+            if cmap.max() > 255:
+                arr = np.rint(arr / 257.0).astype(np.uint8)
             mode = "palette"
         return arr, _tiff_pixel_size(tif), mode
 
@@ -345,6 +351,20 @@ def is_labels_file(path: str | os.PathLike) -> bool:
     except Exception:  # noqa: BLE001 - unreadable files are not label files; read_* will say why
         return False
     return False
+
+
+def file_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(row, column) pixel size in mm stored in a TIFF file's resolution tags, else None."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return _tiff_pixel_size(tif)
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return None
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:

@@ -1,0 +1,33 @@
+"""napari sample data: synthetic dermoscopy images with their exact ground truth.
+
+Generated on the fly by :func:`napari_nevus_seg.synthetic.synthetic_lesion_image` (no real patient
+images are shipped). Each sample gives an RGB image and a ``ground truth`` Labels layer, both at a
+pixel size of 0.02 mm (``scale`` with ``units=("mm", "mm")``), so measurements come out in mm.
+"""
+
+from __future__ import annotations
+
+from ..synthetic import synthetic_lesion_image
+
+PIXEL_SIZE_MM = 0.02
+
+
+def _sample(name: str, seed: int, n_lesions: int) -> list[tuple]:
+    case = synthetic_lesion_image(seed=seed, n_lesions=n_lesions, pixel_size_mm=PIXEL_SIZE_MM)
+    spatial = {"scale": (PIXEL_SIZE_MM, PIXEL_SIZE_MM), "units": ("mm", "mm")}
+    meta = {"synthetic": True, "seed": seed, "pixel_size_mm": PIXEL_SIZE_MM, "colours": case.colours}
+    return [
+        (case.image, {"name": name, "rgb": True, "metadata": meta, **spatial}, "image"),
+        (case.labels, {"name": f"{name} ground truth", "metadata": {**meta, "ground_truth": True}, **spatial},
+         "labels"),
+    ]
+
+
+def sample_lesion() -> list[tuple]:
+    """One synthetic pigmented lesion (512x384 px, 0.02 mm per pixel) and its ground truth."""
+    return _sample("synthetic lesion", seed=2, n_lesions=1)
+
+
+def sample_multi() -> list[tuple]:
+    """Three synthetic lesions on one image (512x384 px, 0.02 mm per pixel) and their ground truth."""
+    return _sample("synthetic lesions", seed=1, n_lesions=3)

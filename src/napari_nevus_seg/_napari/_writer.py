@@ -1,0 +1,51 @@
+"""napari writer for Labels layers: ``.png`` binary mask (0/255) or ``.tif`` instance labels.
+
+- ``.tif`` / ``.tiff``: every lesion keeps its number (uint16, uint32 past 65535 labels); when the
+  layer's units are millimetres its scale is stored as TIFF resolution tags, so the file reopens
+  with the same pixel size.
+- ``.png``: an 8-bit 0/255 mask, the ISIC convention. A layer with several numbered lesions is
+  merged into one mask and a warning says so (save as ``.tif`` to keep the numbers).
+- no extension: ``.tif`` is added.
+
+The file is written atomically by :func:`napari_nevus_seg.io.write_labels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_warning
+
+from ..io import LABEL_SUFFIXES, write_labels as _write_labels
+
+
+def _pixel_size_mm(meta: dict) -> tuple[float, float] | None:
+    units = meta.get("units")
+    scale = meta.get("scale")
+    if units is None or scale is None or len(scale) < 2:
+        return None
+    names = [str(u).lower() for u in units][-2:]
+    if all(n in ("mm", "millimeter", "millimetre") for n in names):
+        return float(scale[-2]), float(scale[-1])
+    return None
+
+
+def write_labels(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 single-layer writer: save ``data`` (a Labels layer's array) to ``path``; return [path]."""
+    target = Path(path)
+    if target.suffix == "":
+        target = target.with_suffix(".tif")
+    if target.suffix.lower() not in LABEL_SUFFIXES:
+        raise ValueError(f"{target}: lesion labels can be saved as .png (binary mask) or .tif (numbered lesions)")
+    arr = np.asarray(data)
+    binary = None
+    if target.suffix.lower() == ".png":
+        n = np.unique(arr[arr > 0]).size if arr.size else 0
+        if n > 1:
+            show_warning(f"{target.name}: {n} numbered lesions merged into one 0/255 mask; "
+                         "save as .tif to keep each lesion's number")
+        binary = True
+    written = _write_labels(arr, target, binary=binary, pixel_size_mm=_pixel_size_mm(meta))
+    return [str(written)]
