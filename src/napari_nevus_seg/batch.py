@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .batch_work import (FORMATS, ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage,
-                         measure_rows, needs_work, read_labels, read_stage, resolve_model, write_stage)
+                         measure_rows, needs_work, read_output, read_stage, resolve_model, write_stage)
 from .batch_csv import CsvSink
 from .io import IMAGE_SUFFIXES, _is_mask_name
 
@@ -120,17 +120,28 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
             tasks.append((p, Path(p.stem), p.name))
         else:
             missing.append(ImageResult(str(p), str(p), "failed", reason="no such file or folder"))
-    seen: dict[str, list[int]] = {}
-    for i, (_, rel, _) in enumerate(tasks):
-        seen.setdefault(rel.as_posix().lower(), []).append(i)
-    stems = [rel for _, rel, _ in tasks]
-    for group in seen.values():
-        if len(group) > 1:
-            for k, i in enumerate(sorted(group, key=lambda j: str(tasks[j][0]))):
-                src, rel = tasks[i][0], tasks[i][1]
-                stems[i] = rel.with_name(f"{rel.name}_{src.suffix.lstrip('.').lower()}" + (f"_{k + 1}" if k else ""))
+    stems = _unique_stems([(src, rel) for src, rel, _ in tasks])
     result = [ImageTask(str(src), str(out / stem), name) for (src, _, name), stem in zip(tasks, stems)]
     return result, missing
+
+
+def _unique_stems(items: list[tuple[Path, Path]]) -> list[Path]:
+    """Output stems without clashes (case-insensitive): ``a.jpg`` + ``a.png`` -> ``a_jpg``, ``a_png``."""
+    def clashes(stems: list[Path]) -> list[list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, st in enumerate(stems):
+            groups.setdefault(st.as_posix().lower(), []).append(i)
+        return [g for g in groups.values() if len(g) > 1]
+
+    stems = [rel for _, rel in items]
+    for group in clashes(stems):
+        for i in group:
+            src, rel = items[i]
+            stems[i] = rel.with_name(f"{rel.name}_{src.suffix.lstrip('.').lower()}")
+    for group in clashes(stems):   # same name and suffix in two input folders: number them
+        for k, i in enumerate(sorted(group, key=lambda j: str(items[j][0]))[1:], start=2):
+            stems[i] = stems[i].with_name(f"{stems[i].name}_{k}")
+    return stems
 
 
 def check_output_folder(out: str | os.PathLike) -> Path:
@@ -153,7 +164,7 @@ def _read_task(task: ImageTask, opts: SegmentOptions):
     try:
         existing = needs_work(task, opts)
         img, px = read_stage(task)
-        labels = read_labels(existing) if existing is not None else None
+        labels = read_output(existing) if existing is not None else None
         return t0, img, px, existing, labels, None
     except Exception as exc:  # noqa: BLE001
         return t0, None, None, None, None, exc
@@ -246,7 +257,7 @@ def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Calla
 # ----------------------------------------------------------------------------------- public API
 def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
                    model: Any = None, device: str = "auto", threshold: float = 0.5, tta: bool = False,
-                   min_size: int | None = None, largest_only: bool = False, fmt: str = "auto",
+                   min_size: int | None = None, largest_only: bool = False, fmt: str = "tif",
                    measure: str | os.PathLike | None = None,
                    pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
                    recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
@@ -254,8 +265,10 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    progress: ProgressFn | None = None, cancel: Any = None) -> BatchSummary:
     """Segment every image of ``inputs`` (files and/or folders) into label images under ``out``.
 
-    Each image ``name.ext`` gives ``out/name.png`` (uint8 labels, 0 background, 1..N lesions by
-    area) or ``out/name.tif`` (uint16, when there are more than 255 lesions or ``fmt="tif"``).
+    Each image ``name.ext`` gives ``out/name.tif``: instance labels (uint16; 0 background, 1..N
+    lesions by decreasing area) with the pixel size in its resolution tags, which napari and this
+    plugin's reader open as a Labels layer; or with ``fmt="png"`` ``out/name.png``, the binary lesion
+    mask (0/255) as the ISIC challenge distributes masks.
     Existing outputs are skipped unless ``overwrite``. ``measure``: path of a CSV file that receives
     one row per lesion for all images (an ``image`` column first), pixel size from each file's
     metadata unless ``pixel_size_mm`` is given. ``model``: a loaded model, a file path or None (the

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .batch_work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
 
+CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
                 "pip install 'napari-nevus-seg[cluster]'  (or: pip install 'dask[distributed]')")
 
@@ -38,7 +39,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
         raise _setup_error(MISSING_DASK) from exc
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="15s")
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise _setup_error(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
         try:

@@ -10,7 +10,6 @@ plain dataclasses, and models are referred to by path (each process loads a mode
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-LABEL_SUFFIXES = (".png", ".tif", ".tiff")
-FORMATS = ("auto", "png", "tif")
+FORMATS = ("tif", "png")
+SUFFIX = {"tif": ".tif", "png": ".png"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class SegmentOptions:
     tta: bool = False
     min_size: int | None = None
     largest_only: bool = False
-    fmt: str = "auto"            # "auto" (PNG up to 255 lesions, else TIFF), "png" or "tif"
+    fmt: str = "tif"             # "tif": instance labels (uint16); "png": binary 0/255 mask (ISIC style)
     measure: bool = False
     pixel_size_mm: float | tuple[float, float] | None = None  # overrides the files' metadata
     overwrite: bool = False
@@ -62,81 +61,56 @@ class ImageResult:
 
 
 # ------------------------------------------------------------------------------------ outputs
-def existing_output(task: ImageTask) -> Path | None:
-    """The label file already written for ``task`` (any supported suffix), or None."""
-    stem = Path(task.output_stem)
-    for suffix in LABEL_SUFFIXES:
-        p = stem.with_name(stem.name + suffix)
-        if p.is_file() and p.stat().st_size > 0:
-            return p
-    return None
-
-
-def _label_array(labels: np.ndarray, fmt: str) -> tuple[np.ndarray, str]:
-    """Smallest unsigned dtype that holds the labels, and the file suffix to use."""
-    n = int(labels.max(initial=0))
-    if n > 65535:
-        raise ValueError(f"{n} labels do not fit in a 16-bit label image")
-    arr = labels.astype(np.uint8 if n <= 255 else np.uint16, copy=False)
-    if fmt == "auto":
-        suffix = ".png" if n <= 255 else ".tif"
-    elif fmt in ("png", "tif"):
-        suffix = "." + fmt
-    else:
+def output_path(task: ImageTask, fmt: str) -> Path:
+    """Where the labels of ``task`` go in format ``fmt``."""
+    if fmt not in SUFFIX:
         raise ValueError(f"unknown label format {fmt!r}; use one of {FORMATS}")
-    return arr, suffix
+    stem = Path(task.output_stem)
+    return stem.with_name(stem.name + SUFFIX[fmt])
 
 
-def write_labels_atomic(labels: np.ndarray, stem: str | os.PathLike, fmt: str = "auto") -> Path:
-    """Write a label image next to nothing half-done: a temporary file is renamed into place.
+def existing_output(task: ImageTask, fmt: str) -> Path | None:
+    """The label file already written for ``task`` in format ``fmt``, or None."""
+    p = output_path(task, fmt)
+    return p if p.is_file() and p.stat().st_size > 0 else None
 
-    uint8 when there are at most 255 lesions, uint16 otherwise. Returns the path written. If writing
-    fails, any earlier file at that path is left exactly as it was.
+
+def write_output(labels: np.ndarray, path: str | os.PathLike,
+                 pixel_size_mm: float | tuple[float, float] | None = None) -> Path:
+    """Write labels with :func:`napari_nevus_seg.io.write_labels` (atomic: temporary file + rename).
+
+    ``.tif``: instance labels (uint16, uint32 beyond 65535 lesions) with the pixel size in the
+    resolution tags; ``.png``: the binary lesion mask (0/255), as the ISIC challenge distributes them.
+    If writing fails, an earlier file at ``path`` is left exactly as it was.
     """
-    arr, suffix = _label_array(np.asarray(labels), fmt)
-    stem = Path(stem)
-    final = stem.with_name(stem.name + suffix)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            if suffix == ".png":
-                from PIL import Image
+    from .io import write_labels
 
-                Image.fromarray(arr).save(fh, format="PNG", compress_level=1)
-            else:
-                import tifffile
-
-                tifffile.imwrite(fh, arr, compression="zlib")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    # a stale output of the other format (e.g. .tif from an earlier run) would make resume ambiguous
-    for other in LABEL_SUFFIXES:
-        p = stem.with_name(stem.name + other)
-        if p != final and p.is_file():
-            p.unlink()
-    return final
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    binary = path.suffix.lower() == ".png"
+    return write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm)
 
 
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image written by :func:`write_labels_atomic` as (H, W) int32."""
+def read_output(path: str | os.PathLike) -> np.ndarray:
+    """Labels back from an output file: exact instance numbers from TIFF; from a binary PNG mask the
+    connected lesions numbered by decreasing area, as :func:`napari_nevus_seg.inference.postprocess` does."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        arr = tifffile.imread(path)
-    else:
-        from PIL import Image
+        return np.squeeze(tifffile.imread(path, key=0)).astype(np.int32, copy=False)
+    from scipy import ndimage as ndi
 
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: not a label image (shape {arr.shape})")
-    return arr.astype(np.int32, copy=False)
+    from .io import read_mask
+
+    lab, n = ndi.label(read_mask(path))
+    if n == 0:
+        return lab.astype(np.int32, copy=False)
+    areas = np.bincount(lab.ravel(), minlength=n + 1)
+    areas[0] = 0
+    remap = np.zeros(n + 1, np.int32)
+    remap[np.argsort(-areas[1:], kind="stable") + 1] = np.arange(1, n + 1, dtype=np.int32)
+    return remap[lab]
 
 
 # --------------------------------------------------------------------------------- the stages
@@ -186,7 +160,8 @@ def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_siz
 def write_stage(labels: np.ndarray, img: np.ndarray | None, pixel_size_mm, task: ImageTask,
                 opts: SegmentOptions) -> tuple[Path, list[dict[str, Any]]]:
     """Write the labels atomically, then measure (when asked). Returns (output path, rows)."""
-    out = write_labels_atomic(labels, task.output_stem, opts.fmt)
+    px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
+    out = write_output(labels, output_path(task, opts.fmt), px)
     rows = measure_rows(labels, img, task, pixel_size_mm, opts) if opts.measure and img is not None else []
     return out, rows
 
@@ -206,7 +181,7 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
 
 def needs_work(task: ImageTask, opts: SegmentOptions) -> Path | None:
     """The existing output when ``task`` can be skipped (resume), else None."""
-    return None if opts.overwrite else existing_output(task)
+    return None if opts.overwrite else existing_output(task, opts.fmt)
 
 
 def process_one(task: ImageTask, opts: SegmentOptions) -> ImageResult:
@@ -222,7 +197,7 @@ def process_one(task: ImageTask, opts: SegmentOptions) -> ImageResult:
             rows: list[dict[str, Any]] = []
             if opts.measure:
                 img, px = read_stage(task)
-                labels = read_labels(done)
+                labels = read_output(done)
                 rows = measure_rows(labels, img, task, px, opts)
             return ImageResult(task.source, task.name, "skipped", str(done), rows=rows,
                                seconds=time.perf_counter() - t0)

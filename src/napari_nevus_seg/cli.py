@@ -62,8 +62,9 @@ def resolve_model_arg(value: str | None) -> str | None:
 def add_segment_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment images and folders into label images",
                        description="Segment lesions in images (files and folders) and write one label image "
-                                   "per input into --out (PNG uint8; TIFF uint16 beyond 255 lesions). "
-                                   "Finished outputs are skipped, so an interrupted run resumes.")
+                                   "per input into --out (NAME.tif instance labels, or NAME.png binary masks "
+                                   "with --format png). Finished outputs are skipped, so an interrupted run "
+                                   "resumes; unreadable images are reported and the others processed.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the label images")
     p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file")
@@ -75,7 +76,9 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips; ~4x slower)")
     p.add_argument("--min-size", type=int, metavar="PIXELS", help="smallest lesion kept (default 0.1%% of image)")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest lesion per image")
-    p.add_argument("--format", choices=("auto", "png", "tif"), default="auto", dest="fmt")
+    p.add_argument("--format", choices=("tif", "png"), default="tif", dest="fmt",
+                   help="tif: instance labels, uint16, with the pixel size (default); "
+                        "png: binary 0/255 lesion mask, ISIC style")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N processes")
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")

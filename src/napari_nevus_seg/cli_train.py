@@ -26,12 +26,13 @@ def add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--name", help="also save the model in your model library under this name")
     p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 12)")
     p.add_argument("--size", type=int, default=128, help="network input size in pixels (new models; default 128)")
-    p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), default="bce+dice")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), help="training loss (default bce+dice)")
+    p.add_argument("--batch-size", type=int, help="pairs per step (default 16; 8 with --init)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float,
+                   help="share of pairs kept for validation (default 0.1; 0.2 held out with --init)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation Dice")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="keep last.pt/best.pt here (needed for --resume)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt")
@@ -48,8 +49,9 @@ def add_train_parser(sub) -> None:
 class TrainDisplay:
     """Turns the training progress dictionaries into a bar plus one line per epoch."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, whole_run: bool = False):
         self.enabled = enabled
+        self.whole_run = whole_run    # fine-tuning counts training steps over the whole run
         self.bar: ProgressBar | None = None
         self.label = ""
 
@@ -62,17 +64,22 @@ class TrainDisplay:
 
     def __call__(self, info: dict[str, Any]) -> None:
         stage = info.get("stage")
-        if stage in ("load", "prepare"):
-            self._bar("reading pairs").update(int(info.get("step", 0)), int(info.get("steps", 1)))
+        if stage in ("load", "prepare", "score_before", "score_after"):
+            label = {"score_before": "scoring the base model", "score_after": "scoring the tuned model"}
+            self._bar(label.get(stage, "reading pairs")).update(int(info.get("step", 0)), int(info.get("steps", 1)))
         elif stage == "train":
             ep, eps = int(info["epoch"]), int(info["epochs"])
-            self._bar(f"epoch {ep}/{eps}").update(int(info["step"]), int(info["steps"]),
-                                                 f"loss {info.get('loss', float('nan')):.4f}")
+            label = "fine-tuning" if self.whole_run else f"epoch {ep}/{eps}"
+            note = f"epoch {ep}/{eps} " if self.whole_run else ""
+            self._bar(label).update(int(info["step"]), int(info["steps"]),
+                                    f"{note}loss {info.get('loss', float('nan')):.4f}")
         elif stage == "val":
             self.close()
             if self.enabled:
-                parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}: loss {info.get('loss', float('nan')):.4f}"]
-                if "val_dice" in info:
+                loss = info.get("loss")
+                parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}: loss "
+                         + (f"{loss:.4f}" if isinstance(loss, float) else "-")]
+                if info.get("val_dice") is not None:
                     parts.append(f"val Dice {info['val_dice']:.4f}, Jaccard {info.get('val_jaccard', float('nan')):.4f}")
                 best = info.get("best")
                 if best:
@@ -128,16 +135,13 @@ def _fine_tune(args, base, display) -> Any:
         images.append(read_image(c.image))
         masks.append(read_mask(c.mask))
         display({"stage": "load", "step": i + 1, "steps": len(cases)})
-    options = {"epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss,
-               "val_fraction": args.val_fraction, "seed": args.seed}
-    if args.lr is not None:
-        options["lr"] = args.lr
-    import inspect
-
-    accepted = inspect.signature(fine_tune).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        options = {k: v for k, v in options.items() if k in accepted}
-    return fine_tune(images, masks, base=base, device=args.device, progress=display, **options)
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "holdout": args.val_fraction,
+             "patience": args.patience}
+    options = {k: v for k, v in given.items() if v is not None}
+    if args.loss is not None:
+        print("note: --loss is ignored when fine-tuning (the fine-tuning recipe is used)", file=sys.stderr)
+    display.whole_run = True
+    return fine_tune(images, masks, base=base, device=args.device, progress=display, seed=args.seed, **options)
 
 
 def _train_new(args, init_model, display) -> Any:
@@ -151,9 +155,10 @@ def _train_new(args, init_model, display) -> Any:
         model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)
     model.meta.update({"training_data": str(Path(args.data).resolve().name)})
     pairs = load_pairs(args.data, model.input_size, limit=args.limit, progress=display)
-    train_set, val_set = split_pairs(pairs, args.val_fraction, seed=args.seed)
+    val_fraction = 0.1 if args.val_fraction is None else args.val_fraction
+    train_set, val_set = split_pairs(pairs, val_fraction, seed=args.seed)
     lr = args.lr if args.lr is not None else (3e-4 if init_model is not None else 2e-3)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, loss=args.loss,
+    cfg = TrainConfig(epochs=args.epochs or 30, batch_size=args.batch_size or 16, lr=lr, loss=args.loss or "bce+dice",
                       patience=args.patience, seed=args.seed)
     result = train(model, train_set, val_set if len(val_set) else None, cfg, device=args.device, progress=display,
                    checkpoint_dir=args.checkpoint_dir, resume=args.resume)
@@ -164,9 +169,9 @@ def run_train(args: argparse.Namespace) -> int:
     from .model import save_model
 
     out = Path(args.out)
-    if args.epochs < 1 or args.batch_size < 1:
+    if (args.epochs is not None and args.epochs < 1) or (args.batch_size is not None and args.batch_size < 1):
         raise SetupError("--epochs and --batch-size must be at least 1")
-    if not 0 <= args.val_fraction < 1:
+    if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
         raise SetupError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     if args.resume and not args.checkpoint_dir:
         raise SetupError("--resume needs --checkpoint-dir (where last.pt was written)")
@@ -206,10 +211,13 @@ def run_train(args: argparse.Namespace) -> int:
     if best:
         print(f"best validation: Dice {best.get('dice', float('nan')):.4f}, Jaccard {best.get('jaccard', float('nan')):.4f}"
               f" (epoch {best.get('epoch')})")
-    ft = model.meta.get("fine_tune")
-    if isinstance(ft, dict):
-        print("fine-tuning: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                          for k, v in ft.items() if not isinstance(v, (dict, list))))
+    if isinstance(model.meta.get("fine_tune"), dict):
+        try:
+            from .finetune import FineTuneResult
+
+            print(f"fine-tuning: {FineTuneResult.of(model).summary()}")
+        except Exception:  # noqa: BLE001 - a report in another shape: show it raw
+            print(f"fine-tuning: {model.meta['fine_tune']}")
     if args.name:
         from .library import ModelLibrary
 

@@ -1,0 +1,222 @@
+"""Batch segmentation through the API: outputs, resume, failures, atomic writes, measurements, Dask."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
+from napari_nevus_seg.batch import BatchSetupError, find_images
+from napari_nevus_seg.batch_work import read_output, write_output
+
+SHAPE = (96, 128)
+
+
+def make_folder(root: Path, n: int = 3, shape=SHAPE, seed: int = 0) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = root / f"img{i}.png"
+        Image.fromarray(synthetic_lesion_image(seed=seed + i, shape=shape).image).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def test_outputs_equal_the_api_result(tmp_path, model):
+    import tifffile
+
+    from napari_nevus_seg.io import file_pixel_size, is_labels_file
+
+    paths = make_folder(tmp_path / "in", 3)
+    summary = segment_folder(tmp_path / "in", tmp_path / "out", model=model, pixel_size_mm=0.02)
+    assert (summary.total, summary.done, summary.skipped, summary.failed) == (3, 3, 0, [])
+    assert summary.ok
+    for p in paths:
+        out = tmp_path / "out" / f"{p.stem}.tif"
+        got = tifffile.imread(out)
+        expected = segment(np.asarray(Image.open(p).convert("RGB")), model=model)
+        assert got.dtype == np.uint16 and got.shape == SHAPE
+        np.testing.assert_array_equal(got, expected)
+        assert is_labels_file(out)                              # napari reopens it as labels
+        assert file_pixel_size(out) == pytest.approx((0.02, 0.02))
+    assert not list((tmp_path / "out").glob(".*"))   # no temporary files left behind
+
+
+def test_png_format_writes_isic_style_masks(tmp_path, model):
+    paths = make_folder(tmp_path / "in", 2)
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, fmt="png")
+    assert s.done == 2
+    for p in paths:
+        expected = segment(np.asarray(Image.open(p).convert("RGB")), model=model)
+        mask = np.asarray(Image.open(tmp_path / "out" / f"{p.stem}.png"))
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        np.testing.assert_array_equal(mask == 255, expected > 0)
+        # the lesions come back with the same numbers (connected components by decreasing area)
+        np.testing.assert_array_equal(read_output(tmp_path / "out" / f"{p.stem}.png"), expected)
+
+
+def test_resume_skips_finished_outputs_and_overwrite_redoes_them(tmp_path, model):
+    make_folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    segment_folder(tmp_path / "in", out, model=model)
+    sentinel = np.full(SHAPE, 7, np.int32)
+    write_output(sentinel, out / "img1.tif")                  # a "finished" output to keep
+    before = (out / "img1.tif").read_bytes()
+    (out / "img2.tif").unlink()                               # an unfinished one
+    s = segment_folder(tmp_path / "in", out, model=model)
+    assert (s.done, s.skipped, len(s.failed)) == (1, 2, 0)
+    assert (out / "img1.tif").read_bytes() == before
+    assert (out / "img2.tif").is_file()
+    s = segment_folder(tmp_path / "in", out, model=model, fmt="png")   # another format: not finished yet
+    assert (s.done, s.skipped) == (3, 0)
+    s = segment_folder(tmp_path / "in", out, model=model, overwrite=True)
+    assert (s.done, s.skipped) == (3, 0)
+    assert read_output(out / "img1.tif").max() != 7
+
+
+def test_a_bad_file_fails_alone(tmp_path, model):
+    make_folder(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model)
+    assert (s.total, s.done, len(s.failed)) == (3, 2, 1)
+    name, reason = s.failed[0]
+    assert name == "broken.jpg" and reason
+    assert not s.ok
+    assert "broken.jpg" in s.report() and "2 segmented" in s.report()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img0.tif", "img1.tif"]
+
+
+def test_find_images_layout(tmp_path):
+    src = tmp_path / "in"
+    make_folder(src, 1)
+    make_folder(src / "sub", 1)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(src / "img0_segmentation.png")  # a mask: left out
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(src / "img0.jpg")            # same stem as img0.png
+    (src / ".hidden.png").write_bytes(b"x")
+    (src / "notes.txt").write_text("x")
+    out = src / "out"                      # output inside the input: never read back as input
+    make_folder(out, 1)
+    tasks, missing = find_images([src, tmp_path / "nope"], out, recursive=False)
+    assert [t.name for t in tasks] == ["img0.jpg", "img0.png"]
+    assert sorted(Path(t.output_stem).name for t in tasks) == ["img0_jpg", "img0_png"]
+    assert [m.reason for m in missing] == ["no such file or folder"]
+    tasks, _ = find_images([src], out, recursive=True)
+    assert sorted(t.name for t in tasks) == ["img0.jpg", "img0.png", "sub/img0.png"]
+    assert (out / "sub" / "img0") in [Path(t.output_stem) for t in tasks]
+
+
+def test_setup_errors(tmp_path, model):
+    with pytest.raises(BatchSetupError, match="no images found"):
+        segment_folder(tmp_path, tmp_path / "out", model=model)
+    make_folder(tmp_path / "in", 1)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(BatchSetupError, match="cannot write to the output folder"):
+        segment_folder(tmp_path / "in", blocker / "sub", model=model)
+    with pytest.raises(BatchSetupError, match="threshold"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, threshold=1.5)
+
+
+def test_label_files_and_atomic_replacement(tmp_path, monkeypatch):
+    import tifffile
+
+    many = (np.arange(30 * 40, dtype=np.int32).reshape(30, 40) % 300) + 1   # 300 lesions
+    p = write_output(many, tmp_path / "many.tif")
+    assert tifffile.imread(p).dtype == np.uint16
+    np.testing.assert_array_equal(read_output(p), many)
+    few = np.zeros((30, 40), np.int32)
+    few[5:10, 5:10] = 1
+    # an output that exists stays byte-identical when writing its replacement fails half-way
+    for name in ("keep.png", "keep.tif"):
+        target = write_output(few, tmp_path / name)
+        before = target.read_bytes()
+
+        def broken(*args, **kwargs):
+            dest = next(a for a in (*args, *kwargs.values()) if isinstance(a, (str, Path)))
+            Path(dest).write_bytes(b"half a file")
+            raise OSError(28, "No space left on device")
+
+        with monkeypatch.context() as m:
+            m.setattr(Image.Image, "save", lambda self, *a, **k: broken(*a, **k))
+            m.setattr(tifffile, "imwrite", broken)
+            with pytest.raises(OSError, match="No space"):
+                write_output(np.ones((30, 40), np.int32), target)
+        assert target.read_bytes() == before
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["keep.png", "keep.tif", "many.tif"]
+
+
+def test_cancel_stops_and_a_rerun_resumes(tmp_path, model):
+    make_folder(tmp_path / "in", 4)
+    stop = threading.Event()
+    seen = []
+
+    def progress(result, done, total):
+        seen.append(result.status)
+        stop.set()
+
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, cancel=stop, progress=progress)
+    assert s.interrupted and not s.ok
+    assert 1 <= s.done < 4
+    s2 = segment_folder(tmp_path / "in", tmp_path / "out", model=model)
+    assert s2.skipped == s.done and s2.done == 4 - s.done
+
+
+def test_measure_csv_covers_done_and_skipped_images(tmp_path, model):
+    pytest.importorskip("napari_nevus_seg.measure")
+    import pandas as pd
+
+    make_folder(tmp_path / "in", 3)
+    csv = tmp_path / "lesions.csv"
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.02)
+    table = pd.read_csv(csv)
+    assert table.columns[0] == "image"
+    n_lesions = {f"img{i}.png": int(read_output(tmp_path / "out" / f"img{i}.tif").max()) for i in range(3)}
+    assert len(table) == sum(n_lesions.values()) == s.measured_rows
+    assert table.groupby("image").size().to_dict() == {k: v for k, v in n_lesions.items() if v}
+    (tmp_path / "out" / "img0.tif").unlink()
+    s2 = segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.02)
+    assert (s2.done, s2.skipped) == (1, 2)
+    again = pd.read_csv(csv)
+    pd.testing.assert_frame_equal(again, table)   # same table whether images were redone or skipped
+
+
+def test_dask_client_gives_the_same_outputs(tmp_path, model):
+    distributed = pytest.importorskip("distributed")
+    paths = make_folder(tmp_path / "in", 3)
+    (tmp_path / "in" / "bad.png").write_bytes(b"")
+    segment_folder(tmp_path / "in", tmp_path / "local", model=model)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        s = segment_folder(tmp_path / "in", tmp_path / "dask", client=client)
+    assert (s.done, len(s.failed)) == (3, 1)
+    assert s.failed[0][0] == "bad.png" and "empty" in s.failed[0][1]
+    for p in paths:
+        a = read_output(tmp_path / "local" / f"{p.stem}.tif")
+        b = read_output(tmp_path / "dask" / f"{p.stem}.tif")
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dask_with_an_in_memory_model(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from napari_nevus_seg import build_model
+
+    import torch
+
+    torch.manual_seed(0)
+    tiny = build_model(width=4, depth=2, preprocess={"size": 64, "mean": [0.5] * 3, "std": [0.25] * 3})
+    make_folder(tmp_path / "in", 2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        s = segment_folder(tmp_path / "in", tmp_path / "out", model=tiny, client=client)
+    assert s.done == 2
+    img = np.asarray(Image.open(tmp_path / "in" / "img0.png").convert("RGB"))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=tiny))

@@ -1,0 +1,230 @@
+"""The ``nevus-seg`` command line, run in-process through ``cli.main`` (plus one real console-script run)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_nevus_seg import build_model, load_model, save_model, segment, synthetic_lesion_image
+from napari_nevus_seg.batch_work import read_output
+from napari_nevus_seg.cli import main
+
+SHAPE = (96, 128)
+
+
+def make_folder(root: Path, n: int = 2, seed: int = 0) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = root / f"img{i}.jpg"
+        Image.fromarray(synthetic_lesion_image(seed=seed + i, shape=SHAPE).image).save(p, quality=95)
+        out.append(p)
+    return out
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    """A small untrained model file: fast, and different from the default model."""
+    torch.manual_seed(1)
+    m = build_model(width=4, depth=2, preprocess={"size": 64, "mean": [0.5] * 3, "std": [0.25] * 3})
+    return save_model(m, tmp_path / "tiny.pt")
+
+
+def test_segment_folder_summary_and_exit_code(tmp_path, capsys):
+    paths = make_folder(tmp_path / "in", 2)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 segmented" in out and "0 failed" in out
+    img = np.asarray(Image.open(paths[0]).convert("RGB"))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=load_model()))
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"])
+    assert rc == 0 and "2 skipped" in capsys.readouterr().out
+
+
+def test_options_reach_the_segmentation(tmp_path, tiny_model, capsys):
+    paths = make_folder(tmp_path / "in", 1)
+    rc = main(["segment", str(paths[0]), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
+               "--threshold", "0.3", "--min-size", "5", "--largest-only", "--device", "cpu", "-q"])
+    assert rc == 0
+    img = np.asarray(Image.open(paths[0]).convert("RGB"))
+    expected = segment(img, model=load_model(tiny_model), device="cpu", threshold=0.3, min_size=5, largest_only=True)
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), expected)
+    assert expected.max() <= 1
+
+
+def test_some_failures_give_exit_1(tmp_path, capsys):
+    make_folder(tmp_path / "in", 1)
+    (tmp_path / "in" / "zero.png").write_bytes(b"")
+    rc = main(["segment", str(tmp_path / "in"), str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "1 segmented" in out and "2 failed" in out
+    assert "FAILED zero.png: the file is empty" in out
+    assert "missing.jpg: no such file or folder" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "1.5"], "threshold"),
+    (["--workers", "0"], "--workers"),
+    (["--model", "no-such-model-name"], "no-such-model-name"),
+    (["--model", "missing/model.pt"], "not found"),
+])
+def test_setup_errors_give_exit_2(tmp_path, capsys, args, message):
+    make_folder(tmp_path / "in", 1)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q", *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and "nevus-seg: error:" in err
+    assert not list((tmp_path / "out").glob("*.tif")) if (tmp_path / "out").exists() else True
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["segment", "x", "--out", "y", "--workers", "2", "--scheduler", "tcp://h:1"]) == 2
+    assert "not allowed with" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o")]) == 2      # no images
+    assert "no images found" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+
+
+def test_measure_csv_from_the_cli(tmp_path, capsys):
+    pytest.importorskip("napari_nevus_seg.measure")
+    import pandas as pd
+
+    make_folder(tmp_path / "in", 2)
+    csv = tmp_path / "res" / "lesions.csv"
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--measure", str(csv),
+               "--pixel-size-mm", "0.05", "-q"])
+    assert rc == 0
+    table = pd.read_csv(csv)
+    n = sum(int(read_output(tmp_path / "out" / f"img{i}.tif").max()) for i in range(2))
+    assert len(table) == n and list(table.columns[:1]) == ["image"]
+    assert set(table["image"]) <= {"img0.jpg", "img1.jpg"}
+    assert any(c.endswith("_mm2") for c in table.columns)     # the pixel size was used
+    assert f"measurements: {n} lesions" in capsys.readouterr().out
+
+
+def test_workers_run_a_local_dask_cluster(tmp_path, tiny_model, capsys):
+    pytest.importorskip("distributed")
+    paths = make_folder(tmp_path / "in", 2)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1",
+               "--model", str(tiny_model), "-q"])
+    assert rc == 0, capsys.readouterr()
+    img = np.asarray(Image.open(paths[1]).convert("RGB"))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img1.tif"), segment(img, model=load_model(tiny_model)))
+
+
+def test_unreachable_scheduler_is_a_setup_error(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("napari_nevus_seg.batch_cluster.CONNECT_TIMEOUT", "2s")
+    make_folder(tmp_path / "in", 1)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9",
+               "-q"])
+    assert rc == 2
+    assert "cannot connect to the Dask scheduler" in capsys.readouterr().err
+
+
+def test_installed_console_script(tmp_path):
+    exe = shutil.which("nevus-seg") or (str(Path(sys.executable).with_name("nevus-seg"))
+                                        if Path(sys.executable).with_name("nevus-seg").exists() else None)
+    if exe is None:
+        pytest.skip("nevus-seg is not installed (pip install -e . --no-deps)")
+    make_folder(tmp_path / "in dir é", 1)
+    (tmp_path / "in dir é" / "bad.jpg").write_text("text, not an image")
+    r = subprocess.run([exe, "segment", str(tmp_path / "in dir é"), "--out", str(tmp_path / "out"), "--format", "png"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "1 segmented" in r.stdout and "FAILED bad.jpg" in r.stdout
+    assert (tmp_path / "out" / "img0.png").is_file()
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("nevus-seg ")
+
+
+# ------------------------------------------------------------------------------------------- train
+def dataset(root: Path, n: int = 6) -> Path:
+    from napari_nevus_seg.synthetic import dataset_folder
+
+    dataset_folder(root, layout="images_masks", n=n, shape=(64, 80))
+    return root
+
+
+TINY = ["--size", "32", "--width", "4", "--depth", "2", "--batch-size", "4", "--device", "cpu", "-q"]
+
+
+def test_train_saves_a_loadable_model_and_resumes(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    out = tmp_path / "m.pt"
+    rc = main(["train", str(data), "--out", str(out), "--epochs", "1", "--checkpoint-dir", str(tmp_path / "ck"),
+               "--val-fraction", "0.34", *TINY])
+    assert rc == 0, capsys.readouterr().err
+    m = load_model(out)
+    assert (m.input_size, m.config["width"], m.config["depth"]) == (32, 4, 2)
+    assert len(m.meta["history"]) == 1 and m.meta["best_val"]["epoch"] == 1
+    assert "best validation: Dice" in capsys.readouterr().out
+    assert main(["train", str(data), "--out", str(out), "--epochs", "1", *TINY]) == 2   # would overwrite
+    assert "exists already" in capsys.readouterr().err
+    rc = main(["train", str(data), "--out", str(out), "--overwrite", "--epochs", "2", "--resume",
+               "--checkpoint-dir", str(tmp_path / "ck"), "--val-fraction", "0.34", *TINY])
+    assert rc == 0
+    assert [h["epoch"] for h in load_model(out).meta["history"]] == [1, 2]
+
+
+def test_train_errors(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "m.pt"), *TINY]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), *TINY]) == 2
+    assert "no image/mask pairs" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), "--resume", *TINY]) == 2
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_init_fine_tunes_and_names_the_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
+    data = dataset(tmp_path / "data", n=4)
+    torch.manual_seed(0)
+    base = save_model(build_model(width=4, depth=2, preprocess={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}),
+                      tmp_path / "base.pt")
+    rc = main(["train", str(data), "--out", str(tmp_path / "ft.pt"), "--init", str(base), "--epochs", "1",
+               "--name", "clinic A", *TINY])
+    assert rc == 0, capsys.readouterr().err
+    ft = load_model(tmp_path / "ft.pt")
+    assert ft.input_size == 32
+    before = load_model(base).net.state_dict()
+    after = ft.net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)       # the weights moved
+    assert (tmp_path / "lib" / "clinic A.pt").is_file()
+    capsys.readouterr()
+    assert main(["models", "list"]) == 0
+    assert "clinic A" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ models
+def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
+    lib = tmp_path / "lib"
+    base = ["models", "--library", str(lib)]
+    assert main([*base, "import", str(tiny_model), "--name", "tiny one"]) == 0
+    assert main([*base, "list"]) == 0
+    assert "tiny one" in capsys.readouterr().out
+    assert main([*base, "rename", "tiny one", "tiny two"]) == 0
+    assert main([*base, "export", "tiny two", str(tmp_path / "shared.pt")]) == 0
+    assert load_model(tmp_path / "shared.pt").config == load_model(tiny_model).config
+    assert main([*base, "delete", "tiny two"]) == 0
+    capsys.readouterr()
+    assert main([*base, "delete", "tiny two"]) == 2
+    assert "no model named" in capsys.readouterr().err
+    assert main([*base, "rename", "x", "default"]) == 2
+    # a model of the library works as --model NAME
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(lib))
+    assert main(["models", "import", str(tiny_model), "--name", "tiny"]) == 0
+    make_folder(tmp_path / "in", 1)
+    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", "tiny", "-q"]) == 0
+    img = np.asarray(Image.open(tmp_path / "in" / "img0.jpg").convert("RGB"))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=load_model(tiny_model)))
