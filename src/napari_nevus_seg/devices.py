@@ -31,7 +31,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if device is None or (isinstance(device, str) and device.lower() == "auto"):
         return torch.device(available_devices()[0])
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceUnavailableError(f"unsupported device {device!r}; use 'auto', 'cuda', 'mps' or 'cpu'") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(

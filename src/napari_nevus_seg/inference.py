@@ -1,30 +1,40 @@
 """From an RGB image to a lesion probability map and to instance labels.
 
-The network sees the whole image resized to its input size (see :mod:`preprocess`); its probability
-map is brought back to the image's own size by bilinear interpolation (smooth outlines), in horizontal
-bands for very large images so that memory stays bounded. Post-processing: threshold, hole filling,
-removal of specks, one label per connected lesion, optionally only the largest lesion.
+The network sees the whole image resized to its input size (:func:`preprocess.model_input`, shared
+with training); its probability map is brought back to the image's own size with bilinear
+interpolation (smooth outlines), in bands so that memory stays bounded for any image size
+(see :mod:`postprocessing`). Post-processing: threshold, hole filling, removal of specks, one label
+per connected lesion (numbered by decreasing area), optionally only the largest lesion.
+
+Speed: the network runs in inference mode, channels-last, with batch normalisation folded into the
+convolutions (a cached copy; the model itself is not changed), with mixed precision on CUDA, and
+stacks go through it in batches.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
+import threading
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy import ndimage as ndi
+from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .model import LesionModel, load_checkpoint
-from .preprocess import model_input, to_batch_tensor
+from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
+from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
+
+__all__ = ["load_model", "predict_proba", "segment", "postprocess", "default_model_path", "default_min_size"]
 
 DEFAULT_MODEL_FILE = "default.pt"
-BAND_PIXELS = 4_000_000  # upsample the probability map in bands of about this many output pixels
+CONVERT_BAND_PIXELS = 1_000_000  # float images are converted to uint8 in bands of this many pixels
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -34,7 +44,7 @@ def default_model_path() -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float) -> LesionModel:
+def _load_cached(path: str, mtime: float, size: int) -> LesionModel:
     return load_checkpoint(path)
 
 
@@ -43,15 +53,18 @@ def load_model(path: str | os.PathLike | None = None) -> LesionModel:
 
     Files are read with ``torch.load(weights_only=True)``: a model file cannot run code.
     Raises :class:`~napari_nevus_seg.model.CheckpointError` for missing, corrupt or unsafe files.
+    Loaded models are cached (per path, modification time and size): do not train a loaded model in
+    place; ``copy.deepcopy`` it first.
     """
     p = Path(path) if path is not None else default_model_path()
     if path is None and not p.is_file():
         raise FileNotFoundError(f"the default model is missing from the installation ({p})")
     try:
-        mtime = p.stat().st_mtime
+        st = p.stat()
+        mtime, size = st.st_mtime, st.st_size
     except OSError:
-        mtime = 0.0
-    return _load_cached(str(p.resolve()) if p.exists() else str(p), mtime)
+        mtime, size = 0.0, -1
+    return _load_cached(str(p.resolve()) if p.exists() else str(p), mtime, size)
 
 
 def _resolve_model(model: LesionModel | str | os.PathLike | None) -> LesionModel:
@@ -60,56 +73,121 @@ def _resolve_model(model: LesionModel | str | os.PathLike | None) -> LesionModel
     return load_model(model)
 
 
-# ------------------------------------------------------------------------------------ prediction
+# ------------------------------------------------------------------------- the network, made fast
+_FAST: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_FAST_LOCK = threading.Lock()
+
+
+def _fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold each BatchNorm that follows a convolution in an ``nn.Sequential`` into that convolution."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in net.modules():
+        if isinstance(mod, nn.Sequential):
+            for i in range(len(mod) - 1):
+                if isinstance(mod[i], nn.Conv2d) and isinstance(mod[i + 1], nn.BatchNorm2d) \
+                        and mod[i + 1].track_running_stats:
+                    mod[i] = fuse_conv_bn_eval(mod[i], mod[i + 1])
+                    mod[i + 1] = nn.Identity()
+    return net
+
+
+def _fast_net(net: nn.Module, dev: torch.device) -> nn.Module:
+    """An inference copy of ``net`` on ``dev``: eval mode, BatchNorm folded, channels-last.
+
+    Cached per network, and rebuilt when the network's weights change (e.g. after fine-tuning).
+    """
+    tensors = list(net.parameters()) + list(net.buffers())
+    sig = (str(dev), tuple((t.data_ptr(), t._version) for t in tensors))
+    with _FAST_LOCK:
+        hit = _FAST.get(net)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        fast = _fold_batchnorm(copy.deepcopy(net).cpu().eval())
+        for p in fast.parameters():
+            p.requires_grad_(False)
+        fast = fast.to(dev, memory_format=torch.channels_last)
+        _FAST[net] = (sig, fast)
+        return fast
+
+
 def _forward(model: LesionModel, batch_u8: np.ndarray, dev: torch.device, tta: bool) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 1, S, S) probabilities (float32, on ``dev``)."""
-    net = model.net
-    if next(net.parameters()).device != dev:
-        net.to(dev)
-    net.eval()
+    """(N, S, S, 3) uint8 -> (N, S, S) float32 probabilities on ``dev``."""
+    net = _fast_net(model.net, dev)
     amp = autocast_dtype(dev)
     x = to_batch_tensor(batch_u8, model.preprocess["mean"], model.preprocess["std"], dev)
     with torch.inference_mode(), torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
         if not tta:
-            return torch.sigmoid(net(x).float())
+            return torch.sigmoid(net(x).float())[:, 0]
         flips = [(), (-1,), (-2,), (-2, -1)]
-        xs = torch.cat([x.flip(f) if f else x for f in flips])
+        xs = torch.cat([x.flip(f) if f else x for f in flips]).contiguous(memory_format=torch.channels_last)
         p = torch.sigmoid(net(xs).float()).split(x.shape[0])
-        return sum(pi.flip(f) if f else pi for pi, f in zip(p, flips)) / len(flips)
+        return (sum(pi.flip(f) if f else pi for pi, f in zip(p, flips)) / len(flips))[:, 0]
 
 
-def _upsample(prob_small: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    """(1, 1, s, s) -> (H, W) float32 numpy, bilinear, computed in row bands (bounded memory)."""
-    h, w = shape
-    out = np.empty((h, w), np.float32)
-    s = prob_small.shape[-1]
-    band = max(1, BAND_PIXELS // max(w, 1))
-    src = prob_small.float().cpu()
-    # interpolate columns once, then rows band by band (separable bilinear == full bilinear)
-    cols = F.interpolate(src, size=(s, w), mode="bilinear", align_corners=False)
-    for r0 in range(0, h, band):
-        r1 = min(h, r0 + band)
-        # source rows needed for output rows r0..r1 (half-pixel centres)
-        y = (np.arange(r0, r1) + 0.5) * s / h - 0.5
-        y = np.clip(y, 0, s - 1)
-        y0 = np.floor(y).astype(np.int64)
-        y1 = np.minimum(y0 + 1, s - 1)
-        fy = torch.from_numpy((y - y0).astype(np.float32))[:, None]
-        c = cols[0, 0]
-        out[r0:r1] = (c[y0] * (1 - fy) + c[y1] * fy).numpy()
-    return out
-
-
+# ------------------------------------------------------------------------------------- images
 def _as_planes(img: np.ndarray) -> tuple[list[np.ndarray], bool]:
     arr = np.asarray(img)
-    if arr.ndim == 4:
+    if arr.ndim == 4 and arr.shape[-1] == 3:
         return [arr[i] for i in range(arr.shape[0])], True
     if arr.ndim == 3 and arr.shape[-1] == 3:
         return [arr], False
     raise ValueError(f"expected an RGB image (H, W, 3) or a stack (N, H, W, 3); got shape {arr.shape}. "
-                     "Convert grayscale or RGBA with napari_nevus_seg.to_rgb_uint8().")
+                     "Convert grayscale or RGBA images with napari_nevus_seg.to_rgb_uint8().")
 
 
+def _float_bands(arr: np.ndarray):
+    """Row bands of a float image as float32 with NaN -> 0, +inf -> 1, -inf -> 0 (as_float_rgb's rules)."""
+    rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
+    for r0 in range(0, arr.shape[0], rows):
+        yield r0, np.nan_to_num(arr[r0:r0 + rows].astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+
+
+def _plane_uint8(plane: np.ndarray) -> np.ndarray:
+    """(H, W, 3) of any supported dtype -> uint8, as :func:`preprocess.as_uint8_rgb` does.
+
+    Large float images are converted in row bands so that no full-size float32 copy is made.
+    """
+    if plane.dtype == np.uint8 or not np.issubdtype(plane.dtype, np.floating) \
+            or plane.shape[0] * plane.shape[1] <= CONVERT_BAND_PIXELS:
+        return as_uint8_rgb(plane)
+    peak = max(float(band.max()) for _, band in _float_bands(plane))
+    scale = 255.0 if 1.0 + 1e-3 < peak <= 255.0 else 1.0  # as preprocess.as_float_rgb decides
+    out = np.empty(plane.shape, np.uint8)
+    for r0, band in _float_bands(plane):
+        out[r0:r0 + len(band)] = np.rint(np.clip(band / scale, 0.0, 1.0) * 255.0)
+    return out
+
+
+def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tta: bool, batch_size: int):
+    """Yield (index, plane shape, (S, S) probability tensor on ``dev``) for each plane, batched."""
+    size = m.input_size
+    for i in range(0, len(planes), max(1, batch_size)):
+        chunk = planes[i:i + max(1, batch_size)]
+        batch = np.stack([model_input(_plane_uint8(p), size) for p in chunk])
+        probs = _forward(m, batch, dev, tta)
+        for j, (p, pr) in enumerate(zip(chunk, probs)):
+            yield i + j, p.shape[:2], pr
+
+
+def _setup(img, model, device) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
+    planes, stacked = _as_planes(img)
+    m = _resolve_model(model)
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        use_all_cpu_threads()
+    return planes, stacked, m, dev
+
+
+def _stack(out: list[np.ndarray], img: np.ndarray, stacked: bool, dtype) -> np.ndarray:
+    if not stacked:
+        return out[0]
+    if not out:  # an empty stack (0, H, W, 3)
+        return np.zeros(np.shape(img)[:3], dtype)
+    return np.stack(out)
+
+
+# ------------------------------------------------------------------------------------ public API
 def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
                   device: str | torch.device = "auto", tta: bool = False, batch_size: int = 8,
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -117,80 +195,40 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
 
     ``img``: (H, W, 3) RGB (uint8, uint16 or float in [0, 1]) -> (H, W) float32 in [0, 1];
     a stack (N, H, W, 3) -> (N, H, W). ``model``: a loaded model, a file path, or None for the
-    default model. ``device``: "auto" (CUDA, then MPS, then CPU), "cuda", "mps" or "cpu".
+    default model. ``device``: "auto" (CUDA, then MPS, then CPU), "cuda", "mps" or "cpu"; an
+    unavailable device raises :class:`~napari_nevus_seg.devices.DeviceUnavailableError`.
     ``tta``: average over horizontal and vertical flips. ``progress(done, total)`` is called per plane.
     """
-    planes, stacked = _as_planes(img)
-    m = _resolve_model(model)
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        use_all_cpu_threads()
-    size = m.input_size
+    planes, stacked, m, dev = _setup(img, model, device)
     out = []
-    for i in range(0, len(planes), batch_size):
-        chunk = planes[i:i + batch_size]
-        batch = np.stack([model_input(p, size) for p in chunk])
-        probs = _forward(m, batch, dev, tta)
-        for p, pr in zip(chunk, probs):
-            out.append(_upsample(pr[None], p.shape[:2]))
-            if progress:
-                progress(len(out), len(planes))
+    for i, shape, pr in _small_probs(planes, m, dev, tta, batch_size):
+        out.append(upsample_proba(pr, shape))
+        if progress:
+            progress(i + 1, len(planes))
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return np.stack(out) if stacked else out[0]
-
-
-# ------------------------------------------------------------------------------- post-processing
-def default_min_size(shape: tuple[int, int]) -> int:
-    """Default smallest lesion kept: 0.1 % of the image area (at least 16 pixels)."""
-    return max(16, int(0.001 * shape[0] * shape[1]))
-
-
-def postprocess(prob: np.ndarray, threshold: float = 0.5, min_size: int | None = None,
-                fill_holes: bool = True, largest_only: bool = False) -> np.ndarray:
-    """(H, W) probabilities -> (H, W) int32 labels: 0 background, 1..N one per lesion.
-
-    Lesions are numbered by decreasing area (label 1 is the largest). ``min_size`` in pixels
-    (default :func:`default_min_size`); specks smaller than that are removed.
-    """
-    prob = np.asarray(prob)
-    if prob.ndim != 2:
-        raise ValueError(f"expected a 2-D probability map, got shape {prob.shape}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-    mask = prob > threshold
-    if fill_holes:
-        mask = ndi.binary_fill_holes(mask)
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return lab.astype(np.int32, copy=False)
-    areas = np.bincount(lab.ravel(), minlength=n + 1)
-    areas[0] = 0
-    min_size = default_min_size(prob.shape) if min_size is None else int(min_size)
-    order = np.argsort(-areas[1:], kind="stable") + 1
-    keep = [k for k in order if areas[k] >= min_size]
-    if largest_only:
-        keep = keep[:1]
-    remap = np.zeros(n + 1, np.int32)
-    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return remap[lab]
+    return _stack(out, img, stacked, np.float32)
 
 
 def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by area).
+            progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> np.ndarray:
+    """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
-    A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own. See :func:`predict_proba`
-    for ``model``, ``device`` and ``tta`` and :func:`postprocess` for the rest.
+    A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
+    network in batches of ``batch_size``). See :func:`predict_proba` for ``model``, ``device`` and
+    ``tta``, and :func:`postprocess` for ``threshold``, ``min_size`` (pixels; default 0.1 % of the
+    image), ``fill_holes`` and ``largest_only``. ``progress(done, total)`` is called per plane.
     """
-    planes, stacked = _as_planes(img)
-    labels = []
-    for i, p in enumerate(planes):
-        prob = predict_proba(p, model=model, device=device, tta=tta)
-        labels.append(postprocess(prob, threshold, min_size, fill_holes, largest_only))
-        del prob
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    planes, stacked, m, dev = _setup(img, model, device)
+    out = []
+    for i, shape, pr in _small_probs(planes, m, dev, tta, batch_size):
+        out.append(labels_from_small(pr, shape, threshold, min_size, fill_holes, largest_only))
         if progress:
             progress(i + 1, len(planes))
-    return np.stack(labels) if stacked else labels[0]
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return _stack(out, img, stacked, np.int32)
