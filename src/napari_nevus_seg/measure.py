@@ -77,7 +77,10 @@ def pixel_spacing(pixel_size_mm: Any) -> tuple[tuple[float, float], str]:
     """``(row, col)`` pixel size and the length unit: ``((s, s), "mm")``, ``((sr, sc), "mm")`` or ``((1, 1), "px")``."""
     if pixel_size_mm is None:
         return (1.0, 1.0), "px"
-    arr = np.asarray(pixel_size_mm, dtype=float).ravel()
+    try:
+        arr = np.asarray(pixel_size_mm, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"pixel_size_mm must be a positive number or a (row, column) pair, got {pixel_size_mm!r}") from None
     if arr.size == 1:
         arr = np.repeat(arr, 2)
     if arr.size != 2 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -208,7 +211,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
 # ----------------------------------------------------------------------------------- public API
 def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, float] | None = None, *,
             asymmetry_threshold: float = ASYMMETRY_THRESHOLD,
-            reference_colours: dict | None = None,
+            reference_colours: dict | str | None = None,
             colour_min_share: float = mc.DEFAULT_MIN_SHARE,
             colour_max_distance: float = mc.DEFAULT_MAX_DISTANCE,
             abrupt_sharpness: float = 2.0 / 3.0,
@@ -230,8 +233,9 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     asymmetry_threshold : float
         An axis is asymmetric when more than this share of the lesion misses its mirror image (0.10).
     reference_colours, colour_min_share, colour_max_distance
-        The colour rule (see :mod:`napari_nevus_seg.measure_colour`): reference RGB colours (default
-        Kasmi & Mokrani 2016), minimum share of the lesion (0.05) and maximum CIE76 distance (30).
+        The colour rule (see :mod:`napari_nevus_seg.measure_colour`): reference colours (a set name,
+        default ``"normalised_rgb"``, or a dict name -> RGB), minimum share of the lesion (0.05) and
+        maximum CIE76 distance to the nearest reference (40).
     abrupt_sharpness, abrupt_min_contrast
         A border sector is abrupt when its sharpness >= ``abrupt_sharpness`` and |ΔL*| >= ``abrupt_min_contrast``.
     progress : callable, optional

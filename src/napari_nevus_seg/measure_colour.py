@@ -1,19 +1,29 @@
 """Colour measures for :func:`napari_nevus_seg.measure`: the six dermoscopic colours, CIE Lab statistics,
 and colour asymmetry. No Qt or napari here.
 
-The colour rule (after Kasmi & Mokrani 2016, who score the C criterion from six reference colours and
-count a colour when it covers at least 5 % of the lesion):
+The colour rule (after Kasmi & Mokrani 2016, who score the C criterion of the ABCD rule from six
+reference colours and count a colour when it covers at least 5 % of the lesion):
 
-1. every lesion pixel is converted to CIE L*a*b* (D65, sRGB);
+1. every lesion pixel is converted to CIE L*a*b* (sRGB, D65);
 2. it is assigned to the nearest reference colour (Euclidean distance in L*a*b*, i.e. CIE76 ΔE*ab),
-   provided that distance is at most ``max_distance`` (30 by default, about half the typical distance
-   between two reference colours); farther pixels stay unassigned;
+   provided that distance is at most ``max_distance`` (40 by default: only pixels unlike every
+   dermoscopic colour, such as green or yellow artefacts, stay unassigned);
 3. a colour is present when its pixels make up at least ``min_share`` (5 %) of the lesion;
 4. the C count is the number of colours present (0-6; Stolz's C starts at 1, we report what we find).
 
-Reference colours (RGB, 0-255): ``KASMI_2016`` holds the six values of Kasmi & Mokrani's automatic ABCD
-implementation (IET Image Processing 10(6), 2016, doi:10.1049/iet-ipr.2015.0385), as reproduced in
-open re-implementations. Pass ``reference_colours=`` to use your own (e.g. for another dermoscope).
+Reference colours (``REFERENCE_SETS``, RGB 0-255):
+
+- ``"normalised_rgb"`` (default): white (1, 1, 1), red (0.8, 0.2, 0.2), light brown (0.6, 0.4, 0),
+  dark brown (0.2, 0, 0), blue-gray (0.2, 0.6, 0.6), black (0, 0, 0) in normalised RGB, the reference
+  colours given for Kasmi & Mokrani's automatic ABCD rule in this project's brief (also used to paint
+  the synthetic images);
+- ``"kasmi_table"``: white (197, 188, 217), red (118, 21, 17), light brown (163, 82, 16), dark brown
+  (135, 44, 5), blue-gray (113, 108, 139), black (41, 31, 30), the values that several open
+  re-implementations attribute to Kasmi & Mokrani 2016.
+
+We could not check either set against the paper's table (IET Image Processing 10(6):448-455, 2016,
+doi:10.1049/iet-ipr.2015.0385). Pass ``reference_colours=`` (a set name or a dict) to use your own,
+e.g. colours sampled from your dermoscope's images.
 """
 
 from __future__ import annotations
@@ -23,26 +33,42 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 
 COLOUR_NAMES = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
 
-KASMI_2016: dict[str, tuple[int, int, int]] = {
-    "white": (197, 188, 217),
-    "red": (118, 21, 17),
-    "light_brown": (163, 82, 16),
-    "dark_brown": (135, 44, 5),
-    "blue_gray": (113, 108, 139),
-    "black": (41, 31, 30),
+REFERENCE_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "normalised_rgb": {
+        "white": (255.0, 255.0, 255.0),
+        "red": (204.0, 51.0, 51.0),
+        "light_brown": (153.0, 102.0, 0.0),
+        "dark_brown": (51.0, 0.0, 0.0),
+        "blue_gray": (51.0, 153.0, 153.0),
+        "black": (0.0, 0.0, 0.0),
+    },
+    "kasmi_table": {
+        "white": (197.0, 188.0, 217.0),
+        "red": (118.0, 21.0, 17.0),
+        "light_brown": (163.0, 82.0, 16.0),
+        "dark_brown": (135.0, 44.0, 5.0),
+        "blue_gray": (113.0, 108.0, 139.0),
+        "black": (41.0, 31.0, 30.0),
+    },
 }
 
-DEFAULT_REFERENCES = KASMI_2016
-DEFAULT_MAX_DISTANCE = 30.0
+DEFAULT_REFERENCES = "normalised_rgb"
+DEFAULT_MAX_DISTANCE = 40.0
 DEFAULT_MIN_SHARE = 0.05
 
 
-def check_references(references: dict | None) -> dict[str, tuple[float, float, float]]:
-    """Validate a mapping colour name -> RGB (0-255); ``None`` gives :data:`DEFAULT_REFERENCES`."""
+def check_references(references: dict | str | None) -> dict[str, tuple[float, float, float]]:
+    """Validate reference colours: a set name of :data:`REFERENCE_SETS`, a mapping colour name -> RGB
+    (0-255, any subset of the six names), or ``None`` for the default set."""
     if references is None:
-        return dict(DEFAULT_REFERENCES)
+        references = DEFAULT_REFERENCES
+    if isinstance(references, str):
+        if references not in REFERENCE_SETS:
+            raise ValueError(f"unknown reference colour set {references!r}; use one of {sorted(REFERENCE_SETS)} "
+                             "or a dict colour name -> (R, G, B)")
+        return dict(REFERENCE_SETS[references])
     if not isinstance(references, dict) or not references:
-        raise ValueError("reference_colours must be a non-empty dict mapping a colour name to an (R, G, B) triple")
+        raise ValueError("reference_colours must be a set name or a non-empty dict mapping a colour name to (R, G, B)")
     unknown = set(references) - set(COLOUR_NAMES)
     if unknown:
         raise ValueError(f"unknown colour name(s) {sorted(unknown)}; use {list(COLOUR_NAMES)}")
@@ -51,7 +77,7 @@ def check_references(references: dict | None) -> dict[str, tuple[float, float, f
         arr = np.asarray(rgb, dtype=float)
         if arr.shape != (3,) or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 255:
             raise ValueError(f"reference colour {name!r} must be three numbers in 0..255, got {rgb!r}")
-        out[name] = tuple(arr)
+        out[name] = tuple(float(v) for v in arr)
     return out
 
 
@@ -73,10 +99,13 @@ def colour_shares(lab: np.ndarray, references: dict, max_distance: float = DEFAU
     shares = {n: 0.0 for n in COLOUR_NAMES}
     if len(lab) == 0:
         return shares
-    dist = np.sqrt(((lab[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
-    nearest = np.argmin(dist, axis=1)
-    within = dist[np.arange(len(lab)), nearest] <= max_distance
-    counts = np.bincount(nearest[within], minlength=len(names))
+    counts = np.zeros(len(names), dtype=np.int64)
+    for start in range(0, len(lab), 100_000):  # bounded memory on large lesions
+        block = lab[start:start + 100_000]
+        dist = np.sqrt(((block[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+        nearest = np.argmin(dist, axis=1)
+        within = dist[np.arange(len(block)), nearest] <= max_distance
+        counts += np.bincount(nearest[within], minlength=len(names))
     for n, c in zip(names, counts):
         shares[n] = float(c) / len(lab)
     return shares

@@ -1,0 +1,173 @@
+"""measure(): inputs of every kind, errors, units, empty labels, progress/cancel, napari layer features."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nevus_seg import measure
+from napari_nevus_seg.measure import MeasureCancelled, column_names, layer_features
+
+
+def _scene():
+    labels = np.zeros((120, 160), np.int32)
+    yy, xx = np.mgrid[:120, :160]
+    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2] = 2
+    labels[(yy - 80) ** 2 + (xx - 115) ** 2 <= 30 ** 2] = 7
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:] = (214, 166, 142)
+    img[labels == 2] = (153, 102, 0)
+    img[labels == 7] = (51, 0, 0)
+    return labels, img
+
+
+def test_one_row_per_label_sorted_with_label_column():
+    labels, img = _scene()
+    t = measure(labels, img, 0.02)
+    assert t["label"].tolist() == [2, 7]
+    assert list(t.columns) == column_names("mm")
+    assert t.loc[0, "area_px2"] == int((labels == 2).sum())
+    assert t.loc[1, "area_mm2"] == pytest.approx((labels == 7).sum() * 0.02 ** 2)
+    assert t.attrs["length_unit"] == "mm" and t.attrs["pixel_size_mm"] == (0.02, 0.02)
+
+
+def test_units_in_column_names():
+    labels, img = _scene()
+    mm, px = measure(labels, img, 0.05), measure(labels, img)
+    assert list(px.columns) == column_names("px")
+    assert not any(c.endswith(("_mm", "_mm2")) for c in px.columns)
+    assert px.loc[0, "perimeter_px"] * 0.05 == pytest.approx(mm.loc[0, "perimeter_mm"])
+    assert px.loc[0, "max_feret_px"] * 0.05 == pytest.approx(mm.loc[0, "max_feret_mm"])
+    assert px["diameter_gt_6mm"].isna().all() and mm["diameter_gt_6mm"].notna().all()
+
+
+@pytest.mark.parametrize("pixel_size", [0.02, (0.02, 0.02), np.array([0.02, 0.02]), [0.02]])
+def test_pixel_size_forms(pixel_size):
+    labels, img = _scene()
+    assert measure(labels, img, pixel_size).loc[0, "area_mm2"] == pytest.approx((labels == 2).sum() * 4e-4)
+
+
+@pytest.mark.parametrize("bad", [0, -0.01, float("nan"), (0.01, 0.02, 0.03), "0.02x", (0.01, 0)])
+def test_bad_pixel_size(bad):
+    labels, img = _scene()
+    with pytest.raises(ValueError, match="pixel_size_mm"):
+        measure(labels, img, bad)
+
+
+@pytest.mark.parametrize("unit", ["mm", "px"])
+def test_empty_labels_give_empty_table_with_columns(unit):
+    t = measure(np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.uint8), 0.01 if unit == "mm" else None)
+    assert len(t) == 0 and list(t.columns) == column_names(unit)
+    assert t["label"].dtype == np.int64 and t["area_px2"].dtype == np.int64
+    assert layer_features(t).shape[0] == 1  # the background row only
+
+
+def test_mismatched_shapes():
+    labels, img = _scene()
+    with pytest.raises(ValueError, match=r"160x120.*159x120|same height and width"):
+        measure(labels, img[:, :-1])
+
+
+def test_image_conversions_give_the_same_measurements():
+    labels, img = _scene()
+    ref = measure(labels, img)
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    pd.testing.assert_frame_equal(measure(labels, rgba), ref)
+    img16 = img.astype(np.uint16) * 257
+    pd.testing.assert_frame_equal(measure(labels, img16), ref)
+    imgf = img.astype(np.float32) / 255.0
+    pd.testing.assert_frame_equal(measure(labels, imgf), ref)
+    gray = measure(labels, img.mean(axis=2).astype(np.uint8))  # grayscale: copied into R, G and B
+    assert gray["lab_a_mean"].abs().max() < 1.0 and gray["area_px2"].tolist() == ref["area_px2"].tolist()
+
+
+def test_unusable_image():
+    labels, _ = _scene()
+    with pytest.raises(ValueError):
+        measure(labels, np.zeros((120, 160, 3, 2)))
+    with pytest.raises(ValueError):
+        measure(labels, np.zeros((120, 160, 5)))
+
+
+def test_label_dtypes():
+    labels, img = _scene()
+    ref = measure(labels, img)
+    for conv in (np.uint8, np.uint16, np.int64, np.uint64, np.float32, np.float64):
+        pd.testing.assert_frame_equal(measure(labels.astype(conv), img), ref)
+    pd.testing.assert_frame_equal(measure(labels[None], img), ref)  # (1, H, W) from a 3-D layer
+    boolean = measure(labels > 0, img)
+    assert boolean["label"].tolist() == [1] and boolean.loc[0, "area_px2"] == int((labels > 0).sum())
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda l: l.astype(float) + 0.5, "whole numbers"),
+    (lambda l: np.where(l == 2, -1, l), "negative"),
+    (lambda l: np.where(l == 2, np.nan, l.astype(float)), "NaN"),
+    (lambda l: l.astype(complex), "dtype"),
+    (lambda l: l[0], "2-D"),
+    (lambda l: np.stack([l, l]), "2-D"),
+])
+def test_bad_labels(bad, match):
+    labels, img = _scene()
+    with pytest.raises(ValueError, match=match):
+        measure(bad(labels), None)
+
+
+def test_split_lesion_and_hole_are_one_label():
+    labels = np.zeros((100, 100), np.int32)
+    labels[10:40, 10:40] = 1
+    labels[60:90, 60:90] = 1
+    labels[15:35, 15:35] = 0  # a hole
+    t = measure(labels, None)
+    assert len(t) == 1 and t.loc[0, "area_px2"] == 2 * 900 - 400
+    assert t.loc[0, "perimeter_px"] == pytest.approx(2 * 120 + 80, rel=0.03)  # the hole's outline counts
+
+
+def test_tiny_lesions_do_not_fail():
+    labels = np.zeros((40, 40), np.int32)
+    labels[5, 5] = 1
+    labels[10, 10:13] = 2
+    labels[20:22, 20:22] = 3
+    img = np.full((40, 40, 3), 200, np.uint8)
+    t = measure(labels, img, 0.01)
+    assert t["label"].tolist() == [1, 2, 3]
+    assert t["area_px2"].tolist() == [1, 3, 4]
+    assert (t["max_feret_mm"] >= t["min_feret_mm"]).all()
+    assert t[["perimeter_mm", "asymmetry_axis1", "eccentricity"]].notna().all().all()
+
+
+def test_progress_and_cancel():
+    labels, img = _scene()
+    seen = []
+    measure(labels, img, progress=seen.append)
+    assert [p["step"] for p in seen] == [1, 2] and all(p["steps"] == 2 for p in seen)
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(MeasureCancelled):
+        measure(labels, img, cancel=ev)
+
+
+def test_layer_features_rows_match_label_values():
+    labels, img = _scene()
+    t = measure(labels, img, 0.02)
+    f = layer_features(t)
+    assert len(f) == 8  # label values 0..7
+    assert f["index"].tolist() == list(range(8))
+    assert f.loc[2, "area_px2"] == t.loc[0, "area_px2"] and f.loc[7, "area_px2"] == t.loc[1, "area_px2"]
+    assert f.loc[[0, 1, 3, 4, 5, 6], "area_px2"].isna().all()
+    assert f.loc[0, "perimeter_mm"] != f.loc[0, "perimeter_mm"]  # NaN
+    assert str(f["colour_count"].dtype) == "Int64" and str(f["touches_image_edge"].dtype) == "boolean"
+    assert len(layer_features(t, max_label=10)) == 11
+
+
+def test_module_and_function_share_a_name():
+    import napari_nevus_seg
+    import napari_nevus_seg.measure as module
+
+    labels, img = _scene()
+    # whichever of the two `napari_nevus_seg.measure` refers to, calling it measures
+    assert module(labels, img)["label"].tolist() == [2, 7]
+    assert napari_nevus_seg.measure(labels, img)["label"].tolist() == [2, 7]

@@ -1,0 +1,93 @@
+"""Border irregularity and the eight-sector abruptness count (B) on synthetic edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_nevus_seg import measure
+
+H = W = 400
+YY, XX = np.mgrid[:H, :W]
+R = np.hypot(YY - 200.3, XX - 199.6)
+DISC = R <= 100
+LESION, SKIN = np.array([110.0, 70, 50]), np.array([215.0, 170, 150])
+
+
+def _image(alpha, seed=0):
+    rng = np.random.default_rng(seed)
+    img = alpha[..., None] * LESION + (1 - alpha[..., None]) * SKIN + rng.normal(0, 3, (H, W, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _row(alpha, mask=DISC, **kw):
+    return measure(mask.astype(np.int32), _image(alpha), **kw).iloc[0]
+
+
+def test_sharp_edge_is_abrupt_all_round():
+    row = _row(DISC.astype(float))
+    assert row["border_scored_sectors"] == 8
+    assert row["border_abrupt_sectors"] == 8
+    assert row["border_sharpness"] > 0.9
+    assert row["border_contrast_dL"] > 30  # skin is much lighter than the lesion
+
+
+def test_gradual_fade_is_not_abrupt():
+    row = _row(ndimage.gaussian_filter(DISC.astype(float), 20))
+    assert row["border_abrupt_sectors"] == 0
+    assert row["border_sharpness"] < 0.5
+
+
+def test_half_sharp_half_fading_gives_about_four():
+    alpha = np.where(XX < 200, DISC.astype(float), ndimage.gaussian_filter(DISC.astype(float), 20))
+    row = _row(alpha)
+    assert 3 <= row["border_abrupt_sectors"] <= 5
+    # turning the image does not change the count (sectors start at the lesion's own axis)
+    rot = measure(np.rot90(DISC).astype(np.int32), np.rot90(_image(alpha), axes=(0, 1))).iloc[0]
+    assert abs(int(rot["border_abrupt_sectors"]) - int(row["border_abrupt_sectors"])) <= 1
+
+
+def test_invisible_edge_is_not_abrupt():
+    row = _row(0.05 * DISC)  # a step of about 2 L* units
+    assert abs(row["border_contrast_dL"]) < 4
+    assert row["border_abrupt_sectors"] == 0
+
+
+def test_lesion_filling_the_image_is_not_scored():
+    full = np.ones((H, W), bool)
+    row = measure(full.astype(np.int32), _image(full.astype(float))).iloc[0]
+    assert row["border_scored_sectors"] == 0
+    assert row["border_abrupt_sectors"] is __import__("pandas").NA
+    assert bool(row["touches_image_edge"])
+
+
+def test_other_lesions_are_not_taken_for_skin():
+    labels = DISC.astype(np.int32)
+    ring = (R > 100) & (R <= 130)
+    labels[ring] = 2  # a second, darker lesion hugging the first
+    alpha = (labels > 0).astype(float)
+    row = measure(labels, _image(alpha)).iloc[0]
+    # the first lesion has no skin around it: nothing to score
+    assert row["border_scored_sectors"] == 0
+
+
+def test_irregularity_smooth_versus_ragged_outline():
+    phi = np.arctan2(YY - 200, XX - 200)
+    ragged = R <= 100 * (1 + 0.08 * np.sin(23 * phi) + 0.05 * np.sin(41 * phi + 1))
+    smooth = measure(DISC.astype(np.int32), None).iloc[0]
+    rough = measure(ragged.astype(np.int32), None).iloc[0]
+    assert smooth["border_fractal_dimension"] == pytest.approx(1.0, abs=0.08)
+    assert rough["border_fractal_dimension"] > smooth["border_fractal_dimension"] + 0.08
+    assert smooth["border_roughness"] < 0.005 < 0.03 < rough["border_roughness"]
+    assert smooth["border_convexity"] > 0.98 and rough["border_convexity"] < 0.8
+    assert rough["circularity"] < 0.5 < 0.95 < smooth["circularity"]
+
+
+def test_ellipse_is_not_rough():
+    # elongation and smooth lobes are shape, not border roughness
+    u, v = (XX - 200) / 150, (YY - 200) / 60
+    ell = u ** 2 + v ** 2 <= 1
+    row = measure(ell.astype(np.int32), None).iloc[0]
+    assert row["border_roughness"] < 0.005
+    assert row["border_convexity"] > 0.98
