@@ -34,10 +34,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gui)
 
 
-@pytest.fixture(autouse=True)
-def _gui_needs_display(request):
-    """Skip (or, under NEVUS_SEG_REQUIRE_GUI=1, fail) gui tests when no display is available."""
-    if request.node.get_closest_marker("gui") is None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Skip (or, under NEVUS_SEG_REQUIRE_GUI=1, fail) gui tests when no display is available.
+
+    A hook rather than a fixture: it must run before the session-scoped QApplication exists, since
+    Qt aborts the whole process when it finds no display.
+    """
+    if item.get_closest_marker("gui") is None:
         return
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         pytest.skip("no display: install Xvfb (pytest-xvfb starts it) or run under xvfb-run")
