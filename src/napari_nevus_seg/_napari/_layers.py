@@ -1,0 +1,159 @@
+"""Layer helpers shared by the widgets: image data as RGB, pixel size in mm, adding or updating result layers.
+
+No Qt here, only napari layer objects:
+
+- :func:`image_data_rgb`: an Image layer's pixels as (H, W, 3) uint8 RGB (or (N, H, W, 3) for a stack),
+  whatever their layout (grayscale, RGBA, 16-bit, float), with a clear error otherwise;
+- :func:`pixel_size_mm_from_layer`: the layer's ``scale`` and ``units`` as a (row, column) pixel size in mm;
+- :func:`add_or_update_labels` / :func:`add_or_update_image`: put a result next to the image it was computed
+  for, with that image's scale, translate and units, updating the layer of an earlier run instead of
+  stacking up copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+
+from ..io import ImageReadError, to_rgb_uint8
+
+MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
+SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
+KIND_KEY = "nevus_seg_kind"
+
+
+# ------------------------------------------------------------------------------------ image data
+def layer_array(layer: Layer) -> Any:
+    """The layer's data; the finest level of a multiscale layer."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def is_stack(layer: Image) -> bool:
+    """True for an Image layer holding several planes: (N, H, W, 3|4) RGB or (N, H, W) grayscale."""
+    return layer.ndim > 2
+
+
+def rgb_from_data(data: Any, rgb: bool, name: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an Image layer's data (``rgb`` as the layer says), or (N, H, W, 3) for a stack.
+
+    Grayscale, RGBA, 16-bit and float images are converted with :func:`napari_nevus_seg.to_rgb_uint8`.
+    Raises ``ValueError`` with a clear message for data that is not an image or too large.
+    """
+    shape = tuple(getattr(data, "shape", np.shape(data)))
+    plane_ndim = 3 if rgb else 2
+    if len(shape) not in (plane_ndim, plane_ndim + 1):
+        raise ValueError(f"layer {name!r} has shape {shape}: expected a 2-D image (RGB or grayscale) or a "
+                         "stack of them; choose one plane or split the layer")
+    h, w = shape[-3:-1] if rgb else shape[-2:]
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"layer {name!r} is {w}x{h} pixels: more than {MAX_PIXELS / 1e6:.0f} megapixels per "
+                         "image is too large to segment here; downscale it or use the nevus-seg command line")
+    try:
+        if len(shape) == plane_ndim:
+            return to_rgb_uint8(np.asarray(data), name)
+        return np.stack([to_rgb_uint8(np.asarray(data[i]), f"{name}[{i}]") for i in range(shape[0])])
+    except ImageReadError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def image_data_rgb(layer: Image) -> np.ndarray:
+    """An Image layer's pixels as (H, W, 3) uint8 RGB ((N, H, W, 3) for a stack), converted as needed."""
+    if not isinstance(layer, Image):
+        raise ValueError(f"layer {getattr(layer, 'name', layer)!r} is not an image layer")
+    return rgb_from_data(layer_array(layer), bool(layer.rgb), layer.name)
+
+
+# ---------------------------------------------------------------------------------- physical units
+def pixel_size_mm_from_layer(layer: Layer) -> tuple[float, float] | None:
+    """(row, column) size of a pixel in mm from the layer's ``scale`` and ``units``, or None if unknown.
+
+    Units that are not lengths (napari's default ``pixel``) give None, unless the layer's metadata holds
+    ``pixel_size_mm`` (as this plugin's reader and sample data store it).
+    """
+    scale = tuple(float(s) for s in layer.scale[-2:])
+    units = tuple(getattr(layer, "units", ())[-2:])
+    if len(units) == 2:
+        try:
+            mm = tuple(float((s * u).to("mm").magnitude) for s, u in zip(scale, units))
+            if all(v > 0 for v in mm):
+                return mm  # type: ignore[return-value]
+        except Exception:  # noqa: BLE001 - pint raises DimensionalityError for pixels etc.
+            pass
+    meta = layer.metadata.get("pixel_size_mm") if isinstance(layer.metadata, dict) else None
+    if meta is not None:
+        arr = np.asarray(meta, dtype=float).ravel()
+        if arr.size in (1, 2) and np.all(arr > 0):
+            return (float(arr[0]), float(arr[-1]))
+    return None
+
+
+def _spatial_kwargs(like: Layer | None, ndim: int) -> dict[str, Any]:
+    """scale, translate and units of ``like`` for a layer of ``ndim`` dimensions (when they match)."""
+    if like is None or like.ndim != ndim:
+        return {}
+    return {"scale": tuple(like.scale), "translate": tuple(like.translate), "units": tuple(like.units)}
+
+
+def source_id(layer: Layer) -> str:
+    """A stable identity of a layer (napari's ``unique_id``; kept in result layers' metadata)."""
+    return str(getattr(layer, "unique_id", id(layer)))
+
+
+# ----------------------------------------------------------------------------- result layers
+def find_result_layer(viewer, like: Layer | None, kind: str, layer_type: type = Labels) -> Layer | None:
+    """The viewer's result layer of ``kind`` made for image ``like`` by an earlier run (linked in metadata).
+
+    Layers are matched by that link only, never by name alone, so that a layer the user made is never overwritten.
+    """
+    if like is None:
+        return None
+    sid = source_id(like)
+    for ly in viewer.layers:
+        if isinstance(ly, layer_type) and ly.metadata.get(SOURCE_KEY) == sid and ly.metadata.get(KIND_KEY) == kind:
+            return ly
+    return None
+
+
+def _add_or_update(viewer, layer_type: type, name: str, data: np.ndarray, like: Layer | None, kind: str,
+                   target: Layer | None, **kwargs: Any) -> Layer:
+    spatial = _spatial_kwargs(like, data.ndim)
+    meta = {KIND_KEY: kind}
+    if like is not None:
+        meta[SOURCE_KEY] = source_id(like)
+        px = pixel_size_mm_from_layer(like)
+        if px is not None:
+            meta["pixel_size_mm"] = px
+    if target is not None and target not in viewer.layers:
+        target = None
+    if target is None:
+        target = find_result_layer(viewer, like, kind, layer_type)
+    if target is not None and target.ndim == data.ndim:
+        for key, value in spatial.items():
+            setattr(target, key, value)
+        target.data = data
+        target.metadata.update(meta)
+        return target
+    return viewer.add_layer(layer_type(data, name=name, metadata=meta, **spatial, **kwargs))
+
+
+def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None = None,
+                         target: Labels | None = None, kind: str = "lesions") -> Labels:
+    """Put ``data`` in a Labels layer: ``target`` if still in the viewer, else the result layer of an earlier
+    run for image ``like``, else a new layer ``name`` (napari adds a suffix if that name is taken).
+
+    The layer takes ``like``'s scale, translate and units, and records in its metadata the image it
+    belongs to (and its pixel size in mm, when known). Measurements stored in its features are cleared
+    (they described the old outlines).
+    """
+    layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
+    if len(getattr(layer, "features", ())):
+        layer.features = {}
+    return layer
+
+
+def add_or_update_image(viewer, name: str, data: np.ndarray, like: Layer | None = None,
+                        target: Image | None = None, kind: str = "probability", **kwargs: Any) -> Image:
+    """Like :func:`add_or_update_labels` for a (non-RGB) Image layer such as a probability map."""
+    return _add_or_update(viewer, Image, name, np.asarray(data), like, kind, target, **kwargs)

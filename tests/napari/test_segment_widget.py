@@ -1,0 +1,180 @@
+"""The "Segment lesions" widget: results, layers, units, selection changes mid-run, cancel, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_nevus_seg import dice, segment, synthetic_lesion_image
+from napari_nevus_seg._napari._segment_widget import SegmentWidget
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 120_000
+
+
+@pytest.fixture
+def case():
+    return synthetic_lesion_image(seed=2, colours=["dark_brown", "black"])
+
+
+def make_widget(viewer) -> SegmentWidget:
+    w = SegmentWidget(viewer)
+    w.device_combo.setCurrentText("cpu")
+    return w
+
+
+def run_and_wait(qtbot, widget) -> None:
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+
+
+def test_segments_to_labels_layer_with_scale_and_units(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(case.image, name="skin", rgb=True, scale=(0.02, 0.03), translate=(5, 7),
+                             units=("mm", "mm"))
+    w = make_widget(viewer)
+    assert w.image_combo.currentText() == "skin"
+    run_and_wait(qtbot, w)
+    layer = viewer.layers["skin lesions"]
+    assert layer is w.labels_layer and layer.data.dtype == np.int32 and layer.data.shape == case.mask.shape
+    np.testing.assert_allclose(layer.scale, (0.02, 0.03))
+    np.testing.assert_allclose(layer.translate, (5, 7))
+    assert [str(u) for u in layer.units] == ["millimeter", "millimeter"]
+    assert layer.metadata["pixel_size_mm"] == pytest.approx((0.02, 0.03))
+    assert dice(layer.data > 0, case.mask) >= 0.8
+    assert np.array_equal(layer.data, segment(case.image, device="cpu"))
+    assert image in viewer.layers  # the image is untouched
+    assert "lesion" in w.status.text()
+
+
+def test_rerun_updates_the_same_layer(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    first = w.labels_layer
+    first.name = "my outline"  # renamed by the user: still the result layer of this image
+    w.largest_only.setChecked(True)
+    w.threshold.setValue(0.3)
+    run_and_wait(qtbot, w)
+    labels = [ly for ly in viewer.layers if ly._type_string == "labels"]
+    assert labels == [first] and first.data.max() == 1
+
+
+def test_result_goes_to_the_layer_it_was_computed_for(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    other = synthetic_lesion_image(seed=5, n_lesions=2)
+    a = viewer.add_image(case.image, name="A", rgb=True, scale=(0.5, 0.5))
+    b = viewer.add_image(other.image, name="B", rgb=True)
+    viewer.layers.selection.active = a
+    w = make_widget(viewer)
+    assert w.image_combo.currentText() == "A"
+    assert w.run() is not None
+    # the user moves on while it runs: selects B, renames A, and B becomes the widget's choice
+    viewer.layers.selection.active = b
+    a.name = "A renamed"
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    names = [ly.name for ly in viewer.layers]
+    assert "A renamed lesions" in names and not any(n.startswith("B lesions") for n in names)
+    result = viewer.layers["A renamed lesions"]
+    np.testing.assert_allclose(result.scale, (0.5, 0.5))
+    assert np.array_equal(result.data, segment(case.image, device="cpu"))
+    assert w.image_combo.currentText() == "B"  # the next run is for the newly selected image
+
+
+def test_a_users_layer_with_the_same_name_is_never_overwritten(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    mine = viewer.add_labels(np.full(case.mask.shape, 7, np.int32), name="skin lesions")
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    assert np.all(mine.data == 7)
+    assert w.labels_layer is not mine and w.labels_layer.data.max() >= 1
+
+
+def test_stack_is_segmented_plane_by_plane(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    other = synthetic_lesion_image(seed=4, n_lesions=2)
+    stack = np.stack([case.image, other.image, case.image])
+    viewer.add_image(stack, name="visits", rgb=True, scale=(1, 0.02, 0.02))
+    w = make_widget(viewer)
+    w.with_prob.setChecked(True)
+    run_and_wait(qtbot, w)
+    lab = viewer.layers["visits lesions"]
+    assert lab.data.shape == stack.shape[:3] and lab.data.dtype == np.int32
+    np.testing.assert_allclose(lab.scale, (1, 0.02, 0.02))
+    assert np.array_equal(lab.data[1], segment(other.image, device="cpu"))
+    assert np.array_equal(lab.data[0], lab.data[2])
+    prob = viewer.layers["visits lesion probability"]
+    assert prob.data.shape == stack.shape[:3] and prob.data.dtype == np.float32
+    assert 0 <= prob.data.min() and prob.data.max() <= 1
+
+
+def test_grayscale_and_rgba_images_are_converted(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    gray = case.image.mean(-1).astype(np.uint16) * 257  # 16-bit grayscale
+    viewer.add_image(gray, name="gray")
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    lab = viewer.layers["gray lesions"]
+    assert lab.data.shape == gray.shape and lab.data.max() >= 1
+    assert "converted" in w.status.text()
+    rgba = np.dstack([case.image, np.full(case.mask.shape, 255, np.uint8)])
+    viewer.add_image(rgba, name="rgba", rgb=True)
+    w.image_combo.select("rgba")
+    run_and_wait(qtbot, w)
+    assert np.array_equal(viewer.layers["rgba lesions"].data, segment(case.image, device="cpu"))
+
+
+def test_cancel_stops_without_touching_layers(make_napari_viewer, qtbot, case):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([case.image] * 24), name="long", rgb=True)
+    w = make_widget(viewer)
+    assert w.run() is not None
+    assert w.cancel_button.isEnabled() and not w.run_button.isEnabled()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert [ly.name for ly in viewer.layers] == ["long"]
+    assert "Cancelled" in w.status.text()
+    assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
+
+
+def test_bad_model_file_is_reported_and_nothing_added(make_napari_viewer, qtbot, case, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is no model")
+    w = make_widget(viewer)
+    w.model_combo.add_file(bad)
+    assert w.model_combo.model_ref() == str(bad)
+    run_and_wait(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == ["skin"]
+    assert w.status.text().startswith("Failed") and "broken.pt" in w.status.text()
+    assert w.run_button.isEnabled()
+
+
+def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_nevus_seg import load_model
+    from napari_nevus_seg.library import ModelLibrary
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    ModelLibrary().save(load_model(), "clinic A")
+    w = make_widget(make_napari_viewer())
+    items = [w.model_combo.itemText(i) for i in range(w.model_combo.count())]
+    assert items[0] == "Default" and "clinic A" in items and items[-1] == "From file…"
+    assert w.model_combo.model_ref() is None
+    w.model_combo.setCurrentIndex(items.index("clinic A"))
+    assert w.model_combo.model_ref() == str(ModelLibrary().path("clinic A"))
+    assert w.device_combo.itemText(0) == "auto" and "cpu" in [w.device_combo.itemText(i)
+                                                             for i in range(w.device_combo.count())]
+
+
+def test_no_image_layer_is_reported(make_napari_viewer):
+    w = make_widget(make_napari_viewer())
+    assert w.run() is None and w.worker is None
+
+
+def test_widget_from_the_plugin_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Segment lesions")
+    assert isinstance(widget, SegmentWidget)
