@@ -30,7 +30,7 @@ from skimage.measure import find_contours
 #: samples along the longer side of the grid used for mirror asymmetry (larger lesions are sampled coarser)
 ASYMMETRY_GRID = 160
 #: the same for the search of the best pair of axes
-ASYMMETRY_SEARCH_GRID = 80
+ASYMMETRY_SEARCH_GRID = 64
 
 
 def lesion_contours(mask: np.ndarray) -> list[np.ndarray]:
@@ -227,14 +227,15 @@ def mirror_asymmetry(mask: np.ndarray, spacing: tuple[float, float], centroid: n
     ``mask`` is the lesion's crop, ``centroid`` and ``coords`` (the lesion's pixel centres) are in
     physical units relative to the crop origin. The pair of perpendicular axes is the one with the
     lowest summed asymmetry (Stolz's rule: "the axes placed to give the lowest asymmetry"), found by a
-    5-degree search refined to 1 degree, the principal axes of inertia being one of the candidates;
-    the principal-axes values are reported as well.
+    10-degree scan (the principal axes of inertia being one more candidate) refined locally to 1 degree
+    on a coarser grid, then evaluated on the finer grid; the principal-axes values are reported as well.
     """
     search = _MirrorSampler(mask, spacing, centroid, grid=ASYMMETRY_SEARCH_GRID)
     theta_p = principal_angle(coords)
     pair = lambda t: search(t) + search(t + 90.0)  # noqa: E731
-    best = min(np.arange(0.0, 90.0, 5.0), key=pair)
-    best = min([best + k for k in range(-4, 5)] + [theta_p % 90.0], key=pair)
+    best = min(list(np.arange(0.0, 90.0, 10.0)) + [theta_p % 90.0], key=pair)
+    for step in (4.0, 2.0, 1.0):  # local refinement to 1 degree
+        best = min((best - step, best, best + step), key=pair)
     f = _MirrorSampler(mask, spacing, centroid, grid=ASYMMETRY_GRID)
     a, b = f(best), f(best + 90.0)
     if b < a:

@@ -1,0 +1,427 @@
+"""The "Measure lesions" dock widget: per-lesion measurements of a Labels layer, stored in its ``features``.
+
+Thin: the work is :func:`napari_nevus_seg.measure` run in a napari thread worker (progress bar, a Cancel
+button that stops it before the next lesion). The table goes to the Labels layer that was measured, even if
+the user selects other layers meanwhile, laid out as napari expects (one row per label value, see
+:func:`napari_nevus_seg.measure.layer_features`), so napari's own "Features table widget" (Layers >
+Metadata) shows it, sortable and copyable; "Show table" opens that widget. What it lacks is added here:
+"Export CSV" (one row per lesion, units in the column names), a lesion chooser, and centring the view on
+the lesion selected in the table or the chooser. After the user edits the labels (paint, fill, erase, new
+data), the measurements are refreshed (debounced). From the console::
+
+    w = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")[1]
+    w.run()                     # returns the worker; w.table is the result once it has returned
+    w.export_csv("lesions.csv")
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QPushButton, QVBoxLayout, QWidget)
+
+from .. import measure
+from ..measure import MeasureCancelled, layer_features
+from ._layers import layer_array, pixel_size_mm_from_layer
+from ._shared import LayerCombo, ProgressBridge
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+NO_IMAGE = "(none: shape only)"
+TABLE_KEY = "nevus_seg_measurements"  # Labels layer metadata: the lesion-per-row table of the last run
+REFRESH_DELAY_MS = 800
+
+
+@dataclass
+class MeasureJob:
+    """What a run was started for: the table goes to ``labels`` whatever happens in the viewer meanwhile."""
+
+    labels: Labels
+    image: Image | None
+    pixel_size_mm: tuple[float, float] | None
+    fingerprint: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def fingerprint(labels: np.ndarray) -> int:
+    """A cheap checksum of a label array, to skip re-measuring when a refresh event changed nothing."""
+    arr = np.ascontiguousarray(labels)
+    return zlib.crc32(memoryview(arr).cast("B")) ^ hash((arr.shape, str(arr.dtype)))
+
+
+def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, cancel, progress_cb):
+    """Worker-thread function: the measure() table and the largest label value."""
+    table = measure(labels, image, pixel_size_mm, progress=progress_cb, cancel=cancel)
+    return table, int(np.max(labels)) if np.size(labels) else 0
+
+
+class MeasureWidget(QWidget):
+    """Measure the lesions of a Labels layer (with its image for colours and border abruptness)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.worker = None
+        self.job: MeasureJob | None = None
+        self.table = None             # the last table (pandas.DataFrame, one row per lesion)
+        self.labels_layer: Labels | None = None   # the layer of the last table (watched for edits)
+        self._last: MeasureJob | None = None
+        self._rerun = False
+        self._pbar = None
+        self._bridge = ProgressBridge()
+        self._bridge.changed.connect(self._on_progress)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(REFRESH_DELAY_MS)
+        self._debounce.timeout.connect(self.remeasure)
+
+        self.labels_combo = LayerCombo(viewer, Labels)
+        self.image_combo = QComboBox()
+        self.pixel_label = QLabel()
+        self.pixel_label.setWordWrap(True)
+        self.set_pixel = QCheckBox("Set pixel size here (mm)")
+        self.set_pixel.setToolTip("Use this pixel size (e.g. from the dermoscope's calibration) instead of the "
+                                  "layer's scale and units")
+        self.px_row = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=100.0, singleStep=0.001, value=0.01)
+        self.px_col = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=100.0, singleStep=0.001, value=0.01)
+        for box, axis in ((self.px_row, "row (height)"), (self.px_col, "column (width)")):
+            box.setSuffix(" mm")
+            box.setToolTip(f"Size of a pixel along the {axis} in mm")
+            box.setEnabled(False)
+        self.auto_refresh = QCheckBox("Re-measure after edits")
+        self.auto_refresh.setChecked(True)
+        self.follow = QCheckBox("Centre the view on the selected lesion")
+        self.follow.setChecked(True)
+        self.run_button = QPushButton("Measure")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.table_button = QPushButton("Show table")
+        self.table_button.setToolTip("Open napari's Features table widget for the measured Labels layer")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("One row per lesion; column names carry the units")
+        self.lesion_combo = QComboBox()
+        self.lesion_combo.setToolTip("Select a lesion and centre the view on it")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        for b in (self.table_button, self.export_button, self.lesion_combo):
+            b.setEnabled(False)
+
+        form = QFormLayout()
+        form.addRow("Labels:", self.labels_combo)
+        form.addRow("Image:", self.image_combo)
+        px = QHBoxLayout()
+        px.addWidget(self.px_row)
+        px.addWidget(QLabel("×"))
+        px.addWidget(self.px_col)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.pixel_label)
+        lay.addWidget(self.set_pixel)
+        lay.addLayout(px)
+        lay.addWidget(self.auto_refresh)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        lay.addLayout(buttons)
+        results = QHBoxLayout()
+        results.addWidget(self.table_button)
+        results.addWidget(self.export_button)
+        lay.addLayout(results)
+        lesion = QFormLayout()
+        lesion.addRow("Lesion:", self.lesion_combo)
+        lay.addLayout(lesion)
+        lay.addWidget(self.follow)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.table_button.clicked.connect(self.show_table)
+        self.export_button.clicked.connect(self._on_export)
+        self.lesion_combo.activated.connect(self._on_lesion_chosen)
+        self.set_pixel.toggled.connect(self._on_set_pixel)
+        self.labels_combo.currentTextChanged.connect(self._update_pixel_label)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self._refresh_images)
+        viewer.layers.selection.events.active.connect(self._follow_selection)
+        self._refresh_images()
+        self._follow_selection()
+        self._update_pixel_label()
+
+    # ------------------------------------------------------------------------------- layer choice
+    def _refresh_images(self, *_: Any) -> None:
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names + [NO_IMAGE])
+        self.image_combo.setCurrentText(current if current in names + [NO_IMAGE] else (names[0] if names else NO_IMAGE))
+        self.image_combo.blockSignals(False)
+        self._update_pixel_label()
+
+    def _follow_selection(self, *_: Any) -> None:
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            self.labels_combo.select(active.name)
+        elif isinstance(active, Image):
+            self.image_combo.setCurrentText(active.name)
+
+    def image_layer(self) -> Image | None:
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, Image) else None
+
+    def pixel_size(self, labels: Labels | None = None, image: Image | None = None) -> tuple[float, float] | None:
+        """The pixel size used: the field when "Set pixel size here" is on, else the layers' scale and units."""
+        if self.set_pixel.isChecked():
+            return (float(self.px_row.value()), float(self.px_col.value()))
+        labels = labels if labels is not None else self.labels_combo.layer()
+        image = image if image is not None else self.image_layer()
+        for layer in (labels, image):
+            if layer is not None:
+                px = pixel_size_mm_from_layer(layer)
+                if px is not None:
+                    return px
+        return None
+
+    def _on_set_pixel(self, on: bool) -> None:
+        if on:  # start from what the layers say
+            px = self.pixel_size_from_layers()
+            if px is not None:
+                self.px_row.setValue(px[0])
+                self.px_col.setValue(px[1])
+        self.px_row.setEnabled(on)
+        self.px_col.setEnabled(on)
+        self._update_pixel_label()
+
+    def pixel_size_from_layers(self) -> tuple[float, float] | None:
+        checked = self.set_pixel.isChecked()
+        self.set_pixel.blockSignals(True)
+        self.set_pixel.setChecked(False)
+        px = self.pixel_size()
+        self.set_pixel.setChecked(checked)
+        self.set_pixel.blockSignals(False)
+        return px
+
+    def _update_pixel_label(self, *_: Any) -> None:
+        px = self.pixel_size()
+        if px is None:
+            text = "Pixel size unknown: lengths in pixels (set the layer's scale and units, or set it here)"
+        else:
+            src = "set here" if self.set_pixel.isChecked() else "from the layer's scale and units"
+            text = f"Pixel size {px[0] * 1000:.4g} × {px[1] * 1000:.4g} µm ({src})"
+        self.pixel_label.setText(text)
+
+    # ----------------------------------------------------------------------------------- actions
+    def run(self, labels: Labels | None = None, image: Image | None = None, pixel_size_mm: Any = "auto"):
+        """Measure a Labels layer (default: the chosen one) in a worker thread; returns the worker or None."""
+        if self.worker is not None:
+            show_info("Measure lesions: a measurement is already running")
+            return None
+        labels = labels if labels is not None else self.labels_combo.layer()
+        if labels is None:
+            show_error("Measure lesions: choose a Labels layer (segment the image first, or draw the outline)")
+            return None
+        image = image if image is not None else self.image_layer()
+        px = self.pixel_size(labels, image) if isinstance(pixel_size_mm, str) else pixel_size_mm
+        try:
+            lab = np.array(layer_array(labels), copy=True)  # the user may keep painting meanwhile
+            img = None
+            if image is not None:
+                img = np.asarray(layer_array(image))
+                if img.shape[:2] != lab.shape[-2:] and not (img.ndim == 2 and img.shape == lab.shape[-2:]):
+                    raise ValueError(f"Labels layer {labels.name!r} is {lab.shape[-1]}x{lab.shape[-2]} but image "
+                                     f"{image.name!r} is {img.shape[1]}x{img.shape[0]}: choose the image they belong "
+                                     f"to, or '{NO_IMAGE}'")
+        except ValueError as exc:
+            show_error(f"Measure lesions: {exc}")
+            self.status.setText(str(exc))
+            return None
+        self.job = MeasureJob(labels, image, px, fingerprint(lab))
+        self.worker = create_worker(measure_arrays, lab, img, px, self.job.cancel, self._bridge.emit,
+                                    _ignore_errors=True, _start_thread=False)
+        self._pbar = progress(total=0, desc=f"Measuring {labels.name}")
+        self.worker.returned.connect(partial(self._on_returned, self.job))
+        self.worker.errored.connect(partial(self._on_errored, self.job))
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"Measuring {labels.name!r}…")
+        self.worker.start()
+        return self.worker
+
+    def remeasure(self):
+        """Measure the last measured layer again (after edits); queued if a run is going on."""
+        last = self._last
+        if last is None or last.labels not in self.viewer.layers:
+            return None
+        if self.worker is not None:
+            self._rerun = True
+            return None
+        image = last.image if last.image is not None and last.image in self.viewer.layers else None
+        if fingerprint(np.asarray(layer_array(last.labels))) == last.fingerprint:
+            return None  # a refresh event without a change of the labels
+        return self.run(last.labels, image, last.pixel_size_mm)
+
+    def cancel(self) -> None:
+        """Stop the running measurement before the next lesion; the layer's features are left as they were."""
+        if self.job is not None and self.worker is not None:
+            self.job.cancel.set()
+            self.status.setText("Cancelling…")
+
+    def show_table(self):
+        """Open napari's Features table widget on the measured Labels layer; returns the widget."""
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            show_info("Measure lesions: measure a Labels layer first")
+            return None
+        self.viewer.layers.selection.active = self.labels_layer
+        try:
+            _, widget = self.viewer.window.add_plugin_dock_widget("napari", "Features table widget")
+        except Exception as exc:  # noqa: BLE001 - older napari without the builtin widget
+            show_error(f"Measure lesions: napari's features table is not available ({exc}); use Export CSV")
+            return None
+        return widget
+
+    def export_csv(self, path) -> None:
+        """Write the last table (one row per lesion, ``label`` first) to ``path``."""
+        if self.table is None:
+            raise ValueError("nothing measured yet")
+        self.table.to_csv(path, index=False)
+
+    def _on_export(self) -> None:
+        if self.table is None:
+            return
+        name = f"{self.labels_layer.name if self.labels_layer is not None else 'lesions'}_measurements.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export measurements", name, "CSV files (*.csv)")
+        if not path:
+            return
+        try:
+            self.export_csv(path)
+            show_info(f"Measure lesions: {len(self.table)} lesion(s) written to {path}")
+        except OSError as exc:
+            show_error(f"Measure lesions: could not write {path}: {exc}")
+
+    # --------------------------------------------------------------------------- lesion selection
+    def select_lesion(self, label: int, centre: bool = True) -> None:
+        """Select lesion ``label`` in the measured layer and (optionally) centre the view on it."""
+        layer = self.labels_layer
+        if layer is None or self.table is None:
+            return
+        layer.selected_label = int(label)
+        if centre:
+            self._centre_on(int(label))
+
+    def _centre_on(self, label: int) -> None:
+        rows = self.table.index[self.table["label"] == label]
+        if len(rows) == 0 or self.labels_layer is None:
+            return
+        r, c = self.table.loc[rows[0], ["centroid_row_px", "centroid_col_px"]]
+        layer = self.labels_layer
+        data_pos = [0.0] * (layer.ndim - 2) + [float(r), float(c)]
+        world = layer.data_to_world(data_pos)
+        self.viewer.camera.center = tuple(world[-2:])
+
+    def _on_lesion_chosen(self, index: int) -> None:
+        label = self.lesion_combo.itemData(index)
+        if label is not None:
+            self.select_lesion(int(label), centre=True)
+
+    def _on_selected_label(self, event=None) -> None:
+        """The user (or napari's features table) selected a label: centre on it when not editing."""
+        layer = self.labels_layer
+        if layer is None or self.table is None or not self.follow.isChecked():
+            return
+        label = int(layer.selected_label)
+        i = self.lesion_combo.findData(label)
+        if i >= 0:
+            self.lesion_combo.setCurrentIndex(i)
+            if str(layer.mode) in ("pan_zoom", "transform", "Mode.PAN_ZOOM", "Mode.TRANSFORM"):
+                self._centre_on(label)
+
+    def _on_edit(self, event=None) -> None:
+        if self.auto_refresh.isChecked():
+            self._debounce.start()
+
+    def _watch(self, layer: Labels) -> None:
+        old = self.labels_layer
+        if old is layer:
+            return
+        if old is not None:
+            for ev, cb in ((old.events.paint, self._on_edit), (old.events.data, self._on_edit),
+                           (old.events.set_data, self._on_edit), (old.events.selected_label, self._on_selected_label)):
+                try:
+                    ev.disconnect(cb)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        layer.events.paint.connect(self._on_edit)
+        layer.events.data.connect(self._on_edit)
+        layer.events.set_data.connect(self._on_edit)  # undo / redo refresh the layer without a paint event
+        layer.events.selected_label.connect(self._on_selected_label)
+        self.labels_layer = layer
+
+    # ----------------------------------------------------------------------------------- results
+    def _on_progress(self, d: dict) -> None:
+        if self._pbar is not None:
+            self._pbar.total = int(d.get("steps", 0))
+            self._pbar.n = int(d.get("step", 0))
+            self._pbar.refresh()
+
+    def _on_returned(self, job: MeasureJob, result) -> None:
+        table, max_label = result
+        layer = job.labels
+        if layer not in self.viewer.layers:
+            self.status.setText(f"{layer.name!r} was removed before its measurements were ready")
+            return
+        try:
+            layer.features = layer_features(table, max_label)
+            layer.metadata[TABLE_KEY] = table
+        except Exception as exc:  # noqa: BLE001 - report, never crash napari
+            show_error(f"Measure lesions: could not store the measurements in {layer.name!r}: {exc}")
+            return
+        self.table = table
+        self._last = job
+        self._watch(layer)
+        self.lesion_combo.clear()
+        for lbl in table["label"]:
+            self.lesion_combo.addItem(f"lesion {int(lbl)}", int(lbl))
+        for b in (self.table_button, self.export_button, self.lesion_combo):
+            b.setEnabled(len(table) > 0 or b is self.table_button)
+        unit = "mm" if job.pixel_size_mm is not None else "px"
+        msg = f"{len(table)} lesion(s) measured in {layer.name!r} ({time.perf_counter() - job.started:.1f} s, lengths in {unit})"
+        if job.image is None:
+            msg += "; no image: colours and border abruptness not measured"
+        self.status.setText(msg)
+
+    def _on_errored(self, job: MeasureJob, exc: Exception) -> None:
+        if isinstance(exc, MeasureCancelled):
+            self.status.setText(f"Cancelled; the features of {job.labels.name!r} are unchanged")
+            show_info(f"Measure lesions: cancelled ({job.labels.name!r} unchanged)")
+            return
+        self.status.setText(f"Failed: {exc}")
+        show_error(f"Measure lesions failed for {job.labels.name!r}: {exc}")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self.job = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self._rerun:
+            self._rerun = False
+            self._debounce.start()

@@ -1,0 +1,226 @@
+"""The "Measure lesions" widget: features aligned with labels, units, target layer, cancel, refresh, table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nevus_seg import measure
+from napari_nevus_seg._napari._measure_widget import NO_IMAGE, MeasureWidget
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 60_000
+
+
+def scene(n_extra: int = 0):
+    """Two lesions (labels 2 and 5) on skin, plus ``n_extra`` small square lesions (labels 10, 11, ...)."""
+    h, w = 200, 300
+    yy, xx = np.mgrid[:h, :w]
+    labels = np.zeros((h, w), np.int32)
+    labels[(yy - 60) ** 2 + (xx - 70) ** 2 <= 35 ** 2] = 2
+    labels[(yy - 130) ** 2 + (xx - 210) ** 2 <= 45 ** 2] = 5
+    for i in range(n_extra):
+        r, c = 5 + 8 * (i // 36), 2 + 8 * (i % 36)
+        labels[r:r + 5, c:c + 5] = 10 + i
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (214, 166, 142)
+    img[labels == 2] = (153, 102, 0)
+    img[labels == 5] = (51, 0, 0)
+    return labels, img
+
+
+def add_layers(viewer, labels, img, scale=(0.02, 0.02), units=("mm", "mm")):
+    image = viewer.add_image(img, name="skin", rgb=True, scale=scale, units=units)
+    lab = viewer.add_labels(labels, name="lesions", scale=scale, units=units)
+    return image, lab
+
+
+def run_and_wait(qtbot, widget, **kw):
+    assert widget.run(**kw) is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+
+
+def test_features_match_label_values_and_units(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    image, layer = add_layers(viewer, labels, img, scale=(0.02, 0.03))
+    w = MeasureWidget(viewer)
+    assert w.labels_combo.currentText() == "lesions" and w.image_combo.currentText() == "skin"
+    assert "20 × 30 µm" in w.pixel_label.text()
+    run_and_wait(qtbot, w)
+    expected = measure(labels, img, (0.02, 0.03))
+    pd.testing.assert_frame_equal(w.table, expected)
+    f = layer.features
+    assert len(f) == 6 and f["index"].tolist() == list(range(6))  # one row per label value 0..5
+    assert f.loc[2, "area_mm2"] == pytest.approx(expected.loc[0, "area_mm2"])
+    assert f.loc[5, "max_feret_mm"] == pytest.approx(expected.loc[1, "max_feret_mm"])
+    assert f.loc[[0, 1, 3, 4], "area_mm2"].isna().all()
+    assert layer.metadata["nevus_seg_measurements"] is w.table
+    assert "2 lesion(s)" in w.status.text() and "mm" in w.status.text()
+    # napari's status bar reads the features of the label under the cursor through the `index` column
+    assert layer._label_index[5] == 5
+    assert image in viewer.layers
+
+
+def test_pixel_size_unknown_or_set_in_the_field(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    viewer.add_image(img, name="skin", rgb=True)
+    layer = viewer.add_labels(labels, name="lesions")
+    w = MeasureWidget(viewer)
+    assert "unknown" in w.pixel_label.text()
+    run_and_wait(qtbot, w)
+    assert "perimeter_px" in w.table and "area_mm2" not in w.table
+    w.set_pixel.setChecked(True)
+    w.px_row.setValue(0.01)
+    w.px_col.setValue(0.02)
+    run_and_wait(qtbot, w)
+    pd.testing.assert_frame_equal(w.table, measure(labels, img, (0.01, 0.02)))
+    assert "area_mm2" in layer.features
+
+
+def test_result_goes_to_the_measured_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene(n_extra=40)
+    add_layers(viewer, labels, img)
+    other = viewer.add_labels(np.zeros_like(labels), name="other")
+    w = MeasureWidget(viewer)
+    w.labels_combo.select("lesions")
+    assert w.run() is not None
+    viewer.layers.selection.active = other  # the user moves on while it runs
+    w.labels_combo.select("other")
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert len(viewer.layers["lesions"].features) == 50  # label values 0..49
+    assert len(other.features) == 0
+    assert w.labels_layer is viewer.layers["lesions"]
+
+
+def test_cancel_leaves_features_unchanged(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene(n_extra=300)
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    assert w.run() is not None
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert "Cancelled" in w.status.text()
+    assert len(layer.features) == 0 and w.table is None
+    assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
+
+
+def test_remeasured_after_edits(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    area_before = w.table.set_index("label").loc[2, "area_px2"]
+    # paint with the brush: a paint event (one undoable stroke)
+    layer.selected_label = 2
+    layer.brush_size = 10
+    layer.paint((60, 110), 2)  # grows lesion 2 to the right
+    qtbot.waitUntil(lambda: w.table.set_index("label").loc[2, "area_px2"] > area_before, timeout=TIMEOUT)
+    # undo: no paint event, but the refreshed layer is measured again
+    layer.undo()
+    qtbot.waitUntil(lambda: w.table.set_index("label").loc[2, "area_px2"] == area_before, timeout=TIMEOUT)
+    # a new layer.data (e.g. from a script): a data event; a new lesion 7 appears in the table
+    new = np.array(layer.data)
+    new[170:190, 20:60] = 7
+    layer.data = new
+    qtbot.waitUntil(lambda: 7 in w.table["label"].tolist(), timeout=TIMEOUT)
+    assert len(layer.features) == 8
+
+
+def test_unchanged_refresh_is_not_remeasured(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    table = w.table
+    layer.refresh()  # a set_data event without a change
+    qtbot.wait(1200)
+    assert w.worker is None and w.table is table
+
+
+def test_lesion_chooser_selects_and_centres(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img, scale=(0.5, 0.5))
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    assert [w.lesion_combo.itemData(i) for i in range(w.lesion_combo.count())] == [2, 5]
+    w.lesion_combo.setCurrentIndex(1)
+    w.lesion_combo.activated.emit(1)
+    assert layer.selected_label == 5
+    np.testing.assert_allclose(viewer.camera.center[-2:], (130 * 0.5, 210 * 0.5), atol=0.5)
+    # a label selected elsewhere (napari's features table, the label spin box) is followed too
+    layer.selected_label = 2
+    np.testing.assert_allclose(viewer.camera.center[-2:], (60 * 0.5, 70 * 0.5), atol=0.5)
+    assert w.lesion_combo.currentData() == 2
+
+
+def test_napari_features_table_rows_select_lesions(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    table_widget = w.show_table()
+    assert table_widget is not None
+    model = table_widget.table.model()
+    assert model.rowCount() == 6  # label values 0..5, row = label value
+    table_widget.table.selectRow(5)
+    assert layer.selected_label == 5
+    np.testing.assert_allclose(viewer.camera.center[-2:], (130 * 0.02, 210 * 0.02), atol=0.02)
+
+
+def test_export_csv(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    out = tmp_path / "lesions.csv"
+    w.export_csv(out)
+    back = pd.read_csv(out)
+    assert back["label"].tolist() == [2, 5]
+    assert list(back.columns) == list(w.table.columns)
+    assert back.loc[1, "area_mm2"] == pytest.approx(w.table.loc[1, "area_mm2"])
+
+
+def test_without_image(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    w.image_combo.setCurrentText(NO_IMAGE)
+    run_and_wait(qtbot, w)
+    assert w.table["lab_L_mean"].isna().all() and w.table["area_mm2"].notna().all()
+    assert "no image" in w.status.text()
+
+
+def test_errors_are_reported_and_layers_kept(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    viewer.add_image(img[:, :-10], name="skin", rgb=True)
+    layer = viewer.add_labels(labels, name="lesions")
+    w = MeasureWidget(viewer)
+    assert w.run() is None  # sizes differ: refused at once
+    assert "choose the image" in w.status.text()
+    stack = viewer.add_labels(np.stack([labels, labels]), name="stack")
+    w.image_combo.setCurrentText(NO_IMAGE)
+    run_and_wait(qtbot, w, labels=stack)
+    assert "Failed" in w.status.text() and "2-D" in w.status.text()
+    assert len(stack.features) == 0 and layer in viewer.layers and stack in viewer.layers
+    empty = viewer.add_labels(np.zeros_like(labels), name="empty")
+    run_and_wait(qtbot, w, labels=empty)
+    assert len(w.table) == 0 and "0 lesion(s)" in w.status.text()
+    assert len(empty.features) == 1  # the background row
+
+
+def test_dock_widget_from_the_plugin_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")
+    assert isinstance(widget, MeasureWidget)
