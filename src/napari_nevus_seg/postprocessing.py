@@ -200,17 +200,13 @@ def _outline_pixels(prob_small, code, row_counts, col_counts, shape, threshold):
     x0, x1, fx = _axis_weights(small.shape[1], w_out)
     y0, y1, fy = _axis_weights(small.shape[0], h_out)
     cols = small[:, x0] + (small[:, x1] - small[:, x0]) * fx     # (h, W): interpolated along x
-    col_cell = np.repeat(np.arange(code.shape[1]), col_counts)
-    row_start = np.concatenate([[0], np.cumsum(row_counts)[:-1]])
-    idx, lab = [], []
-    for r in np.flatnonzero((code < 0).any(axis=1)):
-        xs = np.flatnonzero(np.repeat(code[r] < 0, col_counts))
-        ys = np.arange(row_start[r], row_start[r] + row_counts[r])
-        top, bottom = cols[y0[ys]][:, xs], cols[y1[ys]][:, xs]
-        above = (top + (bottom - top) * fy[ys, None]) > threshold
-        yy, xx = np.nonzero(above)
-        idx.append(ys[yy] * w_out + xs[xx])
-        lab.append(-code[r, col_cell[xs[xx]]])
-    if not idx:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32)
-    return np.concatenate(idx), np.concatenate(lab)
+    r, c = np.nonzero(code < 0)
+    n_pix = row_counts[r] * col_counts[c]                          # full-resolution pixels of each cell
+    cell = np.repeat(np.arange(len(r)), n_pix)
+    k = np.arange(int(n_pix.sum())) - np.repeat(np.cumsum(n_pix) - n_pix, n_pix)  # index inside the cell
+    ncol = col_counts[c][cell]
+    y = (np.cumsum(row_counts) - row_counts)[r][cell] + k // ncol
+    x = (np.cumsum(col_counts) - col_counts)[c][cell] + k % ncol
+    top, bottom = cols[y0[y], x], cols[y1[y], x]
+    above = (top + (bottom - top) * fy[y]) > threshold
+    return y[above] * w_out + x[above], -code[r, c][cell[above]]
