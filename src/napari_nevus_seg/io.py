@@ -17,7 +17,7 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a message that says what is wrong.
 
-Label images (:func:`write_labels` / :func:`read_labels`): a binary mask is saved as an 8-bit PNG
+Label images (:func:`write_labels` / :func:`read_labels`, defined in :mod:`.labels_io`): a binary mask is saved as an 8-bit PNG
 (0 / 255, the ISIC convention); instance labels (1..N) as a 16-bit TIFF (32-bit past 65535 labels).
 Files are written atomically (a temporary file, then a rename) and carry a marker so that the napari
 reader reopens them as Labels layers.
@@ -26,9 +26,9 @@ reader reopens them as Labels layers.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +37,6 @@ from .datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discove
                        iter_pairs, mask_for_image)
 
 MIN_SIDE = 8  # smaller images carry no usable lesion
-LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 
 
 class ImageReadError(ValueError):
@@ -245,144 +244,18 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) > 1 else 0)
 
 
-
-
 # ------------------------------------------------------------------------------------- labels
-LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+_LABEL_FILE_NAMES = ("LABEL_SUFFIXES", "write_labels", "read_labels", "is_labels_file", "file_pixel_size")
 
 
-def _labels_array(labels) -> np.ndarray:
-    arr = np.asarray(labels)
-    while arr.ndim > 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"labels must be a 2-D (H, W) array; got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise ValueError("labels must hold whole numbers; got non-integer floating-point values")
-    elif arr.dtype.kind not in "ui":
-        raise ValueError(f"labels must be integers or booleans; got dtype {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"labels must be >= 0; found {arr.min()}")
-    if arr.size and arr.max() > np.iinfo(np.uint32).max:
-        raise ValueError(f"label {arr.max()} does not fit a 32-bit TIFF")
-    return arr
+def __getattr__(name: str):
+    """Label-file functions live in :mod:`.labels_io`; they are part of this module's API too."""
+    if name in _LABEL_FILE_NAMES:
+        from . import labels_io
+
+        return getattr(labels_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
-                 pixel_size_mm: float | tuple[float, float] | None = None) -> Path:
-    """Save a label image; return the path written.
-
-    - ``.png``: an 8-bit mask, 0 background and 255 lesion. The labels must be binary (0/1 or
-      boolean) unless ``binary=True``, which merges all lesions into one mask; otherwise a
-      ``ValueError`` says to use ``.tif`` (instance numbers would be lost).
-    - ``.tif`` / ``.tiff``: the label values as uint16 (uint32 above 65535), zlib-compressed, with
-      resolution tags when ``pixel_size_mm`` is given; ``binary=True`` stores 0/1.
-
-    The file is written to a temporary name in the same folder and renamed into place, so a failure
-    never leaves a half-written file and never destroys an existing one.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in LABEL_SUFFIXES:
-        raise ValueError(f"{path}: cannot save labels as {suffix or 'a file without extension'!r}; "
-                         "use .png (binary mask) or .tif (instance labels)")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: the folder does not exist")
-    arr = _labels_array(labels)
-    values_max = int(arr.max()) if arr.size else 0
-    if binary:
-        arr = (arr > 0).astype(np.uint8)
-    elif suffix == ".png" and values_max > 1:
-        raise ValueError(
-            f"{path.name}: these labels hold lesions numbered up to {values_max}; a PNG stores a binary "
-            "0/255 mask only. Save as .tif to keep each lesion's number, or pass binary=True to merge them.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if suffix == ".png":
-            from PIL import Image, PngImagePlugin
-
-            meta = PngImagePlugin.PngInfo()
-            meta.add_text("Software", LABELS_MARKER)
-            Image.fromarray((arr > 0).astype(np.uint8) * 255).save(tmp, format="PNG", pnginfo=meta)
-        else:
-            import tifffile
-
-            dtype = np.uint16 if values_max <= np.iinfo(np.uint16).max else np.uint32
-            kwargs = {}
-            if pixel_size_mm is not None:
-                sy, sx = (pixel_size_mm, pixel_size_mm) if np.isscalar(pixel_size_mm) else pixel_size_mm
-                kwargs = {"resolution": (10.0 / sx, 10.0 / sy), "resolutionunit": "CENTIMETER"}
-            tifffile.imwrite(tmp, arr.astype(dtype), compression="zlib", description=LABELS_MARKER,
-                             metadata=None, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def is_labels_file(path: str | os.PathLike) -> bool:
-    """True when a file holds labels rather than a photograph.
-
-    That is: it was written by :func:`write_labels` (marker), its name ends like a mask
-    (``_segmentation``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), or it lies in a
-    mask folder (``masks/``, ``ground_truth/``, ...). Reads only the file header.
-    """
-    from .datasets import _MASK_DIRS
-
-    path = Path(path)
-    if _is_mask_name(path.stem) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
-        return True
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                return bool(tif.pages) and tif.pages[0].description == LABELS_MARKER
-        if path.suffix.lower() == ".png":
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return im.info.get("Software") == LABELS_MARKER
-    except Exception:  # noqa: BLE001 - unreadable files are not label files; read_* will say why
-        return False
-    return False
-
-
-def file_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
-    """(row, column) pixel size in mm stored in a TIFF file's resolution tags, else None."""
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            return _tiff_pixel_size(tif)
-    except Exception:  # noqa: BLE001 - metadata is optional
-        return None
-
-
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image as (H, W): instance numbers from TIFF, 0/1 uint8 from a binary mask.
-
-    Integer TIFFs keep their values and dtype; any other mask (PNG/BMP/JPEG, 0/255 or 0/1,
-    1-bit) becomes uint8 0/1 via :func:`read_mask`.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        _check_file(path)
-        try:
-            import tifffile
-
-            arr = tifffile.imread(path, key=0)
-        except Exception as exc:  # noqa: BLE001
-            raise _decode_error(path, exc) from exc
-        arr = np.squeeze(arr)
-        if arr.ndim == 2 and arr.dtype.kind in "ui" and arr.max(initial=0) != 255:
-            return arr
-    return read_mask(path).astype(np.uint8)
+if TYPE_CHECKING:  # pragma: no cover
+    from .labels_io import LABEL_SUFFIXES, file_pixel_size, is_labels_file, read_labels, write_labels  # noqa: F401
