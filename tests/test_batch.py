@@ -220,3 +220,31 @@ def test_dask_with_an_in_memory_model(tmp_path):
     assert s.done == 2
     img = np.asarray(Image.open(tmp_path / "in" / "img0.png").convert("RGB"))
     np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=tiny))
+
+
+def test_pixel_budget_lets_one_oversized_image_through_alone():
+    from napari_nevus_seg.batch_local import PixelBudget
+
+    b = PixelBudget(100)
+    assert b.acquire(60, block=False) and b.acquire(40, block=False)
+    assert not b.acquire(1, block=False)
+    b.release(60)
+    b.release(40)
+    assert b.acquire(500, block=False)          # larger than the budget, but nothing else in flight
+    assert not b.acquire(1, block=False)
+    b.release(500)
+    assert b.used == 0
+
+
+def test_a_tiny_pixel_budget_processes_images_one_at_a_time(tmp_path, model):
+    from napari_nevus_seg.batch import find_images
+    from napari_nevus_seg.batch_local import run_local
+    from napari_nevus_seg.batch_work import SegmentOptions
+
+    make_folder(tmp_path / "in", 3)
+    (tmp_path / "in" / "bad.png").write_bytes(b"junk")
+    tasks, _ = find_images([tmp_path / "in"], tmp_path / "out")
+    results = []
+    assert run_local(tasks, SegmentOptions(), results.append, model=model, max_pixels=1)
+    assert sorted((r.name, r.status) for r in results) == [
+        ("bad.png", "failed"), ("img0.png", "done"), ("img1.png", "done"), ("img2.png", "done")]

@@ -13,18 +13,13 @@ a file that cannot be read or segmented is reported and the batch goes on.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .batch_work import (FORMATS, ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage,
-                         measure_rows, needs_work, read_output, read_stage, resolve_model, write_stage)
 from .batch_csv import CsvSink
+from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
 from .io import IMAGE_SUFFIXES, _is_mask_name
 
 ProgressFn = Callable[[ImageResult, int, int], None]
@@ -157,103 +152,6 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     return out
 
 
-# ----------------------------------------------------------------------------- local pipeline
-def _read_task(task: ImageTask, opts: SegmentOptions):
-    """Reader thread: decode the image; for an already finished image, read its labels too."""
-    t0 = time.perf_counter()
-    try:
-        existing = needs_work(task, opts)
-        img, px = read_stage(task)
-        labels = read_output(existing) if existing is not None else None
-        return t0, img, px, existing, labels, None
-    except Exception as exc:  # noqa: BLE001
-        return t0, None, None, None, None, exc
-
-
-def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions) -> None:
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        task, labels, img, px, t0, existing = job
-        try:
-            if existing is not None:     # finished earlier: measure only
-                rows = measure_rows(labels, img, task, px, opts)
-                results.put(ImageResult(task.source, task.name, "skipped", str(existing), rows=rows,
-                                        seconds=time.perf_counter() - t0))
-            else:
-                out, rows = write_stage(labels, img, px, task, opts)
-                results.put(ImageResult(task.source, task.name, "done", str(out),
-                                        n_lesions=int(labels.max(initial=0)), rows=rows,
-                                        seconds=time.perf_counter() - t0))
-        except Exception as exc:  # noqa: BLE001
-            results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
-                                    seconds=time.perf_counter() - t0))
-        del job, labels, img
-
-
-def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
-              model=None, readers: int = 2, queue_size: int = 2, cancel: Any = None) -> bool:
-    """Process ``tasks`` in this process (readers -> inference here -> writer). Returns False if cancelled."""
-    model = model if model is not None else resolve_model(opts.model)
-    results: queue.SimpleQueue = queue.SimpleQueue()
-    jobs: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-    writer = threading.Thread(target=_writer, args=(jobs, results, opts), name="nevus-seg-writer", daemon=True)
-    writer.start()
-    pending: deque = deque()
-    todo = iter(tasks)
-    completed = True
-
-    def drain() -> None:
-        while True:
-            try:
-                on_result(results.get_nowait())
-            except queue.Empty:
-                return
-
-    def submit_next(pool: ThreadPoolExecutor) -> None:
-        for task in todo:
-            existing = needs_work(task, opts)
-            if existing is not None and not opts.measure:
-                results.put(ImageResult(task.source, task.name, "skipped", str(existing)))
-                continue
-            pending.append((task, pool.submit(_read_task, task, opts)))
-            return
-
-    with ThreadPoolExecutor(max(1, readers), thread_name_prefix="nevus-seg-reader") as pool:
-        try:
-            for _ in range(max(1, readers) + 1):
-                submit_next(pool)
-            while pending:
-                task, fut = pending.popleft()
-                submit_next(pool)
-                drain()
-                if cancel is not None and cancel.is_set():
-                    completed = False
-                    break
-                t0, img, px, existing, labels, err = fut.result()
-                if err is None and existing is None:
-                    try:
-                        labels = infer_stage(img, opts, model)
-                    except Exception as exc:  # noqa: BLE001 - MemoryError included
-                        err = exc
-                if err is not None:
-                    results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(err, task.source),
-                                            seconds=time.perf_counter() - t0))
-                else:
-                    jobs.put((task, labels, img if opts.measure else None, px, t0, existing))
-                del img, labels, fut
-        except KeyboardInterrupt:
-            completed = False
-        finally:
-            for _, fut in pending:
-                fut.cancel()
-            jobs.put(None)
-            writer.join()
-            drain()
-    return completed
-
-
 # ----------------------------------------------------------------------------------- public API
 def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
                    model: Any = None, device: str = "auto", threshold: float = 0.5, tta: bool = False,
@@ -323,6 +221,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
             on_result(r)
         if workers is None and scheduler is None and client is None:
             from .devices import resolve_device
+
+            from .batch_local import run_local
 
             resolve_device(device)   # an unavailable explicit device is a setup error, not N failures
             completed = run_local(tasks, opts, on_result, model=loaded, readers=readers, cancel=cancel)

@@ -1,0 +1,178 @@
+"""The in-process batch pipeline: reader threads -> inference in the calling thread -> a writer thread.
+
+- Reader threads decode the next images (JPEG/PNG decoders release the GIL) while the network runs.
+- The calling thread runs the network (PyTorch uses every core, or the GPU).
+- A writer thread writes the label files (atomically) and measures the lesions.
+
+Memory stays bounded whatever the number of images: at most ``readers + 1`` images are decoded
+ahead, at most ``queue_size`` wait for the writer, and a pixel budget (:data:`IN_FLIGHT_PIXELS`)
+caps the pixels of all images in flight together, so that very large images (6000x4000 and more)
+go through one at a time instead of adding up their memory peaks.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+from .batch_work import (ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage, measure_rows,
+                         needs_work, read_output, read_stage, resolve_model, write_stage)
+
+IN_FLIGHT_PIXELS = 16_000_000   # pixels of all images decoded and not yet written, together
+
+
+class PixelBudget:
+    """A weighted semaphore over pixels; one image larger than the whole budget may run alone."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, pixels: int, block: bool = True) -> bool:
+        with self._cond:
+            while not (self.used == 0 or self.used + pixels <= self.capacity):
+                if not block:
+                    return False
+                self._cond.wait()
+            self.used += pixels
+            return True
+
+    def release(self, pixels: int) -> None:
+        with self._cond:
+            self.used -= pixels
+            self._cond.notify_all()
+
+
+def header_pixels(path: str) -> int:
+    """Pixel count read from the file header only (0 when unknown: decoding will say what is wrong)."""
+    try:
+        if path.lower().endswith((".tif", ".tiff")):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+                return int(shape[0]) * int(shape[1]) if len(shape) >= 2 else 0
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[0]) * int(im.size[1])
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _read_task(task: ImageTask, opts: SegmentOptions):
+    """Reader thread: decode the image; for an image finished earlier, read its labels too."""
+    t0 = time.perf_counter()
+    try:
+        existing = needs_work(task, opts)
+        img, px = read_stage(task)
+        labels = read_output(existing) if existing is not None else None
+        return t0, img, px, existing, labels, None
+    except Exception as exc:  # noqa: BLE001 - reported per image
+        return t0, None, None, None, None, exc
+
+
+def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions, budget: PixelBudget) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        task, labels, img, px, t0, existing, pixels = job
+        try:
+            if existing is not None:     # finished earlier: measure only
+                rows = measure_rows(labels, img, task, px, opts)
+                result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows)
+            else:
+                out, rows = write_stage(labels, img, px, task, opts)
+                result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
+                                     rows=rows)
+        except Exception as exc:  # noqa: BLE001 - MemoryError included
+            result = ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source))
+        del job, labels, img
+        budget.release(pixels)
+        result.seconds = time.perf_counter() - t0
+        results.put(result)
+
+
+def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
+              model=None, readers: int = 2, queue_size: int = 2, cancel: Any = None,
+              max_pixels: int | None = None) -> bool:
+    """Process ``tasks`` in this process; ``on_result`` is called here for each image. False if cancelled."""
+    model = model if model is not None else resolve_model(opts.model)
+    readers = max(1, readers)
+    budget = PixelBudget(max_pixels or IN_FLIGHT_PIXELS)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    jobs: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+    writer = threading.Thread(target=_writer, args=(jobs, results, opts, budget), name="nevus-seg-writer",
+                              daemon=True)
+    writer.start()
+    pending: deque = deque()      # (task, future, pixels) in input order
+    todo = iter(tasks)
+    waiting: list = []            # a task whose pixels did not fit the budget yet
+    completed = True
+
+    def drain() -> None:
+        while True:
+            try:
+                on_result(results.get_nowait())
+            except queue.Empty:
+                return
+
+    def submit_next(block: bool) -> bool:
+        """Start reading the next task if the budget allows (blocking only when nothing is pending)."""
+        while True:
+            if not waiting:
+                task = next(todo, None)
+                if task is None:
+                    return False
+                existing = needs_work(task, opts)
+                if existing is not None and not opts.measure:
+                    results.put(ImageResult(task.source, task.name, "skipped", str(existing)))
+                    continue
+                waiting.append((task, header_pixels(task.source)))
+            task, pixels = waiting[0]
+            if not budget.acquire(pixels, block=block):
+                return False
+            waiting.clear()
+            pending.append((task, pool.submit(_read_task, task, opts), pixels))
+            return True
+
+    with ThreadPoolExecutor(readers, thread_name_prefix="nevus-seg-reader") as pool:
+        try:
+            while True:
+                while len(pending) <= readers and submit_next(block=False):
+                    pass
+                drain()
+                if cancel is not None and cancel.is_set():
+                    completed = False
+                    break
+                if not pending and not submit_next(block=True):
+                    break
+                task, fut, pixels = pending.popleft()
+                t0, img, px, existing, labels, err = fut.result()
+                if err is None and existing is None:
+                    try:
+                        labels = infer_stage(img, opts, model)
+                    except Exception as exc:  # noqa: BLE001 - MemoryError included
+                        err = exc
+                if err is not None:
+                    budget.release(pixels)
+                    results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(err, task.source),
+                                            seconds=time.perf_counter() - t0))
+                else:
+                    jobs.put((task, labels, img if opts.measure else None, px, t0, existing, pixels))
+                del img, labels, fut
+        except KeyboardInterrupt:
+            completed = False
+        finally:
+            for _, fut, _ in pending:
+                fut.cancel()
+            jobs.put(None)
+            writer.join()
+            drain()
+    return completed
