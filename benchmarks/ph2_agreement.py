@@ -82,29 +82,37 @@ def report(rows: list[dict], tables: dict[str, list], markdown: bool) -> None:
     conf = np.zeros((3, 3), int)
     for e, o in zip(expert_a, ours_a):
         conf[e, o] += 1
-    print(f"PH2 cases: {len(rows)}")
+    edge = [r["name"] for r, t in zip(rows, first) if bool(t["touches_image_edge"])]
+    print(f"PH2 cases: {len(rows)}; lesion touching the image edge (outline cut, asymmetry unreliable): "
+          f"{', '.join(edge) or 'none'}")
     print("\nAsymmetry (shape, 0/1/2) against the experts' asymmetry")
     print(f"  Spearman rho (score)                  {spearman(ours_a, expert_a):+.2f}")
     print(f"  exact agreement                       {np.mean(ours_a == expert_a):.2f}  ({int((ours_a == expert_a).sum())}/{len(rows)})")
     print(f"  Spearman rho (axis1 + axis2, shape)   {spearman(shape_sum, expert_a):+.2f}")
     print(f"  Spearman rho (max colour asymmetry)   {spearman(colour_max, expert_a):+.2f}")
+    inner = np.array([not bool(t["touches_image_edge"]) for t in first])
+    print(f"  without lesions cut by the image edge ({int(inner.sum())} cases): Spearman "
+          f"{spearman(ours_a[inner], expert_a[inner]):+.2f}, exact {np.mean(ours_a[inner] == expert_a[inner]):.2f}")
     print("  confusion (rows: experts 0/1/2, columns: ours 0/1/2):")
     for e in range(3):
         print("    " + " ".join(f"{v:3d}" for v in conf[e]))
     for ref, tabs in tables.items():
         print(f"\nColours, reference set {ref!r}")
-        head = f"  {'colour':12s} {'experts+':>8s} {'ours+':>6s} {'accuracy':>9s} {'sensitivity':>12s} {'specificity':>12s}"
+        head = (f"  {'colour':12s} {'experts+':>8s} {'ours+':>6s} {'accuracy':>9s} {'sensitivity':>12s} "
+                f"{'specificity':>12s} {'majority':>9s}")
         print(head)
-        accs = []
+        accs, base = [], []
         for c in COLOUR_NAMES:
             truth = [int(r[c]) == 1 for r in rows]
             pred = [bool(t[f"colour_{c}"]) for t in tabs]
             s = binary_scores(pred, truth)
             accs.append(s["accuracy"])
-            print(f"  {c:12s} {s['n_pos']:8d} {s['pred_pos']:6d} {s['accuracy']:9.2f} {s['sensitivity']:12.2f} {s['specificity']:12.2f}")
+            base.append(max(s["n_pos"], len(truth) - s["n_pos"]) / len(truth))  # always answering the commoner
+            print(f"  {c:12s} {s['n_pos']:8d} {s['pred_pos']:6d} {s['accuracy']:9.2f} {s['sensitivity']:12.2f} "
+                  f"{s['specificity']:12.2f} {base[-1]:9.2f}")
         e_count = np.array([sum(int(r[c]) for c in COLOUR_NAMES) for r in rows])
         o_count = np.array([int(t["colour_count"]) for t in tabs])
-        print(f"  mean per-colour accuracy {np.mean(accs):.2f}; colour count: Spearman {spearman(o_count, e_count):+.2f}, "
+        print(f"  mean per-colour accuracy {np.mean(accs):.2f} (majority answer: {np.mean(base):.2f}); colour count: Spearman {spearman(o_count, e_count):+.2f}, "
               f"exact {np.mean(o_count == e_count):.2f}, within one {np.mean(np.abs(o_count - e_count) <= 1):.2f}")
     if markdown:
         print("\n| case | experts A | ours A | axis1 | axis2 | colour ΔE max | experts' colours | our colours |")
