@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg import iter_pairs, measure  # noqa: E402
-from napari_nevus_seg.measure_colour import COLOUR_NAMES, DEFAULT_REFERENCES, REFERENCE_SETS  # noqa: E402
+from napari_nevus_seg import iter_pairs, measure
+from napari_nevus_seg.measure_colour import COLOUR_NAMES, DEFAULT_REFERENCES, REFERENCE_SETS
 
 
 def default_data() -> Path:
@@ -58,7 +58,8 @@ def binary_scores(pred, truth) -> dict:
 
 
 def measure_cases(data: Path, references: list[str]) -> tuple[list[dict], dict[str, list]]:
-    ann = {r["name"]: r for r in csv.DictReader(open(data / "PH2_annotations.csv", newline=""))}
+    with open(data / "PH2_annotations.csv", newline="") as fh:
+        ann = {r["name"]: r for r in csv.DictReader(fh)}
     rows, tables = [], {ref: [] for ref in references}
     for name, img, mask in iter_pairs(data):
         if name not in ann:

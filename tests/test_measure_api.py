@@ -111,7 +111,7 @@ def test_label_dtypes():
     (lambda l: np.stack([l, l]), "2-D"),
 ])
 def test_bad_labels(bad, match):
-    labels, img = _scene()
+    labels, _ = _scene()
     with pytest.raises(ValueError, match=match):
         measure(bad(labels), None)
 

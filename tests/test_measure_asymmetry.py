@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from measure_shapes import disc, ellipse, grid, rectangle
 from skimage.transform import rotate
 
-from measure_shapes import disc, ellipse, grid, rectangle
 from napari_nevus_seg import measure
 
 S = 0.02  # mm per pixel

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from measure_shapes import disc, ellipse, ellipse_perimeter, rectangle
+
 from napari_nevus_seg import measure
 
 PIXEL_SIZES = [0.01, 0.02, 0.04, (0.02, 0.03), (0.03, 0.015)]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import sys
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,9 +56,8 @@ def _as_labels(labels: Any) -> np.ndarray:
         raise ValueError(f"labels must be an integer, boolean or whole-number float array, got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
         raise ValueError("labels must not be negative (0 is background, 1, 2, ... are lesions)")
-    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
-        if arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError("label values are too large")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError("label values are too large")
     return arr.astype(np.int64, copy=False) if arr.dtype.itemsize > 4 or arr.dtype.kind == "u" else arr
 
 

@@ -232,7 +232,7 @@ def mirror_asymmetry(mask: np.ndarray, spacing: tuple[float, float], centroid: n
     """
     search = _MirrorSampler(mask, spacing, centroid, grid=ASYMMETRY_SEARCH_GRID)
     theta_p = principal_angle(coords)
-    pair = lambda t: search(t) + search(t + 90.0)  # noqa: E731
+    pair = lambda t: search(t) + search(t + 90.0)
     best = min(list(np.arange(0.0, 90.0, 10.0)) + [theta_p % 90.0], key=pair)
     for step in (4.0, 2.0, 1.0):  # local refinement to 1 degree
         best = min((best - step, best, best + step), key=pair)
