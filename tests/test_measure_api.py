@@ -163,6 +163,16 @@ def test_layer_features_rows_match_label_values():
     assert len(layer_features(t, max_label=10)) == 11
 
 
+def test_layer_features_for_very_sparse_label_values():
+    labels = np.zeros((60, 60), np.int64)
+    labels[5:20, 5:20] = 3
+    labels[30:50, 30:50] = 2_000_000
+    t = measure(labels, None)
+    f = layer_features(t, int(labels.max()))
+    assert f["index"].tolist() == [0, 3, 2_000_000]  # not two million empty rows
+    assert f.loc[2, "area_px2"] == 400 and pd.isna(f.loc[0, "area_px2"])
+
+
 def test_module_and_function_share_a_name():
     import napari_nevus_seg
     import napari_nevus_seg.measure as module
