@@ -1,0 +1,301 @@
+"""Segmentation benchmark: quality (PH2, ISIC validation split) and speed/memory, side by side in one run.
+
+Quality: mean Dice, Jaccard and thresholded Jaccard (ISIC challenge: a per-image Jaccard below 0.65
+counts as 0), scored at the images' full resolution against the expert masks read from the original
+files, for the default model (with and without test-time augmentation, all lesions kept) and for the
+classical Otsu baseline (``benchmarks/baseline.py``):
+
+- the 20 PH2 cases of ``ph2-adapt`` (never used for training);
+- the 200 held-out ISIC 2017 validation images (``training.split_pairs(pairs, 0.1, seed=0)``, the
+  split the default model was selected on, never trained on).
+
+Speed: end-to-end milliseconds of ``segment`` (RGB array in, instance labels out) for 768x576 and
+3000x2000 synthetic images, per device, beside a naive reference in the same run (the same network in
+fp32, no channels-last, no inference mode, no folding, the full-resolution image resized with plain
+torch, full-resolution scipy post-processing). Peak memory (``ru_maxrss`` of a fresh process) for 6000x4000.
+
+    python benchmarks/bench_segment.py                         # everything, printed
+    python benchmarks/bench_segment.py --markdown docs/benchmarks.md
+    python benchmarks/bench_segment.py --skip-quality --devices cpu cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from baseline import otsu_baseline  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
+
+from napari_nevus_seg import (available_devices, dice, load_model, read_image, read_mask,  # noqa: E402
+                              score_pairs, segment, synthetic_lesion_image)
+from napari_nevus_seg.io import discover_cases  # noqa: E402
+from napari_nevus_seg.preprocess import normalise  # noqa: E402
+
+SPEED_SHAPES = [(576, 768), (2000, 3000)]
+MEMORY_SHAPE = (4000, 6000)
+
+
+def data_root(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("NEVUS_SEG_DATA") or ROOT.parent / "shared" / "data")
+
+
+# ------------------------------------------------------------------------------------------ quality
+def isic_validation_cases(isic_root: Path) -> list:
+    """The held-out ISIC validation cases, exactly as the training campaign split them."""
+    from napari_nevus_seg.training import load_pairs, split_pairs
+
+    names = set(split_pairs(load_pairs(isic_root, 16), 0.1, seed=0)[1].names)  # tiny size: names only
+    return [c for c in discover_cases(isic_root) if c.name in names and c.mask is not None]
+
+
+def methods(model, device: str) -> dict:
+    return {
+        "default model": lambda img: segment(img, model=model, device=device) > 0,
+        "default model + TTA": lambda img: segment(img, model=model, device=device, tta=True) > 0,
+        "default model, largest lesion": lambda img: segment(img, model=model, device=device, largest_only=True) > 0,
+        "Otsu baseline": otsu_baseline,
+    }
+
+
+def quality(root: Path, model, device: str, limit: int | None) -> list[dict]:
+    sets = {}
+    ph2 = root / "ph2-adapt"
+    if ph2.is_dir():
+        sets["PH2 (20 cases)"] = [c for c in discover_cases(ph2) if c.mask is not None]
+    isic = root / "isic2017-train"
+    if isic.is_dir():
+        sets["ISIC 2017 validation"] = isic_validation_cases(isic)[:limit]
+    rows = []
+    for set_name, cases in sets.items():
+        preds = {m: [] for m in methods(model, device)}
+        for case in cases:
+            img, truth = read_image(case.image), read_mask(case.mask)
+            for m, fn in methods(model, device).items():
+                preds[m].append((fn(img), truth))
+        for m, pairs in preds.items():
+            s = score_pairs(pairs)
+            rows.append({"set": set_name, "method": m, **s})
+            print(f"{set_name:24s} {m:22s} n={s['n']:3d}  Dice {s['dice']:.4f}  Jaccard {s['jaccard']:.4f}  "
+                  f"thr-Jaccard {s['thresholded_jaccard']:.4f}", flush=True)
+    if not sets:
+        print(f"no data under {root}: quality skipped (set --data or NEVUS_SEG_DATA)")
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- speed
+def naive_net(model, device: str) -> torch.nn.Module:
+    """A plain fp32 copy of the model's network on ``device`` (the model itself is left alone)."""
+    return copy.deepcopy(model.net).to(device).eval()
+
+
+def naive_segment(img: np.ndarray, model, device: str, net: torch.nn.Module | None = None,
+                  threshold: float = 0.5) -> np.ndarray:
+    """Reference: the same network, fp32, no optimisation, full-resolution torch resizing and scipy post-processing."""
+    dev = torch.device(device)
+    net = net if net is not None else naive_net(model, device)
+    size = model.input_size
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(img)).to(dev).permute(2, 0, 1)[None].float() / 255.0
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = normalise(x, model.preprocess["mean"], model.preprocess["std"])
+        prob = torch.sigmoid(net(x))
+        prob = F.interpolate(prob, size=img.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+    mask = ndi.binary_fill_holes(prob > threshold)
+    lab, n = ndi.label(mask)
+    areas = np.bincount(lab.ravel(), minlength=n + 1)
+    areas[0] = 0
+    keep = [k for k in np.argsort(-areas[1:], kind="stable") + 1 if areas[k] >= max(16, int(0.001 * mask.size))]
+    remap = np.zeros(n + 1, np.int32)
+    remap[keep] = np.arange(1, len(keep) + 1)
+    return remap[lab]
+
+
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """(median ms, min ms, last result) after one warm-up call."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), float(np.min(times)), out
+
+
+def set_threads(n: int | None) -> int:
+    """Use ``n`` CPU threads in torch (None: all cores, as the plugin does); returns the count in use."""
+    import napari_nevus_seg.inference as inf
+    from napari_nevus_seg.devices import use_all_cpu_threads
+
+    if n is None:
+        inf.use_all_cpu_threads = use_all_cpu_threads
+        return use_all_cpu_threads()
+    torch.set_num_threads(n)
+    inf.use_all_cpu_threads = lambda: n  # keep the chosen count inside segment()
+    return n
+
+
+def speed(model, devices: list[str], repeats: int, threads: list[int | None]) -> list[dict]:
+    rows = []
+    for dev in devices:
+        net = naive_net(model, dev)
+        for n_threads in threads if dev == "cpu" else [None]:
+            used = set_threads(n_threads)
+            for h, w in SPEED_SHAPES:
+                img = synthetic_lesion_image(seed=0, shape=(h, w)).image
+                med, best, lab = timed(lambda: segment(img, model=model, device=dev), repeats)
+                n_med, n_best, n_lab = timed(lambda: naive_segment(img, model, dev, net), repeats)
+                agree = dice(lab > 0, n_lab > 0)
+                rows.append({"device": dev if dev != "cpu" else f"cpu, {used} thread{'s' * (used > 1)}",
+                             "size": f"{w}x{h}", "ms": med, "ms_min": best, "naive_ms": n_med,
+                             "naive_ms_min": n_best, "speedup": n_med / med, "agreement": agree})
+                print(f"{rows[-1]['device']:14s} {w}x{h:<5d} segment {med:8.1f} ms (min {best:7.1f})   naive "
+                      f"{n_med:8.1f} ms (min {n_best:7.1f})   x{n_med / med:4.1f}   Dice(segment, naive) {agree:.4f}",
+                      flush=True)
+    set_threads(None)
+    return rows
+
+
+_MEMORY_CODE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {bench!r}); sys.path.insert(0, {src!r})
+    import numpy as np
+    from napari_nevus_seg import load_model, segment
+    from bench_segment import naive_segment, peak_rss_mb
+    model = load_model()
+    h, w = {shape}
+    img = np.full((h, w, 3), 205, np.uint8)
+    xx = ((np.arange(w) - w / 2) / (w / 4)) ** 2
+    for y in range(h):  # row by row: no full-size temporaries before the measurement
+        img[y, xx + ((y - h / 2) / (h / 4)) ** 2 < 1] = 60
+    before = peak_rss_mb()
+    lab = segment(img, model=model, device={dev!r}) if {mode!r} == "segment" else naive_segment(img, model, {dev!r})
+    assert lab.shape == (h, w) and lab.max() >= 1
+    print(before, peak_rss_mb())
+""")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: ``VmHWM`` on Linux, else ``ru_maxrss``.
+
+    (On Linux ``ru_maxrss`` of a child starts at its parent's peak, since it survives fork and exec;
+    ``VmHWM`` belongs to the process image alone.)
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def memory(devices: list[str]) -> list[dict]:
+    rows = []
+    for dev in devices:
+        for mode in ("segment", "naive"):
+            code = _MEMORY_CODE.format(bench=str(ROOT / "benchmarks"), src=str(ROOT / "src"), shape=MEMORY_SHAPE,
+                                       dev=dev, mode=mode)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                print(f"memory run {mode} on {dev} failed:\n{out.stderr[-1500:]}")
+                continue
+            before, peak = (float(v) for v in out.stdout.split()[-2:])
+            h, w = MEMORY_SHAPE
+            rows.append({"device": dev, "method": mode, "size": f"{w}x{h}", "peak_mb": peak, "base_mb": before})
+            print(f"{dev:5s} {mode:8s} {w}x{h}: peak RSS {peak:7.0f} MB (process with model loaded, before the "
+                  f"image: {before:.0f} MB)", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- report
+def environment(model) -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"CPU: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}; "
+             f"load average at start {os.getloadavg()[0]:.1f} (other processes share the CPU when it is above 0)"]
+    if torch.cuda.is_available():
+        lines.append(f"GPU: {torch.cuda.get_device_name(0)}")
+    best = model.meta.get("best_val", {})
+    lines.append(f"model: {model.meta.get('name', '?')} ({model.arch} {model.config}, input {model.input_size} px, "
+                 f"{model.n_parameters():,} parameters); {model.meta.get('note', '')} "
+                 f"best validation epoch {best.get('epoch', '?')}")
+    return lines
+
+
+def markdown(env: list[str], q: list[dict], s: list[dict], m: list[dict]) -> str:
+    out = ["# Segmentation benchmark", "", "Produced by `python benchmarks/bench_segment.py --markdown ...`.", ""]
+    out += [f"- {line}" for line in env] + [""]
+    if q:
+        out += ["## Quality (full resolution, expert masks)", "",
+                "| data set | method | images | Dice | Jaccard | thresholded Jaccard |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['set']} | {r['method']} | {r['n']} | {r['dice']:.4f} | {r['jaccard']:.4f} | "
+                f"{r['thresholded_jaccard']:.4f} |" for r in q] + [""]
+    if s:
+        out += ["## Speed (end to end: RGB array in, labels out; median, min)", "",
+                "| device | image | segment ms | naive reference ms | speed-up | Dice(segment, naive) |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['device']} | {r['size']} | {r['ms']:.1f} ({r['ms_min']:.1f}) | {r['naive_ms']:.1f} "
+                f"({r['naive_ms_min']:.1f}) | {r['speedup']:.1f}x | {r['agreement']:.4f} |" for r in s] + [""]
+    if m:
+        out += ["## Peak memory (fresh process, `ru_maxrss`)", "", "| device | method | image | peak MB | before image MB |",
+                "|---|---|---|---|---|"]
+        out += [f"| {r['device']} | {r['method']} | {r['size']} | {r['peak_mb']:.0f} | {r['base_mb']:.0f} |"
+                for r in m] + [""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="folder holding ph2-adapt/ and isic2017-train/")
+    ap.add_argument("--devices", nargs="*", default=None, help="default: every available device")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, nargs="*", default=None,
+                    help="CPU thread counts to time; 0 = all cores, as the plugin uses (default: 0)")
+    ap.add_argument("--isic-limit", type=int, default=None, help="score only the first N validation images")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--markdown", default=None, help="also write the tables to this markdown file")
+    args = ap.parse_args()
+    devices = args.devices or available_devices()
+    model = load_model()
+    env = environment(model)
+    print("\n".join(env), flush=True)
+    q = [] if args.skip_quality else quality(data_root(args.data), model, devices[0], args.isic_limit)
+    s = [] if args.skip_speed else speed(model, devices, args.repeats, [t or None for t in (args.threads or [0])])
+    m = [] if args.skip_memory else memory(devices)
+    text = markdown(env, q, s, m)
+    print("\n" + text)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text + "\n")
+        print(f"written to {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
