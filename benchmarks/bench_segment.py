@@ -262,7 +262,7 @@ def markdown(env: list[str], q: list[dict], s: list[dict], m: list[dict]) -> str
         out += [f"| {r['device']} | {r['size']} | {r['ms']:.1f} ({r['ms_min']:.1f}) | {r['naive_ms']:.1f} "
                 f"({r['naive_ms_min']:.1f}) | {r['speedup']:.1f}x | {r['agreement']:.4f} |" for r in s] + [""]
     if m:
-        out += ["## Peak memory (fresh process, `ru_maxrss`)", "", "| device | method | image | peak MB | before image MB |",
+        out += ["## Peak memory (fresh process: VmHWM on Linux, else ru_maxrss)", "", "| device | method | image | peak MB | before image MB |",
                 "|---|---|---|---|---|"]
         out += [f"| {r['device']} | {r['method']} | {r['size']} | {r['peak_mb']:.0f} | {r['base_mb']:.0f} |"
                 for r in m] + [""]
