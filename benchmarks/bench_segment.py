@@ -41,8 +41,16 @@ import torch.nn.functional as F  # noqa: E402
 from baseline import otsu_baseline  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
-from napari_nevus_seg import (available_devices, dice, load_model, read_image, read_mask,  # noqa: E402
-                              score_pairs, segment, synthetic_lesion_image)
+from napari_nevus_seg import (  # noqa: E402
+    available_devices,
+    dice,
+    load_model,
+    read_image,
+    read_mask,
+    score_pairs,
+    segment,
+    synthetic_lesion_image,
+)
 from napari_nevus_seg.io import discover_cases  # noqa: E402
 from napari_nevus_seg.preprocess import normalise  # noqa: E402
 

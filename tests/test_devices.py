@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_nevus_seg import DeviceUnavailableError, available_devices, resolve_device
-from napari_nevus_seg import devices
+from napari_nevus_seg import DeviceUnavailableError, available_devices, devices, resolve_device
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import functools
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from .model import LesionModel, load_checkpoint
 from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
 
-__all__ = ["load_model", "predict_proba", "segment", "postprocess", "default_model_path", "default_min_size"]
+__all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
 
 DEFAULT_MODEL_FILE = "default.pt"
 CONVERT_BAND_PIXELS = 1_000_000  # float images are converted to uint8 in bands of this many pixels
@@ -74,7 +74,7 @@ def _resolve_model(model: LesionModel | str | os.PathLike | None) -> LesionModel
 
 
 # ------------------------------------------------------------------------- the network, made fast
-_FAST: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_FAST: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 _FAST_LOCK = threading.Lock()
 
 

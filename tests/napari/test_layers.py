@@ -7,8 +7,12 @@ import pytest
 from napari.layers import Image, Labels
 
 from napari_nevus_seg._napari import _layers
-from napari_nevus_seg._napari._layers import (add_or_update_image, add_or_update_labels, image_data_rgb,
-                                              pixel_size_mm_from_layer)
+from napari_nevus_seg._napari._layers import (
+    add_or_update_image,
+    add_or_update_labels,
+    image_data_rgb,
+    pixel_size_mm_from_layer,
+)
 
 pytestmark = pytest.mark.gui
 
