@@ -1,0 +1,217 @@
+"""The user's own models, saved by name in the user data folder.
+
+::
+
+    from napari_nevus_seg import ModelLibrary, fine_tune
+    lib = ModelLibrary()                      # <user data dir>/models, or $NEVUS_SEG_MODEL_DIR
+    lib.save(fine_tune(images, masks), "clinic-dermoscope")
+    [e.name for e in lib.list()]              # ['clinic-dermoscope']
+    model = lib.load("clinic-dermoscope")     # use with segment(img, model=model)
+
+Each model is one checkpoint file ``<root>/<name>.pt`` (the format of :func:`save_model`), so an
+exported model is an ordinary model file and any model file can be imported. Imported files are
+checked with ``torch.load(weights_only=True)`` before they are copied in: a file holding pickled
+code is refused. The name ``"default"`` is reserved for the model shipped with the package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .model import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
+
+DEFAULT_NAME = "default"
+_NAME_RE = re.compile(r"^[\w][\w .+()-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model of the library: its name, file and metadata (training data, fine-tuning scores, ...)."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def default_library_dir() -> Path:
+    """``$NEVUS_SEG_MODEL_DIR`` if set, else ``platformdirs.user_data_dir("napari-nevus-seg")/models``."""
+    env = os.environ.get("NEVUS_SEG_MODEL_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-nevus-seg")) / "models"
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` stripped if it is a usable model name, else raise ``ValueError`` saying why."""
+    if not isinstance(name, str):
+        raise ValueError(f"a model name must be text, got {type(name).__name__}")
+    name = name.strip()
+    if not name:
+        raise ValueError("a model name cannot be empty")
+    if "/" in name or "\\" in name or os.sep in name:
+        raise ValueError(f"model name {name!r} must not contain path separators")
+    if name.lower() == DEFAULT_NAME:
+        raise ValueError(f"{DEFAULT_NAME!r} is reserved for the model shipped with the plugin")
+    if not _NAME_RE.match(name) or name.endswith("."):
+        raise ValueError(f"model name {name!r}: use up to 100 letters, digits, spaces and . + ( ) _ -, "
+                         "starting with a letter or digit")
+    return name
+
+
+_META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
+
+
+def _meta_of(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    key = (str(path), st.st_mtime, st.st_size)
+    if key not in _META_CACHE:
+        meta = dict(read_checkpoint(path).get("meta", {}))
+        meta.pop("history", None)       # long and not needed for listing
+        _META_CACHE[key] = meta
+    return _META_CACHE[key]
+
+
+class ModelLibrary:
+    """Named model files in ``root`` (see the module docstring)."""
+
+    suffix = ".pt"
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_library_dir()
+
+    def __repr__(self) -> str:
+        return f"ModelLibrary({str(self.root)!r})"
+
+    def path(self, name: str) -> Path:
+        """The file a model of this name lives in (whether or not it exists)."""
+        return self.root / f"{validate_name(name)}{self.suffix}"
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return isinstance(name, str) and self.path(name).is_file()
+        except ValueError:
+            return False
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted((p.stem for p in self.root.glob(f"*{self.suffix}") if not p.name.startswith(".")),
+                      key=str.lower)
+
+    def list(self) -> list[ModelEntry]:
+        """The saved models, sorted by name. Unreadable files are listed with ``meta={"error": ...}``."""
+        out = []
+        for name in self.names():
+            path = self.root / f"{name}{self.suffix}"
+            try:
+                meta = _meta_of(path)
+            except Exception as exc:  # noqa: BLE001 - a corrupt file must not hide the others
+                meta = {"error": str(exc)}
+            out.append(ModelEntry(name, path, meta))
+        return out
+
+    def _existing(self, name: str) -> Path:
+        p = self.path(name)
+        if not p.is_file():
+            known = ", ".join(self.names()) or "none"
+            raise KeyError(f"no model named {name!r} in {self.root} (saved models: {known})")
+        return p
+
+    # ------------------------------------------------------------------------------ operations
+    def save(self, model: LesionModel, name: str, overwrite: bool = False) -> Path:
+        """Save ``model`` as ``name`` (its ``meta["name"]`` is set in the file); returns the file path."""
+        p = self.path(name)
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
+        named = replace(model, meta={**model.meta, "name": validate_name(name)})
+        return save_checkpoint(named, p)
+
+    def load(self, name: str) -> LesionModel:
+        """Load a saved model by name (``"default"``: the shipped model)."""
+        from .inference import load_model
+
+        if name == DEFAULT_NAME:
+            return load_model()
+        return load_model(self._existing(name))
+
+    def resolve(self, name_or_path: str | os.PathLike) -> Path:
+        """The model file for ``"default"``, a library name, or a path to a model file."""
+        from .inference import default_model_path
+
+        if isinstance(name_or_path, str):
+            if name_or_path == DEFAULT_NAME:
+                return default_model_path()
+            if name_or_path in self:
+                return self.path(name_or_path)
+        p = Path(name_or_path)
+        if p.is_file():
+            return p
+        known = ", ".join([DEFAULT_NAME, *self.names()])
+        raise KeyError(f"{str(name_or_path)!r} is neither a saved model ({known}) nor a model file")
+
+    def rename(self, old: str, new: str) -> Path:
+        """Rename a model (its file and the name in its metadata)."""
+        src = self._existing(old)
+        dst = self.path(new)
+        if dst.exists() and dst != src:
+            raise FileExistsError(f"a model named {new!r} exists already in {self.root}")
+        ckpt = read_checkpoint(src)
+        model = model_from_checkpoint(ckpt)
+        model.meta["name"] = validate_name(new)
+        save_checkpoint(model, dst)
+        if dst != src:
+            src.unlink()
+        return dst
+
+    def delete(self, name: str) -> None:
+        """Delete a saved model file."""
+        self._existing(name).unlink()
+
+    def export(self, name: str, path: str | os.PathLike) -> Path:
+        """Copy a saved model (``"default"`` too) to ``path``, an ordinary model file for sharing."""
+        src = self.resolve(name) if name == DEFAULT_NAME else self._existing(name)
+        dst = Path(path)
+        if dst.is_dir():
+            dst = dst / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return dst
+
+    def import_file(self, path: str | os.PathLike, name: str | None = None, overwrite: bool = False) -> str:
+        """Check a model file (safe loading, weights match the architecture) and add it; returns its name.
+
+        Without ``name``, the file's stem is used (``-2``, ``-3``, ... appended if taken).
+        Raises :class:`~napari_nevus_seg.model.CheckpointError` for unsafe, corrupt or foreign files.
+        """
+        src = Path(path)
+        ckpt = read_checkpoint(src)          # weights_only: refuses pickled code
+        model = model_from_checkpoint(ckpt)  # refuses weights that do not fit the architecture
+        if name is None:
+            base = re.sub(r"[^\w .+()-]+", "_", src.stem).strip(" ._") or "imported"
+            if base.lower() == DEFAULT_NAME:
+                base = "imported-default"
+            name, k = base[:90], 1
+            while name in self:
+                k += 1
+                name = f"{base[:90]}-{k}"
+        else:
+            name = validate_name(name)
+            if name in self and not overwrite:
+                raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
+        model.meta["name"] = name
+        model.meta.setdefault("imported_from", src.name)
+        save_checkpoint(model, self.path(name))
+        return name

@@ -1,0 +1,169 @@
+"""A training set on disk: (image, corrected mask) pairs written the moment the user adds them.
+
+Layout (one a data-set layout that :func:`~napari_nevus_seg.io.discover_cases` already reads, so
+``nevus-seg train`` and :func:`~napari_nevus_seg.training.load_pairs` can use the folder directly)::
+
+    <folder>/images/<name>.png     RGB uint8
+    <folder>/masks/<name>.png      uint8, 0 background, 255 lesion
+
+Every file is written to a temporary name and renamed into place, so a crash or a closed napari
+never leaves a half-written pair: a pair exists when both files exist. The image is written first,
+then the mask; an image without its mask (interrupted add) is ignored and cleaned up by the next
+:meth:`TrainingStore.add` of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .io import read_image, read_mask, to_rgb_uint8
+
+_BAD_CHARS = re.compile(r"[^\w.+()-]+")
+
+
+class StoredPair(NamedTuple):
+    name: str
+    image: Path
+    mask: Path
+
+
+def default_store_dir() -> Path:
+    """Default training folder: ``$NEVUS_SEG_TRAINING_DIR`` or ``<user data dir>/training-set``."""
+    env = os.environ.get("NEVUS_SEG_TRAINING_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-nevus-seg")) / "training-set"
+
+
+def safe_name(name: str) -> str:
+    """A file-system safe stem from a layer or case name (``"IMD002 lesions"`` -> ``"IMD002_lesions"``)."""
+    stem = _BAD_CHARS.sub("_", str(name).strip()).strip("._")
+    return stem[:120] or "image"
+
+
+def _write_png(arr: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=1)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _as_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[-1] in (3, 4):
+        m = m[..., :3].max(-1)
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W); got shape {m.shape}")
+    if m.shape != shape:
+        raise ValueError(f"mask is {m.shape[1]}x{m.shape[0]} but its image is {shape[1]}x{shape[0]}: "
+                         "they must have the same size")
+    return (m != 0).astype(np.uint8) * 255
+
+
+class TrainingStore:
+    """The user's corrected pairs in ``folder`` (created on first use). See the module docstring."""
+
+    def __init__(self, folder: str | os.PathLike | None = None):
+        self.folder = Path(folder) if folder is not None else default_store_dir()
+        self.image_dir = self.folder / "images"
+        self.mask_dir = self.folder / "masks"
+
+    def __repr__(self) -> str:
+        return f"TrainingStore({str(self.folder)!r}, {len(self)} pairs)"
+
+    # ------------------------------------------------------------------------------------ listing
+    def pairs(self) -> list[StoredPair]:
+        """Complete pairs (image and mask both present), sorted by name."""
+        if not self.mask_dir.is_dir():
+            return []
+        out = []
+        for m in sorted(self.mask_dir.glob("*.png"), key=lambda p: p.stem):
+            if m.name.startswith("."):
+                continue
+            img = self.image_dir / m.name
+            if img.is_file():
+                out.append(StoredPair(m.stem, img, m))
+        return out
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.pairs()]
+
+    def __len__(self) -> int:
+        return len(self.pairs())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for p in self.pairs():
+            yield p.name, read_image(p.image), read_mask(p.mask)
+
+    def load(self) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+        """All pairs in memory: (images (H, W, 3) uint8, masks (H, W) bool, names)."""
+        images, masks, names = [], [], []
+        for name, img, mask in self:
+            images.append(img)
+            masks.append(mask)
+            names.append(name)
+        return images, masks, names
+
+    # ------------------------------------------------------------------------------------ editing
+    def add(self, image: np.ndarray, mask: np.ndarray, name: str) -> StoredPair:
+        """Write an image and its corrected mask now; returns the stored pair (its name and paths).
+
+        ``image``: (H, W, 3) of any dtype :func:`to_rgb_uint8` accepts (grayscale and RGBA too);
+        ``mask``: (H, W) bool or labels, non-zero is lesion. A pair whose name is already taken by
+        the *same image* is updated (the new mask replaces the old: a re-corrected outline); a
+        different image under a taken name is stored as ``name-2``, ``name-3``, ...
+        """
+        img = to_rgb_uint8(np.asarray(image), source=str(name))
+        m = _as_mask(mask, img.shape[:2])
+        stem = self._free_name(safe_name(name), img)
+        self.image_dir.mkdir(parents=True, exist_ok=True)
+        self.mask_dir.mkdir(parents=True, exist_ok=True)
+        pair = StoredPair(stem, self.image_dir / f"{stem}.png", self.mask_dir / f"{stem}.png")
+        if not (pair.image.is_file() and pair.mask.is_file()):
+            _write_png(img, pair.image)
+        _write_png(m, pair.mask)
+        return pair
+
+    def _free_name(self, stem: str, img: np.ndarray) -> str:
+        candidate, k = stem, 1
+        while True:
+            ip, mp = self.image_dir / f"{candidate}.png", self.mask_dir / f"{candidate}.png"
+            if not ip.is_file():
+                return candidate
+            if not mp.is_file():   # interrupted earlier add: its image file is reused/overwritten
+                ip.unlink()
+                return candidate
+            try:
+                same = np.array_equal(read_image(ip), img)
+            except ValueError:
+                same = False
+            if same:
+                return candidate
+            k += 1
+            candidate = f"{stem}-{k}"
+
+    def remove(self, name: str) -> None:
+        """Delete a pair (both files). Raises ``KeyError`` when there is no such pair."""
+        img, mask = self.image_dir / f"{name}.png", self.mask_dir / f"{name}.png"
+        if not (img.is_file() or mask.is_file()):
+            raise KeyError(f"no pair named {name!r} in {self.folder}")
+        for p in (mask, img):
+            if p.is_file():
+                p.unlink()
