@@ -1,0 +1,181 @@
+"""fine_tune: the full loop on synthetic images, cancel, progress, hold-out rule, report, bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from finetune_helpers import cases, tiny_base
+from napari_nevus_seg import dice, fine_tune, load_model, save_model, segment
+from napari_nevus_seg.finetune import MIN_PAIRS_FOR_HOLDOUT, FineTuneResult, holdout_count
+from napari_nevus_seg.training import TrainingCancelled
+
+FAST = dict(epochs=6, steps_per_epoch=5, batch_size=8, lr=1e-3, device="cpu")
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+
+
+def same_state(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def mean_dice(model, cs) -> float:
+    return float(np.mean([dice(segment(c.image, model=model, device="cpu") > 0, c.mask) for c in cs]))
+
+
+@pytest.fixture(scope="module")
+def bluish():
+    """8 training pairs and 10 test images of the new look (a dermoscope with a bluish colour balance)."""
+    return cases(range(200, 208), "bluish"), cases(range(300, 310), "bluish")
+
+
+def test_fine_tuning_on_a_new_look_improves_it_and_leaves_the_base_alone(bluish):
+    train_cases, test_cases = bluish
+    base = tiny_base()
+    before_state = state(base)
+    assert mean_dice(base, cases(range(300, 310))) > 0.8      # the base knows the usual look ...
+    before = mean_dice(base, test_cases)                     # ... and fails on the bluish one
+    tuned = fine_tune([c.image for c in train_cases], [c.labels for c in train_cases], base=base, **FAST)
+    after = mean_dice(tuned, test_cases)
+    assert after > before + 0.2, (before, after)
+    assert same_state(state(base), before_state)             # the base model was not modified
+    assert tuned.net is not base.net
+    ft = tuned.meta["fine_tune"]
+    assert ft["base"] == "tiny-synthetic" and ft["n_pairs"] == 8
+    assert ft["n_holdout"] == 2 == len(ft["holdout_index"]) and ft["scored_on"] == "held-out pairs"
+    assert ft["after_dice"] > ft["before_dice"] and ft["improved"] and not ft["worse"]
+    # the before/after figures are the full-resolution Dice of the held-out pairs
+    held = [train_cases[i] for i in ft["holdout_index"]]
+    assert ft["before_dice"] == pytest.approx(mean_dice(base, held))
+    assert ft["after_dice"] == pytest.approx(mean_dice(tuned, held))
+    assert ft["seconds"] > 0 and ft["date"][:2] == "20" and ft["device"] == "cpu"
+    assert next(tuned.net.parameters()).device.type == "cpu"
+    report = FineTuneResult.of(tuned)
+    assert report.before_dice == ft["before_dice"] and "held-out" in report.summary()
+
+
+def test_tuned_model_round_trips_through_a_file(tmp_path, bluish):
+    train_cases, test_cases = bluish
+    tuned = fine_tune([c.image for c in train_cases[:4]], [c.mask for c in train_cases[:4]], base=tiny_base(),
+                      **dict(FAST, epochs=1))
+    path = save_model(tuned, tmp_path / "mine.pt")
+    back = load_model(path)
+    assert back.meta["fine_tune"] == tuned.meta["fine_tune"]
+    assert same_state(state(back), state(tuned))
+    img = test_cases[0].image
+    np.testing.assert_array_equal(segment(img, model=back, device="cpu"), segment(img, model=tuned, device="cpu"))
+
+
+def test_base_given_as_a_file(tmp_path, bluish):
+    train_cases, _ = bluish
+    path = save_model(tiny_base(), tmp_path / "base.pt")
+    mtime = path.stat().st_mtime_ns
+    tuned = fine_tune([c.image for c in train_cases[:2]], [c.mask for c in train_cases[:2]], base=path,
+                      **dict(FAST, epochs=1, steps_per_epoch=2))
+    assert tuned.meta["fine_tune"]["base"] == str(path)
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_cancel_stops_training_and_leaves_the_base_model(bluish):
+    train_cases, _ = bluish
+    base = tiny_base()
+    before_state = state(base)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(d):
+        seen.append(d)
+        if d["stage"] == "train" and d["step"] == 3:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        fine_tune([c.image for c in train_cases], [c.mask for c in train_cases], base=base, progress=progress,
+                  cancel=cancel, **dict(FAST, epochs=50))
+    train_steps = [d["step"] for d in seen if d["stage"] == "train"]
+    assert train_steps == [1, 2, 3]                          # stopped at the next step, not at the end
+    assert same_state(state(base), before_state)
+
+
+def test_cancel_before_start():
+    cs = cases(range(4))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(TrainingCancelled):
+        fine_tune([c.image for c in cs], [c.mask for c in cs], base=tiny_base(), cancel=cancel, **FAST)
+
+
+def test_progress_reports_stage_step_loss_and_time_left(bluish):
+    train_cases, _ = bluish
+    seen = []
+    fine_tune([c.image for c in train_cases[:5]], [c.mask for c in train_cases[:5]], base=tiny_base(),
+              progress=seen.append, **dict(FAST, epochs=2, steps_per_epoch=3, patience=None))
+    stages = [d["stage"] for d in seen]
+    assert stages[0] == "prepare" and stages[-1] == "done"
+    assert stages.index("score_before") < stages.index("train") < stages.index("score_after")
+    train = [d for d in seen if d["stage"] == "train"]
+    assert [d["step"] for d in train] == [1, 2, 3, 4, 5, 6] and {d["steps"] for d in train} == {6}
+    assert all(d["loss"] > 0 and d["eta_s"] >= 0 for d in train)
+    assert train[-1]["eta_s"] == 0
+    assert sum(d["stage"] == "val" for d in seen) == 2
+
+
+@pytest.mark.parametrize("n, expected", [(1, 0), (3, 0), (4, 1), (5, 1), (10, 2), (20, 4)])
+def test_holdout_rule(n, expected):
+    assert MIN_PAIRS_FOR_HOLDOUT == 4
+    assert holdout_count(n) == expected
+    assert holdout_count(n, 0) == 0 and holdout_count(n, None) == 0
+    assert holdout_count(n, 3) == (min(3, n - 1) if n >= 4 else 0)
+
+
+def test_few_pairs_train_on_all_and_say_scores_are_optimistic():
+    cs = cases(range(3), "bluish")
+    tuned = fine_tune([c.image for c in cs], [c.labels for c in cs], base=tiny_base(), **dict(FAST, epochs=2))
+    ft = tuned.meta["fine_tune"]
+    assert ft["n_holdout"] == 0 and ft["n_train"] == 3 and ft["scored_on"] == "training pairs"
+    assert len(ft["before_per_pair"]) == 3
+    assert "optimistic" in FineTuneResult.of(tuned).summary()
+
+
+def test_images_of_different_sizes_and_kinds():
+    a = cases([1], "bluish")[0]
+    b = cases([2], "bluish")[0]
+    big = np.kron(b.image, np.ones((2, 2, 1), np.uint8))      # 120x160, uint8
+    big_mask = np.kron(b.labels, np.ones((2, 2), np.int32))
+    tuned = fine_tune([a.image / 255.0, big], [a.mask, big_mask], base=tiny_base(),
+                      **dict(FAST, epochs=1, steps_per_epoch=2))
+    assert tuned.meta["fine_tune"]["n_pairs"] == 2
+
+
+def test_bad_input_is_refused_with_a_clear_message():
+    c = cases([5])[0]
+    base = tiny_base()
+    with pytest.raises(ValueError, match="at least one"):
+        fine_tune([], [], base=base)
+    with pytest.raises(ValueError, match="2 images but 1 masks"):
+        fine_tune([c.image, c.image], [c.mask], base=base)
+    with pytest.raises(ValueError, match="does not match"):
+        fine_tune([c.image], [c.mask[:-3]], base=base)
+    with pytest.raises(ValueError, match="RGB"):
+        fine_tune([c.image[..., :2]], [c.mask], base=base, **FAST)
+
+
+def test_blend_keeps_that_share_of_the_update():
+    cs = cases(range(4), "bluish")
+    imgs, masks = [c.image for c in cs], [c.mask for c in cs]
+    base = tiny_base()
+    opts = dict(FAST, epochs=1, steps_per_epoch=2, holdout=0)
+    full = state(fine_tune(imgs, masks, base=base, blend=1.0, **opts))
+    half = fine_tune(imgs, masks, base=base, blend=0.5, **opts)
+    assert half.meta["fine_tune"]["settings"]["blend"] == 0.5
+    b, h = state(base), state(half)
+    moved = [k for k in b if b[k].is_floating_point() and not torch.equal(b[k], full[k])]
+    assert moved                                             # training changed the weights ...
+    for k in moved:                                          # ... and half of each change was kept
+        torch.testing.assert_close(h[k], (b[k] + full[k]) / 2, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="blend"):
+        fine_tune(imgs, masks, base=base, blend=0.0, **opts)
