@@ -1,0 +1,159 @@
+"""Pieces shared by the fine-tuning widget and the case browser (no logic of their own: they call the API).
+
+- :class:`LayerCombo`: a combo box of the viewer's layers of one type, kept in sync with the layer list;
+- :class:`TrainingSetPanel`: training folder, pair count and the "Add to training set" button, which
+  writes the image and its corrected mask to a :class:`~napari_nevus_seg.training_store.TrainingStore` at once;
+- :func:`pair_from_layers`: the (image, mask) arrays of an Image and a Labels layer, checked;
+- :class:`ProgressBridge`: carries progress dicts from a worker thread to the GUI thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
+                            QWidget)
+
+from ..training_store import TrainingStore, default_store_dir
+from ._layers import image_data_rgb, layer_array
+
+
+class ProgressBridge(QObject):
+    """``bridge.emit(d)`` may be called from any thread; ``bridge.changed`` is delivered in the GUI thread."""
+
+    changed = Signal(object)
+
+    def emit(self, d: dict[str, Any]) -> None:
+        self.changed.emit(dict(d))
+
+
+def pair_from_layers(image: Image | None, labels: Labels | None) -> tuple[np.ndarray, np.ndarray]:
+    """(image (H, W, 3) uint8, mask (H, W) bool) from two layers, with a clear error when they do not fit."""
+    if image is None:
+        raise ValueError("choose an image layer")
+    if labels is None:
+        raise ValueError("choose a Labels layer holding the (corrected) lesion outline")
+    img = image_data_rgb(image)
+    lab = np.asarray(layer_array(labels))
+    if img.ndim != 3 or lab.ndim != 2:
+        raise ValueError(f"only single 2-D images can be added ({image.name!r}: {img.shape}, {labels.name!r}: "
+                         f"{lab.shape}); split stacks into single images first")
+    if lab.shape != img.shape[:2]:
+        raise ValueError(f"Labels layer {labels.name!r} is {lab.shape[1]}x{lab.shape[0]} but image {image.name!r} "
+                         f"is {img.shape[1]}x{img.shape[0]}: choose the labels that belong to this image")
+    return img, lab != 0
+
+
+class LayerCombo(QComboBox):
+    """The names of the viewer's layers of ``kind``, updated when layers are added, removed or renamed."""
+
+    def __init__(self, viewer, kind: type, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer, self.kind = viewer, kind
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText()
+        names = [ly.name for ly in self.viewer.layers if isinstance(ly, self.kind)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        self.blockSignals(False)
+        for ly in self.viewer.layers:
+            if isinstance(ly, self.kind):
+                try:
+                    ly.events.name.connect(self.refresh, unique=True)
+                except TypeError:  # older event emitters without ``unique``
+                    pass
+
+    def layer(self):
+        name = self.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def select(self, name: str) -> None:
+        self.refresh()
+        self.setCurrentText(name)
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    ft = meta.get("fine_tune")
+    if isinstance(ft, dict) and ft.get("after_dice") is not None:
+        return (f"fine-tuned from {ft.get('base')} on {ft.get('n_pairs')} pairs, {str(ft.get('date', ''))[:10]}; "
+                f"held-out Dice {ft.get('before_dice', float('nan')):.3f} -> {ft['after_dice']:.3f}")
+    return str(meta.get("training_data", meta.get("error", "")))
+
+
+class TrainingSetPanel(QWidget):
+    """Training folder chooser, pair count and "Add to training set".
+
+    ``get_layers()`` returns the (image layer, labels layer) to add. Pairs are written at once.
+    """
+
+    added = Signal(str)   # name of the stored pair
+
+    def __init__(self, get_layers: Callable[[], tuple[Any, Any]], parent: QWidget | None = None):
+        super().__init__(parent)
+        self._get_layers = get_layers
+        self.folder_edit = QLineEdit(str(default_store_dir()))
+        self.folder_edit.setToolTip("Folder of the training set: images/ and masks/ are written here at once")
+        self.folder_edit.editingFinished.connect(self.update_count)
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        self.add_button = QPushButton("Add to training set")
+        self.add_button.setToolTip("Write the image and its corrected outline to the training folder now")
+        self.add_button.clicked.connect(self._on_add)
+        self.count_label = QLabel()
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Training folder:"))
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.add_button)
+        row2.addWidget(self.count_label, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addLayout(row2)
+        self.update_count()
+
+    @property
+    def store(self) -> TrainingStore:
+        return TrainingStore(Path(self.folder_edit.text().strip() or default_store_dir()).expanduser())
+
+    def set_folder(self, folder: str | Path) -> None:
+        self.folder_edit.setText(str(folder))
+        self.update_count()
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training folder", self.folder_edit.text())
+        if folder:
+            self.set_folder(folder)
+
+    def update_count(self) -> None:
+        n = len(self.store)
+        self.count_label.setText(f"{n} pair{'s' if n != 1 else ''} in the training set")
+
+    def _on_add(self) -> None:
+        try:
+            self.add_current()
+        except (ValueError, OSError) as exc:
+            show_error(f"not added to the training set: {exc}")
+
+    def add_current(self) -> str:
+        """Add the current (image, labels) pair; returns the stored name. Errors go to a notification."""
+        image, labels = self._get_layers()
+        img, mask = pair_from_layers(image, labels)
+        pair = self.store.add(img, mask, image.name)
+        self.update_count()
+        show_info(f"added {pair.name!r} to the training set ({len(self.store)} pairs in {self.store.folder})")
+        self.added.emit(pair.name)
+        return pair.name
