@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def test_outputs_equal_the_api_result(tmp_path, model):
         assert is_labels_file(out)                              # napari reopens it as labels
         assert file_pixel_size(out) == pytest.approx((0.02, 0.02))
     assert not list((tmp_path / "out").glob(".*"))   # no temporary files left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~mask    # not private like a temporary file
 
 
 def test_png_format_writes_isic_style_masks(tmp_path, model):

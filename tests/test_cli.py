@@ -119,7 +119,8 @@ def test_workers_run_a_local_dask_cluster(tmp_path, tiny_model, capsys):
                "--model", str(tiny_model), "-q"])
     assert rc == 0, capsys.readouterr()
     img = np.asarray(Image.open(paths[1]).convert("RGB"))
-    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img1.tif"), segment(img, model=load_model(tiny_model)))
+    expected = segment(img, model=load_model(tiny_model))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img1.tif"), expected)
 
 
 def test_unreachable_scheduler_is_a_setup_error(tmp_path, capsys, monkeypatch):
@@ -227,4 +228,5 @@ def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     make_folder(tmp_path / "in", 1)
     assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", "tiny", "-q"]) == 0
     img = np.asarray(Image.open(tmp_path / "in" / "img0.jpg").convert("RGB"))
-    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=load_model(tiny_model)))
+    expected = segment(img, model=load_model(tiny_model))
+    np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), expected)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .batch_csv import CsvSink
 from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
-from .io import IMAGE_SUFFIXES, _is_mask_name
+from .datasets import IMAGE_SUFFIXES, _is_mask_name
 
 ProgressFn = Callable[[ImageResult, int, int], None]
 

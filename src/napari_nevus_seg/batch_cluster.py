@@ -139,7 +139,8 @@ def _run(client: Any, tasks: Sequence[ImageTask], opts: SegmentOptions, on_resul
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS (out of memory)
-                result = ImageResult(task.source, task.name, "failed", reason=f"on the cluster: {describe_error(exc, task.source)}")
+                result = ImageResult(task.source, task.name, "failed",
+                                     reason=f"on the cluster: {describe_error(exc, task.source)}")
             fut.release()
             on_result(result)
             if cancel is not None and cancel.is_set():

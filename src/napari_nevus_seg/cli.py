@@ -55,7 +55,8 @@ def resolve_model_arg(value: str | None) -> str | None:
     try:
         return str(ModelLibrary().resolve(value))
     except (KeyError, ValueError) as exc:
-        raise SetupError(f"--model {value!r}: {exc.args[0] if exc.args else exc} (see: nevus-seg models list)") from None
+        reason = exc.args[0] if exc.args else exc
+        raise SetupError(f"--model {value!r}: {reason} (see: nevus-seg models list)") from None
 
 
 # ------------------------------------------------------------------------------------- segment

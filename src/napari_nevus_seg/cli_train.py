@@ -80,7 +80,8 @@ class TrainDisplay:
                 parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}: loss "
                          + (f"{loss:.4f}" if isinstance(loss, float) else "-")]
                 if info.get("val_dice") is not None:
-                    parts.append(f"val Dice {info['val_dice']:.4f}, Jaccard {info.get('val_jaccard', float('nan')):.4f}")
+                    jac = info.get("val_jaccard", float("nan"))
+                    parts.append(f"val Dice {info['val_dice']:.4f}, Jaccard {jac:.4f}")
                 best = info.get("best")
                 if best:
                     parts.append(f"best Dice {best['dice']:.4f} (epoch {best['epoch']})")
@@ -186,7 +187,8 @@ def run_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SetupError(str(exc)) from None
         if args.name in ModelLibrary() and not args.overwrite:
-            raise SetupError(f"a model named {args.name!r} is in the library already; use --overwrite or another --name")
+            raise SetupError(f"a model named {args.name!r} is in the library already; "
+                             "use --overwrite or another --name")
     display = TrainDisplay(enabled=not args.quiet)
     try:
         if args.init:
@@ -196,7 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
             model = _train_new(args, None, display)
     except KeyboardInterrupt:
         display.close()
-        where = f"; {args.checkpoint_dir}/last.pt keeps the last whole epoch: add --resume" if args.checkpoint_dir else ""
+        where = (f"; {args.checkpoint_dir}/last.pt keeps the last whole epoch: add --resume"
+                 if args.checkpoint_dir else "")
         err(f"training interrupted, nothing saved to {out}{where}")
         return EXIT_INTERRUPTED
     except ValueError as exc:   # no pairs, mismatched masks, bad settings
@@ -209,7 +212,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"saved {out}")
     best = model.meta.get("best_val")
     if best:
-        print(f"best validation: Dice {best.get('dice', float('nan')):.4f}, Jaccard {best.get('jaccard', float('nan')):.4f}"
+        nan = float("nan")
+        print(f"best validation: Dice {best.get('dice', nan):.4f}, Jaccard {best.get('jaccard', nan):.4f}"
               f" (epoch {best.get('epoch')})")
     if isinstance(model.meta.get("fine_tune"), dict):
         try:
