@@ -1,0 +1,209 @@
+"""Widget "Case browser": walk through a folder of dermoscopy images, segment, correct, add to the training set.
+
+Any layout :func:`~napari_nevus_seg.io.discover_cases` knows (PH2, images/ + masks/, ISIC naming, a
+plain folder of images). Each case opens as an image layer named after the case (with its pixel size
+when the file records one); moving to another case replaces the layers of the previous one instead of
+piling them up. "Segment" runs the public :func:`segment` in a background thread and writes
+``"<case> lesions"``; a result that arrives after the user moved on is dropped, never written to
+another case. Corrections that were painted but not added to the training set are not thrown away
+silently: the first Next/Previous only warns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from ..inference import segment
+from ..io import Case, discover_cases, read_image_with_info
+from ._layers import add_or_update_labels, image_data_rgb
+from ._segment_widget import ModelChoice
+from ._shared import TrainingSetPanel
+
+
+def segment_job(image, model_ref: str | None) -> tuple[str, Any]:
+    """Worker body: ("ok", labels) or ("error", exc)."""
+    try:
+        return "ok", segment(image, model=model_ref, device="auto")
+    except Exception as exc:  # noqa: BLE001 - shown as a notification in the GUI thread
+        return "error", exc
+
+
+class CaseBrowserWidget(QWidget):
+    """Browse the cases of a folder one at a time: open, segment, correct, add to the training set."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__()
+        self.viewer = viewer
+        self.cases: list[Case] = []
+        self.index = -1
+        self.image_layer = None
+        self.labels_layer = None
+        self.worker = None
+        self._dirty = False          # the outline was painted since it was segmented or added
+        self._warned = False
+
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("folder of images or a data set (PH2, images/ + masks/, ...)")
+        self.folder_edit.returnPressed.connect(lambda: self.open_folder(self.folder_edit.text()))
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        self.prev_button = QPushButton("< Previous")
+        self.prev_button.clicked.connect(self.previous)
+        self.next_button = QPushButton("Next >")
+        self.next_button.clicked.connect(self.next)
+        self.position_label = QLabel("no folder open")
+        self.model_combo = ModelChoice()
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.clicked.connect(self.segment)
+        self.training = TrainingSetPanel(self._current_pair_layers)
+        self.training.added.connect(self._on_added)
+
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        nav = QHBoxLayout()
+        nav.addWidget(self.prev_button)
+        nav.addWidget(self.position_label, 1)
+        nav.addWidget(self.next_button)
+        form = QFormLayout()
+        form.addRow("Model:", self.model_combo)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addLayout(nav)
+        lay.addLayout(form)
+        lay.addWidget(self.segment_button)
+        lay.addWidget(self.training)
+        lay.addStretch(1)
+        self._update_buttons()
+
+    # ----------------------------------------------------------------------------------- folder
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images", self.folder_edit.text())
+        if folder:
+            self.open_folder(folder)
+
+    def open_folder(self, folder: str | Path) -> int:
+        """List the cases of ``folder`` and open the first; returns the number of cases."""
+        self.folder_edit.setText(str(folder))
+        try:
+            cases = discover_cases(Path(folder).expanduser())
+        except (FileNotFoundError, OSError) as exc:
+            show_error(str(exc))
+            return 0
+        if not cases:
+            show_warning(f"{folder}: no images found")
+            return 0
+        self.cases = cases
+        self.index = -1
+        self.go(0, force=True)
+        return len(cases)
+
+    # ------------------------------------------------------------------------------- navigation
+    def next(self) -> bool:
+        return self.go(self.index + 1)
+
+    def previous(self) -> bool:
+        return self.go(self.index - 1)
+
+    def go(self, index: int, force: bool = False) -> bool:
+        """Open case ``index``; returns False when it did not move (end of list, unsaved corrections).
+
+        An unreadable file is reported and shown as "(unreadable)", so the user can move past it.
+        """
+        if not self.cases or not 0 <= index < len(self.cases):
+            return False
+        if self._dirty and not self._warned and not force and self.labels_layer in self.viewer.layers:
+            self._warned = True
+            show_warning(f"{self.labels_layer.name!r} has corrections that are not in the training set: press "
+                         "'Add to training set' to keep them, or move on again to discard them")
+            return False
+        case = self.cases[index]
+        self._remove_case_layers()
+        self.index = index
+        self._dirty = self._warned = False
+        try:
+            img, info = read_image_with_info(case.image)
+        except ValueError as exc:          # a corrupt file: reported, and the user can move past it
+            show_error(f"cannot open {case.name}: {exc}")
+            self._update_buttons()
+            self.position_label.setText(self.position_label.text() + " (unreadable)")
+            return True
+        kwargs: dict[str, Any] = {"name": case.name, "rgb": True}
+        if info.pixel_size_mm:
+            kwargs.update(scale=tuple(info.pixel_size_mm), units=("mm", "mm"))
+        self.image_layer = self.viewer.add_image(img, **kwargs)
+        self._update_buttons()
+        return True
+
+    def _remove_case_layers(self) -> None:
+        for layer in (self.labels_layer, self.image_layer):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.image_layer = self.labels_layer = None
+
+    def _update_buttons(self) -> None:
+        n = len(self.cases)
+        self.prev_button.setEnabled(self.index > 0)
+        self.next_button.setEnabled(0 <= self.index < n - 1)
+        self.segment_button.setEnabled(self.image_layer is not None and self.worker is None)
+        if n:
+            self.position_label.setText(f"case {self.index + 1}/{n}: {self.cases[self.index].name}")
+
+    # ---------------------------------------------------------------------------------- segment
+    def segment(self) -> None:
+        """Segment the current case in a background thread -> Labels layer "<case> lesions"."""
+        if self.image_layer is None or self.worker is not None:
+            return
+        try:
+            model_ref = self.model_combo.model_ref()
+        except (KeyError, ValueError) as exc:
+            show_error(str(exc))
+            return
+        target = self.image_layer
+        try:
+            data = image_data_rgb(target)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self.worker = create_worker(segment_job, data, model_ref, _start_thread=False, _ignore_errors=True)
+        self.worker.returned.connect(lambda result: self._on_segmented(target, result))
+        self.segment_button.setText("Segmenting ...")
+        self._update_buttons()
+        self.worker.start()
+
+    def _on_segmented(self, target, result: tuple[str, Any]) -> None:
+        self.worker = None
+        self.segment_button.setText("Segment")
+        self._update_buttons()
+        status, value = result
+        if status != "ok":
+            show_error(f"segmentation of {target.name!r} failed: {value}")
+            return
+        if target is not self.image_layer or target not in self.viewer.layers:
+            show_info(f"segmentation of {target.name!r} arrived after moving on: not shown")
+            return
+        layer = add_or_update_labels(self.viewer, f"{target.name} lesions", value, like=target,
+                                     target=self.labels_layer)
+        if layer is not self.labels_layer:
+            self.labels_layer = layer
+            layer.events.paint.connect(self._on_paint)
+        self._dirty = self._warned = False
+
+    def _current_pair_layers(self) -> tuple[Any, Any]:
+        labels = self.labels_layer
+        if (labels is None or labels not in self.viewer.layers) and self.image_layer is not None:
+            name = f"{self.image_layer.name} lesions"       # an outline the user drew without "Segment"
+            labels = self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.image_layer, labels
+
+    def _on_paint(self, *_: Any) -> None:
+        self._dirty = True
+        self._warned = False
+
+    def _on_added(self, _name: str) -> None:
+        self._dirty = self._warned = False

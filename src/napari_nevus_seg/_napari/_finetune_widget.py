@@ -1,0 +1,253 @@
+"""Widget "Fine-tune on corrections": collect corrected outlines, fine-tune, compare, keep or discard.
+
+Workflow: segment an image (Segment widget or case browser), correct the Labels layer with napari's
+brush, eraser and fill, press "Add to training set" (written to disk at once), repeat, press
+"Fine-tune". Training runs in a background thread with a napari progress bar; Cancel stops it within a
+few seconds and changes nothing. The held-out Dice of the base and the tuned model are shown; "Keep"
+saves the tuned model in the model library under a name (then selectable in the Segment widget),
+"Discard" drops it. Everything here is a call to the public API (:func:`fine_tune`,
+:class:`TrainingStore`, :class:`ModelLibrary`).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ..devices import available_devices
+from ..finetune import DEFAULTS, FineTuneResult, fine_tune
+from ..inference import load_model
+from ..library import ModelLibrary
+from ..training import TrainingCancelled
+from ..training_store import TrainingStore
+from ._model_manager import ModelManagerPanel
+from ._segment_widget import ModelChoice
+from ._shared import LayerCombo, ProgressBridge, TrainingSetPanel
+
+
+def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
+    """Worker body: load the training folder and fine-tune; returns ("ok", model), ("cancelled", msg) or ("error", exc)."""
+    try:
+        images, masks, _ = TrainingStore(folder).load()
+        if not images:
+            return "error", ValueError(f"the training set in {folder} is empty: add corrected outlines first")
+        base = load_model(base_ref)
+        return "ok", fine_tune(images, masks, base=base, progress=progress, cancel=cancel, **options)
+    except TrainingCancelled as exc:
+        return "cancelled", str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported in the GUI thread as a notification
+        return "error", exc
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds / 60:.1f} min left" if seconds >= 90 else f"{seconds:.0f} s left"
+
+
+class FineTuneWidget(QWidget):
+    """Collect corrected outlines, fine-tune the segmentation model on them, keep or discard the result."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__()
+        self.viewer = viewer
+        self.worker = None
+        self.pending = None              # the tuned model waiting for Keep / Discard
+        self.last_status: str = ""       # "ok", "cancelled" or "error" of the last run
+        self._base_name = "default"
+        self._cancel = threading.Event()
+        self._pbar = None
+        self._bridge = ProgressBridge(self)
+        self._bridge.changed.connect(self._on_progress)
+
+        self.image_combo = LayerCombo(viewer, Image)
+        self.labels_combo = LayerCombo(viewer, Labels)
+        self.training = TrainingSetPanel(lambda: (self.image_combo.layer(), self.labels_combo.layer()))
+        self.base_combo = ModelChoice()
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", *available_devices()])
+        self.epochs_spin = QSpinBox(minimum=1, maximum=500, value=DEFAULTS["epochs"])
+        self.steps_spin = QSpinBox(minimum=1, maximum=1000, value=DEFAULTS["steps_per_epoch"])
+        self.lr_spin = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1e-2, singleStep=1e-4, value=DEFAULTS["lr"])
+        self.blend_spin = QDoubleSpinBox(decimals=2, minimum=0.05, maximum=1.0, singleStep=0.05,
+                                         value=DEFAULTS["blend"])
+        self.blend_spin.setToolTip("Share of the fine-tuning update kept (1 = fully tuned weights; lower keeps "
+                                   "more of the base model's skill on other images)")
+        self.freeze_encoder = QCheckBox("freeze encoder (train the decoder only)")
+        self.freeze_encoder.setChecked(DEFAULTS["freeze_encoder"])
+        self.run_button = QPushButton("Fine-tune")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("name for the tuned model")
+        self.keep_button = QPushButton("Keep")
+        self.keep_button.clicked.connect(lambda: self.keep())
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.clicked.connect(self.discard)
+        self.models = ModelManagerPanel()
+        self.models.changed.connect(self.base_combo.refresh)
+        self._layout()
+        self._set_pending(None)
+
+    def _layout(self) -> None:
+        data = QFormLayout()
+        data.addRow("Image:", self.image_combo)
+        data.addRow("Corrected labels:", self.labels_combo)
+        box1 = QGroupBox("1. Training set")
+        v1 = QVBoxLayout(box1)
+        v1.addLayout(data)
+        v1.addWidget(self.training)
+        box2 = QGroupBox("2. Fine-tune")
+        f2 = QFormLayout(box2)
+        f2.addRow("Base model:", self.base_combo)
+        f2.addRow("Device:", self.device_combo)
+        f2.addRow("Epochs (max):", self.epochs_spin)
+        f2.addRow("Steps per epoch:", self.steps_spin)
+        f2.addRow("Learning rate:", self.lr_spin)
+        f2.addRow("Update kept (blend):", self.blend_spin)
+        f2.addRow(self.freeze_encoder)
+        run = QHBoxLayout()
+        run.addWidget(self.run_button)
+        run.addWidget(self.cancel_button)
+        f2.addRow(run)
+        f2.addRow(self.status_label)
+        box3 = QGroupBox("3. Result")
+        v3 = QVBoxLayout(box3)
+        v3.addWidget(self.result_label)
+        keep = QHBoxLayout()
+        keep.addWidget(self.name_edit, 1)
+        keep.addWidget(self.keep_button)
+        keep.addWidget(self.discard_button)
+        v3.addLayout(keep)
+        v3.addWidget(self.models)
+        lay = QVBoxLayout(self)
+        for w in (box1, box2, box3):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+    # -------------------------------------------------------------------------------- running
+    def options(self) -> dict[str, Any]:
+        return {"device": self.device_combo.currentText(), "epochs": self.epochs_spin.value(),
+                "steps_per_epoch": self.steps_spin.value(), "lr": self.lr_spin.value(),
+                "blend": self.blend_spin.value(),
+                "freeze_encoder": self.freeze_encoder.isChecked()}
+
+    def start(self) -> None:
+        """Start fine-tuning on the training folder in a background thread."""
+        if self.worker is not None:
+            return
+        n = len(self.training.store)
+        if n == 0:
+            show_error("the training set is empty: correct an outline and press 'Add to training set' first")
+            return
+        try:
+            base_ref = self.base_combo.model_ref()
+        except (KeyError, ValueError) as exc:
+            show_error(str(exc))
+            return
+        self._cancel = threading.Event()
+        self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
+        self._pbar = napari_progress(total=0, desc="Fine-tuning: preparing")
+        self.status_label.setText(f"fine-tuning {self._base_name} on {n} pairs ...")
+        self.result_label.setText("")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker = create_worker(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
+                                    self._bridge.emit, self._cancel, _start_thread=False, _ignore_errors=True)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running fine-tuning to stop (within a few seconds); the model in use is unchanged."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.status_label.setText("cancelling ...")
+
+    def _on_progress(self, d: dict[str, Any]) -> None:
+        if self._pbar is None:
+            return
+        stage = d.get("stage")
+        if stage == "train":
+            if self._pbar.total != d["steps"]:
+                self._pbar.total = d["steps"]
+            self._pbar.n = d["step"]
+            text = f"step {d['step']}/{d['steps']}, loss {d['loss']:.3f}, {_eta(d.get('eta_s'))}"
+            self._pbar.set_description(f"Fine-tuning: loss {d['loss']:.3f}, {_eta(d.get('eta_s'))}")
+            self.status_label.setText(text)
+        elif stage == "val" and d.get("val_dice") is not None:
+            self.status_label.setText(f"epoch {d['epoch']}: held-out Dice {d['val_dice']:.3f}")
+        elif stage in ("score_before", "score_after"):
+            which = "base" if stage == "score_before" else "tuned"
+            self._pbar.set_description(f"Fine-tuning: scoring the {which} model")
+        self._pbar.refresh()
+
+    def _on_returned(self, result: tuple[str, Any]) -> None:
+        status, value = result
+        self.worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.last_status = status
+        if status == "ok":
+            self._set_pending(value)
+            self.status_label.setText(f"done in {value.meta['fine_tune']['seconds']:.0f} s")
+        elif status == "cancelled":
+            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
+            show_info(f"fine-tuning cancelled; nothing changed ({value})")
+        else:
+            self.status_label.setText(f"failed: {value}")
+            show_error(f"fine-tuning failed: {value}")
+
+    # ------------------------------------------------------------------------------ keep/discard
+    def _set_pending(self, model) -> None:
+        self.pending = model
+        self.keep_button.setEnabled(model is not None)
+        self.discard_button.setEnabled(model is not None)
+        if model is None:
+            return
+        report = FineTuneResult.of(model)
+        self.result_label.setText(f"{self._base_name} -> tuned: {report.summary()}")
+        self.keep_button.setText("Keep anyway" if report.worse else "Keep")
+        if report.worse:
+            show_warning("the tuned model scored worse than the base model on the held-out pairs: "
+                         "consider 'Discard'")
+        self.name_edit.setText(f"{self._base_name}-tuned-{datetime.now():%Y%m%d-%H%M}")
+
+    def keep(self, name: str | None = None) -> str | None:
+        """Save the tuned model in the model library; returns its name (None on error)."""
+        if self.pending is None:
+            return None
+        name = (name or self.name_edit.text()).strip()
+        try:
+            path = ModelLibrary().save(self.pending, name)
+        except (ValueError, FileExistsError, OSError) as exc:
+            show_error(f"not saved: {exc}")
+            return None
+        self._set_pending(None)
+        self.result_label.setText(self.result_label.text() + f"\nsaved as {name!r}")
+        self.models.refresh()
+        self.base_combo.refresh()
+        show_info(f"saved the tuned model as {name!r} ({path}); choose it in the Segment widget")
+        return name
+
+    def discard(self) -> None:
+        """Drop the tuned model; the model in use stays what it was."""
+        if self.pending is not None:
+            self._set_pending(None)
+            self.result_label.setText(self.result_label.text() + "\ndiscarded")

@@ -1,0 +1,116 @@
+"""The case browser in a viewer: open a folder, step through cases, segment, correct, add to the training set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ helpers
+from finetune_helpers import tiny_base  # noqa: E402
+
+from napari_nevus_seg import segment  # noqa: E402
+from napari_nevus_seg._napari import _case_browser, _shared  # noqa: E402
+from napari_nevus_seg._napari._case_browser import CaseBrowserWidget  # noqa: E402
+from napari_nevus_seg.io import read_image  # noqa: E402
+from napari_nevus_seg.library import ModelLibrary  # noqa: E402
+from napari_nevus_seg.training_store import TrainingStore  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def browser(make_napari_viewer, make_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
+    ModelLibrary().save(tiny_base(), "tiny")
+    notes = []
+    for mod in (_case_browser, _shared):
+        for fn in ("show_info", "show_error", "show_warning"):
+            if hasattr(mod, fn):
+                monkeypatch.setattr(mod, fn, lambda msg, fn=fn: notes.append((fn, msg)))
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8)), name="mine")           # a layer of the user's: must survive browsing
+    w = CaseBrowserWidget(viewer)
+    w.model_combo.refresh()
+    w.model_combo.setCurrentIndex(w.model_combo.findText("tiny"))
+    root, cases = make_dataset("ph2", n=3, shape=(60, 80))
+    return viewer, w, root, cases, notes
+
+
+def layer_names(viewer):
+    return [ly.name for ly in viewer.layers]
+
+
+def test_browse_segment_and_add(browser, qtbot, tmp_path):
+    viewer, w, root, cases, notes = browser
+    assert w.open_folder(root) == 3
+    assert w.position_label.text() == "case 1/3: IMD001"
+    assert layer_names(viewer) == ["mine", "IMD001"]
+    np.testing.assert_array_equal(viewer.layers["IMD001"].data, read_image(cases[0].image))
+    assert not w.prev_button.isEnabled() and w.next_button.isEnabled()
+
+    w.segment_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    lab = viewer.layers["IMD001 lesions"]
+    assert isinstance(lab, Labels) and lab is w.labels_layer
+    np.testing.assert_array_equal(lab.data, segment(read_image(cases[0].image), model=ModelLibrary().load("tiny")))
+
+    lab.data = (lab.data > 0).astype(np.int32)                # "corrected"
+    lab.data[:5, :5] = 1
+    w.training.add_button.click()
+    store = TrainingStore(tmp_path / "training")
+    assert store.names() == ["IMD001"] and w.training.count_label.text() == "1 pair in the training set"
+    np.testing.assert_array_equal(store.load()[1][0], lab.data > 0)
+
+    assert w.next()                                           # the previous case's layers are replaced
+    assert layer_names(viewer) == ["mine", "IMD002"] and w.position_label.text() == "case 2/3: IMD002"
+    assert w.next() and not w.next()                          # stops at the last case
+    assert w.position_label.text() == "case 3/3: IMD003" and not w.next_button.isEnabled()
+    assert w.previous() and layer_names(viewer) == ["mine", "IMD002"]
+
+
+def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
+    viewer, w, root, cases, notes = browser
+    w.open_folder(root)
+    w.segment()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    lab = w.labels_layer
+    lab.paint((10, 10), 1)                                    # a brush stroke
+    assert not w.next()                                       # first press: a warning, nothing moves
+    assert "IMD001 lesions" in layer_names(viewer)
+    assert any("not in the training set" in m for f, m in notes if f == "show_warning")
+    assert w.next()                                           # second press: the user chose to move on
+    assert layer_names(viewer) == ["mine", "IMD002"]
+
+
+def test_a_late_result_never_lands_on_another_case(browser, qtbot):
+    viewer, w, root, cases, notes = browser
+    w.open_folder(root)
+    w.segment()
+    assert w.next()                                           # moved on while segmenting
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert layer_names(viewer) == ["mine", "IMD002"]
+    assert not any(isinstance(ly, Labels) for ly in viewer.layers)
+    assert any("after moving on" in m for f, m in notes)
+
+
+def test_bad_folders_and_images(browser, tmp_path):
+    viewer, w, root, cases, notes = browser
+    assert w.open_folder(tmp_path / "missing") == 0
+    (tmp_path / "empty").mkdir()
+    assert w.open_folder(tmp_path / "empty") == 0
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.png").write_bytes(b"not an image")
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(read_image(cases[1].image)).save(plain / "b.png")
+    assert w.open_folder(plain) == 2                          # a plain folder of images works too
+    assert any("cannot open a" in m for f, m in notes if f == "show_error")   # the corrupt one is reported
+    assert w.next() and [ly.name for ly in viewer.layers if isinstance(ly, Image)] == ["mine", "b"]
+    assert [f for f, m in notes if f == "show_error"]

@@ -1,0 +1,138 @@
+"""The fine-tuning widget in a viewer: add corrected outlines, fine-tune, see before/after, keep or discard."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ helpers
+from finetune_helpers import cases, tiny_base  # noqa: E402
+
+from napari_nevus_seg._napari import _finetune_widget, _model_manager, _shared  # noqa: E402
+from napari_nevus_seg._napari._finetune_widget import FineTuneWidget  # noqa: E402
+from napari_nevus_seg.library import ModelLibrary  # noqa: E402
+from napari_nevus_seg.training_store import TrainingStore  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 300_000
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Library and training folder in tmp_path; the tiny synthetic model saved as "tiny"; notifications caught."""
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
+    ModelLibrary().save(tiny_base(), "tiny")
+    notes = []
+    for mod in (_finetune_widget, _shared, _model_manager):
+        for fn in ("show_info", "show_error", "show_warning"):
+            if hasattr(mod, fn):
+                monkeypatch.setattr(mod, fn, lambda msg, fn=fn: notes.append((fn, msg)))
+    return tmp_path, notes
+
+
+def make_widget(make_napari_viewer, n_pairs: int, look: str = "bluish"):
+    viewer = make_napari_viewer()
+    w = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    for i, c in enumerate(cases(range(200, 200 + n_pairs), look)):
+        viewer.add_image(c.image, name=f"case{i}", rgb=True)
+        viewer.add_labels(c.labels, name=f"case{i} lesions")
+        w.image_combo.select(f"case{i}")
+        w.labels_combo.select(f"case{i} lesions")
+        w.training.add_button.click()
+    w.base_combo.refresh()
+    w.base_combo.setCurrentIndex(w.base_combo.findText("tiny"))
+    w.device_combo.setCurrentText("cpu")
+    return viewer, w
+
+
+def test_add_fine_tune_keep(make_napari_viewer, qtbot, env):
+    tmp_path, notes = env
+    viewer, w = make_widget(make_napari_viewer, 5)
+    # every pair was written at once, into the default training folder
+    assert w.training.count_label.text() == "5 pairs in the training set"
+    store = TrainingStore(tmp_path / "training")
+    assert store.names() == [f"case{i}" for i in range(5)]
+    np.testing.assert_array_equal(store.load()[1][3], viewer.layers["case3 lesions"].data != 0)
+
+    w.epochs_spin.setValue(2)
+    w.steps_spin.setValue(3)
+    w.run_button.click()
+    assert w.worker is not None and not w.run_button.isEnabled() and w.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.last_status == "ok", notes
+    ft = w.pending.meta["fine_tune"]
+    assert ft["n_pairs"] == 5 and ft["n_holdout"] == 1 and ft["base"] == "tiny"
+    assert ft["settings"]["epochs"] == 2 and ft["settings"]["steps_per_epoch"] == 3
+    # before/after Dice are shown as computed
+    shown = [float(x) for x in re.findall(r"\d\.\d{3}", w.result_label.text())[:2]]
+    assert shown == [round(ft["before_dice"], 3), round(ft["after_dice"], 3)]
+    assert w.keep_button.isEnabled() and w.discard_button.isEnabled()
+
+    assert w.keep("scope A") == "scope A"
+    assert [e.name for e in ModelLibrary().list()] == ["scope A", "tiny"]
+    assert ModelLibrary().list()[0].meta["fine_tune"]["after_dice"] == ft["after_dice"]
+    assert "scope A" in w.models.names()
+    assert w.base_combo.findText("scope A") >= 0              # selectable as a base (and in Segment)
+    assert w.pending is None and not w.keep_button.isEnabled()
+
+
+def test_discard_and_cancel_change_nothing(make_napari_viewer, qtbot, env):
+    tmp_path, notes = env
+    viewer, w = make_widget(make_napari_viewer, 3)            # 3 pairs: no hold-out, no early stop
+    w.epochs_spin.setValue(400)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.status_label.text().startswith("step"), timeout=TIMEOUT_MS)
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)   # stops within seconds, not 400 epochs
+    assert w.last_status == "cancelled" and w.pending is None
+    assert "'tiny'" in w.status_label.text()
+    assert ModelLibrary().names() == ["tiny"]
+    assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
+
+    w.epochs_spin.setValue(1)
+    w.steps_spin.setValue(2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.last_status == "ok" and w.pending is not None
+    w.discard_button.click()
+    assert w.pending is None and "discarded" in w.result_label.text()
+    assert ModelLibrary().names() == ["tiny"]
+
+
+def test_bad_pairs_and_empty_set_are_reported(make_napari_viewer, qtbot, env):
+    tmp_path, notes = env
+    viewer = make_napari_viewer()
+    w = FineTuneWidget(viewer)
+    w.training.set_folder(tmp_path / "elsewhere")
+    w.run_button.click()
+    assert w.worker is None and any("empty" in m for f, m in notes if f == "show_error")
+    c = cases([1])[0]
+    viewer.add_image(c.image, name="img", rgb=True)
+    viewer.add_labels(c.labels[:-4], name="wrong size")
+    w.image_combo.select("img")
+    w.labels_combo.select("wrong size")
+    w.training.add_button.click()
+    assert any("same size" in m or "is 80x56" in m for f, m in notes if f == "show_error"), notes
+    assert len(TrainingStore(tmp_path / "elsewhere")) == 0
+    assert [ly.name for ly in viewer.layers] == ["img", "wrong size"]     # nothing lost
+
+
+def test_model_manager_rename_delete_export_import(make_napari_viewer, env):
+    tmp_path, notes = env
+    viewer = make_napari_viewer()
+    w = FineTuneWidget(viewer)
+    panel = w.models
+    assert panel.names() == ["tiny"]
+    assert panel.rename("tiny", "tiny 2") and panel.names() == ["tiny 2"]
+    assert w.base_combo.findText("tiny 2") >= 0
+    assert panel.export("tiny 2", tmp_path / "out.pt") and (tmp_path / "out.pt").is_file()
+    assert panel.delete("tiny 2") and panel.names() == []
+    assert panel.import_file(tmp_path / "out.pt") and panel.names() == ["out"]
+    assert not panel.rename("out", "a/b")                     # refused with a message, nothing changed
+    assert panel.names() == ["out"] and any("rename" in m for f, m in notes if f == "show_error")
