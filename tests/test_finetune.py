@@ -7,13 +7,13 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from finetune_helpers import cases, tiny_base
+
 from napari_nevus_seg import dice, fine_tune, load_model, save_model, segment
 from napari_nevus_seg.finetune import MIN_PAIRS_FOR_HOLDOUT, FineTuneResult, holdout_count
 from napari_nevus_seg.training import TrainingCancelled
 
-FAST = dict(epochs=6, steps_per_epoch=5, batch_size=8, lr=1e-3, device="cpu")
+FAST = {"epochs": 6, "steps_per_epoch": 5, "batch_size": 8, "lr": 1e-3, "device": "cpu"}
 
 
 def state(model):

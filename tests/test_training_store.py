@@ -24,7 +24,7 @@ def test_add_writes_at_once_and_reloads_exactly(tmp_path):
     assert pair.image.is_file() and pair.mask.is_file()
     again = TrainingStore(tmp_path / "set")
     assert len(again) == 1 and again.names() == ["IMD002"]
-    images, masks, names = again.load()
+    images, masks, _ = again.load()
     np.testing.assert_array_equal(images[0], c.image)
     np.testing.assert_array_equal(masks[0], c.labels != 0)
     assert masks[0].dtype == bool and masks[0].sum() == c.mask.sum() > 0

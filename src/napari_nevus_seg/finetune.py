@@ -30,9 +30,10 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,15 +43,14 @@ from .devices import resolve_device
 from .inference import load_model, segment
 from .metrics import dice
 from .model import LesionModel
-from .training import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, init_from,
-                       prepare_pairs, train)
+from .training import CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, init_from, prepare_pairs, train
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 
 # Few-image defaults, chosen by measurement on PH2 (see docs/fine_tuning.md and
 # benchmarks/bench_finetune_ph2.py).
-DEFAULTS: dict[str, Any] = dict(epochs=8, steps_per_epoch=6, batch_size=8, lr=3e-4, patience=3,
-                                freeze_encoder=False, freeze_norm=True, holdout=0.2, blend=0.5)
+DEFAULTS: dict[str, Any] = {"epochs": 8, "steps_per_epoch": 6, "batch_size": 8, "lr": 3e-4, "patience": 3,
+                            "freeze_encoder": False, "freeze_norm": True, "holdout": 0.2, "blend": 0.5}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class FineTuneResult:
     stopped_epoch: int | None = None
 
     @classmethod
-    def of(cls, model: LesionModel) -> "FineTuneResult":
+    def of(cls, model: LesionModel) -> FineTuneResult:
         """The fine-tuning report of ``model`` (``KeyError`` when it was not fine-tuned)."""
         ft = model.meta["fine_tune"]
         return cls(**{k: ft.get(k) for k in cls.__dataclass_fields__})
@@ -86,7 +86,7 @@ class FineTuneResult:
                 f"{verdict}")
 
 
-def holdout_count(n_pairs: int, holdout: float | int | None = DEFAULTS["holdout"]) -> int:
+def holdout_count(n_pairs: int, holdout: float | None = DEFAULTS["holdout"]) -> int:
     """How many of ``n_pairs`` pairs are held out (the rule of the module docstring)."""
     if not holdout or n_pairs < MIN_PAIRS_FOR_HOLDOUT:
         return 0
@@ -127,7 +127,7 @@ def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> l
 def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
               base: LesionModel | str | os.PathLike | None = None, device: str | torch.device = "auto",
               progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-              holdout: float | int | None = DEFAULTS["holdout"], epochs: int = DEFAULTS["epochs"],
+              holdout: float | None = DEFAULTS["holdout"], epochs: int = DEFAULTS["epochs"],
               steps_per_epoch: int = DEFAULTS["steps_per_epoch"], batch_size: int = DEFAULTS["batch_size"],
               lr: float = DEFAULTS["lr"], patience: int | None = DEFAULTS["patience"],
               freeze_encoder: bool = DEFAULTS["freeze_encoder"], freeze_norm: bool = DEFAULTS["freeze_norm"],

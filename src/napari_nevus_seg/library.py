@@ -51,7 +51,7 @@ def default_library_dir() -> Path:
 def validate_name(name: str) -> str:
     """Return ``name`` stripped if it is a usable model name, else raise ``ValueError`` saying why."""
     if not isinstance(name, str):
-        raise ValueError(f"a model name must be text, got {type(name).__name__}")
+        raise TypeError(f"a model name must be text, got {type(name).__name__}")
     name = name.strip()
     if not name:
         raise ValueError("a model name cannot be empty")

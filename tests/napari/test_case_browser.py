@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from finetune_helpers import tiny_base
 from napari.layers import Image, Labels
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ helpers
-from finetune_helpers import tiny_base  # noqa: E402
-
-from napari_nevus_seg import segment  # noqa: E402
-from napari_nevus_seg._napari import _case_browser, _shared  # noqa: E402
-from napari_nevus_seg._napari._case_browser import CaseBrowserWidget  # noqa: E402
-from napari_nevus_seg.io import read_image  # noqa: E402
-from napari_nevus_seg.library import ModelLibrary  # noqa: E402
-from napari_nevus_seg.training_store import TrainingStore  # noqa: E402
+from napari_nevus_seg import segment
+from napari_nevus_seg._napari import _case_browser, _shared
+from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
+from napari_nevus_seg.io import read_image
+from napari_nevus_seg.library import ModelLibrary
+from napari_nevus_seg.training_store import TrainingStore
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -47,7 +42,7 @@ def layer_names(viewer):
 
 
 def test_browse_segment_and_add(browser, qtbot, tmp_path):
-    viewer, w, root, cases, notes = browser
+    viewer, w, root, cases, _ = browser
     assert w.open_folder(root) == 3
     assert w.position_label.text() == "case 1/3: IMD001"
     assert layer_names(viewer) == ["mine", "IMD001"]
@@ -75,7 +70,7 @@ def test_browse_segment_and_add(browser, qtbot, tmp_path):
 
 
 def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
-    viewer, w, root, cases, notes = browser
+    viewer, w, root, _, notes = browser
     w.open_folder(root)
     w.segment()
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
@@ -89,7 +84,7 @@ def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
 
 
 def test_a_late_result_never_lands_on_another_case(browser, qtbot):
-    viewer, w, root, cases, notes = browser
+    viewer, w, root, _, notes = browser
     w.open_folder(root)
     w.segment()
     assert w.next()                                           # moved on while segmenting
@@ -100,7 +95,7 @@ def test_a_late_result_never_lands_on_another_case(browser, qtbot):
 
 
 def test_bad_folders_and_images(browser, tmp_path):
-    viewer, w, root, cases, notes = browser
+    viewer, w, _, cases, notes = browser
     assert w.open_folder(tmp_path / "missing") == 0
     (tmp_path / "empty").mkdir()
     assert w.open_folder(tmp_path / "empty") == 0

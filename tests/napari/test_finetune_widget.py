@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from finetune_helpers import cases, tiny_base
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ helpers
-from finetune_helpers import cases, tiny_base  # noqa: E402
-
-from napari_nevus_seg._napari import _finetune_widget, _model_manager, _shared  # noqa: E402
-from napari_nevus_seg._napari._finetune_widget import FineTuneWidget  # noqa: E402
-from napari_nevus_seg.library import ModelLibrary  # noqa: E402
-from napari_nevus_seg.training_store import TrainingStore  # noqa: E402
+from napari_nevus_seg._napari import _finetune_widget, _model_manager, _shared
+from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
+from napari_nevus_seg.library import ModelLibrary
+from napari_nevus_seg.training_store import TrainingStore
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 300_000
@@ -83,8 +79,7 @@ def test_add_fine_tune_keep(make_napari_viewer, qtbot, env):
 
 
 def test_discard_and_cancel_change_nothing(make_napari_viewer, qtbot, env):
-    tmp_path, notes = env
-    viewer, w = make_widget(make_napari_viewer, 3)            # 3 pairs: no hold-out, no early stop
+    _, w = make_widget(make_napari_viewer, 3)            # 3 pairs: no hold-out, no early stop
     w.epochs_spin.setValue(400)
     w.run_button.click()
     qtbot.waitUntil(lambda: w.status_label.text().startswith("step"), timeout=TIMEOUT_MS)

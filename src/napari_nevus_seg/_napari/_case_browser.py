@@ -36,7 +36,7 @@ def segment_job(image, model_ref: str | None) -> tuple[str, Any]:
 class CaseBrowserWidget(QWidget):
     """Browse the cases of a folder one at a time: open, segment, correct, add to the training set."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+    def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         super().__init__()
         self.viewer = viewer
         self.cases: list[Case] = []
@@ -198,7 +198,7 @@ class CaseBrowserWidget(QWidget):
         labels = self.labels_layer
         if (labels is None or labels not in self.viewer.layers) and self.image_layer is not None:
             name = f"{self.image_layer.name} lesions"       # an outline the user drew without "Segment"
-            labels = self.viewer.layers[name] if name in self.viewer.layers else None
+            labels = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
         return self.image_layer, labels
 
     def _on_paint(self, *_: Any) -> None:

@@ -19,8 +19,20 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..devices import available_devices
 from ..finetune import DEFAULTS, FineTuneResult, fine_tune
@@ -56,7 +68,7 @@ def _eta(seconds: float | None) -> str:
 class FineTuneWidget(QWidget):
     """Collect corrected outlines, fine-tune the segmentation model on them, keep or discard the result."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+    def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         super().__init__()
         self.viewer = viewer
         self.worker = None
@@ -213,6 +225,10 @@ class FineTuneWidget(QWidget):
         else:
             self.status_label.setText(f"failed: {value}")
             show_error(f"fine-tuning failed: {value}")
+
+    def closeEvent(self, event) -> None:
+        self.cancel()                   # a closed widget must not keep training in the background
+        super().closeEvent(event)
 
     # ------------------------------------------------------------------------------ keep/discard
     def _set_pending(self, model) -> None:

@@ -10,8 +10,17 @@ from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QMessageBox, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..library import ModelLibrary
 from ._shared import _describe

@@ -9,15 +9,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..training_store import TrainingStore, default_store_dir
 from ._layers import image_data_rgb, layer_array
@@ -77,7 +77,7 @@ class LayerCombo(QComboBox):
 
     def layer(self):
         name = self.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 - no .get
 
     def select(self, name: str) -> None:
         self.refresh()
