@@ -364,6 +364,20 @@ def test_write_labels_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tif"]  # no temporary file left
 
 
+def test_write_labels_file_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    new = write_labels(np.ones((8, 8), np.uint8), tmp_path / "new.png")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain write, not mkstemp's 0600
+    old = tmp_path / "old.tif"
+    old.write_bytes(b"x")
+    old.chmod(0o640)
+    write_labels(np.ones((8, 8), np.uint8), old)
+    assert old.stat().st_mode & 0o777 == 0o640  # replacing a file keeps its mode
+
+
 def test_is_labels_file_by_name_and_folder(tmp_path, rgb):
     (tmp_path / "masks").mkdir()
     for p in (tmp_path / "a_segmentation.png", tmp_path / "masks" / "a.png", tmp_path / "a.png"):
