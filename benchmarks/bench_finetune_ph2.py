@@ -60,6 +60,14 @@ def isic_validation_cases(root: Path):
     return [c for c in cases if c.name in val_names]
 
 
+def set_threads(n: int) -> None:
+    """Pin torch to ``n`` threads (the library otherwise raises it to every core before each run)."""
+    from napari_nevus_seg import inference, training
+
+    torch.set_num_threads(n)
+    inference.use_all_cpu_threads = training.use_all_cpu_threads = lambda: n
+
+
 def mean_dice(model, images, masks, device) -> list[float]:
     return [dice(segment(img, model=model, device=device) > 0, m) for img, m in zip(images, masks)]
 
@@ -86,8 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help=f"fine_tune setting to override (defaults: {DEFAULTS})")
     ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: all cores). With --threads 1 the CPU-seconds are the "
+                         "wall time one idle core would need, a figure other processes hardly disturb")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
 
     ph2_root = args.data / "ph2-adapt"
     if not ph2_root.is_dir():
