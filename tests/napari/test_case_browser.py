@@ -69,6 +69,20 @@ def test_browse_segment_and_add(browser, qtbot, tmp_path):
     assert w.previous() and layer_names(viewer) == ["mine", "IMD002"]
 
 
+def test_browser_and_fine_tune_widget_share_the_training_folder(browser, qtbot, tmp_path):
+    from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
+
+    viewer, w, root, _, _ = browser
+    ft = FineTuneWidget(viewer)
+    w.training.set_folder(tmp_path / "shared set")
+    assert ft.training.folder_edit.text() == str(tmp_path / "shared set")
+    w.open_folder(root)
+    viewer.add_labels(np.zeros((60, 80), np.int32) + 1, name="IMD001 lesions")   # drawn by hand
+    w.training.add_button.click()
+    assert ft.training.count_label.text() == "1 pair in the training set"
+    assert TrainingStore(tmp_path / "shared set").names() == ["IMD001"]
+
+
 def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
     viewer, w, root, _, notes = browser
     w.open_folder(root)

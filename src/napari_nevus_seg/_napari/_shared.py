@@ -92,10 +92,28 @@ def _describe(meta: dict[str, Any]) -> str:
     return str(meta.get("training_data", meta.get("error", "")))
 
 
+class _TrainingSetSync(QObject):
+    """Keeps the panels of a session on one training folder: a folder chosen or a pair added in one shows in all."""
+
+    folder_changed = Signal(str)
+    pair_added = Signal()
+
+
+_SYNC: _TrainingSetSync | None = None
+
+
+def _sync() -> _TrainingSetSync:
+    global _SYNC
+    if _SYNC is None:
+        _SYNC = _TrainingSetSync()
+    return _SYNC
+
+
 class TrainingSetPanel(QWidget):
     """Training folder chooser, pair count and "Add to training set".
 
-    ``get_layers()`` returns the (image layer, labels layer) to add. Pairs are written at once.
+    ``get_layers()`` returns the (image layer, labels layer) to add. Pairs are written at once. All
+    panels (the fine-tuning widget's and the case browser's) follow a folder chosen in any of them.
     """
 
     added = Signal(str)   # name of the stored pair
@@ -105,7 +123,7 @@ class TrainingSetPanel(QWidget):
         self._get_layers = get_layers
         self.folder_edit = QLineEdit(str(default_store_dir()))
         self.folder_edit.setToolTip("Folder of the training set: images/ and masks/ are written here at once")
-        self.folder_edit.editingFinished.connect(self.update_count)
+        self.folder_edit.editingFinished.connect(lambda: self.set_folder(self.folder_edit.text()))
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
         self.add_button = QPushButton("Add to training set")
@@ -124,14 +142,32 @@ class TrainingSetPanel(QWidget):
         lay.addLayout(row)
         lay.addLayout(row2)
         self.update_count()
+        _sync().folder_changed.connect(self._follow_folder)
+        _sync().pair_added.connect(self._follow_add)
 
     @property
     def store(self) -> TrainingStore:
         return TrainingStore(Path(self.folder_edit.text().strip() or default_store_dir()).expanduser())
 
     def set_folder(self, folder: str | Path) -> None:
+        """Use ``folder`` for the training set (here and in the other open panels)."""
         self.folder_edit.setText(str(folder))
         self.update_count()
+        _sync().folder_changed.emit(str(folder))
+
+    def _follow_folder(self, folder: str) -> None:
+        try:
+            if self.folder_edit.text() != folder:
+                self.folder_edit.setText(folder)
+                self.update_count()
+        except RuntimeError:   # this panel's Qt objects were deleted (its widget was closed)
+            pass
+
+    def _follow_add(self) -> None:
+        try:
+            self.update_count()
+        except RuntimeError:
+            pass
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Training folder", self.folder_edit.text())
@@ -153,7 +189,7 @@ class TrainingSetPanel(QWidget):
         image, labels = self._get_layers()
         img, mask = pair_from_layers(image, labels)
         pair = self.store.add(img, mask, image.name)
-        self.update_count()
+        _sync().pair_added.emit()
         show_info(f"added {pair.name!r} to the training set ({len(self.store)} pairs in {self.store.folder})")
         self.added.emit(pair.name)
         return pair.name
