@@ -327,6 +327,32 @@ def test_write_labels_uint32_when_needed(tmp_path):
     assert back.dtype == np.uint32 and np.array_equal(back, lab)
 
 
+def test_read_labels_tiff_with_label_255(tmp_path):
+    import tifffile
+
+    lab = np.zeros((20, 20), np.uint16)
+    lab[2:6, 2:6] = 255  # the 255th lesion, not a binary mask
+    lab[10:14, 10:14] = 7
+    tifffile.imwrite(tmp_path / "inst.tif", lab)
+    assert np.array_equal(read_labels(tmp_path / "inst.tif"), lab)
+    small = lab.astype(np.uint8)  # 8-bit TIFF with several values: still instances
+    tifffile.imwrite(tmp_path / "inst8.tif", small)
+    assert np.array_equal(read_labels(tmp_path / "inst8.tif"), small)
+    binary = np.where(lab > 0, 255, 0).astype(np.uint8)  # 0/255 8-bit TIFF: a binary mask
+    tifffile.imwrite(tmp_path / "mask.tif", binary)
+    assert np.array_equal(read_labels(tmp_path / "mask.tif"), (lab > 0).astype(np.uint8))
+
+
+def test_to_rgb_uint8_returns_rgb_uint8_unchanged():
+    from napari_nevus_seg.io import to_rgb_uint8
+
+    img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    out = to_rgb_uint8(img)
+    assert out.dtype == np.uint8 and np.array_equal(out, img)
+    view = img[:, ::2]  # non-contiguous input comes back contiguous
+    assert to_rgb_uint8(view).flags.c_contiguous and np.array_equal(to_rgb_uint8(view), view)
+
+
 def test_write_labels_png_with_instances(tmp_path):
     lab = synthetic_lesion_image(seed=3, n_lesions=2).labels
     with pytest.raises(ValueError, match=r"numbered up to 2.*Save as \.tif"):

@@ -75,6 +75,8 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
     if arr.dtype.kind in "ui" and arr.max(initial=0) > 65535:
         raise ImageReadError(f"{source}: pixel values up to {arr.max()} exceed the 16-bit range; "
                              "convert the image to 8 or 16 bits")
+    if arr.dtype == np.uint8 and arr.shape[-1] == 3:
+        return np.ascontiguousarray(arr)  # already RGB uint8: no float copy (a 6000x4000 image is 72 MB, not 700)
     if arr.dtype == np.uint8:
         scaled = arr.astype(np.float32)
     elif arr.dtype == np.uint16 or (arr.dtype.kind in "ui" and arr.max(initial=0) > 255):

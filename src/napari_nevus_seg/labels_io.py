@@ -144,6 +144,10 @@ def file_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
         return None
 
 
+def _is_binary_255(arr: np.ndarray) -> bool:
+    return arr.dtype == np.uint8 and arr.max(initial=0) == 255 and not np.any((arr != 0) & (arr != 255))
+
+
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label image as (H, W): instance numbers from TIFF, 0/1 uint8 from a binary mask.
 
@@ -160,6 +164,8 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         except Exception as exc:  # noqa: BLE001
             raise _decode_error(path, exc) from exc
         arr = np.squeeze(arr)
-        if arr.ndim == 2 and arr.dtype.kind in "ui" and arr.max(initial=0) != 255:
+        # a 16/32-bit TIFF is instance labels whatever its values; an 8-bit one holding only 0 and 255
+        # is a binary mask saved as TIFF (its lesion is label 1)
+        if arr.ndim == 2 and arr.dtype.kind in "ui" and not _is_binary_255(arr):
             return arr
     return read_mask(path).astype(np.uint8)

@@ -190,22 +190,24 @@ class FineTuneWidget(QWidget):
             self.status_label.setText("cancelling ...")
 
     def _on_progress(self, d: dict[str, Any]) -> None:
-        if self._pbar is None:
+        # napari may process events (and finish the run) while the bar redraws: keep a local reference
+        pbar = self._pbar
+        if pbar is None:
             return
         stage = d.get("stage")
         if stage == "train":
-            if self._pbar.total != d["steps"]:
-                self._pbar.total = d["steps"]
-            self._pbar.n = d["step"]
+            if pbar.total != d["steps"]:
+                pbar.total = d["steps"]
+            pbar.n = d["step"]
             text = f"step {d['step']}/{d['steps']}, loss {d['loss']:.3f}, {_eta(d.get('eta_s'))}"
-            self._pbar.set_description(f"Fine-tuning: loss {d['loss']:.3f}, {_eta(d.get('eta_s'))}")
+            pbar.set_description(f"Fine-tuning: loss {d['loss']:.3f}, {_eta(d.get('eta_s'))}")
             self.status_label.setText(text)
         elif stage == "val" and d.get("val_dice") is not None:
             self.status_label.setText(f"epoch {d['epoch']}: held-out Dice {d['val_dice']:.3f}")
         elif stage in ("score_before", "score_after"):
             which = "base" if stage == "score_before" else "tuned"
-            self._pbar.set_description(f"Fine-tuning: scoring the {which} model")
-        self._pbar.refresh()
+            pbar.set_description(f"Fine-tuning: scoring the {which} model")
+        pbar.refresh()
 
     def _on_returned(self, result: tuple[str, Any]) -> None:
         status, value = result

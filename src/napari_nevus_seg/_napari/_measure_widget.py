@@ -375,10 +375,11 @@ class MeasureWidget(QWidget):
 
     # ----------------------------------------------------------------------------------- results
     def _on_progress(self, d: dict) -> None:
-        if self._pbar is not None:
-            self._pbar.total = int(d.get("steps", 0))
-            self._pbar.n = int(d.get("step", 0))
-            self._pbar.refresh()
+        pbar = self._pbar  # napari may process events while the bar redraws: keep a local reference
+        if pbar is not None:
+            pbar.total = int(d.get("steps", 0))
+            pbar.n = int(d.get("step", 0))
+            pbar.refresh()
 
     def _on_returned(self, job: MeasureJob, result) -> None:
         table, max_label = result
