@@ -83,3 +83,14 @@ def test_use_all_cpu_threads():
         assert n >= 1 and torch.get_num_threads() == n
     finally:
         torch.set_num_threads(before)
+
+
+def test_num_threads_env_caps_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "1")
+        assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "not a number")  # ignored, not a crash
+        assert devices.use_all_cpu_threads() >= 1
+    finally:
+        torch.set_num_threads(before)

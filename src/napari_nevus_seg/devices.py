@@ -76,11 +76,18 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def use_all_cpu_threads() -> int:
-    """Let PyTorch use every CPU core this process may run on; returns the thread count."""
+    """Let PyTorch use every CPU core this process may run on; returns the thread count.
+
+    ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
+    threads then wait on each other and one thread can be several times faster than two).
+    """
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
+    cap = os.environ.get("NEVUS_SEG_NUM_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
