@@ -175,7 +175,7 @@ def test_cancel_stops_and_a_rerun_resumes(tmp_path, model):
 
 
 def test_measure_csv_covers_done_and_skipped_images(tmp_path, model):
-    pytest.importorskip("napari_nevus_seg.measure")
+    pytest.importorskip("napari_nevus_seg.measurements")
     import pandas as pd
 
     make_folder(tmp_path / "in", 3)

@@ -96,7 +96,7 @@ def test_usage_errors(tmp_path, capsys):
 
 
 def test_measure_csv_from_the_cli(tmp_path, capsys):
-    pytest.importorskip("napari_nevus_seg.measure")
+    pytest.importorskip("napari_nevus_seg.measurements")
     import pandas as pd
 
     make_folder(tmp_path / "in", 2)

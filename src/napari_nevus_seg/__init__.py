@@ -38,7 +38,7 @@ _API: dict[str, str] = {
     "fine_tune": "finetune", "FineTuneResult": "finetune",
     "ModelLibrary": "library",
     # measurement
-    "measure": "measure",
+    "measure": "measurements",
     # scores
     "dice": "metrics", "jaccard": "metrics", "thresholded_jaccard": "metrics", "score_pairs": "metrics",
     # batch processing
@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .io import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_labels,
                      read_mask, to_rgb_uint8, write_labels)
     from .library import ModelLibrary
-    from .measure import measure
+    from .measurements import measure
     from .metrics import dice, jaccard, score_pairs, thresholded_jaccard
     from .model import CheckpointError, LesionModel, build_model, save_model
     from .synthetic import synthetic_lesion_image

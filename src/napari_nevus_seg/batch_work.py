@@ -162,7 +162,7 @@ def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_siz
                  opts: SegmentOptions) -> list[dict[str, Any]]:
     """Per-lesion measurement rows, each with an ``image`` column first."""
     try:
-        from .measure import measure
+        from .measurements import measure
     except ImportError as exc:  # the measurement module is not installed in this version
         raise RuntimeError(f"measurements are not available in this installation ({exc})") from exc
     px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm

@@ -3,7 +3,7 @@
 Thin: the work is :func:`napari_nevus_seg.measure` run in a napari thread worker (progress bar, a Cancel
 button that stops it before the next lesion). The table goes to the Labels layer that was measured, even if
 the user selects other layers meanwhile, laid out as napari expects (one row per label value, see
-:func:`napari_nevus_seg.measure.layer_features`), so napari's own "Features table widget" (Layers >
+:func:`napari_nevus_seg.measurements.layer_features`), so napari's own "Features table widget" (Layers >
 Metadata) shows it, sortable and copyable; "Show table" opens that widget. What it lacks is added here:
 "Export CSV" (one row per lesion, units in the column names), a lesion chooser, and centring the view on
 the lesion selected in the table or the chooser. After the user edits the labels (paint, fill, erase, new
@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
                             QPushButton, QVBoxLayout, QWidget)
 
 from .. import measure
-from ..measure import MeasureCancelled, layer_features
+from ..measurements import MeasureCancelled, layer_features
 from ._layers import layer_array, pixel_size_mm_from_layer
 from ._shared import LayerCombo, ProgressBridge
 

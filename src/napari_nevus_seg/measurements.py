@@ -16,8 +16,6 @@ score, because Stolz's D (differential structures) is not measured here.
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -305,14 +303,3 @@ def layer_features(table: pd.DataFrame, max_label: int | None = None) -> pd.Data
     dense = t.set_index("label").reindex(pd.Index(values))
     dense.insert(0, "index", values)
     return dense.reset_index(drop=True)
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``napari_nevus_seg.measure(...)`` work even after ``import napari_nevus_seg.measure`` has made the
-    package attribute ``measure`` refer to this module instead of the function (the two share a name)."""
-
-    def __call__(self, *args, **kwargs):
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
