@@ -187,7 +187,19 @@ def test_unavailable_device_is_a_clear_error():
 
 
 # ----------------------------------------------------------------------------------- the network
-def test_fast_network_equals_the_model_and_follows_weight_changes():
+@pytest.fixture(params=["0", "1"], ids=["fp32", "bf16"])
+def cpu_precision(request, monkeypatch):
+    """Run a test with CPU bfloat16 autocast off (exact fp32) and forced on (what a bf16-capable CPU does)."""
+    from napari_nevus_seg import devices
+
+    monkeypatch.setenv("NEVUS_SEG_CPU_BF16", request.param)
+    devices.cpu_has_native_bf16.cache_clear()
+    yield 1e-5 if request.param == "0" else 2e-2
+    devices.cpu_has_native_bf16.cache_clear()
+
+
+def test_fast_network_equals_the_model_and_follows_weight_changes(cpu_precision):
+    atol = cpu_precision
     torch.manual_seed(0)
     m = build_model("unet", width=8, depth=3)
     for mod in m.net.modules():  # non-trivial batch-norm statistics, so that folding matters
@@ -201,13 +213,13 @@ def test_fast_network_equals_the_model_and_follows_weight_changes():
     with torch.no_grad():
         t = inference.to_batch_tensor(x, m.preprocess["mean"], m.preprocess["std"])
         ref = torch.sigmoid(m.net(t))[:, 0]
-    assert torch.allclose(fast, ref, atol=1e-5)
+    assert torch.allclose(fast.float(), ref, atol=atol)
     with torch.no_grad():  # the model is changed in place (as fine-tuning does): the cache must follow
         m.net.head.bias += 3.0
     fast2 = inference._forward(m, x, torch.device("cpu"), tta=False)
     with torch.no_grad():
         ref2 = torch.sigmoid(m.net(t))[:, 0]
-    assert torch.allclose(fast2, ref2, atol=1e-5) and fast2.mean() > fast.mean() + 0.1
+    assert torch.allclose(fast2.float(), ref2, atol=atol) and fast2.mean() > fast.mean() + 0.1
 
 
 def test_tta_is_flip_equivariant(model):
