@@ -2,8 +2,10 @@
 
 Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
 warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
-per-channel gain (white balance of another dermoscope), gamma. Optional hair-like dark curves.
-Dermoscopy has no "up", so every orientation is equally plausible.
+per-channel gain (white balance of another dermoscope), gamma. Optional hair-like dark curves and a
+dark round dermoscope field of view (vignette). Dermoscopy has no "up", so every orientation is
+equally plausible. The zoom range reaches 1.8x so that lesions filling most of the field (common at
+the 20x magnification of some dermoscopes) are seen in training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 class AugmentConfig:
     rotate: bool = True          # free rotation in [-180, 180) degrees (includes 90-degree turns)
     flip: bool = True
-    scale: tuple[float, float] = (0.75, 1.25)   # zoom factor (>1 zooms in)
+    scale: tuple[float, float] = (0.7, 1.8)     # zoom factor (>1 zooms in)
     shift: float = 0.1           # fraction of the image size
     brightness: float = 0.2
     contrast: float = 0.2
@@ -27,12 +29,13 @@ class AugmentConfig:
     channel_gain: float = 0.1
     gamma: float = 0.2
     hair_prob: float = 0.2       # probability that an image gets 1-4 synthetic hairs
+    vignette_prob: float = 0.25  # probability of a dark circular dermoscope field of view (lesion cut off by it)
 
     @classmethod
     def light(cls) -> "AugmentConfig":
         """Milder settings for fine-tuning on a handful of images."""
         return cls(scale=(0.85, 1.15), shift=0.05, brightness=0.1, contrast=0.1, saturation=0.1,
-                   channel_gain=0.05, gamma=0.1, hair_prob=0.1)
+                   channel_gain=0.05, gamma=0.1, hair_prob=0.1, vignette_prob=0.0)
 
 
 def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +91,30 @@ def _hairs(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+def _vignette(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Darken everything outside a (slightly shifted) circle, as a dermoscope's round field of view does.
+
+    The radius (0.85-1.35 half-sides) leaves the corners, and sometimes the sides, dark; the mask is cut
+    at the same circle (an expert outline stops where the image goes black). This teaches the network
+    that dark corners are not lesion, whatever their shape.
+    """
+    n, _, h, w = x.shape
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                            indexing="ij")
+    for i in range(n):
+        if torch.rand(1, generator=g).item() >= prob:
+            continue
+        cx, cy = ((torch.rand(2, generator=g) * 2 - 1) * 0.1).tolist()
+        radius = 0.85 + 0.5 * torch.rand(1, generator=g).item()
+        soft = 0.02 + 0.08 * torch.rand(1, generator=g).item()
+        level = 0.01 + 0.12 * torch.rand(1, generator=g).item()
+        r = torch.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+        inside = torch.clamp((radius - r) / soft + 0.5, 0, 1)
+        x[i] = x[i] * inside + level * (1 - inside)
+        y[i] = y[i] * (inside > 0.5)
+    return x, y
+
+
 def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = None,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch: ``x`` (N, 3, H, W) float in [0, 1], ``y`` (N, 1, H, W) float mask in {0, 1}.
@@ -107,4 +134,6 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = 
     x = _photometric(x, cfg, g)
     if cfg.hair_prob > 0:
         x = _hairs(x, cfg.hair_prob, g)
+    if cfg.vignette_prob > 0:
+        x, y = _vignette(x, y, cfg.vignette_prob, g)
     return x, (y > 0.5).to(x.dtype)

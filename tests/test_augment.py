@@ -1,0 +1,54 @@
+"""Augmentation keeps image and mask aligned, stays in range, and the vignette behaves like a dermoscope's."""
+
+import torch
+
+from napari_nevus_seg.augment import AugmentConfig, augment_batch
+
+NO_PHOTO = dict(brightness=0, contrast=0, saturation=0, channel_gain=0, gamma=0, hair_prob=0)
+
+
+def _blobs(n=6, size=64):
+    g = torch.Generator().manual_seed(1)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    y = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        cy, cx = (torch.rand(2, generator=g) * size * 0.5 + size * 0.25).tolist()
+        ry, rx = (torch.rand(2, generator=g) * size * 0.15 + size * 0.1).tolist()
+        y[i, 0] = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).float()
+    x = (0.8 - 0.6 * y).repeat(1, 3, 1, 1)  # dark lesion on light skin
+    return x, y
+
+
+def test_geometry_keeps_mask_on_the_lesion():
+    x, y = _blobs()
+    cfg = AugmentConfig(**NO_PHOTO, vignette_prob=0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(3))
+    assert xa.shape == x.shape and ya.shape == y.shape
+    assert set(torch.unique(ya).tolist()) <= {0.0, 1.0}
+    dark = (xa[:, 0:1] < 0.5).float()
+    agreement = (dark == ya).float().mean().item()
+    assert agreement > 0.98
+    assert not torch.equal(ya, y)  # something did move
+
+
+def test_photometric_stays_in_range_and_is_seeded():
+    x, y = _blobs()
+    a = augment_batch(x, y, AugmentConfig(), torch.Generator().manual_seed(5))
+    b = augment_batch(x, y, AugmentConfig(), torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[0].min() >= 0 and a[0].max() <= 1
+
+
+def test_vignette_darkens_corners_and_cuts_the_mask():
+    x = torch.full((4, 3, 64, 64), 0.8)
+    y = torch.ones(4, 1, 64, 64)  # a lesion that fills the field
+    cfg = AugmentConfig(**{**NO_PHOTO}, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=1.0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
+    corners = xa[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert corners.max() < 0.2  # every corner is outside the circle (radius <= 1.35 < sqrt(2))
+    assert ya[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].max() == 0
+    assert ya[:, :, 32, 32].min() == 1 and xa[:, :, 32, 32].min() > 0.75  # the centre is untouched
+
+
+def test_light_config_has_no_vignette():
+    assert AugmentConfig.light().vignette_prob == 0 and AugmentConfig().vignette_prob > 0
