@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import numpy as np
 import pytest
 import tifffile
@@ -442,3 +443,25 @@ def test_real_data_open_through_reader_with_aligned_masks(data_root):
     # lesions are darker than the surrounding skin in nearly every case (a few wrap bright areas
     # or fill the frame, where dark vignette corners are the "outside")
     assert darker >= 0.9 * (len(ph2_cases) + len(isic_images))
+
+
+def test_atomic_path_keeps_the_old_file_on_error_and_leaves_no_temporary(tmp_path):
+    from napari_nevus_seg.atomic import atomic_path
+
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.suffix == ".tif"
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+    with atomic_path(target, fsync=True) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+    fresh = tmp_path / "fresh.png"
+    with atomic_path(fresh) as tmp:
+        tmp.write_bytes(b"x")
+    from napari_nevus_seg import atomic
+
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK  # a plain write's mode, not mkstemp's 0600

@@ -74,10 +74,15 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
     return x.clamp(0, 1)
 
 
+def _unit_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column coordinates spanning [-1, 1] over an (h, w) image."""
+    return torch.meshgrid(torch.linspace(-1, 1, h, device=device), torch.linspace(-1, 1, w, device=device),
+                          indexing="ij")
+
+
 def _hairs(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
-                            indexing="ij")
+    yy, xx = _unit_grid(h, w, x.device)
     for i in range(n):
         if torch.rand(1, generator=g).item() >= prob:
             continue
@@ -99,8 +104,7 @@ def _vignette(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator)
     that dark corners are not lesion, whatever their shape.
     """
     n, _, h, w = x.shape
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
-                            indexing="ij")
+    yy, xx = _unit_grid(h, w, x.device)
     for i in range(n):
         if torch.rand(1, generator=g).item() >= prob:
             continue

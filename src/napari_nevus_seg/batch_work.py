@@ -88,21 +88,7 @@ def write_output(labels: np.ndarray, path: str | os.PathLike,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = path.suffix.lower() == ".png"
-    out = write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm)
-    try:   # the temporary file was created private (0600): give the output the usual permissions
-        os.chmod(out, 0o666 & ~_UMASK)
-    except OSError:
-        pass
-    return out
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)   # reading the umask means setting it: set it back at once (at import, one thread)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
+    return write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm)
 
 
 def read_output(path: str | os.PathLike) -> np.ndarray:

@@ -9,21 +9,14 @@ as Labels layers. No Qt or napari here. These names are also available from :mod
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .datasets import _MASK_DIRS, _is_mask_name
 from .io import _check_file, _decode_error, _tiff_pixel_size, read_mask
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: set it back at once (at import, one thread)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -76,9 +69,7 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
         raise ValueError(
             f"{path.name}: these labels hold lesions numbered up to {values_max}; a PNG stores a binary "
             "0/255 mask only. Save as .tif to keep each lesion's number, or pass binary=True to merge them.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".png":
             from PIL import Image, PngImagePlugin
 
@@ -95,12 +86,6 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
                 kwargs = {"resolution": (10.0 / sx, 10.0 / sy), "resolutionunit": "CENTIMETER"}
             tifffile.imwrite(tmp, arr.astype(dtype), compression="zlib", description=LABELS_MARKER,
                              metadata=None, **kwargs)
-        # mkstemp creates the file 0600: give it the mode a plain write would (or the replaced file's)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path
 from .model import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
 
 DEFAULT_NAME = "default"
@@ -181,13 +182,8 @@ class ModelLibrary:
         if dst.is_dir():
             dst = dst / src.name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return dst
 
     def import_file(self, path: str | os.PathLike, name: str | None = None, overwrite: bool = False) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_path
+
 CHECKPOINT_FORMAT = "napari-nevus-seg/1"
 
 
@@ -190,13 +192,8 @@ def save_checkpoint(model: LesionModel, path: str | os.PathLike, extra: dict | N
     ckpt = model.to_checkpoint()
     if extra:
         ckpt.update(extra)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_path
 from .io import read_image, read_mask, to_rgb_uint8
 
 _BAD_CHARS = re.compile(r"[^\w.+()-]+")
@@ -52,15 +53,8 @@ def safe_name(name: str) -> str:
 def _write_png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=1)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _as_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
