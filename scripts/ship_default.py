@@ -27,15 +27,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
     ap.add_argument("--out", default=str(ROOT / "src/napari_nevus_seg/weights/default.pt"))
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", default="", help="replaces the checkpoint's note (an empty note removes it)")
+    ap.add_argument("--lineage", default="", help="how the weights were obtained (stages), replaces 'init'")
+    ap.add_argument("--version", default="", help="model version recorded in the metadata")
     args = ap.parse_args()
     ckpt = read_checkpoint(args.checkpoint)
     ckpt.pop("train_state", None)
     ckpt["state_dict"] = {k: (v.half() if v.is_floating_point() and v.ndim >= 2 else v)
                           for k, v in ckpt["state_dict"].items()}
-    ckpt["meta"]["name"] = "default"
+    meta = ckpt["meta"]
+    meta["name"] = "default"
+    meta.pop("note", None)
     if args.note:
-        ckpt["meta"]["note"] = args.note
+        meta["note"] = args.note
+    if args.version:
+        meta["model_version"] = args.version
+    if args.lineage:
+        meta["init"] = args.lineage
+    elif meta.get("init"):
+        meta["init"] = Path(str(meta["init"])).name  # no path of the training machine in a shipped file
     original = model_from_checkpoint(read_checkpoint(args.checkpoint))
     shipped = model_from_checkpoint(ckpt)
     rng = np.random.default_rng(0)
