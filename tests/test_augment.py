@@ -52,3 +52,23 @@ def test_vignette_darkens_corners_and_cuts_the_mask():
 
 def test_light_config_has_no_vignette():
     assert AugmentConfig.light().vignette_prob == 0 and AugmentConfig().vignette_prob > 0
+
+
+def test_blur_softens_texture_and_leaves_the_mask():
+    x = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(3, 1, 48, 48)
+    y[:, :, 10:30, 12:40] = 1
+    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, blur_prob=1.0,
+                        vignette_prob=0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(ya, y)
+    assert xa.std() < 0.5 * x.std()  # pixel noise is smoothed away
+    assert abs(xa.mean().item() - x.mean().item()) < 0.02  # brightness kept
+
+
+def test_vignette_is_dark_but_not_flat():
+    x = torch.full((2, 3, 64, 64), 0.8)
+    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=1.0)
+    xa, _ = augment_batch(x, torch.ones(2, 1, 64, 64), cfg, torch.Generator().manual_seed(2))
+    corner = xa[:, :, :6, :6]
+    assert corner.mean() < 0.15 and corner.std() > 0.005

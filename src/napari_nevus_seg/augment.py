@@ -2,8 +2,8 @@
 
 Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
 warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
-per-channel gain (white balance of another dermoscope), gamma. Optional hair-like dark curves and a
-dark round dermoscope field of view (vignette). Dermoscopy has no "up", so every orientation is
+per-channel gain (white balance of another dermoscope), gamma, Gaussian blur. Optional hair-like dark
+curves and a dark, noisy round dermoscope field of view (vignette). Dermoscopy has no "up", so every orientation is
 equally plausible. The zoom range reaches 1.8x so that lesions filling most of the field (common at
 the 20x magnification of some dermoscopes) are seen in training.
 """
@@ -29,13 +29,14 @@ class AugmentConfig:
     channel_gain: float = 0.1
     gamma: float = 0.2
     hair_prob: float = 0.2       # probability that an image gets 1-4 synthetic hairs
+    blur_prob: float = 0.25      # probability of a Gaussian blur (soft focus, flat-looking lesions)
     vignette_prob: float = 0.25  # probability of a dark circular dermoscope field of view (lesion cut off by it)
 
     @classmethod
     def light(cls) -> "AugmentConfig":
         """Milder settings for fine-tuning on a handful of images."""
         return cls(scale=(0.85, 1.15), shift=0.05, brightness=0.1, contrast=0.1, saturation=0.1,
-                   channel_gain=0.05, gamma=0.1, hair_prob=0.1, vignette_prob=0.0)
+                   channel_gain=0.05, gamma=0.1, hair_prob=0.1, blur_prob=0.0, vignette_prob=0.0)
 
 
 def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,6 +73,22 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
     x = x * u(cfg.channel_gain, (n, 3, 1, 1))
     x = x.clamp(0, 1) ** u(cfg.gamma)
     return x.clamp(0, 1)
+
+
+def _blur(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """Gaussian blur (sigma 0.5-2.5 px) of some images: soft focus, and lesions without visible texture."""
+    for i in range(x.shape[0]):
+        if torch.rand(1, generator=g).item() >= prob:
+            continue
+        sigma = 0.5 + 2.0 * torch.rand(1, generator=g).item()
+        k = torch.arange(-7, 8, dtype=x.dtype, device=x.device)
+        k = torch.exp(-0.5 * (k / sigma) ** 2)
+        k = k / k.sum()
+        img = x[i:i + 1]
+        img = F.conv2d(F.pad(img, (7, 7, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+        img = F.conv2d(F.pad(img, (0, 0, 7, 7), mode="reflect"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+        x[i] = img[0]
+    return x
 
 
 def _unit_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,10 +128,13 @@ def _vignette(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator)
         cx, cy = ((torch.rand(2, generator=g) * 2 - 1) * 0.1).tolist()
         radius = 0.85 + 0.5 * torch.rand(1, generator=g).item()
         soft = 0.02 + 0.08 * torch.rand(1, generator=g).item()
-        level = 0.01 + 0.12 * torch.rand(1, generator=g).item()
+        level = 0.08 * torch.rand(1, generator=g).item()
+        noise = 0.01 + 0.04 * torch.rand(1, generator=g).item()
+        # near-black with sensor noise, never perfectly flat: flatness must not mean "outside the field"
+        dark = (level + noise * torch.randn(x[i].shape, generator=g).to(x.device)).clamp(0, 1)
         r = torch.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
         inside = torch.clamp((radius - r) / soft + 0.5, 0, 1)
-        x[i] = x[i] * inside + level * (1 - inside)
+        x[i] = x[i] * inside + dark * (1 - inside)
         y[i] = y[i] * (inside > 0.5)
     return x, y
 
@@ -136,6 +156,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = 
             y[vflip] = y[vflip].flip(-2)
     x, y = _affine(x, y, cfg, g)
     x = _photometric(x, cfg, g)
+    if cfg.blur_prob > 0:
+        x = _blur(x, cfg.blur_prob, g)
     if cfg.hair_prob > 0:
         x = _hairs(x, cfg.hair_prob, g)
     if cfg.vignette_prob > 0:
