@@ -4,7 +4,8 @@ import torch
 
 from napari_nevus_seg.augment import AugmentConfig, augment_batch
 
-NO_PHOTO = dict(brightness=0, contrast=0, saturation=0, channel_gain=0, gamma=0, hair_prob=0)
+NO_PHOTO = dict(brightness=0, contrast=0, saturation=0, channel_gain=0, gamma=0, hair_prob=0, blur_prob=0,
+                flatten_prob=0)
 
 
 def _blobs(n=6, size=64):
@@ -40,13 +41,14 @@ def test_photometric_stays_in_range_and_is_seeded():
 
 
 def test_vignette_darkens_corners_and_cuts_the_mask():
-    x = torch.full((4, 3, 64, 64), 0.8)
-    y = torch.ones(4, 1, 64, 64)  # a lesion that fills the field
-    cfg = AugmentConfig(**{**NO_PHOTO}, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=1.0)
+    x = torch.full((8, 3, 64, 64), 0.8)
+    y = torch.ones(8, 1, 64, 64)  # a lesion that fills the field
+    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=1.0)
     xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
-    corners = xa[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
-    assert corners.max() < 0.2  # every corner is outside the circle (radius <= 1.35 < sqrt(2))
-    assert ya[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].max() == 0
+    corners_x = xa[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].mean(dim=1)
+    corners_y = ya[:, 0, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners_y == 0).float().mean() > 0.5  # most corners fall outside the circle ...
+    assert corners_x[corners_y == 0].max() < 0.3  # ... and those are dark
     assert ya[:, :, 32, 32].min() == 1 and xa[:, :, 32, 32].min() > 0.75  # the centre is untouched
 
 
@@ -58,7 +60,7 @@ def test_blur_softens_texture_and_leaves_the_mask():
     x = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     y = torch.zeros(3, 1, 48, 48)
     y[:, :, 10:30, 12:40] = 1
-    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, blur_prob=1.0,
+    cfg = AugmentConfig(**{**NO_PHOTO, "blur_prob": 1.0}, rotate=False, flip=False, scale=(1, 1), shift=0,
                         vignette_prob=0)
     xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(1))
     assert torch.equal(ya, y)
@@ -70,5 +72,16 @@ def test_vignette_is_dark_but_not_flat():
     x = torch.full((2, 3, 64, 64), 0.8)
     cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=1.0)
     xa, _ = augment_batch(x, torch.ones(2, 1, 64, 64), cfg, torch.Generator().manual_seed(2))
-    corner = xa[:, :, :6, :6]
-    assert corner.mean() < 0.15 and corner.std() > 0.005
+    corner = xa[:, :, :3, :3]
+    assert corner.mean() < 0.2 and corner.std() > 0.005
+
+
+def test_flatten_gives_few_flat_colours():
+    x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    y = torch.ones(2, 1, 48, 48)
+    cfg = AugmentConfig(**{**NO_PHOTO, "flatten_prob": 1.0}, rotate=False, flip=False, scale=(1, 1), shift=0,
+                        vignette_prob=0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(ya, y)
+    for i in range(2):
+        assert len(torch.unique(xa[i, 0])) <= 7  # posterised to 3-6 levels (+ the level 0)

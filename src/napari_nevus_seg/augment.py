@@ -2,7 +2,7 @@
 
 Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
 warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
-per-channel gain (white balance of another dermoscope), gamma, Gaussian blur. Optional hair-like dark
+per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, cartoon-like flattening (blur + posterise). Optional hair-like dark
 curves and a dark, noisy round dermoscope field of view (vignette). Dermoscopy has no "up", so every orientation is
 equally plausible. The zoom range reaches 1.8x so that lesions filling most of the field (common at
 the 20x magnification of some dermoscopes) are seen in training.
@@ -30,13 +30,15 @@ class AugmentConfig:
     gamma: float = 0.2
     hair_prob: float = 0.2       # probability that an image gets 1-4 synthetic hairs
     blur_prob: float = 0.25      # probability of a Gaussian blur (soft focus, flat-looking lesions)
+    flatten_prob: float = 0.15   # probability of a cartoon-like copy (blur + posterise: no texture, crisp edges)
     vignette_prob: float = 0.25  # probability of a dark circular dermoscope field of view (lesion cut off by it)
 
     @classmethod
     def light(cls) -> "AugmentConfig":
         """Milder settings for fine-tuning on a handful of images."""
         return cls(scale=(0.85, 1.15), shift=0.05, brightness=0.1, contrast=0.1, saturation=0.1,
-                   channel_gain=0.05, gamma=0.1, hair_prob=0.1, blur_prob=0.0, vignette_prob=0.0)
+                   channel_gain=0.05, gamma=0.1, hair_prob=0.1, blur_prob=0.0, flatten_prob=0.0,
+                   vignette_prob=0.0)
 
 
 def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,12 +77,12 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tor
     return x.clamp(0, 1)
 
 
-def _blur(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
-    """Gaussian blur (sigma 0.5-2.5 px) of some images: soft focus, and lesions without visible texture."""
+def _blur(x: torch.Tensor, prob: float, g: torch.Generator, sigmas: tuple[float, float] = (0.5, 2.5)) -> torch.Tensor:
+    """Gaussian blur (sigma in ``sigmas`` px) of some images: soft focus, and lesions without visible texture."""
     for i in range(x.shape[0]):
         if torch.rand(1, generator=g).item() >= prob:
             continue
-        sigma = 0.5 + 2.0 * torch.rand(1, generator=g).item()
+        sigma = sigmas[0] + (sigmas[1] - sigmas[0]) * torch.rand(1, generator=g).item()
         k = torch.arange(-7, 8, dtype=x.dtype, device=x.device)
         k = torch.exp(-0.5 * (k / sigma) ** 2)
         k = k / k.sum()
@@ -88,6 +90,25 @@ def _blur(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
         img = F.conv2d(F.pad(img, (7, 7, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
         img = F.conv2d(F.pad(img, (0, 0, 7, 7), mode="reflect"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
         x[i] = img[0]
+    return x
+
+
+def _flatten(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """Cartoon-like copies of some images: strong blur, then each channel posterised to 3-6 levels.
+
+    Texture disappears and colour regions get crisp edges, so the network must also recognise a lesion by
+    its colour and shape, not only by its texture (a shape-bias augmentation in the spirit of stylised
+    training images). Without it, a network trained on real dermoscopy alone misses flat, sharply drawn
+    lesions.
+    """
+    chosen = torch.rand(x.shape[0], generator=g) < prob
+    if not chosen.any():
+        return x
+    idx = chosen.nonzero()[:, 0]
+    flat = _blur(x[idx].clone(), 1.0, g, sigmas=(1.5, 3.5))
+    levels = torch.randint(3, 7, (len(idx), 1, 1, 1), generator=g).to(x.device, x.dtype)
+    x = x.clone()
+    x[idx] = torch.round(flat * levels) / levels
     return x
 
 
@@ -158,6 +179,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = 
     x = _photometric(x, cfg, g)
     if cfg.blur_prob > 0:
         x = _blur(x, cfg.blur_prob, g)
+    if cfg.flatten_prob > 0:
+        x = _flatten(x, cfg.flatten_prob, g)
     if cfg.hair_prob > 0:
         x = _hairs(x, cfg.hair_prob, g)
     if cfg.vignette_prob > 0:
