@@ -49,8 +49,13 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
         return
     if workers is None or workers < 1:
         raise _setup_error(f"--workers must be at least 1, got {workers}")
+    # each worker process gets its share of the cores for PyTorch and OpenMP from the start, so that
+    # the workers' thread pools do not spin against each other
+    share = str(max(1, len(os.sched_getaffinity(0)) // workers) if hasattr(os, "sched_getaffinity")
+                else max(1, (os.cpu_count() or 1) // workers))
     cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker), processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.ERROR,
+                           env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})
     client = Client(cluster)
     try:
         yield client
