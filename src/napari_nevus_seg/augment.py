@@ -2,9 +2,10 @@
 
 Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
 warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
-per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, cartoon-like flattening (blur + posterise). Optional hair-like dark
-curves and a dark, noisy round dermoscope field of view (vignette). Dermoscopy has no "up", so every orientation is
-equally plausible. The zoom range reaches 1.8x so that lesions filling most of the field (common at
+per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, cartoon-like flattening
+(blur + posterise). Optional hair-like dark curves and a dark, noisy round dermoscope field of view
+(vignette). Dermoscopy has no "up", so every orientation is equally plausible. The zoom range
+reaches 1.8x so that lesions filling most of the field (common at
 the 20x magnification of some dermoscopes) are seen in training.
 """
 
