@@ -59,12 +59,11 @@ def pipeline(src: Path, out: Path, device: str, readers: int = 2) -> float:
 
 
 def dask_run(src: Path, out: Path, warm: Path, workers: int, device: str, rounds: int) -> tuple[list[float], float]:
-    from distributed import Client, LocalCluster
+    from napari_nevus_seg.batch_cluster import open_client
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    client = Client(cluster)
-    try:
+    # the same local cluster as `nevus-seg segment --workers N` (each worker gets its share of the cores)
+    with open_client(workers=workers) as client:
         # warm-up: every worker imports PyTorch and loads the model once
         segment_folder(warm, out / "_warm", client=client, device=device)
         startup = time.perf_counter() - t0
@@ -75,9 +74,6 @@ def dask_run(src: Path, out: Path, warm: Path, workers: int, device: str, rounds
             assert s.ok, s.report()
             times.append(time.perf_counter() - t1)
         return times, startup
-    finally:
-        client.close()
-        cluster.close()
 
 
 def huge_rss(tmp: Path) -> list[tuple[str, float, float]]:
