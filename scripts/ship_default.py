@@ -19,6 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from napari_nevus_seg.atomic import atomic_path  # noqa: E402
 from napari_nevus_seg.inference import predict_proba  # noqa: E402
 from napari_nevus_seg.model import model_from_checkpoint, read_checkpoint  # noqa: E402
 
@@ -55,9 +56,8 @@ def main() -> None:
     if diff.max() > 1e-2:
         raise SystemExit("float16 storage changes the predictions too much; not shipping")
     out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
 from .batch_work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
+from .devices import cpu_cores
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
@@ -51,8 +52,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
         raise _setup_error(f"--workers must be at least 1, got {workers}")
     # each worker process gets its share of the cores for PyTorch and OpenMP from the start, so that
     # the workers' thread pools do not spin against each other
-    share = str(max(1, len(os.sched_getaffinity(0)) // workers) if hasattr(os, "sched_getaffinity")
-                else max(1, (os.cpu_count() or 1) // workers))
+    share = str(max(1, cpu_cores() // workers))
     cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker), processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR,
                            env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})

@@ -75,16 +75,21 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def cpu_cores() -> int:
+    """Number of CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def use_all_cpu_threads() -> int:
     """Let PyTorch use every CPU core this process may run on; returns the thread count.
 
     ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
     threads then wait on each other and one thread can be several times faster than two).
     """
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
+    n = cpu_cores()
     cap = os.environ.get("NEVUS_SEG_NUM_THREADS", "").strip()
     if cap.isdigit() and int(cap) > 0:
         n = min(n, int(cap))
