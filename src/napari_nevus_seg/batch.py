@@ -155,7 +155,7 @@ def check_output_folder(out: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------------- public API
 def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
                    model: Any = None, device: str = "auto", threshold: float = 0.5, tta: bool = False,
-                   min_size: int | None = None, largest_only: bool = False, fmt: str = "tif",
+                   min_size: int | None = None, largest_only: bool = False, refine: bool = True, fmt: str = "tif",
                    measure: str | os.PathLike | None = None,
                    pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
                    recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
@@ -167,6 +167,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     lesions by decreasing area) with the pixel size in its resolution tags, which napari and this
     plugin's reader open as a Labels layer; or with ``fmt="png"`` ``out/name.png``, the binary lesion
     mask (0/255) as the ISIC challenge distributes masks.
+    ``threshold``, ``tta``, ``min_size``, ``largest_only`` and ``refine`` are those of :func:`segment`.
     Existing outputs are skipped unless ``overwrite``. ``measure``: path of a CSV file that receives
     one row per lesion for all images (an ``image`` column first), pixel size from each file's
     metadata unless ``pixel_size_mm`` is given. ``model``: a loaded model, a file path or None (the
@@ -199,7 +200,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     loaded = resolve_model(model)    # fails here, once, for a bad model file
     opts = SegmentOptions(model=model if model is None or isinstance(model, (str, os.PathLike)) else loaded,
                           device=device, threshold=threshold, tta=tta, min_size=min_size,
-                          largest_only=largest_only, fmt=fmt, measure=measure is not None,
+                          largest_only=largest_only, refine=refine, fmt=fmt, measure=measure is not None,
                           pixel_size_mm=pixel_size_mm, overwrite=overwrite)
     if isinstance(opts.model, os.PathLike):
         opts = replace(opts, model=str(opts.model))

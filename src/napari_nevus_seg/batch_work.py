@@ -40,6 +40,7 @@ class SegmentOptions:
     tta: bool = False
     min_size: int | None = None
     largest_only: bool = False
+    refine: bool = True          # outline refinement onto the visible pigment edge
     fmt: str = "tif"             # "tif": instance labels (uint16); "png": binary 0/255 mask (ISIC style)
     measure: bool = False
     pixel_size_mm: float | tuple[float, float] | None = None  # overrides the files' metadata
@@ -138,7 +139,7 @@ def infer_stage(img: np.ndarray, opts: SegmentOptions, model=None) -> np.ndarray
 
     labels = segment(img, model=model if model is not None else resolve_model(opts.model), device=opts.device,
                      threshold=opts.threshold, tta=opts.tta, min_size=opts.min_size,
-                     largest_only=opts.largest_only)
+                     largest_only=opts.largest_only, refine=opts.refine)
     if labels.max(initial=0) <= 255:
         labels = labels.astype(np.uint8)
     return labels

@@ -77,6 +77,8 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips; ~4x slower)")
     p.add_argument("--min-size", type=int, metavar="PIXELS", help="smallest lesion kept (default 0.1%% of image)")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest lesion per image")
+    p.add_argument("--no-refine", action="store_false", dest="refine",
+                   help="keep the network's own outline (default: refined onto the visible pigment edge)")
     p.add_argument("--format", choices=("tif", "png"), default="tif", dest="fmt",
                    help="tif: instance labels, uint16, with the pixel size (default); "
                         "png: binary 0/255 lesion mask, ISIC style")
@@ -111,7 +113,7 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         summary = segment_folder(
             args.inputs, args.out, model=model, device=args.device, threshold=args.threshold, tta=args.tta,
-            min_size=args.min_size, largest_only=args.largest_only, fmt=args.fmt, measure=args.measure,
+            min_size=args.min_size, largest_only=args.largest_only, refine=args.refine, fmt=args.fmt, measure=args.measure,
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
             readers=args.readers, progress=progress)

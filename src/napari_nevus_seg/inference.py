@@ -3,8 +3,9 @@
 The network sees the whole image resized to its input size (:func:`preprocess.model_input`, shared
 with training); its probability map is brought back to the image's own size with bilinear
 interpolation (smooth outlines), in bands so that memory stays bounded for any image size
-(see :mod:`postprocessing`). Post-processing: threshold, hole filling, removal of specks, one label
-per connected lesion (numbered by decreasing area), optionally only the largest lesion.
+(see :mod:`postprocessing`). Post-processing: optional refinement of the outline onto the image's
+visible pigment edge (:mod:`refine`), threshold, hole filling, removal of specks and of fragments at the
+image's frame, one label per connected lesion (numbered by decreasing area), optionally only the largest lesion.
 
 Speed: the network runs in inference mode, channels-last, with batch normalisation folded into the
 convolutions (a cached copy; the model itself is not changed), with mixed precision on CUDA, and
@@ -30,6 +31,7 @@ from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .model import LesionModel, load_checkpoint
 from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
+from .refine import refine_small
 
 __all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
 
@@ -159,15 +161,18 @@ def _plane_uint8(plane: np.ndarray) -> np.ndarray:
     return out
 
 
-def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tta: bool, batch_size: int):
-    """Yield (index, plane shape, (S, S) probability tensor on ``dev``) for each plane, batched."""
+def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tta: bool, batch_size: int,
+                 keep_images: bool = False):
+    """Yield (index, uint8 plane or None, (S, S) probability tensor on ``dev``) for each plane, batched.
+
+    The uint8 plane is yielded when ``keep_images`` (outline refinement needs the colours).
+    """
     size = m.input_size
     for i in range(0, len(planes), max(1, batch_size)):
-        chunk = planes[i:i + max(1, batch_size)]
-        batch = np.stack([model_input(_plane_uint8(p), size) for p in chunk])
-        probs = _forward(m, batch, dev, tta)
+        chunk = [_plane_uint8(p) for p in planes[i:i + max(1, batch_size)]]
+        probs = _forward(m, np.stack([model_input(p, size) for p in chunk]), dev, tta)
         for j, (p, pr) in enumerate(zip(chunk, probs)):
-            yield i + j, p.shape[:2], pr
+            yield i + j, (p if keep_images else None), pr
 
 
 def _setup(img, model, device) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
@@ -201,8 +206,8 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
     """
     planes, stacked, m, dev = _setup(img, model, device)
     out = []
-    for i, shape, pr in _small_probs(planes, m, dev, tta, batch_size):
-        out.append(upsample_proba(pr, shape))
+    for i, _, pr in _small_probs(planes, m, dev, tta, batch_size):
+        out.append(upsample_proba(pr, planes[i].shape[:2]))
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":
@@ -213,20 +218,27 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
 def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
-            progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> np.ndarray:
+            progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool = True,
+            drop_edge_fragments: bool = True) -> np.ndarray:
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
     A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
     network in batches of ``batch_size``). See :func:`predict_proba` for ``model``, ``device`` and
     ``tta``, and :func:`postprocess` for ``threshold``, ``min_size`` (pixels; default 0.1 % of the
-    image), ``fill_holes`` and ``largest_only``. ``progress(done, total)`` is called per plane.
+    image), ``fill_holes``, ``largest_only`` and ``drop_edge_fragments``. ``refine``: move the outline
+    onto the image's visible pigment edge (:func:`~napari_nevus_seg.refine.refine_outline`; the default
+    model otherwise draws the loose outlines of its ISIC training masks). ``progress(done, total)`` is
+    called per plane.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     planes, stacked, m, dev = _setup(img, model, device)
     out = []
-    for i, shape, pr in _small_probs(planes, m, dev, tta, batch_size):
-        out.append(labels_from_small(pr, shape, threshold, min_size, fill_holes, largest_only))
+    for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
+        shape, thr = planes[i].shape[:2], threshold
+        if refine:
+            pr, thr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments), 0.5
+        out.append(labels_from_small(pr, shape, thr, min_size, fill_holes, largest_only, drop_edge_fragments))
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":

@@ -23,6 +23,7 @@ from scipy import ndimage as ndi
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution
 WORK_FACTOR = 4            # work grid = this many times the network's output resolution
+EDGE_FRAGMENT_FRACTION = 0.25  # a lesion touching the frame below this fraction of the largest is a fragment
 
 
 def default_min_size(shape: tuple[int, int]) -> int:
@@ -93,30 +94,51 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | is_hole[bg]
 
 
-def _order(areas: np.ndarray, n: int, min_size: int, largest_only: bool) -> np.ndarray:
-    """Lookup table: old label -> new label (0 = dropped), lesions >= ``min_size`` by decreasing area."""
+def _edge_labels(lab: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1,) bool: which labels of ``lab`` touch the image's border."""
+    edge = np.zeros(n + 1, bool)
+    edge[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
+    edge[0] = False
+    return edge
+
+
+def _order(areas: np.ndarray, n: int, min_size: int, largest_only: bool,
+           edge: np.ndarray | None = None) -> np.ndarray:
+    """Lookup table: old label -> new label (0 = dropped), lesions >= ``min_size`` by decreasing area.
+
+    ``edge`` (bool per label, touching the image border): when given, lesions touching the border that
+    are smaller than :data:`EDGE_FRAGMENT_FRACTION` of the largest lesion are dropped (frame fragments).
+    """
     areas = np.asarray(areas).copy()
     areas[0] = 0
     order = np.argsort(-areas[1:], kind="stable") + 1
     keep = order[areas[order] >= max(1, min_size)]
     if largest_only:
         keep = keep[:1]
+    elif edge is not None and len(keep) > 1:
+        fragment = edge[keep] & (areas[keep] < EDGE_FRAGMENT_FRACTION * areas[keep[0]])
+        keep = keep[~fragment]
     remap = np.zeros(n + 1, np.int32)
     remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
     return remap
 
 
-def _relabel(lab: np.ndarray, n: int, min_size: int, largest_only: bool) -> np.ndarray:
+def _relabel(lab: np.ndarray, n: int, min_size: int, largest_only: bool, drop_edge_fragments: bool) -> np.ndarray:
     """Drop components smaller than ``min_size`` and number the rest 1..N by decreasing area (in place)."""
     if n == 0:
         return lab
-    remap = _order(np.bincount(lab.ravel(), minlength=n + 1), n, min_size, largest_only)
+    edge = _edge_labels(lab, n) if drop_edge_fragments else None
+    remap = _order(np.bincount(lab.ravel(), minlength=n + 1), n, min_size, largest_only, edge)
     return np.take(remap, lab, out=lab)
 
 
 def labels_from_mask(mask: np.ndarray, min_size: int | None = None, fill: bool = True,
-                     largest_only: bool = False) -> np.ndarray:
-    """(H, W) boolean mask -> (H, W) int32 labels: holes filled, specks removed, 1..N by decreasing area."""
+                     largest_only: bool = False, drop_edge_fragments: bool = False) -> np.ndarray:
+    """(H, W) boolean mask -> (H, W) int32 labels: holes filled, specks removed, 1..N by decreasing area.
+
+    ``drop_edge_fragments``: also drop lesions touching the image border that are smaller than a quarter
+    of the largest lesion (the dark frame of a dermatoscope's field of view, cut-off fragments).
+    """
     mask = np.asarray(mask, bool)
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
@@ -124,27 +146,30 @@ def labels_from_mask(mask: np.ndarray, min_size: int | None = None, fill: bool =
         mask = fill_holes(mask)
     lab, n = ndi.label(mask, output=np.int32)
     min_size = default_min_size(mask.shape) if min_size is None else int(min_size)
-    return _relabel(lab, n, min_size, largest_only)
+    return _relabel(lab, n, min_size, largest_only, drop_edge_fragments)
 
 
 def postprocess(prob: np.ndarray, threshold: float = 0.5, min_size: int | None = None,
-                fill_holes: bool = True, largest_only: bool = False) -> np.ndarray:
+                fill_holes: bool = True, largest_only: bool = False, drop_edge_fragments: bool = True) -> np.ndarray:
     """(H, W) probabilities -> (H, W) int32 labels: 0 background, 1..N one per lesion.
 
     Threshold (``prob > threshold``), hole filling, connected components (4-connected), removal of
     specks smaller than ``min_size`` pixels (default :func:`default_min_size`: 0.1 % of the image),
     lesions numbered by decreasing area (label 1 is the largest); ``largest_only`` keeps label 1 only.
+    ``drop_edge_fragments`` drops lesions touching the image border that are smaller than a quarter of
+    the largest one: on dermoscopy images these are the dark corners of the dermatoscope's field of view
+    (on the 20 PH2 cases every such detection was one).
     """
     prob = np.asarray(prob)
     if prob.ndim != 2:
         raise ValueError(f"expected a 2-D probability map, got shape {prob.shape}")
     _check_args(threshold)
-    return labels_from_mask(prob > threshold, min_size, fill_holes, largest_only)
+    return labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
 
 
 def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshold: float = 0.5,
                       min_size: int | None = None, fill: bool = True, largest_only: bool = False,
-                      exact_pixels: int = EXACT_PIXELS) -> np.ndarray:
+                      drop_edge_fragments: bool = True, exact_pixels: int = EXACT_PIXELS) -> np.ndarray:
     """The network's (h, w) probability map -> (H, W) int32 labels at the image's resolution.
 
     Same result as ``postprocess(upsample_proba(prob_small, shape), ...)`` up to rare differences of a
@@ -158,7 +183,8 @@ def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshol
     hs, ws = prob_small.shape[-2:]
     hw, ww = min(h_out, WORK_FACTOR * hs), min(w_out, WORK_FACTOR * ws)
     if h_out * w_out <= exact_pixels or (hw, ww) == (h_out, w_out):
-        return labels_from_mask(upsample_mask(prob_small, shape, threshold), min_size, fill, largest_only)
+        return labels_from_mask(upsample_mask(prob_small, shape, threshold), min_size, fill, largest_only,
+                                drop_edge_fragments)
 
     # work grid: topology (holes, components) is decided here
     work = F.interpolate(prob_small.float()[None, None], size=(hw, ww), mode="bilinear", align_corners=False)
@@ -181,7 +207,8 @@ def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshol
     pos = code > 0
     areas = np.bincount(code[pos], weights=np.outer(row_counts, col_counts)[pos], minlength=n + 1)
     areas += np.bincount(edge_lab, minlength=n + 1)
-    remap = _order(areas.astype(np.int64), n, min_size, largest_only)
+    edge = _edge_labels(lab_w, n) if drop_edge_fragments else None
+    remap = _order(areas.astype(np.int64), n, min_size, largest_only, edge)
     out = np.repeat(np.repeat(remap[np.maximum(code, 0)], row_counts, axis=0), col_counts, axis=1)
     out.ravel()[edge_idx] = remap[edge_lab]
     return out

@@ -56,7 +56,7 @@ class SegmentJob:
 
 
 def segment_layer_data(data: Any, rgb: bool, name: str, model_ref: str | None, device: str, threshold: float,
-                       tta: bool, min_size: int | None, largest_only: bool, with_prob: bool):
+                       tta: bool, min_size: int | None, largest_only: bool, with_prob: bool, refine: bool = True):
     """Generator run in the worker thread: yields ``(done, total, message)``, returns ``(labels, prob, note)``.
 
     ``labels`` is (H, W) int32 for an image and (N, H, W) for a stack; ``prob`` is float32 or None.
@@ -75,13 +75,13 @@ def segment_layer_data(data: Any, rgb: bool, name: str, model_ref: str | None, d
     for i in range(0, n, BATCH):
         chunk = planes[i:i + BATCH]
         if with_prob:
-            p = predict_proba(chunk, model=model, device=device, tta=tta)
-            prob[i:i + len(chunk)] = p
+            prob[i:i + len(chunk)] = predict_proba(chunk, model=model, device=device, tta=tta)
+        if with_prob and not refine:  # the labels follow from the probabilities just computed
             for j in range(len(chunk)):
-                labels[i + j] = postprocess(p[j], threshold, min_size, largest_only=largest_only)
+                labels[i + j] = postprocess(prob[i + j], threshold, min_size, largest_only=largest_only)
         else:
             labels[i:i + len(chunk)] = segment(chunk, model=model, device=device, threshold=threshold, tta=tta,
-                                               min_size=min_size, largest_only=largest_only)
+                                               min_size=min_size, largest_only=largest_only, refine=refine)
         yield i + len(chunk), n, f"segmented {i + len(chunk)}/{n}" if n > 1 else "segmented"
     if img.ndim == 3:
         labels, prob = labels[0], None if prob is None else prob[0]
@@ -180,6 +180,10 @@ class SegmentWidget(QWidget):
         self.min_size.setSuffix(" px")
         self.tta = QCheckBox("Test-time augmentation (flips; 4x slower, smoother)")
         self.largest_only = QCheckBox("Largest lesion only")
+        self.refine = QCheckBox("Refine outline to the visible pigment edge")
+        self.refine.setChecked(True)
+        self.refine.setToolTip("Re-decide a band around the network's outline from the image's own lesion and "
+                               "skin colours (tight, PH2-like outlines); off: the network's looser outline")
         self.with_prob = QCheckBox("Also add the probability map")
         self.run_button = QPushButton("Segment")
         self.cancel_button = QPushButton("Cancel")
@@ -198,7 +202,7 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for w in (self.tta, self.largest_only, self.with_prob):
+        for w in (self.refine, self.tta, self.largest_only, self.with_prob):
             lay.addWidget(w)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
@@ -219,7 +223,7 @@ class SegmentWidget(QWidget):
         return {"model_ref": self.model_combo.model_ref(), "device": self.device_combo.currentText(),
                 "threshold": float(self.threshold.value()), "tta": self.tta.isChecked(),
                 "min_size": int(self.min_size.value()) or None, "largest_only": self.largest_only.isChecked(),
-                "with_prob": self.with_prob.isChecked()}
+                "with_prob": self.with_prob.isChecked(), "refine": self.refine.isChecked()}
 
     def run(self):
         """Segment the chosen image layer in a worker thread; returns the worker (None if nothing started)."""

@@ -1,0 +1,134 @@
+"""Outline refinement (refine.py) and the removal of fragments at the image's frame (postprocessing)."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import rgb2lab
+
+from napari_nevus_seg import dice, load_model, postprocess, segment
+from napari_nevus_seg.refine import _lab, refine_outline, refine_small, work_shape
+
+SKIN = (214, 170, 150)
+LESION = (120, 78, 60)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def disk_image(shape=(300, 400), centre=(150, 200), radius=60, seed=0, hair=False):
+    """Skin with a brown disc (exact mask), mild noise; optionally a dark hair crossing the lesion."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    dist = np.hypot(yy - centre[0], xx - centre[1])
+    mask = dist <= radius
+    img = np.where(mask[..., None], LESION, SKIN).astype(np.float32)
+    img += rng.normal(0, 6, img.shape)
+    if hair:
+        img[np.abs(yy - centre[0]) <= 1] = (40, 30, 25)   # a horizontal hair through the whole image
+    return np.clip(img, 0, 255).astype(np.uint8), mask, dist
+
+
+def loose_probability(dist, radius):
+    """A smooth map whose 0.5 level is a circle of ``radius`` (the network's too-large outline)."""
+    return (1.0 / (1.0 + np.exp((dist - radius) / 4.0))).astype(np.float32)
+
+
+def test_lab_matches_scikit_image():
+    x = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    assert np.abs(_lab(x) - rgb2lab(x)).max() < 1e-3
+
+
+def test_refinement_moves_a_loose_outline_onto_the_pigment_edge():
+    img, mask, dist = disk_image()
+    prob = loose_probability(dist, 66)  # 10 % too large (1.21x the area); the band reaches 6.6 px inside
+    assert dice(prob > 0.5, mask) < 0.92
+    out = refine_outline(img, prob)
+    assert out.shape == prob.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    refined = out > 0.5
+    assert dice(refined, mask) > 0.98
+    assert abs(int(refined.sum()) - int(mask.sum())) < 0.03 * mask.sum()
+
+
+def test_refinement_ignores_a_hair_leaving_the_lesion():
+    img, mask, dist = disk_image(hair=True)
+    refined = refine_outline(img, loose_probability(dist, 66)) > 0.5
+    outside = ~mask & (dist <= 66)                          # the band the refinement re-decides
+    assert np.count_nonzero(refined & outside) < 0.02 * mask.sum()
+    assert dice(refined, mask) > 0.97
+
+
+def test_refinement_also_grows_a_too_tight_outline_within_its_band():
+    img, mask, dist = disk_image()
+    refined = refine_outline(img, loose_probability(dist, 55)) > 0.5
+    assert dice(refined, mask) > dice(loose_probability(dist, 55) > 0.5, mask)
+
+
+@pytest.mark.parametrize("case", ["empty", "fills frame"])
+def test_no_colour_model_keeps_the_networks_outline(case):
+    img, mask, dist = disk_image()
+    prob = np.zeros(mask.shape, np.float32) if case == "empty" else np.full(mask.shape, 0.9, np.float32)
+    prob[:5, :5] = 0.3
+    out = refine_outline(img, prob, threshold=0.6)
+    np.testing.assert_array_equal(out > 0.5, prob > 0.6)   # the threshold maps to the 0.5 level
+
+
+def test_refine_outline_checks_shapes():
+    img, mask, dist = disk_image()
+    with pytest.raises(ValueError, match="same shape"):
+        refine_outline(img[:-1], loose_probability(dist, 66))
+
+
+def test_work_grid_is_bounded_and_never_upsamples():
+    assert work_shape((4000, 6000)) == (512, 768)
+    assert work_shape((300, 400)) == (300, 400)
+
+
+def test_refine_small_works_from_the_network_grid_for_a_large_image():
+    img, mask, dist = disk_image(shape=(1200, 1600), centre=(600, 800), radius=240)
+    small = torch.from_numpy(loose_probability(dist, 264)[::8, ::8].copy())   # a (150, 200) network-like map
+    out = refine_small(img, small)
+    assert out.shape == work_shape(mask.shape) and out.dtype == torch.float32
+    from napari_nevus_seg.postprocessing import labels_from_small
+    lab = labels_from_small(out, mask.shape, 0.5)
+    assert lab.max() == 1 and dice(lab > 0, mask) > 0.97
+
+
+def test_segment_refine_option_changes_only_the_outline(model):
+    img, mask, _ = disk_image()
+    plain = segment(img, model=model, device="cpu", refine=False)
+    refined = segment(img, model=model, device="cpu")
+    assert plain.max() == refined.max() == 1
+    assert dice(refined > 0, plain > 0) > 0.8
+
+
+# ------------------------------------------------------------------------------ frame fragments
+def fragments_map():
+    p = np.zeros((200, 300), np.float32)
+    p[60:140, 100:200] = 1.0     # the lesion, 8000 px
+    p[0:30, 0:40] = 1.0          # a dark corner of the field of view: touches the frame, 1200 px (15 %)
+    p[80:100, 20:40] = 1.0       # a small lesion away from the frame, 400 px
+    return p
+
+
+def test_small_fragments_touching_the_frame_are_dropped():
+    lab = postprocess(fragments_map(), min_size=1)
+    assert lab.max() == 2
+    assert lab[100, 150] == 1 and lab[90, 30] == 2 and lab[10, 10] == 0
+    kept = postprocess(fragments_map(), min_size=1, drop_edge_fragments=False)
+    assert kept.max() == 3 and kept[10, 10] == 2 and kept[90, 30] == 3
+
+
+def test_a_large_lesion_touching_the_frame_is_kept():
+    p = fragments_map()
+    p[0:60, 0:60] = 1.0          # 3600 px = 45 % of the largest: a real lesion cut by the frame
+    lab = postprocess(p, min_size=1)
+    assert lab.max() == 3 and lab[10, 10] == 2
+
+
+def test_the_largest_lesion_is_kept_even_when_it_touches_the_frame():
+    p = np.zeros((100, 100), np.float32)
+    p[0:50, 0:50] = 1.0
+    lab = postprocess(p, min_size=1)
+    assert lab.max() == 1 and lab[0, 0] == 1
