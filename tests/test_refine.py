@@ -67,7 +67,7 @@ def test_refinement_also_grows_a_too_tight_outline_within_its_band():
 
 @pytest.mark.parametrize("case", ["empty", "fills frame"])
 def test_no_colour_model_keeps_the_networks_outline(case):
-    img, mask, dist = disk_image()
+    img, mask, _dist = disk_image()
     prob = np.zeros(mask.shape, np.float32) if case == "empty" else np.full(mask.shape, 0.9, np.float32)
     prob[:5, :5] = 0.3
     out = refine_outline(img, prob, threshold=0.6)
@@ -75,7 +75,7 @@ def test_no_colour_model_keeps_the_networks_outline(case):
 
 
 def test_refine_outline_checks_shapes():
-    img, mask, dist = disk_image()
+    img, _mask, dist = disk_image()
     with pytest.raises(ValueError, match="same shape"):
         refine_outline(img[:-1], loose_probability(dist, 66))
 
@@ -96,7 +96,7 @@ def test_refine_small_works_from_the_network_grid_for_a_large_image():
 
 
 def test_segment_refine_option_changes_only_the_outline(model):
-    img, mask, _ = disk_image()
+    img, _mask, _ = disk_image()
     plain = segment(img, model=model, device="cpu", refine=False)
     refined = segment(img, model=model, device="cpu")
     assert plain.max() == refined.max() == 1
@@ -132,3 +132,18 @@ def test_the_largest_lesion_is_kept_even_when_it_touches_the_frame():
     p[0:50, 0:50] = 1.0
     lab = postprocess(p, min_size=1)
     assert lab.max() == 1 and lab[0, 0] == 1
+
+
+def test_labels_from_a_refined_map_on_its_own_grid_match_the_exact_computation():
+    from napari_nevus_seg.postprocessing import labels_from_small, upsample_proba
+
+    img, mask, dist = disk_image(shape=(1500, 2000), centre=(700, 900), radius=300)
+    img[1400:, 1850:] = 20                                   # a dark frame corner
+    prob = loose_probability(dist, 330)
+    prob[1420:, 1880:] = 0.9
+    out = refine_small(img, torch.from_numpy(prob[::4, ::4].copy()))
+    fast = labels_from_small(out, mask.shape, 0.5, work_factor=1)
+    exact = postprocess(upsample_proba(out, mask.shape), 0.5)
+    assert fast.max() == exact.max() == 1                    # the corner fragment is dropped in both
+    assert np.count_nonzero(fast != exact) <= 10
+    assert dice(fast > 0, mask) > 0.97

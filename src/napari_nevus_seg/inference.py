@@ -29,7 +29,7 @@ from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .model import LesionModel, load_checkpoint
-from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
+from .postprocessing import WORK_FACTOR, default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
 from .refine import refine_small
 
@@ -235,10 +235,11 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     planes, stacked, m, dev = _setup(img, model, device)
     out = []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
-        shape, thr = planes[i].shape[:2], threshold
-        if refine:
-            pr, thr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments), 0.5
-        out.append(labels_from_small(pr, shape, thr, min_size, fill_holes, largest_only, drop_edge_fragments))
+        shape, thr, factor = planes[i].shape[:2], threshold, WORK_FACTOR
+        if refine:  # the refined map is already fine (REFINE_SIDE): its own grid decides the topology
+            pr, thr, factor = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments), 0.5, 1
+        out.append(labels_from_small(pr, shape, thr, min_size, fill_holes, largest_only, drop_edge_fragments,
+                                     work_factor=factor))
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":

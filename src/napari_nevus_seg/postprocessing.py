@@ -169,19 +169,20 @@ def postprocess(prob: np.ndarray, threshold: float = 0.5, min_size: int | None =
 
 def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshold: float = 0.5,
                       min_size: int | None = None, fill: bool = True, largest_only: bool = False,
-                      drop_edge_fragments: bool = True, exact_pixels: int = EXACT_PIXELS) -> np.ndarray:
+                      drop_edge_fragments: bool = True, exact_pixels: int = EXACT_PIXELS,
+                      work_factor: int = WORK_FACTOR) -> np.ndarray:
     """The network's (h, w) probability map -> (H, W) int32 labels at the image's resolution.
 
     Same result as ``postprocess(upsample_proba(prob_small, shape), ...)`` up to rare differences of a
     few outline pixels (e.g. where two lesions almost touch), at a fraction of the cost for large
-    images: topology is decided on the work grid, and the full-resolution threshold is evaluated only
-    in the band around each outline.
+    images: topology is decided on the work grid (``work_factor`` times the map's resolution), and the
+    full-resolution threshold is evaluated only in the band around each outline.
     """
     _check_args(threshold)
     h_out, w_out = shape
     min_size = default_min_size(shape) if min_size is None else int(min_size)
     hs, ws = prob_small.shape[-2:]
-    hw, ww = min(h_out, WORK_FACTOR * hs), min(w_out, WORK_FACTOR * ws)
+    hw, ww = min(h_out, work_factor * hs), min(w_out, work_factor * ws)
     if h_out * w_out <= exact_pixels or (hw, ww) == (h_out, w_out):
         return labels_from_mask(upsample_mask(prob_small, shape, threshold), min_size, fill, largest_only,
                                 drop_edge_fragments)

@@ -150,6 +150,6 @@ def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: floa
                          align_corners=False)[0, 0].cpu().numpy()
     small = image_u8 if (hw, ww) == shape else resize_uint8(image_u8, (hw, ww))
     full_min = default_min_size(shape) if min_size is None else int(min_size)
-    work_min = max(1, int(round(full_min * (hw * ww) / (shape[0] * shape[1]))))
+    work_min = max(1, round(full_min * (hw * ww) / (shape[0] * shape[1])))
     out = refine_outline(small, prob, threshold, work_min, largest_only, drop_edge_fragments)
     return torch.from_numpy(out).to(prob_small.device)
