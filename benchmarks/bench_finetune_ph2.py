@@ -68,8 +68,11 @@ def set_threads(n: int) -> None:
     inference.use_all_cpu_threads = training.use_all_cpu_threads = lambda: n
 
 
+REFINE = True  # score segment()'s default outline (refined); --no-refine scores the network's own outline
+
+
 def mean_dice(model, images, masks, device) -> list[float]:
-    return [dice(segment(img, model=model, device=device) > 0, m) for img, m in zip(images, masks)]
+    return [dice(segment(img, model=model, device=device, refine=REFINE) > 0, m) for img, m in zip(images, masks)]
 
 
 def parse_settings(items: list[str]) -> dict:
@@ -97,8 +100,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: all cores). With --threads 1 the CPU-seconds are the "
                          "wall time one idle core would need, a figure other processes hardly disturb")
+    ap.add_argument("--no-refine", action="store_true",
+                    help="score the network's own outline (segment(..., refine=False)) instead of the refined one")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    global REFINE
+    REFINE = not args.no_refine
     if args.threads:
         set_threads(args.threads)
 

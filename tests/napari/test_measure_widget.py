@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from napari_nevus_seg import measure
-from napari_nevus_seg._napari._measure_widget import NO_IMAGE, MeasureWidget
+from napari_nevus_seg._napari._measure_widget import NO_IMAGE, MeasureWidget, viewer_camera
 
 pytestmark = pytest.mark.gui
 TIMEOUT = 60_000
@@ -154,10 +154,10 @@ def test_lesion_chooser_selects_and_centres(make_napari_viewer, qtbot):
     w.lesion_combo.setCurrentIndex(1)
     w.lesion_combo.activated.emit(1)
     assert layer.selected_label == 5
-    np.testing.assert_allclose(viewer.camera.center[-2:], (130 * 0.5, 210 * 0.5), atol=0.5)
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (130 * 0.5, 210 * 0.5), atol=0.5)
     # a label selected elsewhere (napari's features table, the label spin box) is followed too
     layer.selected_label = 2
-    np.testing.assert_allclose(viewer.camera.center[-2:], (60 * 0.5, 70 * 0.5), atol=0.5)
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (60 * 0.5, 70 * 0.5), atol=0.5)
     assert w.lesion_combo.currentData() == 2
 
 
@@ -173,7 +173,7 @@ def test_napari_features_table_rows_select_lesions(make_napari_viewer, qtbot):
     assert model.rowCount() == 6  # label values 0..5, row = label value
     table_widget.table.selectRow(5)
     assert layer.selected_label == 5
-    np.testing.assert_allclose(viewer.camera.center[-2:], (130 * 0.02, 210 * 0.02), atol=0.02)
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (130 * 0.02, 210 * 0.02), atol=0.02)
 
 
 def test_export_csv(make_napari_viewer, qtbot, tmp_path):

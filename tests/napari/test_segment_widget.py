@@ -61,6 +61,22 @@ def test_rerun_updates_the_same_layer(make_napari_viewer, qtbot, case):
     assert labels == [first] and first.data.max() == 1
 
 
+@pytest.mark.parametrize("with_prob", [False, True])
+def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case, with_prob):
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    assert w.refine.isChecked()                      # on by default, like segment()
+    w.refine.setChecked(False)
+    w.with_prob.setChecked(with_prob)
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(w.labels_layer.data, segment(case.image, device="cpu", refine=False))
+    w.refine.setChecked(True)
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(w.labels_layer.data, segment(case.image, device="cpu"))
+    assert ("skin lesion probability" in viewer.layers) == with_prob
+
+
 def test_result_goes_to_the_layer_it_was_computed_for(make_napari_viewer, qtbot, case):
     viewer = make_napari_viewer()
     other = synthetic_lesion_image(seed=5, n_lesions=2)

@@ -45,6 +45,12 @@ TABLE_KEY = "nevus_seg_measurements"  # Labels layer metadata: the lesion-per-ro
 REFRESH_DELAY_MS = 800
 
 
+def viewer_camera(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9 (``viewer.camera`` before, now deprecated)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 @dataclass
 class MeasureJob:
     """What a run was started for: the table goes to ``labels`` whatever happens in the viewer meanwhile."""
@@ -333,7 +339,7 @@ class MeasureWidget(QWidget):
         layer = self.labels_layer
         data_pos = [0.0] * (layer.ndim - 2) + [float(r), float(c)]
         world = layer.data_to_world(data_pos)
-        self.viewer.camera.center = tuple(world[-2:])
+        viewer_camera(self.viewer).center = tuple(world[-2:])
 
     def _on_lesion_chosen(self, index: int) -> None:
         label = self.lesion_combo.itemData(index)

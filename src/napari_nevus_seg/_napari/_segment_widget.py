@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import available_devices, load_model, postprocess, predict_proba, segment
-from ._layers import add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
+from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
 from ._shared import LayerCombo
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
@@ -216,7 +216,8 @@ class SegmentWidget(QWidget):
     # ----------------------------------------------------------------------------------- actions
     def _follow_selection(self, *_: Any) -> None:
         active = self.viewer.layers.selection.active
-        if isinstance(active, Image):  # a running job keeps its own layer
+        # a running job keeps its own layer; a probability map this widget added is not followed
+        if isinstance(active, Image) and KIND_KEY not in active.metadata:
             self.image_combo.select(active.name)
 
     def params(self) -> dict[str, Any]:
