@@ -286,6 +286,7 @@ def markdown(env: list[str], q: list[dict], s: list[dict], m: list[dict]) -> str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="folder holding ph2-adapt/ and isic2017-train/")
+    ap.add_argument("--model", default=None, help="model file to score (default: the shipped model)")
     ap.add_argument("--devices", nargs="*", default=None, help="default: every available device")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="*", default=None,
@@ -297,7 +298,7 @@ def main() -> None:
     ap.add_argument("--markdown", default=None, help="also write the tables to this markdown file")
     args = ap.parse_args()
     devices = args.devices or available_devices()
-    model = load_model()
+    model = load_model(args.model)
     env = environment(model)
     print("\n".join(env), flush=True)
     q = [] if args.skip_quality else quality(data_root(args.data), model, devices[0], args.isic_limit)

@@ -185,6 +185,7 @@ class SegmentWidget(QWidget):
         self.refine.setToolTip("Re-decide a band around the network's outline from the image's own lesion and "
                                "skin colours (tight, PH2-like outlines); off: the network's looser outline")
         self.with_prob = QCheckBox("Also add the probability map")
+        self.with_prob.setToolTip("The network's own per-pixel lesion probability (before any outline refinement)")
         self.run_button = QPushButton("Segment")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
