@@ -147,3 +147,13 @@ def test_labels_from_a_refined_map_on_its_own_grid_match_the_exact_computation()
     assert fast.max() == exact.max() == 1                    # the corner fragment is dropped in both
     assert np.count_nonzero(fast != exact) <= 10
     assert dice(fast > 0, mask) > 0.97
+
+
+def test_refinement_keeps_holes_when_asked():
+    img, mask, dist = disk_image()
+    hole = dist <= 12
+    img[hole] = SKIN                                          # skin-coloured centre: a hole in the lesion
+    prob = loose_probability(dist, 66)
+    prob[dist <= 12] = 0.0
+    assert (refine_outline(img, prob, fill_holes=False) <= 0.5)[150, 200]
+    assert (refine_outline(img, prob) > 0.5)[150, 200]

@@ -237,7 +237,8 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
         shape, thr, factor = planes[i].shape[:2], threshold, WORK_FACTOR
         if refine:  # the refined map is already fine (REFINE_SIDE): its own grid decides the topology
-            pr, thr, factor = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments), 0.5, 1
+            pr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
+            thr, factor = 0.5, 1
         out.append(labels_from_small(pr, shape, thr, min_size, fill_holes, largest_only, drop_edge_fragments,
                                      work_factor=factor))
         if progress:

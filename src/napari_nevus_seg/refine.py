@@ -81,19 +81,19 @@ def _lab(rgb_u8: np.ndarray) -> np.ndarray:
 
 def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, min_size: int | None = None,
                    largest_only: bool = False, drop_edge_fragments: bool = True, band: float = BAND,
-                   alpha: float = ALPHA) -> np.ndarray:
+                   alpha: float = ALPHA, fill_holes: bool = True) -> np.ndarray:
     """Refined lesion map of the same (h, w) as ``prob``: lesion where the result is above 0.5.
 
     ``image``: (h, w, 3) uint8 RGB, the same grid as ``prob`` (the network's upsampled probabilities).
-    ``threshold``, ``min_size``, ``largest_only`` and ``drop_edge_fragments`` decide the lesions to refine
-    as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model can be built,
+    ``threshold``, ``min_size``, ``largest_only``, ``drop_edge_fragments`` and ``fill_holes`` decide the
+    lesions to refine as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model can be built,
     the probabilities are returned remapped so that ``threshold`` becomes 0.5 (the outline is unchanged).
     """
     prob = np.asarray(prob, np.float32)
     if image.shape[:2] != prob.shape:
         raise ValueError(f"image {image.shape[:2]} and probability map {prob.shape} must have the same shape")
     fallback = _remap(prob, threshold)
-    lab = labels_from_mask(prob > threshold, min_size, True, largest_only, drop_edge_fragments)
+    lab = labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
     if lab.max() == 0:
         return fallback
     seg = lab > 0
@@ -120,7 +120,8 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
     bandmask = ~core & (outside <= r)
     new = core | (bandmask & (cielab @ w > cut))
     new = ndi.binary_opening(new, structure=_disk(OPEN_RADIUS)) | core
-    new = ndi.binary_fill_holes(new)
+    if fill_holes:
+        new = ndi.binary_fill_holes(new)
     parts, _ = ndi.label(new)
     attached = np.zeros(parts.max() + 1, bool)
     attached[np.unique(parts[core])] = True
@@ -138,7 +139,7 @@ def work_shape(shape: tuple[int, int], side: int = REFINE_SIDE) -> tuple[int, in
 
 def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: float = 0.5,
                  min_size: int | None = None, largest_only: bool = False,
-                 drop_edge_fragments: bool = True) -> torch.Tensor:
+                 drop_edge_fragments: bool = True, fill_holes: bool = True) -> torch.Tensor:
     """The network's (h, w) map for a full (H, W, 3) uint8 image -> the refined map on the work grid.
 
     The result (a float32 tensor on ``prob_small``'s device) is thresholded at 0.5 by the caller
@@ -151,5 +152,5 @@ def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: floa
     small = image_u8 if (hw, ww) == shape else resize_uint8(image_u8, (hw, ww))
     full_min = default_min_size(shape) if min_size is None else int(min_size)
     work_min = max(1, round(full_min * (hw * ww) / (shape[0] * shape[1])))
-    out = refine_outline(small, prob, threshold, work_min, largest_only, drop_edge_fragments)
+    out = refine_outline(small, prob, threshold, work_min, largest_only, drop_edge_fragments, fill_holes=fill_holes)
     return torch.from_numpy(out).to(prob_small.device)
