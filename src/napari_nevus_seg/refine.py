@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from .postprocessing import default_min_size, labels_from_mask
+from .postprocessing import fill_holes as fill_mask_holes
 from .preprocess import resize_uint8
 
 __all__ = ["REFINE_SIDE", "refine_outline", "refine_small"]
@@ -96,38 +97,55 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
     lab = labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
     if lab.max() == 0:
         return fallback
-    seg = lab > 0
     r = max(2.0, band * np.sqrt(np.count_nonzero(lab == 1) / np.pi))
+    # everything happens within the lesions' bounding box grown by the ring and the smoothing's reach
+    box = _grown_box(lab > 0, int(np.ceil(max(2 * r, r + 4 * SMOOTH_SIGMA))) + 2)
+    new = _refined_mask(image[box], lab[box], r, alpha, fill_holes)
+    if new is None:
+        return fallback
+    out = np.zeros(prob.shape, np.float32)
+    out[box] = np.clip(ndi.gaussian_filter(new.astype(np.float32), SMOOTH_SIGMA), 0.0, 1.0)
+    return out
+
+
+def _grown_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return (slice(max(0, rows[0] - margin), min(mask.shape[0], rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(mask.shape[1], cols[-1] + 1 + margin)))
+
+
+def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fill: bool) -> np.ndarray | None:
+    """The refined boolean mask of the lesions ``lab`` (a crop), or None when no colour model can be built."""
+    seg = lab > 0
     inside = ndi.distance_transform_edt(seg).astype(np.float32)
     deepest = np.zeros(lab.max() + 1, np.float32)
     np.maximum.at(deepest, lab[seg], inside[seg])
     core = inside > np.minimum(r, 0.5 * deepest)[lab]
     outside = ndi.distance_transform_edt(~seg).astype(np.float32)
-    near = outside <= 2 * r                       # colours are needed here only
-    cielab = np.zeros(prob.shape + (3,), np.float32)
-    cielab[near] = _lab(image[near])
-    ring = (outside > r) & near & (cielab[..., 0] > VIGNETTE_L)
-    if np.count_nonzero(core) < MIN_SAMPLES or np.count_nonzero(ring) < MIN_SAMPLES:
-        return fallback
+    near = outside <= 2 * r                       # colours are needed here only (1-D arrays over `near`)
+    cielab = _lab(image[near])
+    in_core, in_band = core[near], ~core[near] & (outside[near] <= r)
+    in_ring = (outside[near] > r) & (cielab[:, 0] > VIGNETTE_L)
+    if np.count_nonzero(in_core) < MIN_SAMPLES or np.count_nonzero(in_ring) < MIN_SAMPLES:
+        return None
     rng = np.random.default_rng(0)
-    a, b = _sample(cielab[core], rng), _sample(cielab[ring], rng)
+    a, b = _sample(cielab[in_core], rng), _sample(cielab[in_ring], rng)
     scatter = np.cov(a.T) + np.cov(b.T) + 1e-3 * np.eye(3)
     w = np.linalg.solve(scatter, a.mean(0) - b.mean(0)).astype(np.float32)
     pa, pb = float((a @ w).mean()), float((b @ w).mean())
     if not pa > pb:  # degenerate colours
-        return fallback
+        return None
     cut = pb + alpha * (pa - pb)
-    bandmask = ~core & (outside <= r)
-    new = core | (bandmask & (cielab @ w > cut))
+    new = core.copy()
+    new[near] |= in_band & (cielab @ w > cut)
     new = ndi.binary_opening(new, structure=_disk(OPEN_RADIUS)) | core
-    if fill_holes:
-        new = ndi.binary_fill_holes(new)
-    parts, _ = ndi.label(new)
-    attached = np.zeros(parts.max() + 1, bool)
+    if fill:
+        new = fill_mask_holes(new)
+    parts, n = ndi.label(new)
+    attached = np.zeros(n + 1, bool)
     attached[np.unique(parts[core])] = True
     attached[0] = False
-    new = attached[parts]
-    return np.clip(ndi.gaussian_filter(new.astype(np.float32), SMOOTH_SIGMA), 0.0, 1.0)
+    return attached[parts]
 
 
 def work_shape(shape: tuple[int, int], side: int = REFINE_SIDE) -> tuple[int, int]:
