@@ -93,15 +93,19 @@ def quality(root: Path, model, device: str, limit: int | None) -> list[dict]:
     rows = []
     for set_name, cases in sets.items():
         preds = {m: [] for m in methods(model, device)}
+        seconds = dict.fromkeys(preds, 0.0)
         for case in cases:
             img, truth = read_image(case.image), read_mask(case.mask)
             for m, fn in methods(model, device).items():
+                t0 = time.perf_counter()
                 preds[m].append((fn(img), truth))
+                seconds[m] += time.perf_counter() - t0
         for m, pairs in preds.items():
             s = score_pairs(pairs)
-            rows.append({"set": set_name, "method": m, **s})
+            ms = 1000 * seconds[m] / max(1, len(pairs))
+            rows.append({"set": set_name, "method": m, "ms": ms, **s})
             print(f"{set_name:24s} {m:22s} n={s['n']:3d}  Dice {s['dice']:.4f}  Jaccard {s['jaccard']:.4f}  "
-                  f"thr-Jaccard {s['thresholded_jaccard']:.4f}", flush=True)
+                  f"thr-Jaccard {s['thresholded_jaccard']:.4f}  {ms:.0f} ms/image", flush=True)
     if not sets:
         print(f"no data under {root}: quality skipped (set --data or NEVUS_SEG_DATA)")
     return rows
@@ -263,9 +267,10 @@ def markdown(env: list[str], q: list[dict], s: list[dict], m: list[dict]) -> str
     out += [f"- {line}" for line in env] + [""]
     if q:
         out += ["## Quality (full resolution, expert masks)", "",
-                "| data set | method | images | Dice | Jaccard | thresholded Jaccard |", "|---|---|---|---|---|---|"]
+                "| data set | method | images | Dice | Jaccard | thresholded Jaccard | ms per image |",
+                "|---|---|---|---|---|---|---|"]
         out += [f"| {r['set']} | {r['method']} | {r['n']} | {r['dice']:.4f} | {r['jaccard']:.4f} | "
-                f"{r['thresholded_jaccard']:.4f} |" for r in q] + [""]
+                f"{r['thresholded_jaccard']:.4f} | {r['ms']:.0f} |" for r in q] + [""]
     if s:
         out += ["## Speed (end to end: RGB array in, labels out; median, min)", "",
                 "`segment` is the default (outline refinement on); the naive reference has no refinement, so the "
