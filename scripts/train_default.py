@@ -7,6 +7,10 @@ Otsu baseline (monitoring only: model selection uses the ISIC validation split a
 
     python scripts/train_default.py --run ~/.cache/napari-nevus-seg/campaign/s128 --size 128 --epochs 50
     python scripts/train_default.py --run .../s160 --size 160 --epochs 12 --init .../s128/best.pt --lr 5e-4
+
+``--synthetic N`` adds N of the package's own synthetic images (seeds from 100000 on: never those of the
+tests or the sample data) to the training split only: 1-4 lesions each, every look and colour mix,
+so that the network also learns several lesions per image and colours ISIC rarely shows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -26,7 +32,40 @@ from baseline import otsu_baseline  # noqa: E402
 from napari_nevus_seg.io import iter_pairs  # noqa: E402
 from napari_nevus_seg.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
-from napari_nevus_seg.training import TrainConfig, init_from, load_pairs, split_pairs, train  # noqa: E402
+from napari_nevus_seg.training import (  # noqa: E402
+    PairSet,
+    TrainConfig,
+    init_from,
+    load_pairs,
+    prepare_pairs,
+    split_pairs,
+    train,
+)
+
+SYNTHETIC_SEED0 = 100_000
+
+
+def synthetic_pairs(n: int, size: int) -> PairSet:
+    """``n`` synthetic training pairs (deterministic): 1-4 lesions, random shape, look and hair."""
+    import numpy as np
+
+    from napari_nevus_seg.synthetic import LOOKS, synthetic_lesion_image
+
+    images, masks = [], []
+    for i in range(n):
+        seed = SYNTHETIC_SEED0 + i
+        rng = np.random.default_rng(seed)
+        shape = [(384, 512), (450, 600), (576, 768), (512, 512)][rng.integers(4)]
+        for k in range(int(rng.integers(1, 5)), 0, -1):  # fewer lesions if they cannot fit
+            try:
+                case = synthetic_lesion_image(seed=seed, shape=shape, n_lesions=k, look=LOOKS[rng.integers(len(LOOKS))],
+                                              hair=bool(rng.integers(2)))
+                break
+            except ValueError:
+                continue
+        images.append(case.image)
+        masks.append(case.mask)
+    return prepare_pairs(images, masks, size, names=[f"synthetic{SYNTHETIC_SEED0 + i}" for i in range(n)])
 
 
 def main() -> None:
@@ -44,6 +83,7 @@ def main() -> None:
     ap.add_argument("--init", default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--ph2-every", type=int, default=5)
+    ap.add_argument("--synthetic", type=int, default=0, help="add this many synthetic pairs to the training split")
     args = ap.parse_args()
 
     run = Path(args.run).expanduser()
@@ -53,6 +93,10 @@ def main() -> None:
     pairs = load_pairs(args.data, args.size, limit=args.limit)
     tr, va = split_pairs(pairs, 0.1, seed=0)
     print(f"loaded {len(pairs)} pairs in {time.time() - t0:.0f}s: train {len(tr)}, val {len(va)}", flush=True)
+    if args.synthetic:
+        syn = synthetic_pairs(args.synthetic, args.size)
+        tr = PairSet(torch.cat([tr.images, syn.images]), torch.cat([tr.masks, syn.masks]), tr.names + syn.names)
+        print(f"added {len(syn)} synthetic pairs: train {len(tr)}", flush=True)
     ph2 = list(iter_pairs(args.ph2)) if Path(args.ph2).is_dir() else []
     if ph2:
         base = score_pairs((otsu_baseline(img), m) for _, img, m in ph2)
@@ -64,7 +108,9 @@ def main() -> None:
     else:
         model = build_model("unet", default_preprocess(args.size), width=args.width, depth=args.depth)
     model.meta.update({"name": "default", "training_data": "ISIC 2017 Challenge Part 1 training set "
-                       "(1800 train / 200 validation, split seed 0)", "init": args.init})
+                       "(1800 train / 200 validation, split seed 0)"
+                       + (f" + {args.synthetic} synthetic images (package generator, seeds from "
+                          f"{SYNTHETIC_SEED0})" if args.synthetic else ""), "init": args.init})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss=args.loss,
                       warmup_epochs=0.5 if args.init else 1.0)
 
