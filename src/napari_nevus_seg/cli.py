@@ -113,7 +113,8 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         summary = segment_folder(
             args.inputs, args.out, model=model, device=args.device, threshold=args.threshold, tta=args.tta,
-            min_size=args.min_size, largest_only=args.largest_only, refine=args.refine, fmt=args.fmt, measure=args.measure,
+            min_size=args.min_size, largest_only=args.largest_only, refine=args.refine, fmt=args.fmt,
+            measure=args.measure,
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
             readers=args.readers, progress=progress)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
+from skimage.morphology import disk
 
 from .postprocessing import default_min_size, labels_from_mask
 from .postprocessing import fill_holes as fill_mask_holes
@@ -53,11 +54,6 @@ def _remap(prob: np.ndarray, threshold: float) -> np.ndarray:
     lo = p * (0.5 / threshold)
     hi = 0.5 + (p - threshold) * (0.5 / (1.0 - threshold))
     return np.where(p <= threshold, lo, hi).astype(np.float32)
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius
 
 
 def _sample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -138,7 +134,7 @@ def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fi
     cut = pb + alpha * (pa - pb)
     new = core.copy()
     new[near] |= in_band & (cielab @ w > cut)
-    new = ndi.binary_opening(new, structure=_disk(OPEN_RADIUS)) | core
+    new = ndi.binary_opening(new, structure=disk(OPEN_RADIUS)) | core
     if fill:
         new = fill_mask_holes(new)
     parts, n = ndi.label(new)
