@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
-from napari_nevus_seg import dice, load_model, postprocess, segment
-from napari_nevus_seg.refine import _lab, refine_outline, refine_small, work_shape
+from napari_nevus_seg import dice, load_model, postprocess, refine_outline, segment
+from napari_nevus_seg.refine import _lab, refine_small, work_shape
 
 SKIN = (214, 170, 150)
 LESION = (120, 78, 60)

@@ -30,7 +30,7 @@ _API: dict[str, str] = {
     "build_model": "model", "save_model": "model", "LesionModel": "model", "CheckpointError": "model",
     # inference
     "load_model": "inference", "predict_proba": "inference", "segment": "inference",
-    "postprocess": "inference", "default_model_path": "inference",
+    "postprocess": "inference", "default_model_path": "inference", "refine_outline": "refine",
     "resolve_device": "devices", "available_devices": "devices", "DeviceUnavailableError": "devices",
     # training and fine-tuning
     "train": "training", "TrainConfig": "training", "load_pairs": "training", "prepare_pairs": "training",
@@ -70,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
                      read_mask, to_rgb_uint8, write_labels)
     from .library import ModelLibrary
     from .measurements import measure
+    from .refine import refine_outline
     from .metrics import dice, jaccard, score_pairs, thresholded_jaccard
     from .model import CheckpointError, LesionModel, build_model, save_model
     from .synthetic import synthetic_lesion_image
