@@ -45,6 +45,20 @@ from napari_nevus_seg.training import (  # noqa: E402
 SYNTHETIC_SEED0 = 100_000
 
 
+def tightened(pairs: PairSet) -> PairSet:
+    """The same pairs with each mask moved onto its image's visible pigment edge (refine_outline)."""
+    import numpy as np
+
+    from napari_nevus_seg.refine import refine_outline
+
+    masks = pairs.masks.clone()
+    for i in range(len(pairs)):
+        img = pairs.images[i].permute(1, 2, 0).numpy()
+        m = pairs.masks[i, 0].numpy().astype(np.float32)
+        masks[i, 0] = torch.from_numpy((refine_outline(img, m, 0.5, min_size=1) > 0.5).astype(np.uint8))
+    return PairSet(pairs.images, masks, pairs.names)
+
+
 def synthetic_pairs(n: int, size: int) -> PairSet:
     """``n`` synthetic training pairs (deterministic): 1-4 lesions, random shape, look and hair."""
     import numpy as np
@@ -84,6 +98,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--ph2-every", type=int, default=5)
     ap.add_argument("--synthetic", type=int, default=0, help="add this many synthetic pairs to the training split")
+    ap.add_argument("--tighten", action="store_true",
+                    help="train on ISIC masks moved onto the visible pigment edge by refine_outline (experiment)")
     args = ap.parse_args()
 
     run = Path(args.run).expanduser()
@@ -93,6 +109,9 @@ def main() -> None:
     pairs = load_pairs(args.data, args.size, limit=args.limit)
     tr, va = split_pairs(pairs, 0.1, seed=0)
     print(f"loaded {len(pairs)} pairs in {time.time() - t0:.0f}s: train {len(tr)}, val {len(va)}", flush=True)
+    if args.tighten:
+        tr = tightened(tr)
+        print("training masks tightened onto the pigment edge", flush=True)
     if args.synthetic:
         syn = synthetic_pairs(args.synthetic, args.size)
         tr = PairSet(torch.cat([tr.images, syn.images]), torch.cat([tr.masks, syn.masks]), tr.names + syn.names)
