@@ -230,3 +230,32 @@ def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     img = np.asarray(Image.open(tmp_path / "in" / "img0.jpg").convert("RGB"))
     expected = segment(img, model=load_model(tiny_model))
     np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), expected)
+
+
+@pytest.mark.parametrize(("argv", "seconds", "cores", "expected"), [
+    ([], 120, 4, "--workers 4"),
+    ([], 10, 4, None),                        # a short run: no tip
+    (["--no-refine"], 120, 4, None),          # the network alone uses every core already
+    (["--workers", "2"], 120, 4, None),
+    ([], 120, 1, None),
+])
+def test_workers_hint_for_long_refined_runs(monkeypatch, argv, seconds, cores, expected):
+    from napari_nevus_seg import devices
+    from napari_nevus_seg.cli import build_parser, workers_hint
+
+    monkeypatch.setattr(devices, "cpu_cores", lambda: cores)
+    args = build_parser().parse_args(["segment", "in", "--out", "out", *argv])
+    hint = workers_hint(args, seconds)
+    assert (hint is None) if expected is None else (expected in hint)
+
+
+def test_no_refine_reaches_the_segmentation(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = synthetic_lesion_image(seed=3).image
+    Image.fromarray(img).save(src / "a.png")
+    assert main(["segment", str(src), "--out", str(tmp_path / "plain"), "--no-refine", "-q"]) == 0
+    assert main(["segment", str(src), "--out", str(tmp_path / "refined"), "-q"]) == 0
+    np.testing.assert_array_equal(read_output(tmp_path / "plain" / "a.tif"), segment(img, refine=False))
+    np.testing.assert_array_equal(read_output(tmp_path / "refined" / "a.tif"), segment(img))
+    assert np.count_nonzero(segment(img, refine=False) != segment(img)) > 0  # the option matters here

@@ -121,9 +121,28 @@ def run_segment(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(summary.report())
+    hint = workers_hint(args, summary.seconds)
+    if hint and not args.quiet:
+        print(hint, file=sys.stderr)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def workers_hint(args: argparse.Namespace, seconds: float) -> str | None:
+    """A tip for long in-process runs with outline refinement on a multi-core CPU, else None.
+
+    The refinement is NumPy/SciPy work that holds Python's GIL: in one process it uses one core, while
+    ``--workers N`` runs N processes (measured 1.5x the in-process rate on 2 cores, docs/batch.md).
+    """
+    from .devices import cpu_cores
+
+    cores = cpu_cores()
+    if (args.refine and args.workers is None and args.scheduler is None and args.device in ("auto", "cpu")
+            and cores >= 2 and seconds >= 60):
+        return (f"tip: outline refinement runs on one core per process; `--workers {cores}` uses all {cores} "
+                "cores (see docs/batch.md)")
+    return None
 
 
 # ---------------------------------------------------------------------------------------- main
