@@ -3,7 +3,7 @@
 Resumable: run it again with the same --run folder and it continues from ``last.pt``.
 Each validation prints ISIC validation Dice/Jaccard at the model's input size; every few epochs the
 20 PH2 cases are scored at full resolution through the real inference path, beside the classical
-Otsu baseline (monitoring only: model selection uses the ISIC validation split alone).
+Otsu baseline (monitoring; ``best.pt`` is the best epoch on the ISIC validation split, ``last.pt`` the last).
 
     python scripts/train_default.py --run ~/.cache/napari-nevus-seg/campaign/s128 --size 128 --epochs 50
     python scripts/train_default.py --run .../s160 --size 160 --epochs 12 --init .../s128/best.pt --lr 5e-4
