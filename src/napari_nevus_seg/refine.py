@@ -22,8 +22,8 @@ refined outline, upsampled to full resolution like the network's probabilities.
 Images where a colour model cannot be built (no lesion, a lesion filling the frame so that no skin is
 left, a lesion too small for a core) keep the network's outline unchanged. Measured effect on the
 default model 1.2 (docs/benchmarks.md): PH2 mean Dice 0.922 -> 0.926; ISIC validation 0.894 -> 0.883
-(its masks are the loose ones); on model 1.0, which drew ISIC's loose outlines, PH2 0.905 -> 0.921. ``BAND`` and ``ALPHA`` were chosen on the 20 PH2 development cases
-among six pairs (docs/model_card.md).
+(its masks are the loose ones); on model 1.0, which drew ISIC's loose outlines, PH2 0.905 -> 0.921.
+``BAND`` and ``ALPHA`` were chosen on the 20 PH2 development cases among six pairs (docs/model_card.md).
 """
 
 from __future__ import annotations
@@ -85,22 +85,22 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
 
     ``image``: (h, w, 3) uint8 RGB, the same grid as ``prob`` (the network's upsampled probabilities).
     ``threshold``, ``min_size``, ``largest_only``, ``drop_edge_fragments`` and ``fill_holes`` decide the
-    lesions to refine as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model can be built,
-    the probabilities are returned remapped so that ``threshold`` becomes 0.5 (the outline is unchanged).
+    lesions to refine as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model
+    can be built, the probabilities are returned remapped so that ``threshold`` becomes 0.5 (the outline
+    is unchanged).
     """
     prob = np.asarray(prob, np.float32)
     if image.shape[:2] != prob.shape:
         raise ValueError(f"image {image.shape[:2]} and probability map {prob.shape} must have the same shape")
-    fallback = _remap(prob, threshold)
     lab = labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
     if lab.max() == 0:
-        return fallback
+        return _remap(prob, threshold)
     r = max(2.0, band * np.sqrt(np.count_nonzero(lab == 1) / np.pi))
     # everything happens within the lesions' bounding box grown by the ring and the smoothing's reach
     box = _grown_box(lab > 0, int(np.ceil(max(2 * r, r + 4 * SMOOTH_SIGMA))) + 2)
     new = _refined_mask(image[box], lab[box], r, alpha, fill_holes)
     if new is None:
-        return fallback
+        return _remap(prob, threshold)
     out = np.zeros(prob.shape, np.float32)
     out[box] = np.clip(ndi.gaussian_filter(new.astype(np.float32), SMOOTH_SIGMA), 0.0, 1.0)
     return out
