@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baseline import otsu_baseline  # noqa: E402
 
+from napari_nevus_seg.augment import AugmentConfig  # noqa: E402
 from napari_nevus_seg.io import iter_pairs  # noqa: E402
 from napari_nevus_seg.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
@@ -100,6 +101,8 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=0, help="add this many synthetic pairs to the training split")
     ap.add_argument("--tighten", action="store_true",
                     help="train on ISIC masks moved onto the visible pigment edge by refine_outline (experiment)")
+    ap.add_argument("--fill-prob", type=float, default=0.0,
+                    help="probability of a crop inside the lesion (AugmentConfig.fill_prob)")
     args = ap.parse_args()
 
     run = Path(args.run).expanduser()
@@ -131,7 +134,8 @@ def main() -> None:
                        + (f" + {args.synthetic} synthetic images (package generator, seeds from "
                           f"{SYNTHETIC_SEED0})" if args.synthetic else ""), "init": args.init})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss=args.loss,
-                      warmup_epochs=0.5 if args.init else 1.0)
+                      warmup_epochs=0.5 if args.init else 1.0,
+                      augment=AugmentConfig(fill_prob=args.fill_prob))
 
     def progress(d):
         if d["stage"] == "val":

@@ -85,3 +85,36 @@ def test_flatten_gives_few_flat_colours():
     assert torch.equal(ya, y)
     for i in range(2):
         assert len(torch.unique(xa[i, 0])) <= 7  # posterised to 3-6 levels (+ the level 0)
+
+
+def _large_and_small(size=96):
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    large = (yy >= 0.06 * size) & (yy < 0.92 * size) & (xx >= 0.1 * size) & (xx < 0.96 * size)
+    small = (yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 <= (size * 0.08) ** 2
+    y = torch.stack([large, small]).float()[:, None]
+    return (0.8 - 0.6 * y).repeat(1, 3, 1, 1), y  # dark lesions on light skin
+
+
+def test_fill_crops_inside_large_lesions_only():
+    x, y = _large_and_small()
+    cfg = AugmentConfig(**NO_PHOTO, vignette_prob=0, fill_prob=1.0)
+    fractions = torch.stack([augment_batch(x, y, cfg, torch.Generator().manual_seed(s))[1].mean(dim=(1, 2, 3))
+                             for s in range(8)])
+    assert fractions[:, 0].min() > 0.85  # the large lesion fills (almost) the whole field every time
+    assert fractions[:, 1].max() < 0.2   # a small lesion is not blown up into a blur: ordinary warp
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
+    assert ((xa[:, 0:1] < 0.5).float() == ya).float().mean() > 0.98  # image and mask stay aligned
+
+
+def test_fill_is_off_by_default_and_changes_what_is_seen():
+    x, y = _large_and_small()
+    assert AugmentConfig().fill_prob == 0.0
+
+    def large_fraction(fill_prob):
+        cfg = AugmentConfig(**NO_PHOTO, vignette_prob=0, fill_prob=fill_prob)
+        return torch.stack([augment_batch(x, y, cfg, torch.Generator().manual_seed(s))[1][0].mean()
+                            for s in range(16)])
+
+    plain, filled = large_fraction(0.0), large_fraction(1.0)
+    assert (plain < 0.95).sum() >= 8  # the ordinary warp mostly keeps skin around the large lesion
+    assert filled.min() > 0.85 and filled.mean() > plain.mean() + 0.1

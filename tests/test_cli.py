@@ -187,6 +187,25 @@ def test_train_errors(tmp_path, capsys):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_train_fill_prob_reaches_the_augmentation(tmp_path, monkeypatch, capsys):
+    import napari_nevus_seg.training as training
+
+    seen = []
+    real_train = training.train
+
+    def spy(model, train_set, val_set=None, config=None, **kw):
+        seen.append(config.augment.fill_prob)
+        return real_train(model, train_set, val_set, config, **kw)
+
+    monkeypatch.setattr(training, "train", spy)
+    data = dataset(tmp_path / "data")
+    assert main(["train", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--fill-prob", "0.4",
+                 *TINY]) == 0, capsys.readouterr().err
+    assert seen == [0.4]
+    assert main(["train", str(data), "--out", str(tmp_path / "n.pt"), "--fill-prob", "1.5", *TINY]) == 2
+    assert "--fill-prob must lie in [0, 1]" in capsys.readouterr().err and not (tmp_path / "n.pt").exists()
+
+
 def test_train_init_fine_tunes_and_names_the_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
     data = dataset(tmp_path / "data", n=4)

@@ -6,7 +6,9 @@ per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, ca
 (blur + posterise). Optional hair-like dark curves and a dark, noisy round dermoscope field of view
 (vignette). Dermoscopy has no "up", so every orientation is equally plausible. The zoom range
 reaches 1.8x so that lesions filling most of the field (common at
-the 20x magnification of some dermoscopes) are seen in training.
+the 20x magnification of some dermoscopes) are seen in training; ``fill_prob`` goes further and crops
+some images inside their lesion, so that lesions larger than the field of view (no skin visible at
+all) are seen too: the ISIC 2017 masks never cover more than 95 % of an image.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class AugmentConfig:
     blur_prob: float = 0.25      # probability of a Gaussian blur (soft focus, flat-looking lesions)
     flatten_prob: float = 0.15   # probability of a cartoon-like copy (blur + posterise: no texture, crisp edges)
     vignette_prob: float = 0.25  # probability of a dark circular dermoscope field of view (lesion cut off by it)
+    fill_prob: float = 0.0       # probability of a crop inside the lesion (lesion larger than the field of view)
 
     @classmethod
     def light(cls) -> "AugmentConfig":
@@ -40,6 +43,41 @@ class AugmentConfig:
         return cls(scale=(0.85, 1.15), shift=0.05, brightness=0.1, contrast=0.1, saturation=0.1,
                    channel_gain=0.05, gamma=0.1, hair_prob=0.1, blur_prob=0.0, flatten_prob=0.0,
                    vignette_prob=0.0)
+
+
+FILL_MIN_HALF = 0.4   # a fill crop spans at least 40 % of the image per side (at most 2.5x zoom)
+
+
+def _quantile_span(profile: torch.Tensor, q: float) -> tuple[float, float]:
+    """The [q, 1 - q] quantile span of a 1-D mass profile, in normalised [-1, 1] coordinates."""
+    cdf = profile.cumsum(0) / profile.sum()
+    lo = int(torch.searchsorted(cdf, torch.tensor([q], dtype=cdf.dtype))[0])
+    hi = int(torch.searchsorted(cdf, torch.tensor([1 - q], dtype=cdf.dtype))[0])
+    n = profile.numel()
+    return (lo + 0.5) / n * 2 - 1, (hi + 0.5) / n * 2 - 1
+
+
+def _fill_boxes(y: torch.Tensor, prob: float, g: torch.Generator) -> list[tuple[int, float, float, float, float]]:
+    """(index, centre x, centre y, half width, half height) of the crops inside a lesion, in [-1, 1] units.
+
+    An image is drawn with probability ``prob``; its box is the [q, 1 - q] quantile span (q in
+    0.10-0.25) of its lesion pixels along each axis, so the crop lies almost entirely inside the lesion.
+    Images whose box would be narrower than :data:`FILL_MIN_HALF` (small lesions: the crop would be a
+    blur of a few pixels) keep the ordinary warp.
+    """
+    boxes = []
+    drawn = torch.rand(y.shape[0], generator=g) < prob
+    quantiles = 0.10 + 0.15 * torch.rand(y.shape[0], generator=g)
+    for i in torch.nonzero(drawn).flatten().tolist():
+        m = y[i, 0].float().cpu()
+        if m.sum() < 1:
+            continue
+        x0, x1 = _quantile_span(m.sum(0), float(quantiles[i]))
+        y0, y1 = _quantile_span(m.sum(1), float(quantiles[i]))
+        hx, hy = (x1 - x0) / 2, (y1 - y0) / 2
+        if min(hx, hy) >= FILL_MIN_HALF:
+            boxes.append((i, (x0 + x1) / 2, (y0 + y1) / 2, hx, hy))
+    return boxes
 
 
 def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +92,11 @@ def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Gener
     theta = torch.stack([
         torch.stack([cos * flip_x, -sin, tx], dim=1),
         torch.stack([sin * flip_x, cos, ty], dim=1),
-    ], dim=1).to(dev, x.dtype)
+    ], dim=1)
+    if cfg.fill_prob > 0:  # axis-aligned crops inside the lesion (flips still apply)
+        for i, cx, cy, hx, hy in _fill_boxes(y, cfg.fill_prob, g):
+            theta[i] = torch.tensor([[hx * float(flip_x[i]), 0.0, cx], [0.0, hy, cy]])
+    theta = theta.to(dev, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # reflection keeps the skin texture at the borders instead of black corners
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -39,6 +39,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--arch", choices=("unet", "segnet"), default="unet")
     p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
     p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels (default 4)")
+    p.add_argument("--fill-prob", type=float, default=0.0, metavar="P",
+                   help="new models: share of training images cropped inside their lesion, so that lesions larger "
+                        "than the field of view are learnt (default 0; the default model's last stages used 0.4)")
     p.add_argument("--limit", type=int, help="use at most this many pairs (quick trials)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")
@@ -146,6 +149,7 @@ def _fine_tune(args, base, display) -> Any:
 
 
 def _train_new(args, init_model, display) -> Any:
+    from .augment import AugmentConfig
     from .model import build_model, default_preprocess
     from .training import TrainConfig, init_from, load_pairs, split_pairs, train
 
@@ -160,7 +164,7 @@ def _train_new(args, init_model, display) -> Any:
     train_set, val_set = split_pairs(pairs, val_fraction, seed=args.seed)
     lr = args.lr if args.lr is not None else (3e-4 if init_model is not None else 2e-3)
     cfg = TrainConfig(epochs=args.epochs or 30, batch_size=args.batch_size or 16, lr=lr, loss=args.loss or "bce+dice",
-                      patience=args.patience, seed=args.seed)
+                      patience=args.patience, seed=args.seed, augment=AugmentConfig(fill_prob=args.fill_prob))
     result = train(model, train_set, val_set if len(val_set) else None, cfg, device=args.device, progress=display,
                    checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     return result.model
@@ -174,6 +178,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise SetupError("--epochs and --batch-size must be at least 1")
     if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
         raise SetupError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
+    if not 0 <= args.fill_prob <= 1:
+        raise SetupError(f"--fill-prob must lie in [0, 1], got {args.fill_prob}")
     if args.resume and not args.checkpoint_dir:
         raise SetupError("--resume needs --checkpoint-dir (where last.pt was written)")
     if not Path(args.data).is_dir():
