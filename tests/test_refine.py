@@ -74,6 +74,18 @@ def test_no_colour_model_keeps_the_networks_outline(case):
     np.testing.assert_array_equal(out > 0.5, prob > 0.6)   # the threshold maps to the 0.5 level
 
 
+def test_a_lesion_filling_most_of_the_frame_keeps_the_networks_outline():
+    """Too little skin left around the lesion for a colour model (the skin ring lies mostly outside the
+    image): refining would take lesion for skin, so the network's outline stays."""
+    img, mask, dist = disk_image(shape=(200, 260), centre=(100, 130), radius=150)  # skin only in the corners
+    prob = loose_probability(dist, 140)            # a too-tight outline that a refinement would move
+    out = refine_outline(img, prob)
+    np.testing.assert_array_equal(out > 0.5, prob > 0.5)
+    img, mask, dist = disk_image(shape=(200, 260), centre=(100, 130), radius=85)   # skin all round: refined
+    prob = loose_probability(dist, 93)
+    assert dice(refine_outline(img, prob) > 0.5, mask) > dice(prob > 0.5, mask) + 0.03
+
+
 def test_refine_outline_checks_shapes():
     img, _mask, dist = disk_image()
     with pytest.raises(ValueError, match="same shape"):

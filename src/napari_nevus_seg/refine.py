@@ -47,6 +47,7 @@ SMOOTH_SIGMA = 2.0         # Gaussian smoothing of the refined mask (work-grid p
 OPEN_RADIUS = 2            # opening radius removing hairs (work-grid pixels)
 VIGNETTE_L = 25.0          # CIE L* below which ring pixels count as the dermatoscope's dark frame
 MIN_SAMPLES = 50           # fewer core or ring pixels than this: no refinement
+MIN_SKIN_SHARE = 0.3       # less of the skin ring than this visible as skin (lesion fills the frame): no refinement
 MAX_SAMPLES = 20_000       # colour samples per class used to fit the discriminant
 
 
@@ -119,12 +120,17 @@ def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fi
     deepest = np.zeros(lab.max() + 1, np.float32)
     np.maximum.at(deepest, lab[seg], inside[seg])
     core = inside > np.minimum(r, 0.5 * deepest)[lab]
-    outside = ndi.distance_transform_edt(~seg).astype(np.float32)
+    # the ring as it would be on an unbounded image (padded), to tell how much of it the image shows
+    pad = int(np.ceil(2 * r)) + 1
+    outside_all = ndi.distance_transform_edt(np.pad(~seg, pad, constant_values=True)).astype(np.float32)
+    ring_all = np.count_nonzero((outside_all > r) & (outside_all <= 2 * r))
+    outside = outside_all[pad:-pad, pad:-pad]
     near = outside <= 2 * r                       # colours are needed here only (1-D arrays over `near`)
     cielab = _lab(image[near])
     in_core, in_band = core[near], ~core[near] & (outside[near] <= r)
     in_ring = (outside[near] > r) & (cielab[:, 0] > VIGNETTE_L)
-    if np.count_nonzero(in_core) < MIN_SAMPLES or np.count_nonzero(in_ring) < MIN_SAMPLES:
+    if np.count_nonzero(in_core) < MIN_SAMPLES \
+            or np.count_nonzero(in_ring) < max(MIN_SAMPLES, MIN_SKIN_SHARE * ring_all):
         return None
     rng = np.random.default_rng(0)
     a, b = _sample(cielab[in_core], rng), _sample(cielab[in_ring], rng)
