@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--note", default="", help="replaces the checkpoint's note (an empty note removes it)")
     ap.add_argument("--lineage", default="", help="how the weights were obtained (stages), replaces 'init'")
     ap.add_argument("--version", default="", help="model version recorded in the metadata")
+    ap.add_argument("--training-data", default="", help="replaces the training-data description")
+    ap.add_argument("--last-epoch", action="store_true",
+                    help="the checkpoint is a stage's last epoch (not its best): record that epoch's validation score")
     args = ap.parse_args()
     ckpt = read_checkpoint(args.checkpoint)
     ckpt.pop("train_state", None)
@@ -43,6 +46,13 @@ def main() -> None:
         meta["note"] = args.note
     if args.version:
         meta["model_version"] = args.version
+    if args.training_data:
+        meta["training_data"] = args.training_data
+    if args.last_epoch and meta.get("history"):
+        last = meta["history"][-1]
+        meta["best_val"] = {"dice": round(last["val_dice"], 4), "jaccard": round(last["val_jaccard"], 4),
+                            "epoch": last["epoch"], "note": "last epoch of the stage (shipped), scored at the input "
+                            "size against the original (loose) ISIC validation masks"}
     if args.lineage:
         meta["init"] = args.lineage
     elif meta.get("init"):
