@@ -4,7 +4,8 @@ Writes N synthetic 768x576 JPEG images, then segments them (labels written to di
 
 - a naive loop (read, segment, write, one after the other) as the reference;
 - the in-process pipeline of :func:`napari_nevus_seg.segment_folder` (reader threads, inference,
-  writer thread);
+  writer thread), with the outline refinement in the calling thread and in worker processes
+  (``refine_workers``; their start-up, about 2 s, is inside the time: it is paid on every run);
 - a local Dask cluster of 1 and 2 worker processes (``--workers``), started and warmed up first;
   cluster start-up is reported apart from the steady throughput.
 
@@ -30,30 +31,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from napari_nevus_seg import load_model, read_image, segment, segment_folder, synthetic_lesion_image
-from napari_nevus_seg.batch_work import write_output
+import napari_nevus_seg as nseg   # lazy: PyTorch is imported on first use, not when worker processes
+                                  # (refinement, spawned) import this file as their main module
 
 
 def make_images(folder: Path, n: int, shape=(576, 768)) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        img = synthetic_lesion_image(seed=i, shape=shape, n_lesions=1 + i % 2).image
+        img = nseg.synthetic_lesion_image(seed=i, shape=shape, n_lesions=1 + i % 2).image
         Image.fromarray(img).save(folder / f"case_{i:04d}.jpg", quality=92)
 
 
 def naive(src: Path, out: Path, device: str) -> float:
-    model = load_model()
+    from napari_nevus_seg.batch_work import write_output
+
+    model = nseg.load_model()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for p in sorted(src.glob("*.jpg")):
-        write_output(segment(read_image(p), model=model, device=device), out / f"{p.stem}.tif")
+        write_output(nseg.segment(nseg.read_image(p), model=model, device=device), out / f"{p.stem}.tif")
     return time.perf_counter() - t0
 
 
-def pipeline(src: Path, out: Path, device: str, readers: int = 2) -> float:
-    load_model()   # as in the other runs, the model is already loaded
+def pipeline(src: Path, out: Path, device: str, refine_workers: int, readers: int = 2) -> float:
+    nseg.load_model()   # as in the other runs, the model is already loaded
     t0 = time.perf_counter()
-    s = segment_folder(src, out, device=device, readers=readers)
+    s = nseg.segment_folder(src, out, device=device, readers=readers, refine_workers=refine_workers)
     assert s.ok and s.done == len(list(src.glob("*.jpg"))), s.report()
     return time.perf_counter() - t0
 
@@ -65,12 +68,12 @@ def dask_run(src: Path, out: Path, warm: Path, workers: int, device: str, rounds
     # the same local cluster as `nevus-seg segment --workers N` (each worker gets its share of the cores)
     with open_client(workers=workers) as client:
         # warm-up: every worker imports PyTorch and loads the model once
-        segment_folder(warm, out / "_warm", client=client, device=device)
+        nseg.segment_folder(warm, out / "_warm", client=client, device=device)
         startup = time.perf_counter() - t0
         times = []
         for r in range(rounds):
             t1 = time.perf_counter()
-            s = segment_folder(src, out / f"r{r}", client=client, device=device)
+            s = nseg.segment_folder(src, out / f"r{r}", client=client, device=device)
             assert s.ok, s.report()
             times.append(time.perf_counter() - t1)
         return times, startup
@@ -78,7 +81,7 @@ def dask_run(src: Path, out: Path, warm: Path, workers: int, device: str, rounds
 
 def huge_rss(tmp: Path) -> list[tuple[str, float, float]]:
     """Peak RSS of `nevus-seg segment` on one 6000x4000 image, in a child process (MB, seconds)."""
-    small = synthetic_lesion_image(seed=1, shape=(1000, 1500), n_lesions=2).image
+    small = nseg.synthetic_lesion_image(seed=1, shape=(1000, 1500), n_lesions=2).image
     big = tmp / "huge"
     big.mkdir()
     Image.fromarray(small).resize((6000, 4000), Image.BILINEAR).save(big / "huge_6000x4000.jpg", quality=90)
@@ -102,6 +105,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--refine-workers", type=int, nargs="*", default=None,
+                    help="refinement processes of the in-process pipeline to time (default: 0 and the automatic choice)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rounds", type=int, default=2, help="repeat each mode (alternating) and keep the best")
     ap.add_argument("--huge", action="store_true", help="also measure peak memory on a 6000x4000 image")
@@ -118,10 +123,16 @@ def main() -> None:
         make_images(tmp / "warm", 4, shape=(576, 768))
         times: dict[str, list[float]] = {}
         startups: dict[str, float] = {}
-        names = ("naive loop (read, segment, write)", "in-process pipeline (segment_folder)")
+        from napari_nevus_seg.batch_refine import auto_refine_workers
+
+        ks = args.refine_workers if args.refine_workers is not None else \
+            sorted({0, auto_refine_workers(10**6, args.device)})
+        pipes = {k: f"in-process pipeline, {k} refinement process{'es' if k != 1 else ''}" for k in ks}
+        naive_name = "naive loop (read, segment, write)"
         for r in range(args.rounds):   # alternate the modes: the load of a shared machine drifts
-            times.setdefault(names[0], []).append(naive(tmp / "in", tmp / f"out_naive{r}", args.device))
-            times.setdefault(names[1], []).append(pipeline(tmp / "in", tmp / f"out_pipe{r}", args.device))
+            times.setdefault(naive_name, []).append(naive(tmp / "in", tmp / f"out_naive{r}", args.device))
+            for k, name in pipes.items():
+                times.setdefault(name, []).append(pipeline(tmp / "in", tmp / f"out_pipe{k}_{r}", args.device, k))
         for w in args.workers:
             try:
                 ts, startup = dask_run(tmp / "in", tmp / f"out_dask{w}", tmp / "warm", w, args.device, args.rounds)
@@ -133,15 +144,15 @@ def main() -> None:
         rows = [(name, min(ts), max(ts), startups.get(name)) for name, ts in times.items()]
         for f in (tmp / "out_naive0").glob("*.tif"):   # every mode wrote the same labels
             ref = np.asarray(Image.open(f))
-            for other in [tmp / "out_pipe0", *[tmp / f"out_dask{w}" / "r0" for w in args.workers]]:
+            for other in [*[tmp / f"out_pipe{k}_0" for k in pipes], *[tmp / f"out_dask{w}" / "r0" for w in args.workers]]:
                 if other.is_dir():
                     assert np.array_equal(ref, np.asarray(Image.open(other / f.name))), (f.name, other)
-        print(f"\n{'mode (best of %d rounds)' % args.rounds:44s} {'seconds':>8s} {'images/s':>9s} {'worst s':>8s} "
+        print(f"\n{'mode (best of %d rounds)' % args.rounds:48s} {'seconds':>8s} {'images/s':>9s} {'worst s':>8s} "
               f"{'vs naive':>9s} {'start-up s':>11s}")
         base = rows[0][1]
         for name, best, worst, startup in rows:
             su = f"{startup:11.1f}" if startup is not None else f"{'-':>11s}"
-            print(f"{name:44s} {best:8.1f} {args.n / best:9.2f} {worst:8.1f} {base / best:8.2f}x {su}")
+            print(f"{name:48s} {best:8.1f} {args.n / best:9.2f} {worst:8.1f} {base / best:8.2f}x {su}")
         print(f"# load average at the end {os.getloadavg()[0]:.2f}")
         if args.huge:
             print("\n# peak resident memory of the whole `nevus-seg` process on a 6000x4000 JPEG")

@@ -252,3 +252,51 @@ def test_a_tiny_pixel_budget_processes_images_one_at_a_time(tmp_path, model):
     assert run_local(tasks, SegmentOptions(), results.append, model=model, max_pixels=1)
     assert sorted((r.name, r.status) for r in results) == [
         ("bad.png", "failed"), ("img0.png", "done"), ("img1.png", "done"), ("img2.png", "done")]
+
+
+def test_refinement_in_worker_processes_gives_the_api_result(tmp_path, model, monkeypatch):
+    from napari_nevus_seg.batch_refine import RefinePool
+
+    submitted = []
+    real_submit = RefinePool.submit
+    monkeypatch.setattr(RefinePool, "submit", lambda self, *a: submitted.append(1) or real_submit(self, *a))
+    # two lesions per image, one of them near the frame, and a large image: the work grid is smaller
+    paths = make_folder(tmp_path / "in", 3)
+    large = make_folder(tmp_path / "large", 1, shape=(900, 1200), seed=7)[0]
+    paths.append(large.rename(tmp_path / "in" / "large.png"))
+    summary = segment_folder(tmp_path / "in", tmp_path / "out", model=model, refine_workers=2,
+                             measure=tmp_path / "m.csv")
+    assert (summary.done, summary.failed) == (4, []) and len(submitted) == 4   # all went through the workers
+    for p in paths:
+        expected = segment(np.asarray(Image.open(p).convert("RGB")), model=model)
+        np.testing.assert_array_equal(read_output(tmp_path / "out" / f"{p.stem}.tif"), expected)
+    assert len(open(tmp_path / "m.csv").read().splitlines()) > 1
+
+
+def test_refine_workers_choice_and_thread_cap(monkeypatch):
+    import torch
+
+    from napari_nevus_seg import batch_refine, devices
+
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 8)
+    assert batch_refine.auto_refine_workers(100, "cpu") == 4       # half the cores beside the network
+    assert batch_refine.auto_refine_workers(10, "cpu") == 0        # short run: no process start-up
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 1)
+    assert batch_refine.auto_refine_workers(100, "cpu") == 0
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
+    with devices.cpu_threads_capped(1):
+        assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2                            # restored on leaving
+    with pytest.raises(BatchSetupError, match="refine_workers"):
+        segment_folder(Path("."), Path("."), refine_workers=-1)
+
+
+def test_refinement_workers_do_not_import_pytorch():
+    """The refinement's worker processes start in a fraction of a second: no PyTorch import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_nevus_seg.batch_refine as b, napari_nevus_seg.refine; b._warm_up(); "
+            "print(sorted(m for m in ('torch', 'skimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

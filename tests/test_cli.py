@@ -251,21 +251,9 @@ def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), expected)
 
 
-@pytest.mark.parametrize(("argv", "seconds", "cores", "expected"), [
-    ([], 120, 4, "--workers 4"),
-    ([], 10, 4, None),                        # a short run: no tip
-    (["--no-refine"], 120, 4, None),          # the network alone uses every core already
-    (["--workers", "2"], 120, 4, None),
-    ([], 120, 1, None),
-])
-def test_workers_hint_for_long_refined_runs(monkeypatch, argv, seconds, cores, expected):
-    from napari_nevus_seg import devices
-    from napari_nevus_seg.cli import build_parser, workers_hint
-
-    monkeypatch.setattr(devices, "cpu_cores", lambda: cores)
-    args = build_parser().parse_args(["segment", "in", "--out", "out", *argv])
-    hint = workers_hint(args, seconds)
-    assert (hint is None) if expected is None else (expected in hint)
+def test_refine_workers_option(tmp_path, capsys):
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), "--refine-workers", "-1"]) == 2
+    assert "--refine-workers must be 0 or more" in capsys.readouterr().err
 
 
 def test_no_refine_reaches_the_segmentation(tmp_path, capsys):

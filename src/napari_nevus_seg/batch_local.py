@@ -2,6 +2,8 @@
 
 - Reader threads decode the next images (JPEG/PNG decoders release the GIL) while the network runs.
 - The calling thread runs the network (PyTorch uses every core, or the GPU).
+- With ``refine_workers``, worker processes refine the outlines (:mod:`napari_nevus_seg.batch_refine`)
+  while the network runs on the next images.
 - A writer thread writes the label files (atomically) and measures the lesions.
 
 Memory stays bounded whatever the number of images: at most ``readers + 1`` images are decoded
@@ -19,6 +21,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
+from .batch_refine import PendingLabels, RefinePool
 from .batch_work import (ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage, measure_rows,
                          needs_work, read_output, read_stage, resolve_model, write_stage)
 
@@ -84,6 +87,8 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions,
             return
         task, labels, img, px, t0, existing, pixels = job
         try:
+            if isinstance(labels, PendingLabels):
+                labels = labels.result()
             if existing is not None:     # finished earlier: measure only
                 rows = measure_rows(labels, img, task, px, opts)
                 result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows)
@@ -101,9 +106,28 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions,
 
 def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
               model=None, readers: int = 2, queue_size: int = 2, cancel: Any = None,
-              max_pixels: int | None = None) -> bool:
-    """Process ``tasks`` in this process; ``on_result`` is called here for each image. False if cancelled."""
+              max_pixels: int | None = None, refine_workers: int = 0) -> bool:
+    """Process ``tasks`` in this process; ``on_result`` is called here for each image. False if cancelled.
+
+    ``refine_workers`` > 0 (with ``opts.refine``): that many processes refine the outlines, and PyTorch
+    on the CPU keeps to the remaining cores.
+    """
     model = model if model is not None else resolve_model(opts.model)
+    if not (opts.refine and refine_workers > 0):
+        return _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels, None)
+    from .devices import cpu_cores, cpu_threads_capped, resolve_device
+
+    cap = max(1, cpu_cores() - refine_workers) if resolve_device(opts.device).type == "cpu" else cpu_cores()
+    refiner = RefinePool(refine_workers)
+    try:
+        with cpu_threads_capped(cap):
+            return _run(tasks, opts, on_result, model, readers, max(queue_size, refine_workers + 1), cancel,
+                        max_pixels, refiner)
+    finally:
+        refiner.close()
+
+
+def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels, refiner) -> bool:
     readers = max(1, readers)
     budget = PixelBudget(max_pixels or IN_FLIGHT_PIXELS)
     results: queue.SimpleQueue = queue.SimpleQueue()
@@ -157,7 +181,10 @@ def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Calla
                 t0, img, px, existing, labels, err = fut.result()
                 if err is None and existing is None:
                     try:
-                        labels = infer_stage(img, opts, model)
+                        if refiner is not None and img.ndim == 3:
+                            labels = refiner.submit(img, opts, model)
+                        else:
+                            labels = infer_stage(img, opts, model)
                     except Exception as exc:  # noqa: BLE001 - MemoryError included
                         err = exc
                 if err is not None:

@@ -87,6 +87,9 @@ def add_segment_parser(sub) -> None:
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
     p.add_argument("--threads-per-worker", type=int, default=1, help="Dask threads per worker (default 1)")
     p.add_argument("--readers", type=int, default=2, help="image-decoding threads in this process (default 2)")
+    p.add_argument("--refine-workers", type=int, metavar="N",
+                   help="processes refining outlines beside the network in this process (default: half the "
+                        "CPU cores, all but one with a GPU, for 16 images or more; 0: none)")
     p.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     p.add_argument("--recursive", "-r", action="store_true", help="include sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -99,6 +102,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise SetupError(f"--workers must be at least 1, got {args.workers}")
+    if args.refine_workers is not None and args.refine_workers < 0:
+        raise SetupError(f"--refine-workers must be 0 or more, got {args.refine_workers}")
     if args.pixel_size_mm is not None and not args.pixel_size_mm > 0:
         raise SetupError(f"--pixel-size-mm must be positive, got {args.pixel_size_mm}")
     model = resolve_model_arg(args.model)
@@ -117,32 +122,13 @@ def run_segment(args: argparse.Namespace) -> int:
             measure=args.measure,
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
-            readers=args.readers, progress=progress)
+            readers=args.readers, refine_workers=args.refine_workers, progress=progress)
     finally:
         bar.close()
     print(summary.report())
-    hint = workers_hint(args, summary.seconds)
-    if hint and not args.quiet:
-        print(hint, file=sys.stderr)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
-
-
-def workers_hint(args: argparse.Namespace, seconds: float) -> str | None:
-    """A tip for long in-process runs with outline refinement on a multi-core CPU, else None.
-
-    The refinement is NumPy/SciPy work that holds Python's GIL: in one process it uses one core, while
-    ``--workers N`` runs N processes (measured 1.5x the in-process rate on 2 cores, docs/batch.md).
-    """
-    from .devices import cpu_cores
-
-    cores = cpu_cores()
-    if (args.refine and args.workers is None and args.scheduler is None and args.device in ("auto", "cpu")
-            and cores >= 2 and seconds >= 60):
-        return (f"tip: outline refinement runs on one core per process; `--workers {cores}` uses all {cores} "
-                "cores (see docs/batch.md)")
-    return None
 
 
 # ---------------------------------------------------------------------------------------- main

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -83,16 +84,37 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+_THREAD_CAP: list[int] = []   # caps set by cpu_threads_capped (innermost last)
+
+
+@contextlib.contextmanager
+def cpu_threads_capped(n: int):
+    """Within the block, :func:`use_all_cpu_threads` gives PyTorch at most ``n`` threads.
+
+    Used while other processes of this run (outline refinement) need the remaining cores: PyTorch's
+    idle threads spin for a while after each operation and would otherwise take those cores.
+    """
+    _THREAD_CAP.append(max(1, int(n)))
+    try:
+        yield
+    finally:
+        _THREAD_CAP.pop()
+        use_all_cpu_threads()
+
+
 def use_all_cpu_threads() -> int:
     """Let PyTorch use every CPU core this process may run on; returns the thread count.
 
     ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
-    threads then wait on each other and one thread can be several times faster than two).
+    threads then wait on each other and one thread can be several times faster than two), and so does
+    :func:`cpu_threads_capped`.
     """
     n = cpu_cores()
     cap = os.environ.get("NEVUS_SEG_NUM_THREADS", "").strip()
     if cap.isdigit() and int(cap) > 0:
         n = min(n, int(cap))
+    if _THREAD_CAP:
+        n = min(n, _THREAD_CAP[-1])
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

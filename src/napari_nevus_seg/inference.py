@@ -29,7 +29,7 @@ from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .model import LesionModel, load_checkpoint
-from .postprocessing import WORK_FACTOR, default_min_size, labels_from_small, postprocess, upsample_proba
+from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
 from .refine import refine_small
 
@@ -192,6 +192,27 @@ def _stack(out: list[np.ndarray], img: np.ndarray, stacked: bool, dtype) -> np.n
     return np.stack(out)
 
 
+def labels_from_refined(refined, shape: tuple[int, int], min_size: int | None = None, fill_holes: bool = True,
+                        largest_only: bool = False, drop_edge_fragments: bool = True) -> np.ndarray:
+    """Labels at full resolution from a refined map (the work grid's 0.5 level is the outline).
+
+    The refined map is already fine (at most REFINE_SIDE pixels): its own grid decides the topology.
+    """
+    refined = torch.as_tensor(refined)
+    return labels_from_small(refined, shape, 0.5, min_size, fill_holes, largest_only, drop_edge_fragments,
+                             work_factor=1)
+
+
+def network_map(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
+                device: str | torch.device = "auto", tta: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+    """The first half of :func:`segment` for one (H, W, 3) image: (uint8 image, the network's small map)."""
+    planes, stacked, m, dev = _setup(img, model, device)
+    if stacked:
+        raise ValueError("network_map takes one (H, W, 3) image, not a stack")
+    _, plane, pr = next(_small_probs(planes, m, dev, tta, 1, keep_images=True))
+    return plane, pr
+
+
 # ------------------------------------------------------------------------------------ public API
 def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
                   device: str | torch.device = "auto", tta: bool = False, batch_size: int = 8,
@@ -235,12 +256,13 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     planes, stacked, m, dev = _setup(img, model, device)
     out = []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
-        shape, thr, factor = planes[i].shape[:2], threshold, WORK_FACTOR
-        if refine:  # the refined map is already fine (REFINE_SIDE): its own grid decides the topology
+        shape = planes[i].shape[:2]
+        if refine:
             pr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
-            thr, factor = 0.5, 1
-        out.append(labels_from_small(pr, shape, thr, min_size, fill_holes, largest_only, drop_edge_fragments,
-                                     work_factor=factor))
+            out.append(labels_from_refined(pr, shape, min_size, fill_holes, largest_only, drop_edge_fragments))
+        else:
+            out.append(labels_from_small(pr, shape, threshold, min_size, fill_holes, largest_only,
+                                         drop_edge_fragments))
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":

@@ -20,15 +20,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from .masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, default_min_size, fill_holes,  # noqa: F401
+                    labels_from_mask)
+
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution
 WORK_FACTOR = 4            # work grid = this many times the network's output resolution
-EDGE_FRAGMENT_FRACTION = 0.25  # a lesion touching the frame below this fraction of the largest is a fragment
-
-
-def default_min_size(shape: tuple[int, int]) -> int:
-    """Default smallest lesion kept: 0.1 % of the image area (at least 16 pixels)."""
-    return max(16, int(0.001 * shape[0] * shape[1]))
 
 
 def _check_args(threshold: float) -> None:
@@ -80,75 +77,6 @@ def upsample_mask(prob_small: torch.Tensor, shape: tuple[int, int], threshold: f
 
 
 # ------------------------------------------------------------------------------- post-processing
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill holes of a 2-D mask: background not 4-connected to the image border.
-
-    Gives the same result as ``scipy.ndimage.binary_fill_holes(mask)`` several times faster.
-    """
-    bg, n = ndi.label(~mask)
-    if n == 0:
-        return mask.copy()
-    is_hole = np.ones(n + 1, bool)
-    is_hole[0] = False
-    is_hole[np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))] = False
-    return mask | is_hole[bg]
-
-
-def _edge_labels(lab: np.ndarray, n: int) -> np.ndarray:
-    """(n + 1,) bool: which labels of ``lab`` touch the image's border."""
-    edge = np.zeros(n + 1, bool)
-    edge[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
-    edge[0] = False
-    return edge
-
-
-def _order(areas: np.ndarray, n: int, min_size: int, largest_only: bool,
-           edge: np.ndarray | None = None) -> np.ndarray:
-    """Lookup table: old label -> new label (0 = dropped), lesions >= ``min_size`` by decreasing area.
-
-    ``edge`` (bool per label, touching the image border): when given, lesions touching the border that
-    are smaller than :data:`EDGE_FRAGMENT_FRACTION` of the largest lesion are dropped (frame fragments).
-    """
-    areas = np.asarray(areas).copy()
-    areas[0] = 0
-    order = np.argsort(-areas[1:], kind="stable") + 1
-    keep = order[areas[order] >= max(1, min_size)]
-    if largest_only:
-        keep = keep[:1]
-    elif edge is not None and len(keep) > 1:
-        fragment = edge[keep] & (areas[keep] < EDGE_FRAGMENT_FRACTION * areas[keep[0]])
-        keep = keep[~fragment]
-    remap = np.zeros(n + 1, np.int32)
-    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return remap
-
-
-def _relabel(lab: np.ndarray, n: int, min_size: int, largest_only: bool, drop_edge_fragments: bool) -> np.ndarray:
-    """Drop components smaller than ``min_size`` and number the rest 1..N by decreasing area (in place)."""
-    if n == 0:
-        return lab
-    edge = _edge_labels(lab, n) if drop_edge_fragments else None
-    remap = _order(np.bincount(lab.ravel(), minlength=n + 1), n, min_size, largest_only, edge)
-    return np.take(remap, lab, out=lab)
-
-
-def labels_from_mask(mask: np.ndarray, min_size: int | None = None, fill: bool = True,
-                     largest_only: bool = False, drop_edge_fragments: bool = False) -> np.ndarray:
-    """(H, W) boolean mask -> (H, W) int32 labels: holes filled, specks removed, 1..N by decreasing area.
-
-    ``drop_edge_fragments``: also drop lesions touching the image border that are smaller than a quarter
-    of the largest lesion (the dark frame of a dermatoscope's field of view, cut-off fragments).
-    """
-    mask = np.asarray(mask, bool)
-    if mask.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    if fill:
-        mask = fill_holes(mask)
-    lab, n = ndi.label(mask, output=np.int32)
-    min_size = default_min_size(mask.shape) if min_size is None else int(min_size)
-    return _relabel(lab, n, min_size, largest_only, drop_edge_fragments)
-
-
 def postprocess(prob: np.ndarray, threshold: float = 0.5, min_size: int | None = None,
                 fill_holes: bool = True, largest_only: bool = False, drop_edge_fragments: bool = True) -> np.ndarray:
     """(H, W) probabilities -> (H, W) int32 labels: 0 background, 1..N one per lesion.

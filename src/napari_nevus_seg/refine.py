@@ -31,17 +31,18 @@ crops (docs/model_card.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage as ndi
-from skimage.morphology import disk
 
-from .postprocessing import default_min_size, labels_from_mask
-from .postprocessing import fill_holes as fill_mask_holes
-from .preprocess import resize_uint8
+from .masks import default_min_size, labels_from_mask
+from .masks import fill_holes as fill_mask_holes
 
-__all__ = ["MIN_SKIN_SHARE", "REFINE_SIDE", "refine_outline", "refine_small"]
+if TYPE_CHECKING:  # PyTorch is imported where it is used: refine_outline runs in light worker processes
+    import torch
+
+__all__ = ["MIN_SKIN_SHARE", "REFINE_SIDE", "refine_inputs", "refine_outline", "refine_small"]
 
 REFINE_SIDE = 768          # long side of the refinement work grid (pixels)
 BAND = 0.10                # band half-width, fraction of the largest lesion's equivalent radius
@@ -60,6 +61,12 @@ def _remap(prob: np.ndarray, threshold: float) -> np.ndarray:
     lo = p * (0.5 / threshold)
     hi = 0.5 + (p - threshold) * (0.5 / (1.0 - threshold))
     return np.where(p <= threshold, lo, hi).astype(np.float32)
+
+
+def _disk(radius: int) -> np.ndarray:
+    """A disk structuring element (as ``skimage.morphology.disk``)."""
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return x * x + y * y <= radius * radius
 
 
 def _sample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -145,7 +152,7 @@ def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fi
     cut = pb + alpha * (pa - pb)
     new = core.copy()
     new[near] |= in_band & (cielab @ w > cut)
-    new = ndi.binary_opening(new, structure=disk(OPEN_RADIUS)) | core
+    new = ndi.binary_opening(new, structure=_disk(OPEN_RADIUS)) | core
     if fill:
         new = fill_mask_holes(new)
     parts, n = ndi.label(new)
@@ -170,6 +177,24 @@ def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: floa
     The result (a float32 tensor on ``prob_small``'s device) is thresholded at 0.5 by the caller
     (:func:`~napari_nevus_seg.postprocessing.labels_from_small`). ``min_size`` is in full-resolution pixels.
     """
+    import torch
+
+    small, prob, work_min = refine_inputs(image_u8, prob_small, min_size)
+    out = refine_outline(small, prob, threshold, work_min, largest_only, drop_edge_fragments, fill_holes=fill_holes)
+    return torch.from_numpy(out).to(prob_small.device)
+
+
+def refine_inputs(image_u8: np.ndarray, prob_small: torch.Tensor,
+                  min_size: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The image and the network's map on the work grid, and ``min_size`` in work-grid pixels.
+
+    :func:`refine_small` is ``refine_outline(*refine_inputs(...), ...)``; the batch pipeline sends
+    these (small) arrays to worker processes.
+    """
+    import torch.nn.functional as F
+
+    from .preprocess import resize_uint8
+
     shape = image_u8.shape[:2]
     hw, ww = work_shape(shape)
     prob = F.interpolate(prob_small.float()[None, None], size=(hw, ww), mode="bilinear",
@@ -177,5 +202,4 @@ def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: floa
     small = image_u8 if (hw, ww) == shape else resize_uint8(image_u8, (hw, ww))
     full_min = default_min_size(shape) if min_size is None else int(min_size)
     work_min = max(1, round(full_min * (hw * ww) / (shape[0] * shape[1])))
-    out = refine_outline(small, prob, threshold, work_min, largest_only, drop_edge_fragments, fill_holes=fill_holes)
-    return torch.from_numpy(out).to(prob_small.device)
+    return small, prob, work_min

@@ -1,0 +1,91 @@
+"""Outline refinement in worker processes, beside the network, for the in-process batch pipeline.
+
+The refinement (:mod:`napari_nevus_seg.refine`) is NumPy/SciPy work that holds Python's GIL, so in
+one process it runs on one core while the network waits. Here the calling thread runs the network
+and sends the refinement's small inputs (image and map on the <= 768 px work grid, a few MB) to a
+pool of worker processes; the writer thread collects each result and builds the full-resolution
+labels. The labels are identical to those of :func:`napari_nevus_seg.segment`.
+
+Worker processes are started with ``spawn`` (never ``fork``: the parent runs PyTorch's thread pools),
+and PyTorch in the parent is kept to the cores the workers leave free (its idle threads spin and
+would otherwise take those cores).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+MIN_TASKS = 16   # fewer images than this: refinement stays in the calling thread (worker start-up ~0.3 s)
+
+
+def auto_refine_workers(n_tasks: int, device: str) -> int:
+    """Refinement processes for a run of ``n_tasks`` images: half the cores on CPU, all but one on a GPU.
+
+    0 (refine in the calling thread) for short runs and single-core machines.
+    """
+    from .devices import cpu_cores, resolve_device
+
+    cores = cpu_cores()
+    if n_tasks < MIN_TASKS or cores < 2:
+        return 0
+    return max(1, cores // 2) if resolve_device(device).type == "cpu" else cores - 1
+
+
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"   # the refinement is single-threaded NumPy/SciPy
+    # Ctrl-C is the parent's to handle: it stops reading new images and lets the refinements in
+    # flight finish and be written, instead of every worker dying with a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warm_up() -> None:
+    from . import refine  # noqa: F401 - the import (PyTorch, SciPy) is most of a worker's start-up
+
+
+def _refine(small: np.ndarray, prob: np.ndarray, threshold: float, work_min: int, largest_only: bool) -> np.ndarray:
+    from .refine import refine_outline
+
+    return refine_outline(small, prob, threshold, work_min, largest_only)
+
+
+class PendingLabels:
+    """Labels being refined in a worker process; :meth:`result` waits and returns them."""
+
+    def __init__(self, future: Future, shape: tuple[int, int], opts: Any):
+        self.future, self.shape, self.opts = future, shape, opts
+
+    def result(self) -> np.ndarray:
+        from .inference import labels_from_refined
+
+        labels = labels_from_refined(self.future.result(), self.shape, self.opts.min_size,
+                                     largest_only=self.opts.largest_only)
+        return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels
+
+
+class RefinePool:
+    """A pool of ``workers`` processes refining outlines; :meth:`submit` runs the network here."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_init_worker)
+        for _ in range(workers):   # start the workers now, while the first images are read
+            self._pool.submit(_warm_up)
+
+    def submit(self, img: np.ndarray, opts: Any, model: Any) -> PendingLabels:
+        from .inference import network_map
+        from .refine import refine_inputs
+
+        plane, prob_small = network_map(img, model=model, device=opts.device, tta=opts.tta)
+        small, prob, work_min = refine_inputs(plane, prob_small, opts.min_size)
+        future = self._pool.submit(_refine, small, prob, opts.threshold, work_min, opts.largest_only)
+        return PendingLabels(future, plane.shape[:2], opts)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
