@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with a CUDA GPU: install the package (keeping the torch that is there),
 # run the CUDA tests, then the GPU speed/memory benchmark (CUDA beside CPU, naive reference beside
-# the optimised path). Run from the repository root:
+# the optimised path), then the batch throughput. Run from the repository root:
 #
 #     bash benchmarks/gpu_check.sh                 # results also written to $OUT_DIR (default: gpu_check_out/)
 #
@@ -55,6 +55,11 @@ quality="--skip-quality"
 # shellcheck disable=SC2086
 "$PY" benchmarks/bench_segment.py --devices $devices $quality --repeats "${REPEATS:-20}" \
     --markdown "$OUT_DIR/benchmark_gpu.md" 2>&1 | tee "$OUT_DIR/benchmark_gpu.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== batch throughput on this device (in-process pipeline with and without refinement processes)"
+"$PY" benchmarks/bench_batch.py --n "${BATCH_N:-100}" --rounds 1 --workers --device auto 2>&1 \
+    | tee "$OUT_DIR/batch.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== done (exit $status); results in $OUT_DIR/"
