@@ -103,6 +103,8 @@ def main() -> None:
                     help="train on ISIC masks moved onto the visible pigment edge by refine_outline (experiment)")
     ap.add_argument("--fill-prob", type=float, default=0.0,
                     help="probability of a crop inside the lesion (AugmentConfig.fill_prob)")
+    ap.add_argument("--ink-prob", type=float, default=0.0, help="AugmentConfig.ink_prob (skin-marker rings)")
+    ap.add_argument("--sticker-prob", type=float, default=0.0, help="AugmentConfig.sticker_prob (coloured discs)")
     args = ap.parse_args()
 
     run = Path(args.run).expanduser()
@@ -135,7 +137,8 @@ def main() -> None:
                           f"{SYNTHETIC_SEED0})" if args.synthetic else ""), "init": args.init})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss=args.loss,
                       warmup_epochs=0.5 if args.init else 1.0,
-                      augment=AugmentConfig(fill_prob=args.fill_prob))
+                      augment=AugmentConfig(fill_prob=args.fill_prob, ink_prob=args.ink_prob,
+                                            sticker_prob=args.sticker_prob))
 
     def progress(d):
         if d["stage"] == "val":

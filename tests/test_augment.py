@@ -118,3 +118,29 @@ def test_fill_is_off_by_default_and_changes_what_is_seen():
     plain, filled = large_fraction(0.0), large_fraction(1.0)
     assert (plain < 0.95).sum() >= 8  # the ordinary warp mostly keeps skin around the large lesion
     assert filled.min() > 0.85 and filled.mean() > plain.mean() + 0.1
+
+
+def test_ink_ring_darkens_a_ring_and_leaves_the_mask():
+    x = torch.full((6, 3, 96, 96), 0.8)
+    y = torch.zeros(6, 1, 96, 96)
+    y[:, :, 40:56, 40:56] = 1
+    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=0, ink_prob=1.0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(ya, y)                                      # ink is never lesion
+    inked = (xa.mean(dim=1) < 0.6).float().mean(dim=(1, 2))
+    assert inked.min() > 0.02 and inked.max() < 0.5                 # a ring, not a blot
+    assert torch.allclose(xa[:, :, 48, 48], x[:, :, 48, 48])        # the centre (the lesion) is untouched
+
+
+def test_sticker_is_flat_enters_from_the_frame_and_cuts_the_mask():
+    x = torch.full((6, 3, 96, 96), 0.5)
+    y = torch.ones(6, 1, 96, 96)
+    cfg = AugmentConfig(**NO_PHOTO, rotate=False, flip=False, scale=(1, 1), shift=0, vignette_prob=0,
+                        sticker_prob=1.0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
+    cut = ya[:, 0] == 0
+    assert (cut.float().mean(dim=(1, 2)) > 0.01).all()
+    frame = torch.cat([cut[:, 0], cut[:, -1], cut[:, :, 0], cut[:, :, -1]], dim=1)
+    assert frame.any(dim=1).all()                                   # each disc touches the frame
+    for i in range(6):
+        assert xa[i][:, cut[i]].std(dim=1).max() < 0.1              # flat colour where the mask was cut

@@ -3,8 +3,8 @@
 Geometric: horizontal/vertical flips, 90-degree turns, free rotation, scale and shift (one affine
 warp per image, applied identically to image and mask). Photometric: brightness, contrast, saturation,
 per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, cartoon-like flattening
-(blur + posterise). Optional hair-like dark curves and a dark, noisy round dermoscope field of view
-(vignette). Dermoscopy has no "up", so every orientation is equally plausible. The zoom range
+(blur + posterise). Optional hair-like dark curves, a dark, noisy round dermoscope field of view
+(vignette), skin-marker rings drawn around the lesion and coloured stickers at the frame. Dermoscopy has no "up", so every orientation is equally plausible. The zoom range
 reaches 1.8x so that lesions filling most of the field (common at
 the 20x magnification of some dermoscopes) are seen in training; ``fill_prob`` goes further and crops
 some images inside their lesion, so that lesions larger than the field of view (no skin visible at
@@ -36,6 +36,8 @@ class AugmentConfig:
     flatten_prob: float = 0.15   # probability of a cartoon-like copy (blur + posterise: no texture, crisp edges)
     vignette_prob: float = 0.25  # probability of a dark circular dermoscope field of view (lesion cut off by it)
     fill_prob: float = 0.0       # probability of a crop inside the lesion (lesion larger than the field of view)
+    ink_prob: float = 0.0        # probability of a skin-marker ring drawn around the lesion (not lesion)
+    sticker_prob: float = 0.0    # probability of a flat coloured disc (label, ruler sticker) at the frame
 
     @classmethod
     def light(cls) -> "AugmentConfig":
@@ -177,6 +179,63 @@ def _hairs(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+INK_COLOURS = ((0.30, 0.16, 0.38), (0.22, 0.20, 0.45), (0.15, 0.12, 0.15), (0.35, 0.12, 0.22))  # purple, blue, black, red-violet
+STICKER_COLOURS = ((0.95, 0.85, 0.15), (0.95, 0.95, 0.92), (0.95, 0.55, 0.15), (0.35, 0.75, 0.35))
+
+
+def _ink(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
+    """A surgical skin-marker ring drawn around the lesion (a wobbly ellipse, sometimes an arc only).
+
+    Clinicians circle lesions before excision; the ink is dark, purple or blue, textured, and must not
+    be taken for lesion: the mask is left as it is.
+    """
+    n, _, h, w = x.shape
+    yy, xx = _unit_grid(h, w, x.device)
+    for i in range(n):
+        if torch.rand(1, generator=g).item() >= prob:
+            continue
+        cx, cy = ((torch.rand(2, generator=g) * 2 - 1) * 0.2).tolist()
+        rx, ry = (0.45 + 0.45 * torch.rand(2, generator=g)).tolist()
+        k, phase, wobble = int(torch.randint(2, 6, (1,), generator=g)), 6.28 * torch.rand(1, generator=g).item(), \
+            0.12 * torch.rand(1, generator=g).item()
+        theta = torch.atan2((yy - cy) / ry, (xx - cx) / rx)
+        r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+        radius = 1 + wobble * torch.sin(k * theta + phase)
+        width = 0.07 + 0.08 * torch.rand(1, generator=g).item()   # 2.5-7 % of the image side
+        on = torch.clamp(1.5 - 1.5 * (r - radius).abs() / width, 0, 1)
+        if torch.rand(1, generator=g).item() < 0.4:   # an open arc: part of the ring is missing
+            start = 6.28 * torch.rand(1, generator=g).item() - 3.14
+            on = on * (torch.remainder(theta - start, 6.28) < 3.5 + 2.5 * torch.rand(1, generator=g).item())
+        texture = 0.6 + 0.4 * torch.rand((h, w), generator=g).to(x.device)
+        alpha = (on * texture * (0.7 + 0.3 * torch.rand(1, generator=g).item())).clamp(0, 1)
+        colour = torch.tensor(INK_COLOURS[int(torch.randint(len(INK_COLOURS), (1,), generator=g))],
+                              device=x.device, dtype=x.dtype)[:, None, None]
+        x[i] = x[i] * (1 - alpha) + colour * alpha
+    return x
+
+
+def _stickers(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat coloured disc entering from the frame (a label or ruler sticker); the mask is cut there."""
+    n, _, h, w = x.shape
+    yy, xx = _unit_grid(h, w, x.device)
+    for i in range(n):
+        if torch.rand(1, generator=g).item() >= prob:
+            continue
+        side = float(torch.randint(4, (1,), generator=g))
+        along = (torch.rand(1, generator=g).item() * 2 - 1) * 0.8
+        radius = 0.25 + 0.3 * torch.rand(1, generator=g).item()
+        out = 1.0 + radius * (torch.rand(1, generator=g).item() * 0.8 - 0.4)   # centre near the frame
+        cx, cy = [(out, along), (-out, along), (along, out), (along, -out)][int(side)]
+        inside = ((xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2).to(x.dtype)
+        colour = torch.tensor(STICKER_COLOURS[int(torch.randint(len(STICKER_COLOURS), (1,), generator=g))],
+                              device=x.device, dtype=x.dtype)[:, None, None]
+        shade = 0.85 + 0.15 * torch.rand(1, generator=g).item()
+        flat = colour * shade + 0.02 * torch.randn(x[i].shape, generator=g).to(x.device)
+        x[i] = x[i] * (1 - inside) + flat.clamp(0, 1) * inside
+        y[i] = y[i] * (1 - inside)
+    return x, y
+
+
 def _vignette(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Darken everything outside a (slightly shifted) circle, as a dermoscope's round field of view does.
 
@@ -226,6 +285,10 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig | None = 
         x = _flatten(x, cfg.flatten_prob, g)
     if cfg.hair_prob > 0:
         x = _hairs(x, cfg.hair_prob, g)
+    if cfg.ink_prob > 0:
+        x = _ink(x, cfg.ink_prob, g)
+    if cfg.sticker_prob > 0:
+        x, y = _stickers(x, y, cfg.sticker_prob, g)
     if cfg.vignette_prob > 0:
         x, y = _vignette(x, y, cfg.vignette_prob, g)
     return x, (y > 0.5).to(x.dtype)
