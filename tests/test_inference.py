@@ -323,3 +323,21 @@ def test_default_model_finds_every_lesion_of_a_multi_lesion_image(model, seed):
         truth = case.labels == k
         assert np.count_nonzero(truth & (lab > 0)) > 0.8 * np.count_nonzero(truth)
     assert dice(lab > 0, case.mask) > 0.9
+
+
+@pytest.mark.parametrize("refine", [True, False])
+def test_segment_returns_its_probabilities_from_one_network_pass(model, monkeypatch, refine):
+    import napari_nevus_seg.inference as inference
+
+    case = synthetic_lesion_image(seed=2, n_lesions=2)
+    stack = np.stack([case.image, case.image[::-1]])
+    expected_labels = segment(stack, model=model, device="cpu", refine=refine)
+    expected_prob = predict_proba(stack, model=model, device="cpu")
+    calls = []
+    real_forward = inference._forward
+    monkeypatch.setattr(inference, "_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    labels, prob = segment(stack, model=model, device="cpu", refine=refine, return_proba=True)
+    assert len(calls) == 1                                   # one batch through the network, not two
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert prob.dtype == np.float32 and prob.shape == stack.shape[:3]
+    np.testing.assert_allclose(prob, expected_prob, atol=1e-6)

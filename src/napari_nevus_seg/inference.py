@@ -240,7 +240,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
             progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool = True,
-            drop_edge_fragments: bool = True) -> np.ndarray:
+            drop_edge_fragments: bool = True, return_proba: bool = False):
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
     A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
@@ -249,14 +249,17 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     image), ``fill_holes``, ``largest_only`` and ``drop_edge_fragments``. ``refine``: move the outline
     onto the image's visible pigment edge (:func:`~napari_nevus_seg.refine.refine_outline`; the default
     model otherwise draws the loose outlines of its ISIC training masks). ``progress(done, total)`` is
-    called per plane.
+    called per plane. ``return_proba``: return ``(labels, probabilities)``, the probabilities as
+    :func:`predict_proba` gives them, from the same pass of the network.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     planes, stacked, m, dev = _setup(img, model, device)
-    out = []
+    out, probs = [], []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
         shape = planes[i].shape[:2]
+        if return_proba:
+            probs.append(upsample_proba(pr, shape))
         if refine:
             pr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
             out.append(labels_from_refined(pr, shape, min_size, fill_holes, largest_only, drop_edge_fragments))
@@ -267,4 +270,5 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
             progress(i + 1, len(planes))
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return _stack(out, img, stacked, np.int32)
+    labels = _stack(out, img, stacked, np.int32)
+    return (labels, _stack(probs, img, stacked, np.float32)) if return_proba else labels

@@ -62,7 +62,9 @@ def test_rerun_updates_the_same_layer(make_napari_viewer, qtbot, case):
 
 
 @pytest.mark.parametrize("with_prob", [False, True])
-def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case, with_prob):
+def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case, with_prob, monkeypatch):
+    import napari_nevus_seg.inference as inference
+
     viewer = make_napari_viewer()
     viewer.add_image(case.image, name="skin", rgb=True)
     w = make_widget(viewer)
@@ -72,7 +74,12 @@ def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case,
     run_and_wait(qtbot, w)
     np.testing.assert_array_equal(w.labels_layer.data, segment(case.image, device="cpu", refine=False))
     w.refine.setChecked(True)
+    calls = []
+    real_forward = inference._forward
+    monkeypatch.setattr(inference, "_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
     run_and_wait(qtbot, w)
+    assert len(calls) == 1              # labels and probability map from one pass of the network
+    monkeypatch.undo()
     np.testing.assert_array_equal(w.labels_layer.data, segment(case.image, device="cpu"))
     assert ("skin lesion probability" in viewer.layers) == with_prob
 

@@ -1,6 +1,6 @@
 """The "Segment lesions" dock widget: one click from an image layer to a Labels layer of lesions.
 
-Thin: the work is :func:`napari_nevus_seg.segment` / :func:`~napari_nevus_seg.predict_proba` run in a
+Thin: the work is :func:`napari_nevus_seg.segment` (with its probabilities when asked) run in a
 napari thread worker (a napari progress bar, a Cancel button that stops it between planes or stages);
 the result goes to the layer it was computed for, even if the user selected or renamed layers meanwhile.
 From the console::
@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import available_devices, load_model, postprocess, predict_proba, segment
+from .. import available_devices, load_model, segment
 from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
 from ._shared import LayerCombo
 
@@ -74,14 +74,12 @@ def segment_layer_data(data: Any, rgb: bool, name: str, model_ref: str | None, d
     prob = np.zeros(planes.shape[:3], np.float32) if with_prob else None
     for i in range(0, n, BATCH):
         chunk = planes[i:i + BATCH]
-        if with_prob:
-            prob[i:i + len(chunk)] = predict_proba(chunk, model=model, device=device, tta=tta)
-        if with_prob and not refine:  # the labels follow from the probabilities just computed
-            for j in range(len(chunk)):
-                labels[i + j] = postprocess(prob[i + j], threshold, min_size, largest_only=largest_only)
+        result = segment(chunk, model=model, device=device, threshold=threshold, tta=tta, min_size=min_size,
+                         largest_only=largest_only, refine=refine, return_proba=with_prob)
+        if with_prob:   # one pass of the network gives both
+            labels[i:i + len(chunk)], prob[i:i + len(chunk)] = result
         else:
-            labels[i:i + len(chunk)] = segment(chunk, model=model, device=device, threshold=threshold, tta=tta,
-                                               min_size=min_size, largest_only=largest_only, refine=refine)
+            labels[i:i + len(chunk)] = result
         yield i + len(chunk), n, f"segmented {i + len(chunk)}/{n}" if n > 1 else "segmented"
     if img.ndim == 3:
         labels, prob = labels[0], None if prob is None else prob[0]
