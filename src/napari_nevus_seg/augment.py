@@ -163,12 +163,17 @@ def _unit_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torc
                           indexing="ij")
 
 
+def _drawn(n: int, prob: float, g: torch.Generator):
+    """Indices of the images (of ``n``) that get an augmentation of probability ``prob``, drawn lazily."""
+    for i in range(n):
+        if torch.rand(1, generator=g).item() < prob:
+            yield i
+
+
 def _hairs(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
     yy, xx = _unit_grid(h, w, x.device)
-    for i in range(n):
-        if torch.rand(1, generator=g).item() >= prob:
-            continue
+    for i in _drawn(n, prob, g):
         for _ in range(int(torch.randint(1, 5, (1,), generator=g))):
             a, b, c, bend = (torch.rand(4, generator=g) * 2 - 1).tolist()
             # distance to a gently curved line a*x + b*y + c + bend*x^2 = 0
@@ -191,9 +196,7 @@ def _ink(x: torch.Tensor, prob: float, g: torch.Generator) -> torch.Tensor:
     """
     n, _, h, w = x.shape
     yy, xx = _unit_grid(h, w, x.device)
-    for i in range(n):
-        if torch.rand(1, generator=g).item() >= prob:
-            continue
+    for i in _drawn(n, prob, g):
         cx, cy = ((torch.rand(2, generator=g) * 2 - 1) * 0.2).tolist()
         rx, ry = (0.45 + 0.45 * torch.rand(2, generator=g)).tolist()
         k, phase, wobble = int(torch.randint(2, 6, (1,), generator=g)), 6.28 * torch.rand(1, generator=g).item(), \
@@ -218,9 +221,7 @@ def _stickers(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator)
     """A flat coloured disc entering from the frame (a label or ruler sticker); the mask is cut there."""
     n, _, h, w = x.shape
     yy, xx = _unit_grid(h, w, x.device)
-    for i in range(n):
-        if torch.rand(1, generator=g).item() >= prob:
-            continue
+    for i in _drawn(n, prob, g):
         side = float(torch.randint(4, (1,), generator=g))
         along = (torch.rand(1, generator=g).item() * 2 - 1) * 0.8
         radius = 0.25 + 0.3 * torch.rand(1, generator=g).item()
@@ -245,9 +246,7 @@ def _vignette(x: torch.Tensor, y: torch.Tensor, prob: float, g: torch.Generator)
     """
     n, _, h, w = x.shape
     yy, xx = _unit_grid(h, w, x.device)
-    for i in range(n):
-        if torch.rand(1, generator=g).item() >= prob:
-            continue
+    for i in _drawn(n, prob, g):
         cx, cy = ((torch.rand(2, generator=g) * 2 - 1) * 0.1).tolist()
         radius = 0.85 + 0.5 * torch.rand(1, generator=g).item()
         soft = 0.02 + 0.08 * torch.rand(1, generator=g).item()
