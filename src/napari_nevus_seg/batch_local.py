@@ -14,6 +14,7 @@ go through one at a time instead of adding up their memory peaks.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -117,10 +118,10 @@ def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Calla
         return _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels, None)
     from .devices import cpu_cores, cpu_threads_capped, resolve_device
 
-    cap = max(1, cpu_cores() - refine_workers) if resolve_device(opts.device).type == "cpu" else cpu_cores()
+    on_cpu = resolve_device(opts.device).type == "cpu"
     refiner = RefinePool(refine_workers)
     try:
-        with cpu_threads_capped(cap):
+        with cpu_threads_capped(max(1, cpu_cores() - refine_workers)) if on_cpu else contextlib.nullcontext():
             return _run(tasks, opts, on_result, model, readers, max(queue_size, refine_workers + 1), cancel,
                         max_pixels, refiner)
     finally:

@@ -45,7 +45,7 @@ def _init_worker() -> None:
 
 
 def _warm_up() -> None:
-    from . import refine  # noqa: F401 - the import (PyTorch, SciPy) is most of a worker's start-up
+    from . import refine  # noqa: F401 - the import (NumPy, SciPy; no PyTorch) is most of a worker's start-up
 
 
 def _refine(small: np.ndarray, prob: np.ndarray, threshold: float, work_min: int, largest_only: bool) -> np.ndarray:
@@ -61,18 +61,17 @@ class PendingLabels:
         self.future, self.shape, self.opts = future, shape, opts
 
     def result(self) -> np.ndarray:
+        from .batch_work import compact_labels
         from .inference import labels_from_refined
 
-        labels = labels_from_refined(self.future.result(), self.shape, self.opts.min_size,
-                                     largest_only=self.opts.largest_only)
-        return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels
+        return compact_labels(labels_from_refined(self.future.result(), self.shape, self.opts.min_size,
+                                                  largest_only=self.opts.largest_only))
 
 
 class RefinePool:
     """A pool of ``workers`` processes refining outlines; :meth:`submit` runs the network here."""
 
     def __init__(self, workers: int):
-        self.workers = workers
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker)
         for _ in range(workers):   # start the workers now, while the first images are read

@@ -137,12 +137,14 @@ def infer_stage(img: np.ndarray, opts: SegmentOptions, model=None) -> np.ndarray
     """Segment one image: (H, W) labels, uint8 when they fit (saves memory on huge images)."""
     from .inference import segment
 
-    labels = segment(img, model=model if model is not None else resolve_model(opts.model), device=opts.device,
-                     threshold=opts.threshold, tta=opts.tta, min_size=opts.min_size,
-                     largest_only=opts.largest_only, refine=opts.refine)
-    if labels.max(initial=0) <= 255:
-        labels = labels.astype(np.uint8)
-    return labels
+    return compact_labels(segment(img, model=model if model is not None else resolve_model(opts.model),
+                                  device=opts.device, threshold=opts.threshold, tta=opts.tta,
+                                  min_size=opts.min_size, largest_only=opts.largest_only, refine=opts.refine))
+
+
+def compact_labels(labels: np.ndarray) -> np.ndarray:
+    """uint8 labels when they fit (at most 255 lesions): a quarter of the memory on huge images."""
+    return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels
 
 
 def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_size_mm,
