@@ -24,9 +24,9 @@ filling the frame: less than :data:`MIN_SKIN_SHARE` of the skin ring, as it woul
 image, is visible skin) keep the network's outline unchanged. Measured effect on the default model 1.4
 (docs/benchmarks.md): PH2 mean Dice 0.923 -> 0.926; ISIC validation 0.895 -> 0.884 (its masks are the
 loose ones); inside-lesion crops of the ISIC validation images 0.893 -> 0.889 (model 1.3: 0.874 ->
-0.868, 0.859 without the skin-share rule); on model 1.0, which drew ISIC's loose outlines, PH2 0.905 -> 0.921. ``BAND`` and
-``ALPHA`` were chosen on the 20 PH2 development cases among six pairs, ``MIN_SKIN_SHARE`` on the ISIC
-crops (docs/model_card.md).
+0.868, 0.859 without the skin-share rule); on model 1.0, which drew ISIC's loose outlines, PH2
+0.905 -> 0.921. ``BAND`` and ``ALPHA`` were chosen on the 20 PH2 development cases among six pairs,
+``MIN_SKIN_SHARE`` on the ISIC crops (docs/model_card.md).
 """
 
 from __future__ import annotations
