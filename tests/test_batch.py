@@ -158,8 +158,10 @@ def test_label_files_and_atomic_replacement(tmp_path, monkeypatch):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["keep.png", "keep.tif", "many.tif"]
 
 
-def test_cancel_stops_and_a_rerun_resumes(tmp_path, model):
-    make_folder(tmp_path / "in", 4)
+@pytest.mark.parametrize("refine_workers", [0, 1])
+def test_cancel_stops_and_a_rerun_resumes(tmp_path, model, refine_workers):
+    n = 12     # more than the images in flight (decoded ahead, waiting for the writer or a refinement process)
+    make_folder(tmp_path / "in", n)
     stop = threading.Event()
     seen = []
 
@@ -167,11 +169,13 @@ def test_cancel_stops_and_a_rerun_resumes(tmp_path, model):
         seen.append(result.status)
         stop.set()
 
-    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, cancel=stop, progress=progress)
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, cancel=stop, progress=progress,
+                       refine_workers=refine_workers)
     assert s.interrupted and not s.ok
-    assert 1 <= s.done < 4
+    assert 1 <= s.done < n and s.failed == []     # images in flight are finished, not reported failed
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
     s2 = segment_folder(tmp_path / "in", tmp_path / "out", model=model)
-    assert s2.skipped == s.done and s2.done == 4 - s.done
+    assert s2.skipped == s.done and s2.done == n - s.done
 
 
 def test_measure_csv_covers_done_and_skipped_images(tmp_path, model):
