@@ -48,12 +48,6 @@ def _warm_up() -> None:
     from . import refine  # noqa: F401 - the import (NumPy, SciPy; no PyTorch) is most of a worker's start-up
 
 
-def _refine(small: np.ndarray, prob: np.ndarray, threshold: float, work_min: int, largest_only: bool) -> np.ndarray:
-    from .refine import refine_outline
-
-    return refine_outline(small, prob, threshold, work_min, largest_only)
-
-
 class PendingLabels:
     """Labels being refined in a worker process; :meth:`result` waits and returns them."""
 
@@ -79,11 +73,11 @@ class RefinePool:
 
     def submit(self, img: np.ndarray, opts: Any, model: Any) -> PendingLabels:
         from .inference import network_map
-        from .refine import refine_inputs
+        from .refine import refine_inputs, refine_outline
 
         plane, prob_small = network_map(img, model=model, device=opts.device, tta=opts.tta)
         small, prob, work_min = refine_inputs(plane, prob_small, opts.min_size)
-        future = self._pool.submit(_refine, small, prob, opts.threshold, work_min, opts.largest_only)
+        future = self._pool.submit(refine_outline, small, prob, opts.threshold, work_min, opts.largest_only)
         return PendingLabels(future, plane.shape[:2], opts)
 
     def close(self) -> None:
