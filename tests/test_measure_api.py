@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,8 +82,31 @@ def test_image_conversions_give_the_same_measurements():
     pd.testing.assert_frame_equal(measure(labels, img16), ref)
     imgf = img.astype(np.float32) / 255.0
     pd.testing.assert_frame_equal(measure(labels, imgf), ref)
-    gray = measure(labels, img.mean(axis=2).astype(np.uint8))  # grayscale: copied into R, G and B
-    assert gray["lab_a_mean"].abs().max() < 1.0 and gray["area_px2"].tolist() == ref["area_px2"].tolist()
+
+
+def test_grayscale_image_gives_lightness_and_border_but_no_colours():
+    labels, img = _scene()
+    ref = measure(labels, img)
+    grey = img.mean(axis=2).astype(np.uint8)
+    with pytest.warns(UserWarning, match="grayscale"):
+        table = measure(labels, grey)
+    with pytest.warns(UserWarning, match="grayscale"):  # grey stored as RGB, or with an alpha channel
+        pd.testing.assert_frame_equal(measure(labels, np.repeat(grey[..., None], 3, axis=2)), table)
+    with pytest.warns(UserWarning, match="grayscale"):
+        pd.testing.assert_frame_equal(measure(labels, np.dstack([grey, np.full_like(grey, 255)])), table)
+    assert table.attrs["colour_image"] is False and ref.attrs["colour_image"] is True
+    assert table["area_px2"].tolist() == ref["area_px2"].tolist()
+    assert table["lab_L_mean"].notna().all() and table["border_scored_sectors"].gt(0).all()
+    empty = ["colour_count", "colour_spread_dE", "lab_a_mean", "lab_b_std", "colour_asymmetry_axis1_dE"]
+    empty += [c for c in table.columns if c.startswith(("share_", "colour_white", "colour_black"))]
+    assert table[empty].isna().all().all(), table[empty]
+    assert (table["lab_L_mean"] < ref["lab_L_mean"] + 20).all()  # the lesions are dark in both
+
+
+def test_black_image_without_lesions_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(measure(np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.uint8))) == 0
 
 
 def test_unusable_image():

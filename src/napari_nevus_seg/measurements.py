@@ -16,6 +16,7 @@ score, because Stolz's D (differential structures) is not measured here.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -59,16 +60,18 @@ def _as_labels(labels: Any) -> np.ndarray:
     return arr.astype(np.int64, copy=False) if arr.dtype.itemsize > 4 or arr.dtype.kind == "u" else arr
 
 
-def _as_image(image: Any, shape: tuple[int, int]) -> np.ndarray | None:
+def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bool]:
+    """The image as RGB uint8 and whether it has colour (False for grayscale ones, whatever their layout)."""
     if image is None:
-        return None
+        return None, False
     from .io import to_rgb_uint8
 
     rgb = to_rgb_uint8(image, source="image")  # grayscale, RGBA, 16-bit, float -> RGB uint8, or ValueError
     if rgb.shape[:2] != tuple(shape):
         raise ValueError(f"labels are {shape[1]}x{shape[0]} (WxH) but the image is {rgb.shape[1]}x{rgb.shape[0]}; "
                          "they must have the same height and width")
-    return rgb
+    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    return rgb, not grey
 
 
 def pixel_spacing(pixel_size_mm: Any) -> tuple[tuple[float, float], str]:
@@ -131,7 +134,7 @@ def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ one lesion
 def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
-                 unit: str, opts: dict) -> dict:
+                 unit: str, opts: dict, colour: bool = True) -> dict:
     s = np.asarray(spacing, dtype=float)
     H, W = labels.shape
     r0, c0, r1, c1 = region.bbox
@@ -184,9 +187,10 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
 
     lab = mc.lab_pixels(lab_image_rgb[R0:R1, C0:C1])
     lesion_lab = lab[mask]
-    for axis, angle in (("axis1", asym.axis1_angle_deg), ("axis2", asym.axis1_angle_deg + 90.0)):
-        left = ms.side_of_axis(coords, centroid, angle)
-        row[f"colour_asymmetry_{axis}_dE"] = mc.halves_delta_e(lesion_lab, left)
+    if colour:
+        for axis, angle in (("axis1", asym.axis1_angle_deg), ("axis2", asym.axis1_angle_deg + 90.0)):
+            left = ms.side_of_axis(coords, centroid, angle)
+            row[f"colour_asymmetry_{axis}_dE"] = mc.halves_delta_e(lesion_lab, left)
     usable = (lab_crop == 0) | mask
     ab = mb.border_abruptness(lab[..., 0], mask, usable, spacing, centroid, asym.axis1_angle_deg, r_eq,
                               opts["abrupt_sharpness"], opts["abrupt_min_contrast"])
@@ -196,6 +200,9 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
     else:
         row["border_scored_sectors"] = 0
     stats = mc.lab_statistics(lesion_lab)
+    if not colour:  # a grayscale image: lightness only
+        row.update({"lab_L_mean": stats["L_mean"], "lab_L_std": stats["L_std"]})
+        return row
     row.update({f"lab_{k}": v for k, v in stats.items() if k != "spread"})
     row["colour_spread_dE"] = stats["spread"]
     shares = mc.colour_shares(lesion_lab, opts["references"], opts["colour_max_distance"])
@@ -224,7 +231,9 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         0 is background, 1, 2, ... are lesions (int, bool, or whole-number floats).
     image : (H, W, 3) array, optional
         The dermoscopy image (RGB; grayscale, RGBA, 16-bit and float images are converted with
-        :func:`napari_nevus_seg.io.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty.
+        :func:`napari_nevus_seg.io.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty;
+        with a grayscale one (or R = G = B), the colour columns other than ``lab_L_mean`` and ``lab_L_std``
+        are empty and a :class:`UserWarning` says so.
     pixel_size_mm : float or (row, col) pair, optional
         Size of a pixel in mm. Anisotropic pixels are handled exactly (coordinates are scaled). When
         ``None``, lengths are in pixels and the column names say ``_px``.
@@ -250,7 +259,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     from skimage.measure import regionprops
 
     lab = _as_labels(labels)
-    rgb = _as_image(image, lab.shape)
+    rgb, colour = _as_image(image, lab.shape)
     spacing, unit = pixel_spacing(pixel_size_mm)
     if not 0.0 <= float(asymmetry_threshold) <= 1.0:
         raise ValueError("asymmetry_threshold must lie in [0, 1]")
@@ -260,11 +269,15 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
             "colour_min_share": float(colour_min_share), "colour_max_distance": float(colour_max_distance),
             "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast)}
     regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
+    if regions and rgb is not None and not colour:
+        warnings.warn("the image is grayscale: dermoscopic colours, colour asymmetry and a*/b* statistics cannot "
+                      "be measured and are left empty (lightness and border measurements are kept)",
+                      UserWarning, stacklevel=2)
     rows = []
     for i, region in enumerate(regions):
         if cancel is not None and cancel.is_set():
             raise MeasureCancelled(f"measurement cancelled after {i} of {len(regions)} lesions")
-        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts))
+        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts, colour))
         if progress is not None:
             progress({"stage": "measure", "step": i + 1, "steps": len(regions)})
     table = _typed_frame(rows, unit)
@@ -273,7 +286,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
                         "reference_colours": opts["references"], "colour_min_share": opts["colour_min_share"],
                         "colour_max_distance": opts["colour_max_distance"],
                         "abrupt_sharpness": opts["abrupt_sharpness"],
-                        "abrupt_min_contrast": opts["abrupt_min_contrast"]})
+                        "abrupt_min_contrast": opts["abrupt_min_contrast"], "colour_image": colour})
     return table
 
 

@@ -201,6 +201,29 @@ def test_without_image(make_napari_viewer, qtbot):
     assert "no image" in w.status.text()
 
 
+def test_grayscale_image_measures_shape_and_lightness_only(make_napari_viewer, qtbot, monkeypatch):
+    import napari_nevus_seg._napari._measure_widget as mw
+
+    warned = []
+
+    def recording_worker(*args, **kwargs):
+        worker = create_worker(*args, **kwargs)
+        worker.warned.connect(lambda w: warned.append(str(w[0])))  # napari shows these as notifications
+        return worker
+
+    create_worker = mw.create_worker
+    monkeypatch.setattr(mw, "create_worker", recording_worker)
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    viewer.add_image(img.mean(axis=2).astype(np.uint8), name="skin", scale=(0.02, 0.02))
+    viewer.add_labels(labels, name="lesions", scale=(0.02, 0.02))
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    assert any("grayscale" in m for m in warned), warned
+    assert w.table["lab_L_mean"].notna().all() and w.table["colour_count"].isna().all()
+    assert w.table["area_px2"].gt(0).all() and "grayscale image: colours not measured" in w.status.text()
+
+
 def test_errors_are_reported_and_layers_kept(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     labels, img = scene()

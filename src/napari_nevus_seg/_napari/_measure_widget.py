@@ -411,6 +411,8 @@ class MeasureWidget(QWidget):
         msg = f"{len(table)} lesion(s) measured in {layer.name!r} ({time.perf_counter() - job.started:.1f} s, lengths in {unit})"
         if job.image is None:
             msg += "; no image: colours and border abruptness not measured"
+        elif len(table) and not table.attrs.get("colour_image", True):
+            msg += "; grayscale image: colours not measured"
         self.status.setText(msg)
 
     def _on_errored(self, job: MeasureJob, exc: Exception) -> None:
