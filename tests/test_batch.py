@@ -128,6 +128,9 @@ def test_setup_errors(tmp_path, model):
         segment_folder(tmp_path / "in", blocker / "sub", model=model)
     with pytest.raises(BatchSetupError, match="threshold"):
         segment_folder(tmp_path / "in", tmp_path / "out", model=model, threshold=1.5)
+    with pytest.raises(BatchSetupError, match="min_size"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, min_size=-10)
+    assert not (tmp_path / "out").exists()
 
 
 def test_label_files_and_atomic_replacement(tmp_path, monkeypatch):

@@ -170,11 +170,18 @@ def test_not_rgb_is_a_clear_error(shape):
         segment(np.zeros(shape, np.uint8), device="cpu")
 
 
-def test_bad_threshold():
+def test_bad_threshold_and_min_size():
     img, _ = ellipse_image(shape=(64, 64))
-    for t in (0.0, 1.0, -0.2):
+    for t in (0.0, 1.0, -0.2, float("nan")):
         with pytest.raises(ValueError, match="threshold"):
             segment(img, threshold=t, device="cpu")
+        with pytest.raises(ValueError, match="threshold"):
+            postprocess(np.zeros((8, 8), np.float32), threshold=t)
+    for m in (-1, float("nan")):
+        with pytest.raises(ValueError, match="min_size"):
+            segment(img, min_size=m, device="cpu")
+        with pytest.raises(ValueError, match="min_size"):
+            postprocess(np.zeros((8, 8), np.float32), min_size=m)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

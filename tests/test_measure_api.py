@@ -109,6 +109,11 @@ def test_black_image_without_lesions_does_not_warn():
         assert len(measure(np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.uint8))) == 0
 
 
+def test_labels_without_pixels_are_a_clear_error():
+    with pytest.raises(ValueError, match="no pixels"):
+        measure(np.zeros((0, 5), np.int32))
+
+
 def test_unusable_image():
     labels, _ = _scene()
     with pytest.raises(ValueError):

@@ -187,13 +187,14 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         raise BatchSetupError(f"unknown label format {fmt!r}; use one of {FORMATS}")
     if not 0.0 < threshold < 1.0:
         raise BatchSetupError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if min_size is not None and not min_size >= 0:
+        raise BatchSetupError(f"min_size must be 0 or more pixels, got {min_size}")
     if sum(x is not None for x in (workers, scheduler, client)) > 1:
         raise BatchSetupError("give at most one of workers, scheduler and client")
     if refine_workers is not None and refine_workers < 0:
         raise BatchSetupError(f"refine_workers must be 0 or more, got {refine_workers}")
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    out_dir = check_output_folder(out)
-    tasks, missing = find_images(items, out_dir, recursive)
+    tasks, missing = find_images(items, Path(out), recursive)
     if not tasks:
         where = ", ".join(str(i) for i in items) or "(no inputs)"
         raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}"
@@ -204,6 +205,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         except ImportError as exc:
             raise BatchSetupError(f"measurements are not available in this installation ({exc})") from exc
     loaded = resolve_model(model)    # fails here, once, for a bad model file
+    check_output_folder(out)  # created only once the inputs and the model are known to be good
     opts = SegmentOptions(model=model if model is None or isinstance(model, (str, os.PathLike)) else loaded,
                           device=device, threshold=threshold, tta=tta, min_size=min_size,
                           largest_only=largest_only, refine=refine, fmt=fmt, measure=measure is not None,

@@ -29,7 +29,7 @@ from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .model import LesionModel, load_checkpoint
-from .postprocessing import default_min_size, labels_from_small, postprocess, upsample_proba
+from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
 from .refine import refine_small
 
@@ -252,8 +252,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     called per plane. ``return_proba``: return ``(labels, probabilities)``, the probabilities as
     :func:`predict_proba` gives them, from the same pass of the network.
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    check_args(threshold, min_size)
     planes, stacked, m, dev = _setup(img, model, device)
     out, probs = [], []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):

@@ -42,6 +42,8 @@ def _as_labels(labels: Any) -> np.ndarray:
         arr = arr.squeeze()
     if arr.ndim != 2:
         raise ValueError(f"labels must be a 2-D (H, W) array, got shape {np.asarray(labels).shape}")
+    if arr.size == 0:
+        raise ValueError(f"labels have no pixels (shape {arr.shape})")
     if arr.dtype == bool:
         return arr.astype(np.int32)
     if arr.dtype.kind == "f":

@@ -28,9 +28,12 @@ EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at
 WORK_FACTOR = 4            # work grid = this many times the network's output resolution
 
 
-def _check_args(threshold: float) -> None:
+def check_args(threshold: float, min_size: int | None = None) -> None:
+    """Refuse a threshold outside (0, 1) (NaN included) and a negative ``min_size``."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if min_size is not None and not min_size >= 0:
+        raise ValueError(f"min_size must be a number of pixels >= 0 (or None for the default), got {min_size}")
 
 
 # ------------------------------------------------------------------------------------ upsampling
@@ -91,7 +94,7 @@ def postprocess(prob: np.ndarray, threshold: float = 0.5, min_size: int | None =
     prob = np.asarray(prob)
     if prob.ndim != 2:
         raise ValueError(f"expected a 2-D probability map, got shape {prob.shape}")
-    _check_args(threshold)
+    check_args(threshold, min_size)
     return labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
 
 
@@ -106,7 +109,7 @@ def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshol
     images: topology is decided on the work grid (``work_factor`` times the map's resolution), and the
     full-resolution threshold is evaluated only in the band around each outline.
     """
-    _check_args(threshold)
+    check_args(threshold, min_size)
     h_out, w_out = shape
     min_size = default_min_size(shape) if min_size is None else int(min_size)
     hs, ws = prob_small.shape[-2:]
