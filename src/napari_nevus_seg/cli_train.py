@@ -122,15 +122,10 @@ def _load_init(value: str):
 
 
 def _fine_tune(args, base, display) -> Any:
-    """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune` (or the plain loop if absent)."""
+    """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
+    from .finetune import fine_tune
     from .io import discover_cases, read_image, read_mask
 
-    try:
-        from .finetune import fine_tune
-    except ImportError:
-        fine_tune = None
-    if fine_tune is None:
-        return _train_new(args, base, display)
     cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
     if not cases:
         raise SetupError(f"{args.data}: no image/mask pairs found")
