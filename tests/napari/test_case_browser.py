@@ -97,6 +97,18 @@ def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
     assert layer_names(viewer) == ["mine", "IMD002"]
 
 
+def test_opening_another_folder_warns_about_unsaved_corrections(browser, qtbot):
+    viewer, w, root, _, notes = browser
+    w.open_folder(root)
+    w.segment()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    w.labels_layer.paint((10, 10), 1)
+    assert w.open_folder(root) == 0                           # first attempt: a warning, nothing closed
+    assert "IMD001 lesions" in layer_names(viewer)
+    assert any("not in the training set" in m for f, m in notes if f == "show_warning")
+    assert w.open_folder(root) == 3 and layer_names(viewer) == ["mine", "IMD001"]
+
+
 def test_a_late_result_never_lands_on_another_case(browser, qtbot):
     viewer, w, root, _, notes = browser
     w.open_folder(root)

@@ -83,3 +83,14 @@ def test_add_or_update_labels(make_napari_viewer):
     assert isinstance(prob, Image) and not prob.rgb
     np.testing.assert_allclose(prob.scale, (0.5, 0.25))
     assert add_or_update_image(viewer, "x", np.ones((20, 30), np.float32), like=img) is prob
+
+
+def test_result_layers_follow_rotation_shear_and_affine(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((64, 48, 3), np.uint8), rgb=True, name="im", scale=(2, 2), rotate=30,
+                           shear=[0.2], affine=[[1, 0, 5], [0, 1, -3], [0, 0, 1]])
+    lab = add_or_update_labels(viewer, "im lesions", np.ones((64, 48), np.int32), like=img)
+    np.testing.assert_allclose(lab.extent.world, img.extent.world)
+    img.rotate = 45                                           # moved since: the next result follows
+    assert add_or_update_labels(viewer, "im lesions", np.ones((64, 48), np.int32), like=img) is lab
+    np.testing.assert_allclose(lab.extent.world, img.extent.world)

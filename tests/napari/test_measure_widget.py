@@ -224,6 +224,35 @@ def test_grayscale_image_measures_shape_and_lightness_only(make_napari_viewer, q
     assert w.table["area_px2"].gt(0).all() and "grayscale image: colours not measured" in w.status.text()
 
 
+def test_image_follows_the_labels_and_renames(make_napari_viewer, qtbot):
+    from napari_nevus_seg._napari._layers import add_or_update_image, add_or_update_labels
+
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    a = viewer.add_image(img, name="A", rgb=True)
+    b = viewer.add_image(img[::-1].copy(), name="B", rgb=True)
+    la = add_or_update_labels(viewer, "A lesions", labels, like=a)
+    add_or_update_image(viewer, "A lesion probability", np.zeros(labels.shape, np.float32), like=a)
+    lb = add_or_update_labels(viewer, "B lesions", labels[::-1].copy(), like=b)
+    w = MeasureWidget(viewer)
+    images = [w.image_combo.itemText(i) for i in range(w.image_combo.count())]
+    assert images == ["A", "B", NO_IMAGE]                     # the probability map is no image to measure
+    viewer.layers.selection.active = la
+    assert w.image_combo.layer() is a                         # the image the labels were segmented from
+    viewer.layers.selection.active = lb
+    assert w.labels_combo.layer() is lb and w.image_combo.layer() is b
+    run_and_wait(qtbot, w)
+    pd.testing.assert_frame_equal(w.table, measure(labels[::-1], img[::-1]))
+    b.name = "B renamed"                                      # renames keep the choice, under the new name
+    lb.name = "B outline"
+    assert w.image_combo.currentText() == "B renamed" and w.image_combo.layer() is b
+    assert w.labels_combo.currentText() == "B outline" and w.labels_combo.layer() is lb
+    viewer.add_points(name="marks")                           # later layer events do not move the choice
+    assert w.image_combo.layer() is b and w.labels_combo.layer() is lb
+    viewer.layers.remove(b)
+    assert w.image_combo.layer() is not b
+
+
 def test_errors_are_reported_and_layers_kept(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     labels, img = scene()

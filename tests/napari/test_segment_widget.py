@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_nevus_seg import dice, segment, synthetic_lesion_image
 from napari_nevus_seg._napari._segment_widget import SegmentWidget
@@ -174,6 +175,51 @@ def test_bad_model_file_is_reported_and_nothing_added(make_napari_viewer, qtbot,
     assert [ly.name for ly in viewer.layers] == ["skin"]
     assert w.status.text().startswith("Failed") and "broken.pt" in w.status.text()
     assert w.run_button.isEnabled()
+
+
+def test_runtime_error_in_the_worker_is_reported_and_the_widget_stays_usable(make_napari_viewer, qtbot, case,
+                                                                            monkeypatch):
+    # superqt's generator workers end silently on a RuntimeError (its sign of a deleted worker); out of GPU
+    # memory, CUDA errors and DeviceUnavailableError are RuntimeErrors
+    import napari_nevus_seg._napari._segment_widget as sw
+
+    def oom(*_, **__):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    with monkeypatch.context() as m:
+        m.setattr(sw, "segment", oom)
+        run_and_wait(qtbot, w)
+    assert w.status.text().startswith("Failed") and "out of memory" in w.status.text()
+    assert w.run_button.isEnabled() and [ly.name for ly in viewer.layers] == ["skin"]
+    run_and_wait(qtbot, w)                                    # and the next run works
+    assert "skin lesions" in viewer.layers
+
+
+def test_rerun_over_corrections_can_be_undone(make_napari_viewer, qtbot, case, monkeypatch):
+    import napari_nevus_seg._napari._layers as layers_module
+
+    warnings = []
+    monkeypatch.setattr(layers_module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    layer = w.labels_layer
+    run_and_wait(qtbot, w)                                    # nothing edited: replaced quietly
+    assert not warnings
+    layer.paint((5, 5), 7)                                    # the user's correction
+    corrected = layer.data.copy()
+    assert (corrected == 7).any()
+    w.threshold.setValue(0.3)
+    run_and_wait(qtbot, w)
+    assert w.labels_layer is layer and not (layer.data == 7).any()
+    assert np.array_equal(layer.data, segment(case.image, device="cpu", threshold=0.3))
+    assert len(warnings) == 1 and "Undo" in warnings[0]
+    layer.undo()                                              # Ctrl+Z: the corrections are back
+    assert np.array_equal(layer.data, corrected)
 
 
 def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):

@@ -88,7 +88,13 @@ class CaseBrowserWidget(QWidget):
             self.open_folder(folder)
 
     def open_folder(self, folder: str | Path) -> int:
-        """List the cases of ``folder`` and open the first; returns the number of cases."""
+        """List the cases of ``folder`` and open the first; returns the number of cases.
+
+        Unsaved corrections of the current case are warned about first, as when moving to another case:
+        the folder opens on the next attempt.
+        """
+        if self._stop_for_corrections():
+            return 0
         self.folder_edit.setText(str(folder))
         try:
             cases = discover_cases(Path(folder).expanduser())
@@ -117,10 +123,7 @@ class CaseBrowserWidget(QWidget):
         """
         if not self.cases or not 0 <= index < len(self.cases):
             return False
-        if self._dirty and not self._warned and not force and self.labels_layer in self.viewer.layers:
-            self._warned = True
-            show_warning(f"{self.labels_layer.name!r} has corrections that are not in the training set: press "
-                         "'Add to training set' to keep them, or move on again to discard them")
+        if not force and self._stop_for_corrections():
             return False
         case = self.cases[index]
         self._remove_case_layers()
@@ -139,6 +142,15 @@ class CaseBrowserWidget(QWidget):
         self.image_layer = self.viewer.add_image(img, **kwargs)
         self._update_buttons()
         return True
+
+    def _stop_for_corrections(self) -> bool:
+        """True (with a warning, once) when the current case has corrections not yet in the training set."""
+        if self._dirty and not self._warned and self.labels_layer in self.viewer.layers:
+            self._warned = True
+            show_warning(f"{self.labels_layer.name!r} has corrections that are not in the training set: press "
+                         "'Add to training set' to keep them, or move on again to discard them")
+            return True
+        return False
 
     def _remove_case_layers(self) -> None:
         for layer in (self.labels_layer, self.image_layer):

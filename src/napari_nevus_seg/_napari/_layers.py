@@ -12,16 +12,25 @@ No Qt here, only napari layer objects:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels, Layer
+from napari.utils.notifications import show_warning
 
 from ..io import ImageReadError, to_rgb_uint8
 
 MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
 KIND_KEY = "nevus_seg_kind"
+WRITTEN_KEY = "nevus_seg_written"  # metadata of result Labels layers: fingerprint of the data last written there
+
+
+def fingerprint(data: np.ndarray) -> int:
+    """A cheap checksum of an array (to tell whether a layer's data changed since it was written or measured)."""
+    arr = np.ascontiguousarray(data)
+    return zlib.crc32(memoryview(arr).cast("B")) ^ hash((arr.shape, str(arr.dtype)))
 
 
 # ------------------------------------------------------------------------------------ image data
@@ -90,10 +99,13 @@ def pixel_size_mm_from_layer(layer: Layer) -> tuple[float, float] | None:
 
 
 def _spatial_kwargs(like: Layer | None, ndim: int) -> dict[str, Any]:
-    """scale, translate and units of ``like`` for a layer of ``ndim`` dimensions (when they match)."""
+    """scale, translate, rotation, shear, affine and units of ``like`` for a layer of ``ndim`` dimensions
+    (when they match), so that the result overlays its image exactly."""
     if like is None or like.ndim != ndim:
         return {}
-    return {"scale": tuple(like.scale), "translate": tuple(like.translate), "units": tuple(like.units)}
+    return {"scale": tuple(like.scale), "translate": tuple(like.translate), "rotate": np.array(like.rotate),
+            "shear": np.array(like.shear), "affine": np.array(like.affine.affine_matrix),
+            "units": tuple(like.units)}
 
 
 def source_id(layer: Layer) -> str:
@@ -129,13 +141,36 @@ def _add_or_update(viewer, layer_type: type, name: str, data: np.ndarray, like: 
         target = None
     if target is None:
         target = find_result_layer(viewer, like, kind, layer_type)
+    if layer_type is Labels:
+        meta[WRITTEN_KEY] = fingerprint(data)
     if target is not None and target.ndim == data.ndim:
         for key, value in spatial.items():
             setattr(target, key, value)
-        target.data = data
+        if isinstance(target, Labels) and _edited(target) and target.data.shape == data.shape:
+            _replace_undoably(target, data)
+        else:
+            target.data = data
         target.metadata.update(meta)
         return target
     return viewer.add_layer(layer_type(data, name=name, metadata=meta, **spatial, **kwargs))
+
+
+def _edited(layer: Labels) -> bool:
+    """Whether the user changed ``layer`` (painted, erased, filled) since this plugin last wrote it."""
+    return layer.metadata.get(WRITTEN_KEY) != fingerprint(np.asarray(layer.data))
+
+
+def _replace_undoably(layer: Labels, data: np.ndarray) -> None:
+    """Write ``data`` into an edited Labels layer as one step of its undo history (Ctrl+Z brings the edits back).
+
+    Setting ``layer.data`` would clear napari's undo history and lose the user's corrections for good.
+    """
+    old = np.asarray(layer.data)
+    changed = np.nonzero(old != data)
+    if changed[0].size:
+        layer.data_setitem(changed, data[changed].astype(old.dtype, copy=False))
+        show_warning(f"{layer.name!r} had edits of yours: they were replaced by the new result. "
+                     "Undo (Ctrl+Z on that layer) brings them back.")
 
 
 def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None = None,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 
 from .. import measure
 from ..measurements import MeasureCancelled, layer_features
-from ._layers import layer_array, pixel_size_mm_from_layer
+from ._layers import SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id
 from ._shared import LayerCombo, ProgressBridge
 
 if TYPE_CHECKING:
@@ -61,12 +60,6 @@ class MeasureJob:
     fingerprint: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
-
-
-def fingerprint(labels: np.ndarray) -> int:
-    """A cheap checksum of a label array, to skip re-measuring when a refresh event changed nothing."""
-    arr = np.ascontiguousarray(labels)
-    return zlib.crc32(memoryview(arr).cast("B")) ^ hash((arr.shape, str(arr.dtype)))
 
 
 def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, cancel, progress_cb):
@@ -96,7 +89,7 @@ class MeasureWidget(QWidget):
         self._debounce.timeout.connect(self.remeasure)
 
         self.labels_combo = LayerCombo(viewer, Labels)
-        self.image_combo = QComboBox()
+        self.image_combo = LayerCombo(viewer, Image, extra=NO_IMAGE)
         self.pixel_label = QLabel()
         self.pixel_label.setWordWrap(True)
         self.set_pixel = QCheckBox("Set pixel size here (mm)")
@@ -160,23 +153,21 @@ class MeasureWidget(QWidget):
         self.export_button.clicked.connect(self._on_export)
         self.lesion_combo.activated.connect(self._on_lesion_chosen)
         self.set_pixel.toggled.connect(self._on_set_pixel)
-        self.labels_combo.currentTextChanged.connect(self._update_pixel_label)
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self._refresh_images)
+        self.labels_combo.currentTextChanged.connect(self._on_labels_chosen)
+        self.image_combo.currentTextChanged.connect(self._update_pixel_label)
         viewer.layers.selection.events.active.connect(self._follow_selection)
-        self._refresh_images()
+        self._on_labels_chosen()
         self._follow_selection()
         self._update_pixel_label()
 
     # ------------------------------------------------------------------------------- layer choice
-    def _refresh_images(self, *_: Any) -> None:
-        current = self.image_combo.currentText()
-        names = [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names + [NO_IMAGE])
-        self.image_combo.setCurrentText(current if current in names + [NO_IMAGE] else (names[0] if names else NO_IMAGE))
-        self.image_combo.blockSignals(False)
+    def _on_labels_chosen(self, *_: Any) -> None:
+        """Choose the image the labels were segmented from (linked in their metadata), when it is open."""
+        labels = self.labels_combo.layer()
+        source = labels.metadata.get(SOURCE_KEY) if labels is not None else None
+        image = next((ly for ly in self.viewer.layers if isinstance(ly, Image) and source_id(ly) == source), None)
+        if image is not None:
+            self.image_combo.select(image.name)
         self._update_pixel_label()
 
     def _follow_selection(self, *_: Any) -> None:
@@ -187,9 +178,7 @@ class MeasureWidget(QWidget):
             self.image_combo.setCurrentText(active.name)
 
     def image_layer(self) -> Image | None:
-        name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, Image) else None
+        return self.image_combo.layer()
 
     def pixel_size(self, labels: Labels | None = None, image: Image | None = None) -> tuple[float, float] | None:
         """The pixel size used: the field when "Set pixel size here" is on, else the layers' scale and units."""

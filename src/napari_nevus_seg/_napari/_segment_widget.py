@@ -55,12 +55,28 @@ class SegmentJob:
     started: float = field(default_factory=time.perf_counter)
 
 
-def segment_layer_data(data: Any, rgb: bool, name: str, model_ref: str | None, device: str, threshold: float,
-                       tta: bool, min_size: int | None, largest_only: bool, with_prob: bool, refine: bool = True):
+class SegmentError(Exception):
+    """A RuntimeError of the worker (out of GPU memory, an unavailable device, ...) passed on as a plain error.
+
+    superqt's generator workers take a RuntimeError for "the worker was deleted" and end without emitting
+    ``errored`` or ``finished``: the widget would wait for ever.
+    """
+
+
+def segment_layer_data(*args: Any, **kwargs: Any):
     """Generator run in the worker thread: yields ``(done, total, message)``, returns ``(labels, prob, note)``.
 
     ``labels`` is (H, W) int32 for an image and (N, H, W) for a stack; ``prob`` is float32 or None.
+    Arguments as :func:`_segment_steps`; a RuntimeError comes out as :class:`SegmentError`.
     """
+    try:
+        return (yield from _segment_steps(*args, **kwargs))
+    except RuntimeError as exc:
+        raise SegmentError(str(exc) or type(exc).__name__) from exc
+
+
+def _segment_steps(data: Any, rgb: bool, name: str, model_ref: str | None, device: str, threshold: float,
+                   tta: bool, min_size: int | None, largest_only: bool, with_prob: bool, refine: bool = True):
     yield 0, 1, "reading image"
     img = rgb_from_data(data, rgb, name)
     shape = tuple(getattr(data, "shape", ()))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..training_store import TrainingStore, default_store_dir
-from ._layers import image_data_rgb, layer_array
+from ._layers import KIND_KEY, image_data_rgb, layer_array
 
 
 class ProgressBridge(QObject):
@@ -50,34 +51,55 @@ def pair_from_layers(image: Image | None, labels: Labels | None) -> tuple[np.nda
 
 
 class LayerCombo(QComboBox):
-    """The names of the viewer's layers of ``kind``, updated when layers are added, removed or renamed."""
+    """The names of the viewer's layers of ``kind``, kept in sync when layers are added, removed or renamed.
 
-    def __init__(self, viewer, kind: type, parent: QWidget | None = None):
+    The choice follows the layer, not its name: a renamed layer stays chosen under its new name.
+    ``extra`` is an entry after the layers (e.g. "(no image)"), for which :meth:`layer` returns None.
+    """
+
+    def __init__(self, viewer, kind: type, parent: QWidget | None = None, extra: str | None = None):
         super().__init__(parent)
-        self.viewer, self.kind = viewer, kind
+        self.viewer, self.kind, self.extra = viewer, kind, extra
+        self._chosen = None                      # the layer chosen (an object, so that renames keep it)
+        self._watched: weakref.WeakSet = weakref.WeakSet()   # layers whose name event is connected
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
+        self.currentIndexChanged.connect(self._remember)
         self.refresh()
 
+    def _layers(self) -> list:
+        # the plugin's own result images (probability maps) are not images to segment, measure or train on
+        return [ly for ly in self.viewer.layers
+                if isinstance(ly, self.kind) and not (isinstance(ly, Image) and ly.metadata.get(KIND_KEY))]
+
+    def _remember(self, *_: Any) -> None:
+        name = self.currentText()
+        self._chosen = next((ly for ly in self._layers() if ly.name == name), None)
+
     def refresh(self, *_: Any) -> None:
+        layers = self._layers()
+        chosen = self._chosen if any(ly is self._chosen for ly in layers) else None
         current = self.currentText()
-        names = [ly.name for ly in self.viewer.layers if isinstance(ly, self.kind)]
+        names = [ly.name for ly in layers] + ([self.extra] if self.extra else [])
         self.blockSignals(True)
         self.clear()
         self.addItems(names)
-        if current in names:
+        if chosen is not None:
+            self.setCurrentText(chosen.name)
+        elif current == self.extra and current:
             self.setCurrentText(current)
         self.blockSignals(False)
-        for ly in self.viewer.layers:
-            if isinstance(ly, self.kind):
-                try:
-                    ly.events.name.connect(self.refresh, unique=True)
-                except TypeError:  # older event emitters without ``unique``
-                    pass
+        self._remember()
+        for ly in layers:
+            if ly not in self._watched:
+                ly.events.name.connect(self.refresh)
+                self._watched.add(ly)
+        if self.currentText() != current:  # a rename, or the chosen layer was removed
+            self.currentTextChanged.emit(self.currentText())
 
     def layer(self):
-        name = self.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 - no .get
+        """The chosen layer (None when there is none, or the ``extra`` entry is chosen)."""
+        return self._chosen if any(ly is self._chosen for ly in self._layers()) else None
 
     def select(self, name: str) -> None:
         self.refresh()
