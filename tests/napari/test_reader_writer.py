@@ -146,6 +146,19 @@ def test_writer_tif_round_trip_keeps_instances_and_scale(make_napari_viewer, tmp
     np.testing.assert_allclose(layers[0].scale, (0.02, 0.02))
 
 
+@pytest.mark.parametrize(("scale", "units", "expected"), [
+    ((12.5, 25.0), ("um", "micrometer"), (0.0125, 0.025)),
+    ((0.002, 0.002), ("cm", "cm"), (0.02, 0.02)),
+    ((0.02, 0.02), ("mm", "mm"), (0.02, 0.02)),
+    ((3.0, 3.0), ("pixel", "pixel"), None),
+    ((3.0, 3.0), ("px", "px"), None),
+    ((3.0, 3.0), ("s", "s"), None),
+])
+def test_writer_pixel_size_from_any_length_unit(scale, units, expected):
+    got = _writer._pixel_size_mm({"scale": scale, "units": units})
+    assert got == pytest.approx(expected) if expected else got is None
+
+
 def test_writer_png_mask_and_merge_warning(make_napari_viewer, tmp_path, notes):
     case = synthetic_lesion_image(seed=6, n_lesions=2)
     viewer = make_napari_viewer()

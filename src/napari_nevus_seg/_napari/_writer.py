@@ -1,8 +1,8 @@
 """napari writer for Labels layers: ``.png`` binary mask (0/255) or ``.tif`` instance labels.
 
 - ``.tif`` / ``.tiff``: every lesion keeps its number (uint16, uint32 past 65535 labels); when the
-  layer's units are millimetres its scale is stored as TIFF resolution tags, so the file reopens
-  with the same pixel size.
+  layer's units are lengths (mm, µm, ...) its scale is stored in mm as TIFF resolution tags, so the
+  file reopens with the same pixel size.
 - ``.png``: an 8-bit 0/255 mask, the ISIC convention. A layer with several numbered lesions is
   merged into one mask and a warning says so (save as ``.tif`` to keep the numbers).
 - no extension: ``.tif`` is added.
@@ -22,14 +22,23 @@ from ..io import LABEL_SUFFIXES, write_labels as _write_labels
 
 
 def _pixel_size_mm(meta: dict) -> tuple[float, float] | None:
+    """The layer's (row, column) pixel size in mm from its scale and length units (mm, µm, cm, ...), or None."""
     units = meta.get("units")
     scale = meta.get("scale")
-    if units is None or scale is None or len(scale) < 2:
+    if units is None or scale is None or len(scale) < 2 or len(units) < 2:
         return None
-    names = [str(u).lower() for u in units][-2:]
-    if all(n in ("mm", "millimeter", "millimetre") for n in names):
-        return float(scale[-2]), float(scale[-1])
-    return None
+    import pint
+
+    ureg = pint.get_application_registry()
+    sizes = []
+    for s, u in zip(list(scale)[-2:], list(units)[-2:]):
+        if str(u).lower() in ("", "px", "pixel", "pixels"):  # napari's default; pint's "px" is a CSS pixel
+            return None
+        try:
+            sizes.append(float(ureg.Quantity(float(s), str(u)).to("mm").magnitude))
+        except Exception:  # noqa: BLE001 - not a length (pint raises several error types)
+            return None
+    return (sizes[0], sizes[1]) if all(v > 0 for v in sizes) else None
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
