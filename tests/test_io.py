@@ -142,7 +142,12 @@ def test_planar_and_multipage_tiff(tmp_path, rgb):
     with tifffile.TiffWriter(m) as tw:
         tw.write(rgb, photometric="rgb")
         tw.write(255 - rgb, photometric="rgb")
-    assert np.array_equal(read_image(m), rgb)
+    with pytest.warns(UserWarning, match="holds 2 pages; only the first"):
+        assert np.array_equal(read_image(m), rgb)
+    stack = tmp_path / "stack.tif"                            # a grey stack written page by page
+    tifffile.imwrite(stack, np.stack([rgb[..., 0]] * 5))
+    with pytest.warns(UserWarning, match="holds 5 pages"):
+        assert read_image(stack).shape == rgb.shape
 
 
 @pytest.mark.parametrize("resolution, unit, expected", [

@@ -26,6 +26,7 @@ reader reopens them as Labels layers.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,6 +157,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]
     with tifffile.TiffFile(path) as tif:
         if not tif.pages:
             raise ImageReadError(f"{path}: the TIFF file holds no image")
+        if len(tif.pages) > 1:  # a stack, or several images (a thumbnail, a pyramid level) in one file
+            warnings.warn(f"{path.name}: the TIFF file holds {len(tif.pages)} pages; only the first "
+                          f"({'x'.join(str(n) for n in tif.pages[0].shape)}) is read", UserWarning, stacklevel=3)
         page = tif.pages[0]
         arr = page.asarray()
         mode = ""
