@@ -170,6 +170,14 @@ def test_not_rgb_is_a_clear_error(shape):
         segment(np.zeros(shape, np.uint8), device="cpu")
 
 
+def test_twelve_bit_image_segments_like_its_8_bit_version():
+    case = synthetic_lesion_image(seed=2)
+    ref = segment(case.image, device="cpu")
+    twelve = case.image.astype(np.uint16) * 16                # 12-bit camera data in uint16 (max 4080)
+    assert dice(segment(twelve, device="cpu") > 0, ref > 0) > 0.99
+    assert dice(predict_proba(twelve, device="cpu") > 0.5, predict_proba(case.image, device="cpu") > 0.5) > 0.99
+
+
 def test_bad_threshold_and_min_size():
     img, _ = ellipse_image(shape=(64, 64))
     for t in (0.0, 1.0, -0.2, float("nan")):

@@ -7,9 +7,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nevus_seg.io import (Case, ImageReadError, discover_cases, file_pixel_size, is_labels_file, iter_pairs,
-                                 mask_for_image, read_image, read_image_with_info, read_labels, read_mask,
-                                 to_rgb_uint8, write_labels)
+from napari_nevus_seg.io import (Case, ImageReadError, discover_cases, file_pixel_size, intensity_full_scale,
+                                 is_labels_file, iter_pairs, mask_for_image, read_image, read_image_with_info,
+                                 read_labels, read_mask, to_rgb_uint8, write_labels)
 from napari_nevus_seg.synthetic import dataset_folder, synthetic_lesion_image
 
 
@@ -93,6 +93,28 @@ def test_16bit_gray_png_and_rgb_tiff(tmp_path, rgb):
     tifffile.imwrite(t, rgb.astype(np.uint16) * 257)
     out, info = read_image_with_info(t)
     assert info.source_dtype == "uint16" and np.array_equal(out, rgb)
+
+
+@pytest.mark.parametrize(("peak", "floating", "full"), [
+    (0.5, True, 1.0), (1.0, True, 1.0), (1.0, False, 255.0), (200, False, 255.0), (255, False, 255.0),
+    (256, False, 1023.0), (1023, False, 1023.0), (1024, False, 4095.0), (4095, False, 4095.0),
+    (4096, False, 16383.0), (16384, False, 65535.0), (65535, False, 65535.0), (300.0, True, 1023.0)])
+def test_intensity_full_scale(peak, floating, full):
+    assert intensity_full_scale(peak, floating) == full
+
+
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_high_bit_depth_integers_scaled_by_their_bit_depth(tmp_path, rgb, bits):
+    # camera data of 10-14 bits in uint16: scaled by 2**bits - 1, not by 65535 (which made it near black)
+    deep = (rgb.astype(np.uint32) * (2 ** bits - 1) // 255).astype(np.uint16)
+    deep[0, 0] = 2 ** bits - 1                                  # the brightest value the camera gives
+    expected = rgb.copy()
+    expected[0, 0] = 255
+    assert np.abs(to_rgb_uint8(deep).astype(int) - expected).max() <= 1
+    t = tmp_path / f"cam{bits}.tif"
+    tifffile.imwrite(t, deep)
+    assert np.abs(read_image(t).astype(int) - expected).max() <= 1
+    assert np.abs(to_rgb_uint8(deep.astype(np.float32)).astype(int) - expected).max() <= 1  # as floats too
 
 
 @pytest.mark.parametrize("scale", [1 / 255, 1.0])

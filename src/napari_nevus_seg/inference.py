@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
+from .io import intensity_full_scale
 from .model import LesionModel, load_checkpoint
 from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
@@ -154,7 +155,7 @@ def _plane_uint8(plane: np.ndarray) -> np.ndarray:
             or plane.shape[0] * plane.shape[1] <= CONVERT_BAND_PIXELS:
         return as_uint8_rgb(plane)
     peak = max(float(band.max()) for _, band in _float_bands(plane))
-    scale = 255.0 if 1.0 + 1e-3 < peak <= 255.0 else 1.0  # as preprocess.as_float_rgb decides
+    scale = intensity_full_scale(peak, floating=True)  # as preprocess.as_float_rgb decides
     out = np.empty(plane.shape, np.uint8)
     for r0, band in _float_bands(plane):
         out[r0:r0 + len(band)] = np.rint(np.clip(band / scale, 0.0, 1.0) * 255.0)

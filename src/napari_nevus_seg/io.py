@@ -8,11 +8,11 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
 - gray + alpha (H, W, 2) and RGBA (H, W, 4): alpha is composited over white (transparent pixels
   become white, like the paper around a photograph), then dropped;
 - palette images are expanded to their RGB colours;
-- 16-bit integers: scaled by 255/65535 (the full 16-bit range maps to the full 8-bit range);
-  other integer types are taken as 8-bit when they lie in 0..255, else as 16-bit; negative values
-  or values above 65535 are an error;
-- floating point: values in [0, 1] are scaled by 255; values in (1, 255] are taken as 0..255;
-  NaN and infinite values become 0; the result is clipped to 0..255;
+- integers (any type) and floats beyond [0, 1] are scaled by the bit depth their values need
+  (:func:`intensity_full_scale`): values within 0..255 are taken as 8-bit, larger ones as 10, 12, 14
+  or 16-bit (a 12-bit camera's data in uint16 maps 4095 to white, not 4095/65535 = 6 %); negative
+  values or values above 65535 in an integer image are an error;
+- floating point: values in [0, 1] are scaled by 255; NaN and infinite values become 0;
 - multi-page TIFF / stacks: the first page is read (use ``tifffile`` directly for stacks).
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a message that says what is wrong.
@@ -55,6 +55,21 @@ class ImageInfo:
 
 
 # --------------------------------------------------------------------------------------- images
+def intensity_full_scale(peak: float, floating: bool = False) -> float:
+    """The pixel value shown as full intensity for an image whose largest value is ``peak``.
+
+    1 for floats within [0, 1]; 255 when the values fit 8 bits; else ``2**b - 1`` for the smallest even
+    bit depth ``b`` >= 10 that holds ``peak`` (10, 12, 14, 16 bits: 12-bit camera data stored as uint16
+    is scaled by 4095, as napari's contrast limits would show it, not by 65535).
+    """
+    if floating and peak <= 1.0 + 1e-3:
+        return 1.0
+    if peak <= 255.0:
+        return 255.0
+    bits = max(10, int(np.ceil(np.log2(float(peak) + 1.0))))
+    return float(2 ** (bits + bits % 2) - 1)
+
+
 def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
     """Convert an image array of any common layout and dtype to (H, W, 3) uint8 RGB (rules above)."""
     arr = np.asarray(arr)
@@ -78,16 +93,12 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
                              "convert the image to 8 or 16 bits")
     if arr.dtype == np.uint8 and arr.shape[-1] == 3:
         return np.ascontiguousarray(arr)  # already RGB uint8: no float copy (a 6000x4000 image is 72 MB, not 700)
-    if arr.dtype == np.uint8:
+    if arr.dtype.kind in "ui":
         scaled = arr.astype(np.float32)
-    elif arr.dtype == np.uint16 or (arr.dtype.kind in "ui" and arr.max(initial=0) > 255):
-        scaled = arr.astype(np.float32) * (255.0 / 65535.0)
-    elif arr.dtype.kind in "ui":
-        scaled = arr.astype(np.float32)
+        scaled *= 255.0 / intensity_full_scale(float(arr.max(initial=0)))
     else:
         scaled = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        if scaled.max(initial=0) <= 1.0:
-            scaled = scaled * 255.0
+        scaled *= 255.0 / intensity_full_scale(float(scaled.max(initial=0)), floating=True)
     scaled = np.clip(scaled, 0, 255)
     channels = scaled.shape[-1]
     if channels in (2, 4):

@@ -11,9 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .io import intensity_full_scale
+
 
 def as_float_rgb(img: np.ndarray) -> np.ndarray:
     """Return an (H, W, 3) float32 array in [0, 1] from RGB uint8/uint16/float input.
+
+    Integers beyond 8 bits and floats beyond [0, 1] are scaled by :func:`~napari_nevus_seg.io.intensity_full_scale`
+    (as :func:`~napari_nevus_seg.io.to_rgb_uint8` does).
 
     Raises ``ValueError`` with a clear message for arrays that are not RGB images.
     """
@@ -26,23 +31,17 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
         raise ValueError(f"image of {arr.shape[1]}x{arr.shape[0]} pixels is too small to segment")
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
     if arr.dtype == bool:
         raise ValueError("expected an RGB image, got a boolean array (a mask?)")
-    if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..255")
-        del info
-        return arr.astype(np.float32) / 255.0
+    if np.issubdtype(arr.dtype, np.integer):  # 8 to 16 bits, scaled by the bit depth the values need
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
+        return arr.astype(np.float32) / intensity_full_scale(float(arr.max()))
     if np.issubdtype(arr.dtype, np.floating):
         out = arr.astype(np.float32)
         if not np.isfinite(out).all():
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-        if out.max() > 1.0 + 1e-3 and out.max() <= 255.0:
-            out = out / 255.0
-        return np.clip(out, 0.0, 1.0)
+        return np.clip(out / intensity_full_scale(float(out.max()), floating=True), 0.0, 1.0)
     raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
