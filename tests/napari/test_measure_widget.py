@@ -263,8 +263,12 @@ def test_errors_are_reported_and_layers_kept(make_napari_viewer, qtbot):
     assert "choose the image" in w.status.text()
     stack = viewer.add_labels(np.stack([labels, labels]), name="stack")
     w.image_combo.setCurrentText(NO_IMAGE)
-    run_and_wait(qtbot, w, labels=stack)
-    assert "Failed" in w.status.text() and "2-D" in w.status.text()
+    assert w.run(labels=stack) is None                      # refused at once, with what to do instead
+    assert "stack of 2 planes" in w.status.text() and "measure(labels[i], image[i])" in w.status.text()
+    stack_image = viewer.add_image(np.stack([img, img]), name="stack image", rgb=True)
+    assert w.run(labels=layer, image=stack_image) is None   # a 2-D outline and a stack of images
+    assert "choose the single image" in w.status.text()
+    w.image_combo.setCurrentText(NO_IMAGE)
     assert len(stack.features) == 0 and layer in viewer.layers and stack in viewer.layers
     empty = viewer.add_labels(np.zeros_like(labels), name="empty")
     run_and_wait(qtbot, w, labels=empty)

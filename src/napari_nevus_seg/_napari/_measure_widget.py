@@ -234,14 +234,24 @@ class MeasureWidget(QWidget):
         image = image if image is not None else self.image_layer()
         px = self.pixel_size(labels, image) if isinstance(pixel_size_mm, str) else pixel_size_mm
         try:
-            lab = np.array(layer_array(labels), copy=True)  # the user may keep painting meanwhile
+            shape = tuple(layer_array(labels).shape)
+            if len(shape) != 2 and np.prod(shape[:-2]) != 1:
+                raise ValueError(f"Labels layer {labels.name!r} is a stack of {int(np.prod(shape[:-2]))} planes "
+                                 f"{shape}: measurements (and the layer's features) are per 2-D image. Measure "
+                                 "the planes in a script, measure(labels[i], image[i]), or with "
+                                 "'nevus-seg segment --measure' on the image files")
+            lab = np.array(layer_array(labels), copy=True).reshape(shape[-2:])  # the user may keep painting
             img = None
             if image is not None:
                 img = np.asarray(layer_array(image))
-                if img.shape[:2] != lab.shape[-2:] and not (img.ndim == 2 and img.shape == lab.shape[-2:]):
-                    raise ValueError(f"Labels layer {labels.name!r} is {lab.shape[-1]}x{lab.shape[-2]} but image "
-                                     f"{image.name!r} is {img.shape[1]}x{img.shape[0]}: choose the image they belong "
+                plane = img.shape[-3:-1] if image.rgb else img.shape[-2:]
+                if plane != lab.shape:
+                    raise ValueError(f"Labels layer {labels.name!r} is {lab.shape[1]}x{lab.shape[0]} but image "
+                                     f"{image.name!r} is {plane[1]}x{plane[0]}: choose the image they belong "
                                      f"to, or '{NO_IMAGE}'")
+                if img.ndim != (3 if image.rgb else 2):
+                    raise ValueError(f"image {image.name!r} is a stack {img.shape}: choose the single image the "
+                                     f"labels belong to, or '{NO_IMAGE}'")
         except ValueError as exc:
             show_error(f"Measure lesions: {exc}")
             self.status.setText(str(exc))
