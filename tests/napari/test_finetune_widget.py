@@ -100,6 +100,23 @@ def test_discard_and_cancel_change_nothing(make_napari_viewer, qtbot, env):
     assert ModelLibrary().names() == ["tiny"]
 
 
+@pytest.mark.parametrize("how", ["dock removed", "napari quits the worker"])
+def test_training_stops_when_the_widget_is_removed_or_the_window_closes(make_napari_viewer, qtbot, env, how):
+    viewer, w = make_widget(make_napari_viewer, 3)
+    w.epochs_spin.setValue(400)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.status_label.text().startswith("step"), timeout=TIMEOUT_MS)
+    worker = w.worker
+    if how == "dock removed":
+        viewer.window.remove_dock_widget(w)                 # no closeEvent comes: only setParent(None)
+    else:   # what closing the window does: napari cancels its registered tasks with worker.quit()
+        viewer.window._task_status_manager.cancel_all()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)   # stops within seconds, not 400 epochs
+    assert worker.abort_requested or w.last_status == "cancelled"
+    assert w.last_status == "cancelled" and w.pending is None and ModelLibrary().names() == ["tiny"]
+    assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
+
+
 def test_bad_pairs_and_empty_set_are_reported(make_napari_viewer, qtbot, env):
     tmp_path, notes = env
     viewer = make_napari_viewer()

@@ -11,7 +11,6 @@ saves the tuned model in the model library under a name (then selectable in the 
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +41,7 @@ from ..training import TrainingCancelled
 from ..training_store import TrainingStore
 from ._model_manager import ModelManagerPanel
 from ._segment_widget import ModelChoice
-from ._shared import LayerCombo, ProgressBridge, TrainingSetPanel
+from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
@@ -65,7 +64,7 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min left" if seconds >= 90 else f"{seconds:.0f} s left"
 
 
-class FineTuneWidget(QWidget):
+class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
     """Collect corrected outlines, fine-tune the segmentation model on them, keep or discard the result."""
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
@@ -75,7 +74,7 @@ class FineTuneWidget(QWidget):
         self.pending = None              # the tuned model waiting for Keep / Discard
         self.last_status: str = ""       # "ok", "cancelled" or "error" of the last run
         self._base_name = "default"
-        self._cancel = threading.Event()
+        self._cancel = WorkerCancel()
         self._pbar = None
         self._bridge = ProgressBridge(self)
         self._bridge.changed.connect(self._on_progress)
@@ -171,7 +170,7 @@ class FineTuneWidget(QWidget):
         except (KeyError, ValueError) as exc:
             show_error(str(exc))
             return
-        self._cancel = threading.Event()
+        self._cancel = WorkerCancel()
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
         self._pbar = napari_progress(total=0, desc="Fine-tuning: preparing")
         self.status_label.setText(f"fine-tuning {self._base_name} on {n} pairs ...")
@@ -180,7 +179,9 @@ class FineTuneWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.worker = create_worker(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
                                     self._bridge.emit, self._cancel, _start_thread=False, _ignore_errors=True)
+        self._cancel.worker = self.worker
         self.worker.returned.connect(self._on_returned)
+        self.worker.finished.connect(self._on_finished)
         self.worker.start()
 
     def cancel(self) -> None:
@@ -209,14 +210,20 @@ class FineTuneWidget(QWidget):
             pbar.set_description(f"Fine-tuning: scoring the {which} model")
         pbar.refresh()
 
-    def _on_returned(self, result: tuple[str, Any]) -> None:
-        status, value = result
+    def _on_finished(self) -> None:
+        """After the result (or without one, when napari made the worker quit): the widget is ready again."""
+        if self.worker is not None and self.worker.abort_requested:
+            self.last_status = "cancelled"
+            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
         self.worker = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+
+    def _on_returned(self, result: tuple[str, Any]) -> None:
+        status, value = result
         self.last_status = status
         if status == "ok":
             self._set_pending(value)

@@ -16,7 +16,6 @@ data), the measurements are refreshed (debounced). From the console::
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,7 +33,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from .. import measure
 from ..measurements import MeasureCancelled, layer_features
 from ._layers import SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id
-from ._shared import LayerCombo, ProgressBridge
+from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -58,7 +57,7 @@ class MeasureJob:
     image: Image | None
     pixel_size_mm: tuple[float, float] | None
     fingerprint: int = 0
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: WorkerCancel = field(default_factory=WorkerCancel)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -68,7 +67,7 @@ def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, 
     return table, int(np.max(labels)) if np.size(labels) else 0
 
 
-class MeasureWidget(QWidget):
+class MeasureWidget(StopsWorkWhenRemoved, QWidget):
     """Measure the lesions of a Labels layer (with its image for colours and border abruptness)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -259,6 +258,7 @@ class MeasureWidget(QWidget):
         self.job = MeasureJob(labels, image, px, fingerprint(lab))
         self.worker = create_worker(measure_arrays, lab, img, px, self.job.cancel, self._bridge.emit,
                                     _ignore_errors=True, _start_thread=False)
+        self.job.cancel.worker = self.worker
         self._pbar = progress(total=0, desc=f"Measuring {labels.name}")
         self.worker.returned.connect(partial(self._on_returned, self.job))
         self.worker.errored.connect(partial(self._on_errored, self.job))

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from .. import available_devices, load_model, segment
 from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
-from ._shared import LayerCombo
+from ._shared import LayerCombo, StopsWorkWhenRemoved
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
 
@@ -170,7 +170,7 @@ def _library_entries() -> list:
         return []
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(StopsWorkWhenRemoved, QWidget):
     """Segment lesions of an image layer into the Labels layer ``<image> lesions``."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):

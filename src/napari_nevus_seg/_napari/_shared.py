@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +18,42 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..training_store import TrainingStore, default_store_dir
 from ._layers import KIND_KEY, image_data_rgb, layer_array
+
+
+class WorkerCancel:
+    """The cancel flag handed to a function worker's job (``is_set()`` is polled by the API's loops).
+
+    It is set by the widget's Cancel button, or by napari asking the worker to quit: closing the viewer's
+    window cancels every running task through ``worker.quit()``, which a plain function never sees.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.worker = None
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set() or bool(getattr(self.worker, "abort_requested", False))
+
+
+class StopsWorkWhenRemoved:
+    """Mixin for the dock widgets: removing the widget from the viewer cancels its running work.
+
+    napari's ``remove_dock_widget`` only takes the widget out of its dock (``setParent(None)``): neither
+    ``closeEvent`` nor ``destroyed`` comes, and a fine-tuning would go on training unseen.
+    """
+
+    def event(self, e) -> bool:
+        if e.type() == QEvent.Type.ParentChange and self.parent() is None and getattr(self, "worker", None):
+            self.cancel()
+        return super().event(e)
 
 
 class ProgressBridge(QObject):
