@@ -117,6 +117,27 @@ def test_training_stops_when_the_widget_is_removed_or_the_window_closes(make_nap
     assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
 
 
+def test_corrected_labels_bring_their_image_and_a_mismatch_is_refused(make_napari_viewer, qtbot, env):
+    from napari_nevus_seg._napari._layers import add_or_update_labels
+
+    _, notes = env
+    viewer, w = make_widget(make_napari_viewer, 0)
+    c0, c1 = cases([300, 301], "bluish")
+    a = viewer.add_image(c0.image, name="A", rgb=True)
+    b = viewer.add_image(c1.image, name="B", rgb=True)
+    la = add_or_update_labels(viewer, "A lesions", c0.labels, like=a)
+    viewer.add_points(name="marks")
+    w.labels_combo.select("A lesions")
+    assert w.image_combo.layer() is a                       # the image the outline was segmented from
+    w.image_combo.select("B")                               # same size, another image: refused
+    w.training.add_button.click()
+    assert len(w.training.store) == 0
+    assert any("segmented from another image" in m for f, m in notes if f == "show_error")
+    w.image_combo.select("A")
+    w.training.add_button.click()
+    assert len(w.training.store) == 1 and la in viewer.layers
+
+
 def test_bad_pairs_and_empty_set_are_reported(make_napari_viewer, qtbot, env):
     tmp_path, notes = env
     viewer = make_napari_viewer()

@@ -130,6 +130,12 @@ def test_remeasured_after_edits(make_napari_viewer, qtbot):
     layer.data = new
     qtbot.waitUntil(lambda: 7 in w.table["label"].tolist(), timeout=TIMEOUT)
     assert len(layer.features) == 8
+    # the pixel size set in the widget meanwhile is the one the next re-measurement uses
+    w.set_pixel.setChecked(True)
+    w.px_row.setValue(0.05)
+    w.px_col.setValue(0.05)
+    layer.paint((20, 250), 7)
+    qtbot.waitUntil(lambda: w.table.attrs["pixel_size_mm"] == (0.05, 0.05), timeout=TIMEOUT)
 
 
 def test_unchanged_refresh_is_not_remeasured(make_napari_viewer, qtbot):

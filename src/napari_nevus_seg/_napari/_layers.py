@@ -113,6 +113,14 @@ def source_id(layer: Layer) -> str:
     return str(getattr(layer, "unique_id", id(layer)))
 
 
+def source_image(viewer, labels: Layer | None) -> Image | None:
+    """The open image a result layer was made from (the metadata link), or None."""
+    sid = labels.metadata.get(SOURCE_KEY) if labels is not None else None
+    if sid is None:
+        return None
+    return next((ly for ly in viewer.layers if isinstance(ly, Image) and source_id(ly) == sid), None)
+
+
 # ----------------------------------------------------------------------------- result layers
 def find_result_layer(viewer, like: Layer | None, kind: str, layer_type: type = Labels) -> Layer | None:
     """The viewer's result layer of ``kind`` made for image ``like`` by an earlier run (linked in metadata).

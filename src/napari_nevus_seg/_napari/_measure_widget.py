@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 
 from .. import measure
 from ..measurements import MeasureCancelled, layer_features
-from ._layers import SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id
+from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer, source_image
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel
 
 if TYPE_CHECKING:
@@ -162,9 +162,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
     # ------------------------------------------------------------------------------- layer choice
     def _on_labels_chosen(self, *_: Any) -> None:
         """Choose the image the labels were segmented from (linked in their metadata), when it is open."""
-        labels = self.labels_combo.layer()
-        source = labels.metadata.get(SOURCE_KEY) if labels is not None else None
-        image = next((ly for ly in self.viewer.layers if isinstance(ly, Image) and source_id(ly) == source), None)
+        image = source_image(self.viewer, self.labels_combo.layer())
         if image is not None:
             self.image_combo.select(image.name)
         self._update_pixel_label()
@@ -280,7 +278,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         image = last.image if last.image is not None and last.image in self.viewer.layers else None
         if fingerprint(np.asarray(layer_array(last.labels))) == last.fingerprint:
             return None  # a refresh event without a change of the labels
-        return self.run(last.labels, image, last.pixel_size_mm)
+        return self.run(last.labels, image)  # the pixel size as the widget gives it now
 
     def cancel(self) -> None:
         """Stop the running measurement before the next lesion; the layer's features are left as they were."""

@@ -22,7 +22,7 @@ from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..training_store import TrainingStore, default_store_dir
-from ._layers import KIND_KEY, image_data_rgb, layer_array
+from ._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id
 
 
 class WorkerCancel:
@@ -71,6 +71,10 @@ def pair_from_layers(image: Image | None, labels: Labels | None) -> tuple[np.nda
         raise ValueError("choose an image layer")
     if labels is None:
         raise ValueError("choose a Labels layer holding the (corrected) lesion outline")
+    source = labels.metadata.get(SOURCE_KEY)
+    if source is not None and source != source_id(image):
+        raise ValueError(f"Labels layer {labels.name!r} was segmented from another image than {image.name!r}: "
+                         "choose the image it belongs to")
     img = image_data_rgb(image)
     lab = np.asarray(layer_array(labels))
     if img.ndim != 3 or lab.ndim != 2:
