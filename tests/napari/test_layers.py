@@ -85,6 +85,22 @@ def test_add_or_update_labels(make_napari_viewer):
     assert add_or_update_image(viewer, "x", np.ones((20, 30), np.float32), like=img) is prob
 
 
+def test_a_duplicated_result_layer_is_the_users(make_napari_viewer):
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((20, 30, 3), np.uint8), rgb=True, name="im")
+    data = np.zeros((20, 30), np.int32)
+    data[5:10, 5:10] = 1
+    lab = add_or_update_labels(viewer, "im lesions", data, like=img)
+    viewer.layers.selection = {lab}
+    _duplicate_layer(viewer.layers)                           # napari's "Duplicate Layer": metadata copied
+    copy = viewer.layers["im lesions copy"]
+    viewer.layers.move(viewer.layers.index(copy), 0)          # first in the list: found first if it matched
+    assert add_or_update_labels(viewer, "im lesions", data * 2, like=img) is lab
+    assert copy.data.max() == 1 and lab.data.max() == 2       # the user's copy is kept as it was
+
+
 def test_result_layers_follow_rotation_shear_and_affine(make_napari_viewer):
     viewer = make_napari_viewer()
     img = viewer.add_image(np.zeros((64, 48, 3), np.uint8), rgb=True, name="im", scale=(2, 2), rotate=30,

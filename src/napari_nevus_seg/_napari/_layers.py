@@ -25,6 +25,7 @@ MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit com
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
 KIND_KEY = "nevus_seg_kind"
 WRITTEN_KEY = "nevus_seg_written"  # metadata of result Labels layers: fingerprint of the data last written there
+SELF_KEY = "nevus_seg_layer"  # metadata of result layers: their own unique id (a duplicate's differs: not ours)
 
 
 def fingerprint(data: np.ndarray) -> int:
@@ -125,13 +126,15 @@ def source_image(viewer, labels: Layer | None) -> Image | None:
 def find_result_layer(viewer, like: Layer | None, kind: str, layer_type: type = Labels) -> Layer | None:
     """The viewer's result layer of ``kind`` made for image ``like`` by an earlier run (linked in metadata).
 
-    Layers are matched by that link only, never by name alone, so that a layer the user made is never overwritten.
+    Layers are matched by that link only, never by name alone, so that a layer the user made is never
+    overwritten; a copy made with napari's "Duplicate Layer" (which copies the metadata) is the user's too.
     """
     if like is None:
         return None
     sid = source_id(like)
     for ly in viewer.layers:
-        if isinstance(ly, layer_type) and ly.metadata.get(SOURCE_KEY) == sid and ly.metadata.get(KIND_KEY) == kind:
+        if isinstance(ly, layer_type) and ly.metadata.get(SOURCE_KEY) == sid and ly.metadata.get(KIND_KEY) == kind \
+                and ly.metadata.get(SELF_KEY) == source_id(ly):  # napari's "Duplicate Layer" copies metadata
             return ly
     return None
 
@@ -159,8 +162,11 @@ def _add_or_update(viewer, layer_type: type, name: str, data: np.ndarray, like: 
         else:
             target.data = data
         target.metadata.update(meta)
+        target.metadata[SELF_KEY] = source_id(target)
         return target
-    return viewer.add_layer(layer_type(data, name=name, metadata=meta, **spatial, **kwargs))
+    layer = layer_type(data, name=name, metadata=meta, **spatial, **kwargs)
+    layer.metadata[SELF_KEY] = source_id(layer)
+    return viewer.add_layer(layer)
 
 
 def _edited(layer: Labels) -> bool:
