@@ -118,6 +118,47 @@ def test_find_images_layout(tmp_path):
     assert (out / "sub" / "img0") in [Path(t.output_stem) for t in tasks]
 
 
+def test_clashing_names_get_distinct_outputs_and_names(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("x.jpg", "x.png", "x_jpg.jpg", "x_jpg_2.jpg"):
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(src / name)
+    make_folder(tmp_path / "B", 1)
+    make_folder(tmp_path / "C", 1)
+    tasks, _ = find_images([src, tmp_path / "B", tmp_path / "C"], tmp_path / "out")
+    stems = [Path(t.output_stem).name for t in tasks]
+    assert len(set(stems)) == len(stems) == 6, stems            # numbered names never hit another input's
+    names = [t.name for t in tasks]
+    assert len(set(names)) == len(names)                          # B/img0.png and C/img0.png told apart
+    assert {n for n in names if n.endswith("img0.png")} == {str(tmp_path / "B" / "img0.png"),
+                                                             str(tmp_path / "C" / "img0.png")}
+    assert all(Path(t.source).is_absolute() for t in tasks)
+
+
+def test_resume_never_takes_another_images_labels(tmp_path, model):
+    # B/x.png and C/x.png go to x_png, x_png_2 in a run over B C; A/x.png joins the next run and the
+    # numbering shifts: each output must still belong to its own image
+    for root, seed, shape in (("A", 7, (80, 112)), ("B", 8, (96, 128)), ("C", 9, (64, 96))):
+        (tmp_path / root).mkdir()
+        Image.fromarray(synthetic_lesion_image(seed=seed, shape=shape).image).save(tmp_path / root / "x.png")
+    segment_folder([tmp_path / "B", tmp_path / "C"], tmp_path / "out", model=model)
+    s = segment_folder([tmp_path / "A", tmp_path / "B", tmp_path / "C"], tmp_path / "out", model=model)
+    assert s.ok and s.done == 3                                   # all redone: the old files were others'
+    for root, stem in (("A", "x_png"), ("B", "x_png_2"), ("C", "x_png_3")):
+        img = np.asarray(Image.open(tmp_path / root / "x.png").convert("RGB"))
+        np.testing.assert_array_equal(read_output(tmp_path / "out" / f"{stem}.tif"), segment(img, model=model))
+    s = segment_folder([tmp_path / "A", tmp_path / "B", tmp_path / "C"], tmp_path / "out", model=model)
+    assert s.skipped == 3 and s.done == 0                         # and now they are the right ones
+
+
+def test_output_folder_inside_the_inputs_is_never_read_back(tmp_path, model):
+    make_folder(tmp_path / "in", 2)
+    for _ in range(2):   # --out = the input folder: the label files are not taken for images
+        s = segment_folder(tmp_path / "in", tmp_path / "in", model=model)
+        assert s.total == 2 and s.ok
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["img0.png", "img0.tif", "img1.png", "img1.tif"]
+
+
 def test_setup_errors(tmp_path, model):
     with pytest.raises(BatchSetupError, match="no images found"):
         segment_folder(tmp_path, tmp_path / "out", model=model)
@@ -198,6 +239,47 @@ def test_measure_csv_covers_done_and_skipped_images(tmp_path, model):
     assert (s2.done, s2.skipped) == (1, 2)
     again = pd.read_csv(csv)
     pd.testing.assert_frame_equal(again, table)   # same table whether images were redone or skipped
+
+
+def test_measure_csv_with_and_without_pixel_size_keeps_every_column(tmp_path, model):
+    import pandas as pd
+    import tifffile
+
+    src = tmp_path / "in"
+    make_folder(src, 1)                                           # img0.png: no pixel size
+    tifffile.imwrite(src / "a.tif", synthetic_lesion_image(seed=5, shape=SHAPE).image,
+                     resolution=(500, 500), resolutionunit="CENTIMETER")   # 0.02 mm pixels
+    csv = tmp_path / "lesions.csv"
+    segment_folder(src, tmp_path / "out", model=model, measure=csv)
+    table = pd.read_csv(csv).set_index("image")
+    assert table.loc[["a.tif"], "perimeter_mm"].notna().all() and table.loc[["a.tif"], "perimeter_px"].isna().all()
+    assert table.loc[["img0.png"], "perimeter_px"].notna().all() and table.loc[["img0.png"], "perimeter_mm"].isna().all()
+    raw = csv.read_text().splitlines()
+    col = raw[0].split(",").index("area_px2")
+    assert all("." not in line.split(",")[col] for line in raw[1:])   # integers stay integers
+
+
+def test_interrupted_run_keeps_the_complete_table(tmp_path, model):
+    make_folder(tmp_path / "in", 6)
+    csv = tmp_path / "lesions.csv"
+    segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv)
+    complete = csv.read_bytes()
+    stop = threading.Event()
+    s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv, overwrite=True,
+                       cancel=stop, progress=lambda *a: stop.set())
+    assert s.interrupted and csv.read_bytes() == complete        # the complete table is untouched
+    partial = tmp_path / "lesions.partial.csv"
+    assert s.results_csv == str(partial) and partial.is_file() and "so far" in s.report()
+    assert 1 <= len(partial.read_text().splitlines()) - 1 < len(complete.splitlines()) - 1 or s.done == 0
+    assert not list(tmp_path.glob(".*"))                          # no temporary files
+
+
+def test_measure_path_that_is_a_folder_is_a_setup_error(tmp_path, model):
+    make_folder(tmp_path / "in", 1)
+    (tmp_path / "m").mkdir()
+    with pytest.raises(BatchSetupError, match="is a folder"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=tmp_path / "m")
+    assert not (tmp_path / "out").exists()
 
 
 def test_dask_client_gives_the_same_outputs(tmp_path, model):

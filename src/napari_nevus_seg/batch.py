@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from .batch_csv import CsvSink
 from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
 from .datasets import IMAGE_SUFFIXES, _is_mask_name
+from .labels_io import is_labels_file
 
 ProgressFn = Callable[[ImageResult, int, int], None]
 
@@ -65,7 +66,8 @@ class BatchSummary:
                  f"(output already there), {len(self.failed)} failed, of {self.total} images "
                  f"in {self.seconds:.1f} s ({rate:.2f} images/s)"]
         if self.results_csv:
-            lines.append(f"measurements: {self.measured_rows} lesions -> {self.results_csv}")
+            so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
+            lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume (finished outputs are skipped)")
         for name, reason in self.failed[:max_failures]:
@@ -86,7 +88,7 @@ def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[
         for f in files:
             p = root_p / f
             if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_mask_name(p.stem)
-                    or not p.is_file()):
+                    or not p.is_file() or is_labels_file(p)):   # e.g. --out is the input folder itself
                 continue
             found.append(p)
     return sorted(found)
@@ -97,9 +99,12 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
     """Image tasks for files and folders, and a failed result for each input that does not exist.
 
     Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks named ``*_segmentation``,
-    ``*_mask`` or ``*_lesion`` and the output folder are left out), with sub-folders when
-    ``recursive``, whose structure is kept under ``out``. Files named explicitly are always taken.
-    Two inputs that would write the same output get their suffix, then a number, added.
+    ``*_mask`` or ``*_lesion``, label files this plugin wrote and the output folder are left out), with
+    sub-folders when ``recursive``, whose structure is kept under ``out``. Files named explicitly are
+    always taken. Two inputs that would write the same output get their suffix, then a number, added;
+    two inputs of the same name are named by their paths in the summary and the measurement table.
+    Sources are absolute paths (recorded in the label files, so that a resumed run never takes one
+    image's labels for another's).
     """
     out = Path(out)
     exclude = out.resolve()
@@ -116,7 +121,12 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
         else:
             missing.append(ImageResult(str(p), str(p), "failed", reason="no such file or folder"))
     stems = _unique_stems([(src, rel) for src, rel, _ in tasks])
-    result = [ImageTask(str(src), str(out / stem), name) for (src, _, name), stem in zip(tasks, stems)]
+    names = [name for _, _, name in tasks]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    result = [ImageTask(os.path.abspath(src), str(out / stem), str(src) if counts[name] > 1 else name)
+              for (src, _, name), stem in zip(tasks, stems)]
     return result, missing
 
 
@@ -133,9 +143,14 @@ def _unique_stems(items: list[tuple[Path, Path]]) -> list[Path]:
         for i in group:
             src, rel = items[i]
             stems[i] = rel.with_name(f"{rel.name}_{src.suffix.lstrip('.').lower()}")
+    taken = {st.as_posix().lower() for st in stems}
     for group in clashes(stems):   # same name and suffix in two input folders: number them
-        for k, i in enumerate(sorted(group, key=lambda j: str(items[j][0]))[1:], start=2):
+        for i in sorted(group, key=lambda j: str(items[j][0]))[1:]:
+            k = 2
+            while f"{stems[i].as_posix()}_{k}".lower() in taken:   # never a name another input has
+                k += 1
             stems[i] = stems[i].with_name(f"{stems[i].name}_{k}")
+            taken.add(stems[i].as_posix().lower())
     return stems
 
 
@@ -204,6 +219,9 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
             from . import measure as _measure_module  # noqa: F401
         except ImportError as exc:
             raise BatchSetupError(f"measurements are not available in this installation ({exc})") from exc
+    if measure is not None and Path(measure).is_dir():
+        raise BatchSetupError(f"the measurement table {measure} is a folder: give a file name, "
+                              f"e.g. {Path(measure) / 'lesions.csv'}")
     loaded = resolve_model(model)    # fails here, once, for a bad model file
     check_output_folder(out)  # created only once the inputs and the model are known to be good
     opts = SegmentOptions(model=model if model is None or isinstance(model, (str, os.PathLike)) else loaded,
@@ -249,7 +267,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        if sink is not None:
-            summary.results_csv = str(sink.close())
+        if sink is not None:   # an interrupted run's rows go beside an earlier complete table, not over it
+            summary.results_csv = str(sink.close(complete=not summary.interrupted))
         summary.seconds = time.perf_counter() - t0
     return summary

@@ -1,61 +1,93 @@
 """One measurement table for a whole batch, streamed to disk and put in place atomically.
 
-Rows are appended to a hidden temporary file as images finish (memory stays bounded however many
-images there are); :meth:`CsvSink.close` sorts the rows by image and lesion label and renames the
-file into place, so the table at the final path is always complete (an earlier table there is kept
-untouched until then).
+Rows are appended to a hidden temporary file (one JSON object per line) as images finish, so memory
+stays bounded however many images there are and rows may differ in their columns (images with a pixel
+size give ``_mm`` columns, images without one ``_px`` columns: the table has the union of them, in
+order of first appearance). :meth:`CsvSink.close` sorts the rows by image and lesion label (tables up to
+:data:`SORT_LIMIT_BYTES`; larger ones stay in arrival order) and renames the CSV into place, so the
+table at the final path is always complete: an interrupted run writes ``<name>.partial.csv`` beside it
+and leaves an earlier complete table untouched.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-SORT_LIMIT_BYTES = 256 * 1024 * 1024  # larger tables are left in arrival order
+from .atomic import atomic_path
+
+SORT_LIMIT_BYTES = 64 * 1024 * 1024  # rows (as JSON) beyond this are left in arrival order (memory)
 
 
 class CsvSink:
-    """Append measurement rows (dicts with the same keys) to ``path``; columns from the first row."""
+    """Append measurement rows (dicts) for the table at ``path``; :meth:`close` writes the CSV."""
 
     def __init__(self, path: str | os.PathLike):
         from .batch import BatchSetupError
 
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.columns: list[str] | None = None
+        if self.path.is_dir():
+            raise BatchSetupError(f"the measurement table {self.path} is a folder: give a file name, "
+                                  f"e.g. {self.path / 'lesions.csv'}")
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
+        self.columns: list[str] = []
+        self._known: set[str] = set()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.tmp, "w", newline="", encoding="utf-8")
+            self._fh = open(self.tmp, "w", encoding="utf-8")
         except OSError as exc:
             raise BatchSetupError(f"cannot write the measurement table {self.path}: {exc.strerror or exc}") from exc
-        self._writer: Any = None
+
+    @property
+    def partial_path(self) -> Path:
+        """Where an interrupted run's table goes: ``lesions.csv`` -> ``lesions.partial.csv``."""
+        return self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.csv'}")
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        if self._writer is None:
-            self.columns = list(rows[0])
-            self._writer = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="ignore")
-            self._writer.writeheader()
-        self._writer.writerows(_plain(r) for r in rows)
-        self._fh.flush()
+        for row in rows:
+            plain = _plain(row)
+            for k in plain:
+                if k not in self._known:
+                    self._known.add(k)
+                    self.columns.append(k)
+            self._fh.write(json.dumps(plain) + "\n")
+        if rows:
+            self._fh.flush()
 
-    def close(self) -> Path:
-        """Finish the table (sorted by image, then label) and move it to its final path."""
-        if self._writer is None:
-            self._fh.write("image\n")
+    def close(self, complete: bool = True) -> Path:
+        """Write the table (sorted by image, then label) to its path, or to :attr:`partial_path` when the
+        run did not complete (the earlier complete table stays); returns the path written."""
         self._fh.close()
+        target = self.path if complete else self.partial_path
+        columns = self.columns or ["image"]
         try:
-            if self._writer is not None and self.tmp.stat().st_size <= SORT_LIMIT_BYTES:
-                _sort_csv(self.tmp)
-            os.replace(self.tmp, self.path)
+            with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+                writer = csv.DictWriter(out, fieldnames=columns, restval="")
+                writer.writeheader()
+                writer.writerows(self._rows())
         finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
-        return self.path
+            self.tmp.unlink(missing_ok=True)
+        return target
+
+    def _rows(self):
+        with open(self.tmp, encoding="utf-8") as fh:
+            if self.tmp.stat().st_size > SORT_LIMIT_BYTES:
+                yield from (json.loads(line) for line in fh)
+                return
+            rows = [json.loads(line) for line in fh]
+        rows.sort(key=lambda r: (str(r.get("image", "")), _number(r.get("label"))))
+        yield from rows
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.inf
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -63,17 +95,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     for k, v in row.items():
         if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
             v = v.item()   # numpy scalars
-        if isinstance(v, float) and math.isnan(v):
-            v = ""
+        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "<NA>":
+            v = ""         # NaN and pandas' NA: an empty cell
         out[k] = v
     return out
-
-
-def _sort_csv(path: Path) -> None:
-    import pandas as pd
-
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    keys = [c for c in ("image", "label") if c in df.columns]
-    if keys:
-        df = df.sort_values(keys, kind="stable")
-    df.to_csv(path, index=False)

@@ -71,13 +71,23 @@ def output_path(task: ImageTask, fmt: str) -> Path:
 
 
 def existing_output(task: ImageTask, fmt: str) -> Path | None:
-    """The label file already written for ``task`` in format ``fmt``, or None."""
+    """The label file already written for ``task`` in format ``fmt``, or None.
+
+    A file that records another source image (two inputs of the same name whose output names were
+    numbered differently in an earlier run with other inputs) is not ``task``'s: it is redone.
+    Files without a record (earlier versions, other tools) are taken as they are.
+    """
+    from .labels_io import labels_source
+
     p = output_path(task, fmt)
-    return p if p.is_file() and p.stat().st_size > 0 else None
+    if not (p.is_file() and p.stat().st_size > 0):
+        return None
+    recorded = labels_source(p)
+    return p if recorded is None or recorded == task.source else None
 
 
 def write_output(labels: np.ndarray, path: str | os.PathLike,
-                 pixel_size_mm: float | tuple[float, float] | None = None) -> Path:
+                 pixel_size_mm: float | tuple[float, float] | None = None, source: str | None = None) -> Path:
     """Write labels with :func:`napari_nevus_seg.io.write_labels` (atomic: temporary file + rename).
 
     ``.tif``: instance labels (uint16, uint32 beyond 65535 lesions) with the pixel size in the
@@ -89,7 +99,7 @@ def write_output(labels: np.ndarray, path: str | os.PathLike,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = path.suffix.lower() == ".png"
-    return write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm)
+    return write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm, source=source)
 
 
 def read_output(path: str | os.PathLike) -> np.ndarray:
@@ -164,7 +174,7 @@ def write_stage(labels: np.ndarray, img: np.ndarray | None, pixel_size_mm, task:
                 opts: SegmentOptions) -> tuple[Path, list[dict[str, Any]]]:
     """Write the labels atomically, then measure (when asked). Returns (output path, rows)."""
     px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
-    out = write_output(labels, output_path(task, opts.fmt), px)
+    out = write_output(labels, output_path(task, opts.fmt), px, source=task.source)
     rows = measure_rows(labels, img, task, pixel_size_mm, opts) if opts.measure and img is not None else []
     return out, rows
 

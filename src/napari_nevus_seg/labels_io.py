@@ -8,6 +8,7 @@ as Labels layers. No Qt or napari here. These names are also available from :mod
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .datasets import _MASK_DIRS, _is_mask_name
 from .io import _check_file, _decode_error, _tiff_pixel_size, read_mask
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
+SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 
 
@@ -42,7 +44,7 @@ def _labels_array(labels) -> np.ndarray:
 
 
 def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
-                 pixel_size_mm: float | tuple[float, float] | None = None) -> Path:
+                 pixel_size_mm: float | tuple[float, float] | None = None, source: str | None = None) -> Path:
     """Save a label image; return the path written.
 
     - ``.png``: an 8-bit mask, 0 background and 255 lesion. The labels must be binary (0/1 or
@@ -50,6 +52,9 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
       ``ValueError`` says to use ``.tif`` (instance numbers would be lost).
     - ``.tif`` / ``.tiff``: the label values as uint16 (uint32 above 65535), zlib-compressed, with
       resolution tags when ``pixel_size_mm`` is given; ``binary=True`` stores 0/1.
+
+    ``source``: the path of the image the labels belong to, recorded in the file (TIFF DocumentName tag,
+    PNG text chunk; read back by :func:`labels_source`); batch runs use it to resume safely.
 
     The file is written to a temporary name in the same folder and renamed into place, so a failure
     never leaves a half-written file and never destroys an existing one.
@@ -75,6 +80,8 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
 
             meta = PngImagePlugin.PngInfo()
             meta.add_text("Software", LABELS_MARKER)
+            if source is not None:
+                meta.add_text(SOURCE_TAG, json.dumps(str(source)))
             Image.fromarray((arr > 0).astype(np.uint8) * 255).save(tmp, format="PNG", pnginfo=meta)
         else:
             import tifffile
@@ -84,9 +91,34 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
             if pixel_size_mm is not None:
                 sy, sx = (pixel_size_mm, pixel_size_mm) if np.isscalar(pixel_size_mm) else pixel_size_mm
                 kwargs = {"resolution": (10.0 / sx, 10.0 / sy), "resolutionunit": "CENTIMETER"}
+            if source is not None:  # DocumentName (269), ASCII: the path as a JSON string (non-ASCII escaped)
+                kwargs["extratags"] = [(269, "s", 0, json.dumps(str(source)), True)]
             tifffile.imwrite(tmp, arr.astype(dtype), compression="zlib", description=LABELS_MARKER,
                              metadata=None, **kwargs)
     return path
+
+
+def labels_source(path: str | os.PathLike) -> str | None:
+    """The image path recorded by :func:`write_labels` in a label file, or None (not recorded, unreadable)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get(269) if tif.pages else None
+                text = tag.value if tag is not None else None
+        elif path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                text = im.info.get(SOURCE_TAG)
+        else:
+            return None
+        value = json.loads(text) if text else None
+    except Exception:  # noqa: BLE001 - no record
+        return None
+    return value if isinstance(value, str) else None
 
 
 def is_labels_file(path: str | os.PathLike) -> bool:
