@@ -160,6 +160,13 @@ def dataset(root: Path, n: int = 6) -> Path:
 TINY = ["--size", "32", "--width", "4", "--depth", "2", "--batch-size", "4", "--device", "cpu", "-q"]
 
 
+def tiny(option: str, value: str) -> list[str]:
+    """TINY with ``option`` set to ``value``."""
+    args = list(TINY)
+    args[args.index(option) + 1] = value
+    return args
+
+
 def test_train_saves_a_loadable_model_and_resumes(tmp_path, capsys):
     data = dataset(tmp_path / "data")
     out = tmp_path / "m.pt"
@@ -185,6 +192,30 @@ def test_train_errors(tmp_path, capsys):
     assert "no image/mask pairs" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), "--resume", *TINY]) == 2
     assert not (tmp_path / "m.pt").exists()
+    capsys.readouterr()
+    bad = {("--size", "30"): "multiple of 2**depth = 4", ("--width", "0"): "--width must be at least 1",
+           ("--depth", "0"): "--depth 1 to 8"}
+    for (opt, value), message in bad.items():
+        assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), *tiny(opt, value)]) == 2
+        assert message in capsys.readouterr().err
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), "--resume",
+                 "--checkpoint-dir", str(ck), *TINY]) == 2
+    assert "no last.pt" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt"), "--init", "default",
+                 "--checkpoint-dir", str(ck), *TINY]) == 2
+    assert "keeps no checkpoints" in capsys.readouterr().err
+
+
+def test_resume_with_other_network_settings_is_refused(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    ck = ["--checkpoint-dir", str(tmp_path / "ck")]
+    assert main(["train", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1", *ck, *TINY]) == 0
+    assert main(["train", str(data), "--out", str(tmp_path / "n.pt"), "--epochs", "2", "--resume", *ck,
+                 *tiny("--width", "8")]) == 2
+    assert "trained with --arch unet --width 4 --depth 2 --size 32" in capsys.readouterr().err
+    assert not (tmp_path / "n.pt").exists()
 
 
 def test_train_fill_prob_reaches_the_augmentation(tmp_path, monkeypatch, capsys):
@@ -266,3 +297,10 @@ def test_no_refine_reaches_the_segmentation(tmp_path, capsys):
     np.testing.assert_array_equal(read_output(tmp_path / "plain" / "a.tif"), segment(img, refine=False))
     np.testing.assert_array_equal(read_output(tmp_path / "refined" / "a.tif"), segment(img))
     assert np.count_nonzero(segment(img, refine=False) != segment(img)) > 0  # the option matters here
+
+
+def test_train_help_states_the_fine_tuning_defaults(capsys):
+    from napari_nevus_seg.finetune import DEFAULTS
+
+    assert main(["train", "--help"]) == 0
+    assert f"the fine-tuning default, {DEFAULTS['epochs']})" in " ".join(capsys.readouterr().out.split())

@@ -26,7 +26,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--name", help="also save the model in your model library under this name")
     p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
-    p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 12)")
+    p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 8)")
     p.add_argument("--size", type=int, default=128, help="network input size in pixels (new models; default 128)")
     p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), help="training loss (default bce+dice)")
     p.add_argument("--batch-size", type=int, help="pairs per step (default 16; 8 with --init)")
@@ -34,8 +34,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float,
                    help="share of pairs kept for validation (default 0.1; 0.2 held out with --init)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation Dice")
-    p.add_argument("--checkpoint-dir", metavar="DIR", help="keep last.pt/best.pt here (needed for --resume)")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="keep last.pt/best.pt here (needed for --resume; new models, not --init)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt (same settings)")
     p.add_argument("--arch", choices=("unet", "segnet"), default="unet")
     p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
     p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels (default 4)")
@@ -143,26 +144,44 @@ def _fine_tune(args, base, display) -> Any:
     return fine_tune(images, masks, base=base, device=args.device, progress=display, seed=args.seed, **options)
 
 
-def _train_new(args, init_model, display) -> Any:
+def _train_new(args, display) -> Any:
     from .augment import AugmentConfig
     from .model import build_model, default_preprocess
-    from .training import TrainConfig, init_from, load_pairs, split_pairs, train
+    from .training import TrainConfig, load_pairs, split_pairs, train
 
-    if init_model is not None:
-        model = init_from(init_model)
-        model.meta["base_model"] = init_model.name
-    else:
-        model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)
+    model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)
     model.meta.update({"training_data": str(Path(args.data).resolve().name)})
     pairs = load_pairs(args.data, model.input_size, limit=args.limit, progress=display)
     val_fraction = 0.1 if args.val_fraction is None else args.val_fraction
     train_set, val_set = split_pairs(pairs, val_fraction, seed=args.seed)
-    lr = args.lr if args.lr is not None else (3e-4 if init_model is not None else 2e-3)
+    lr = args.lr if args.lr is not None else 2e-3
     cfg = TrainConfig(epochs=args.epochs or 30, batch_size=args.batch_size or 16, lr=lr, loss=args.loss or "bce+dice",
                       patience=args.patience, seed=args.seed, augment=AugmentConfig(fill_prob=args.fill_prob))
     result = train(model, train_set, val_set if len(val_set) else None, cfg, device=args.device, progress=display,
                    checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     return result.model
+
+
+def _check_architecture(args: argparse.Namespace) -> None:
+    """The network settings of a new model, checked before any data is read (and against last.pt on resume)."""
+    if args.width < 1 or not 1 <= args.depth <= 8:
+        raise SetupError(f"--width must be at least 1 and --depth 1 to 8, got {args.width} and {args.depth}")
+    if args.size < 2 ** args.depth or args.size % 2 ** args.depth:
+        raise SetupError(f"--size must be a multiple of 2**depth = {2 ** args.depth} (the network halves the "
+                         f"image {args.depth} times), got {args.size}")
+    if args.resume:
+        from .model import CheckpointError, read_checkpoint
+
+        last = Path(args.checkpoint_dir) / "last.pt"
+        try:
+            ck = read_checkpoint(last)
+        except CheckpointError as exc:
+            raise SetupError(str(exc)) from None
+        had = (ck["arch"], int(ck["config"].get("width", -1)), int(ck["config"].get("depth", -1)),
+               int(ck["preprocess"].get("size", -1)))
+        if had != (args.arch, args.width, args.depth, args.size):
+            raise SetupError(f"{last} was trained with --arch {had[0]} --width {had[1]} --depth {had[2]} --size "
+                             f"{had[3]}: give the same settings to resume, or another --checkpoint-dir")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -177,6 +196,13 @@ def run_train(args: argparse.Namespace) -> int:
         raise SetupError(f"--fill-prob must lie in [0, 1], got {args.fill_prob}")
     if args.resume and not args.checkpoint_dir:
         raise SetupError("--resume needs --checkpoint-dir (where last.pt was written)")
+    if args.init and (args.checkpoint_dir or args.resume):
+        raise SetupError("--init fine-tunes with the short fine-tuning recipe, which keeps no checkpoints: "
+                         "--checkpoint-dir and --resume are for training a new model")
+    if args.resume and not (Path(args.checkpoint_dir) / "last.pt").is_file():
+        raise SetupError(f"--resume: no last.pt in {args.checkpoint_dir} to continue from")
+    if not args.init:
+        _check_architecture(args)
     if not Path(args.data).is_dir():
         raise SetupError(f"{args.data}: no such folder")
     _check_out(out, args.overwrite)
@@ -193,14 +219,13 @@ def run_train(args: argparse.Namespace) -> int:
     display = TrainDisplay(enabled=not args.quiet)
     try:
         if args.init:
-            base = _load_init(args.init)
-            model = _fine_tune(args, base, display) if not args.resume else _train_new(args, base, display)
+            model = _fine_tune(args, _load_init(args.init), display)
         else:
-            model = _train_new(args, None, display)
+            model = _train_new(args, display)
     except KeyboardInterrupt:
         display.close()
         where = (f"; {args.checkpoint_dir}/last.pt keeps the last whole epoch: add --resume"
-                 if args.checkpoint_dir else "")
+                 if args.checkpoint_dir and (Path(args.checkpoint_dir) / "last.pt").is_file() else "")
         err(f"training interrupted, nothing saved to {out}{where}")
         return EXIT_INTERRUPTED
     except ValueError as exc:   # no pairs, mismatched masks, bad settings

@@ -262,14 +262,20 @@ def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None
     start_epoch = 0
     if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
         ck = read_checkpoint(ckpt_dir / "last.pt")
-        net.load_state_dict(ck["state_dict"])
+        try:
+            net.load_state_dict(ck["state_dict"])
+        except RuntimeError:
+            raise ValueError(
+                f"{ckpt_dir / 'last.pt'} holds a {ck['arch']} {ck['config']} at {ck['preprocess'].get('size')} px, "
+                f"this run builds a {model.arch} {model.config} at {model.input_size} px: resume with the same "
+                "settings, or train in another checkpoint folder") from None
         st = ck["train_state"]
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         history = list(st["history"])
         best = st.get("best")
         start_epoch = int(st["epoch"]) + 1
-        if (ckpt_dir / "best.pt").is_file():
+        if best is not None and (ckpt_dir / "best.pt").is_file():  # (a best.pt of another run is no best of this one)
             best_state = read_checkpoint(ckpt_dir / "best.pt")["state_dict"]
         if progress:
             progress({"stage": "resume", "epoch": start_epoch, "epochs": cfg.epochs})
