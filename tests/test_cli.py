@@ -267,6 +267,10 @@ def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     assert main([*base, "rename", "tiny one", "tiny two"]) == 0
     assert main([*base, "export", "tiny two", str(tmp_path / "shared.pt")]) == 0
     assert load_model(tmp_path / "shared.pt").config == load_model(tiny_model).config
+    assert main([*base, "export", "default", str(tmp_path / "shared.pt")]) == 2   # exists: not replaced
+    assert "exists already" in capsys.readouterr().err
+    assert main([*base, "export", "default", str(tmp_path / "shared.pt"), "--overwrite"]) == 0
+    assert load_model(tmp_path / "shared.pt").config == load_model().config
     assert main([*base, "delete", "tiny two"]) == 0
     capsys.readouterr()
     assert main([*base, "delete", "tiny two"]) == 2

@@ -81,6 +81,12 @@ def test_export_import_round_trip(tmp_path):
     assert same_weights(back, tiny(3)) and back.meta["note"] == "n" and back.meta["name"] == "theirs"
     exported_default = lib.export("default", tmp_path / "d.pt")
     assert exported_default.read_bytes() == default_model_path().read_bytes()
+    precious = tmp_path / "precious.pt"
+    precious.write_bytes(b"someone else's file")
+    with pytest.raises(FileExistsError):                      # never replaced without being asked
+        lib.export("mine", precious)
+    assert precious.read_bytes() == b"someone else's file"
+    assert lib.export("mine", precious, overwrite=True).read_bytes() == out.read_bytes()
 
 
 class Planted:

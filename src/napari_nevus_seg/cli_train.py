@@ -268,6 +268,7 @@ def add_models_parser(sub) -> None:
     e = msub.add_parser("export", help="copy a saved model to a file")
     e.add_argument("name")
     e.add_argument("path")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing file at PATH")
     i = msub.add_parser("import", help="check a model file and add it to the library")
     i.add_argument("path")
     i.add_argument("--name")
@@ -312,7 +313,7 @@ def run_models(args: argparse.Namespace) -> int:
             for e in entries:
                 print(f"  {e.name}  {_describe(e.meta)}".rstrip())
         elif args.action == "export":
-            print(f"exported {args.name!r} to {lib.export(args.name, args.path)}")
+            print(f"exported {args.name!r} to {lib.export(args.name, args.path, overwrite=args.overwrite)}")
         elif args.action == "import":
             print(f"imported {args.path} as {lib.import_file(args.path, args.name, overwrite=args.overwrite)!r}")
         elif args.action == "rename":

@@ -175,12 +175,19 @@ class ModelLibrary:
         """Delete a saved model file."""
         self._existing(name).unlink()
 
-    def export(self, name: str, path: str | os.PathLike) -> Path:
-        """Copy a saved model (``"default"`` too) to ``path``, an ordinary model file for sharing."""
+    def export(self, name: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Copy a saved model (``"default"`` too) to ``path``, an ordinary model file for sharing.
+
+        An existing file at ``path`` is replaced only with ``overwrite`` (else :class:`FileExistsError`).
+        """
         src = self.resolve(name) if name == DEFAULT_NAME else self._existing(name)
         dst = Path(path)
         if dst.is_dir():
             dst = dst / src.name
+        if dst.exists() and not overwrite:
+            raise FileExistsError(f"{dst} exists already; choose another file or allow overwriting")
+        if dst.exists() and dst.resolve() == src.resolve():
+            return dst
         dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)

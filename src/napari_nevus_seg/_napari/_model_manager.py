@@ -84,7 +84,8 @@ class ModelManagerPanel(QWidget):
         return self._do(f"delete {name!r}", self.library.delete, name)
 
     def export(self, name: str, path: str | Path) -> bool:
-        return self._do(f"export {name!r}", lambda: str(self.library.export(name, path)))
+        # the file dialog has asked before replacing an existing file
+        return self._do(f"export {name!r}", lambda: str(self.library.export(name, path, overwrite=True)))
 
     def import_file(self, path: str | Path, name: str | None = None) -> bool:
         return self._do(f"import {Path(path).name}", self.library.import_file, path, name)
