@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
@@ -157,6 +158,28 @@ def test_output_folder_inside_the_inputs_is_never_read_back(tmp_path, model):
         s = segment_folder(tmp_path / "in", tmp_path / "in", model=model)
         assert s.total == 2 and s.ok
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["img0.png", "img0.tif", "img1.png", "img1.tif"]
+
+
+def test_superpixel_maps_are_not_images_and_linked_folders_are_followed_once(tmp_path):
+    src = tmp_path / "in"
+    make_folder(src, 1)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(src / "ISIC_0000000_superpixels.png")
+    make_folder(tmp_path / "elsewhere", 1, seed=3)
+    (src / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (src / "loop").symlink_to(src, target_is_directory=True)     # a link to a parent: no endless walk
+    tasks, _ = find_images([src], tmp_path / "out", recursive=True)
+    assert sorted(t.name for t in tasks) == ["img0.png", "linked/img0.png"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_unavailable_device_is_a_setup_error_for_local_workers_too(tmp_path, model):
+    from napari_nevus_seg import DeviceUnavailableError
+
+    make_folder(tmp_path / "in", 1)
+    for workers in (None, 2):
+        with pytest.raises(DeviceUnavailableError):
+            segment_folder(tmp_path / "in", tmp_path / "out", model=model, device="cuda", workers=workers)
+    assert not (tmp_path / "out").exists()
 
 
 def test_setup_errors(tmp_path, model):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .batch_csv import CsvSink
 from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
-from .datasets import IMAGE_SUFFIXES, _is_mask_name
+from .datasets import IMAGE_SUFFIXES, _is_not_a_photo
 from .labels_io import is_labels_file
 
 ProgressFn = Callable[[ImageResult, int, int], None]
@@ -80,14 +80,22 @@ class BatchSummary:
 # ----------------------------------------------------------------------------------- discovery
 def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
     found = []
-    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    # sub-folders that are links are followed, each real folder once (a link to a parent is no loop)
+    walker = os.walk(folder, followlinks=True) if recursive else [(str(folder), [], os.listdir(folder))]
+    seen = {folder.resolve()}
     for root, dirs, files in walker:
         root_p = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (exclude is None or (root_p / d).resolve() != exclude))
+        keep = []
+        for d in sorted(dirs):
+            real = (root_p / d).resolve()
+            if d.startswith(".") or real in seen or (exclude is not None and real == exclude):
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirs[:] = keep
         for f in files:
             p = root_p / f
-            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_mask_name(p.stem)
+            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_not_a_photo(p.stem)
                     or not p.is_file() or is_labels_file(p)):   # e.g. --out is the input folder itself
                 continue
             found.append(p)
@@ -99,8 +107,9 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
     """Image tasks for files and folders, and a failed result for each input that does not exist.
 
     Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks named ``*_segmentation``,
-    ``*_mask`` or ``*_lesion``, label files this plugin wrote and the output folder are left out), with
-    sub-folders when ``recursive``, whose structure is kept under ``out``. Files named explicitly are
+    ``*_mask`` or ``*_lesion``, ISIC ``*_superpixels`` maps, label files this plugin wrote and the output
+    folder are left out), with sub-folders when ``recursive`` (linked ones followed, each real folder
+    once), whose structure is kept under ``out``. Files named explicitly are
     always taken. Two inputs that would write the same output get their suffix, then a number, added;
     two inputs of the same name are named by their paths in the summary and the measurement table.
     Sources are absolute paths (recorded in the label files, so that a resumed run never takes one
@@ -219,6 +228,10 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
             from . import measure as _measure_module  # noqa: F401
         except ImportError as exc:
             raise BatchSetupError(f"measurements are not available in this installation ({exc})") from exc
+    if scheduler is None and client is None:  # this machine does the work (also a local Dask cluster)
+        from .devices import resolve_device
+
+        resolve_device(device)   # an unavailable explicit device is a setup error, not N failed images
     if measure is not None and Path(measure).is_dir():
         raise BatchSetupError(f"the measurement table {measure} is a folder: give a file name, "
                               f"e.g. {Path(measure) / 'lesions.csv'}")
@@ -247,11 +260,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         for r in missing:
             on_result(r)
         if workers is None and scheduler is None and client is None:
-            from .devices import resolve_device
-
             from .batch_local import run_local
 
-            resolve_device(device)   # an unavailable explicit device is a setup error, not N failures
             if refine_workers is None:
                 from .batch_refine import auto_refine_workers
 

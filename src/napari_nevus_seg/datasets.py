@@ -44,6 +44,11 @@ def _is_mask_name(stem: str) -> bool:
     return any(stem.endswith(w) or stem.lower().endswith(w.lower()) for w in _MASK_WORDS)
 
 
+def _is_not_a_photo(stem: str) -> bool:
+    """Masks, and the ISIC archives' superpixel maps (``ISIC_0000000_superpixels.png``): not images to segment."""
+    return _is_mask_name(stem) or stem.lower().endswith("_superpixels")
+
+
 def _ph2_case(folder: Path) -> Case | None:
     name = folder.name
     img = folder / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
@@ -154,10 +159,10 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     img_dir = _find_subdir(root, _IMAGE_DIRS)
     mask_dir = _find_subdir(root, _MASK_DIRS)
     if img_dir is not None:
-        images = [p for p in _images_in(img_dir) if not _is_mask_name(p.stem)]
+        images = [p for p in _images_in(img_dir) if not _is_not_a_photo(p.stem)]
         return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
     files = _images_in(root)
-    images = [p for p in files if not _is_mask_name(p.stem)]
+    images = [p for p in files if not _is_not_a_photo(p.stem)]
     return _match_masks(images, [root])
 
 
