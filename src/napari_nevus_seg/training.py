@@ -281,7 +281,8 @@ def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None
             progress({"stage": "resume", "epoch": start_epoch, "epochs": cfg.epochs})
     t0 = time.perf_counter()
     step_times: list[float] = []
-    bad_epochs = 0
+    # epochs since the best one (early stopping's count carries over a resume)
+    bad_epochs = start_epoch - int(best["epoch"]) if best and start_epoch else 0
     for epoch in range(start_epoch, cfg.epochs):
         _set_train_mode(model, cfg)
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)

@@ -1,0 +1,59 @@
+"""training.train: checkpoints and resume (early stopping's count, the best epoch, other settings refused)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_nevus_seg import training
+from napari_nevus_seg.model import build_model
+from napari_nevus_seg.synthetic import synthetic_lesion_image
+from napari_nevus_seg.training import TrainConfig, prepare_pairs, train
+
+SIZE = 32
+
+
+def tiny(width: int = 4):
+    torch.manual_seed(0)
+    return build_model(width=width, depth=2, preprocess={"size": SIZE, "mean": [0.5] * 3, "std": [0.25] * 3})
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    src = [synthetic_lesion_image(seed=s, shape=(48, 64)) for s in range(6)]
+    return prepare_pairs([c.image for c in src], [c.labels for c in src], SIZE)
+
+
+@pytest.fixture(scope="module")
+def split(pairs):
+    return pairs.subset([0, 1, 2, 3]), pairs.subset([4, 5])
+
+
+def cfg(epochs: int, patience: int | None = None) -> TrainConfig:
+    return TrainConfig(epochs=epochs, steps_per_epoch=1, batch_size=2, lr=1e-3, patience=patience)
+
+
+def test_early_stopping_count_carries_over_a_resume(tmp_path, split, monkeypatch):
+    # a validation score that never improves after epoch 1: 2 bad epochs before the stop, 1 after resuming
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: {"dice": 0.5, "jaccard": 0.4})
+    train(tiny(), *split, cfg(3), device="cpu", checkpoint_dir=tmp_path)
+    result = train(tiny(), *split, cfg(10, patience=3), device="cpu", checkpoint_dir=tmp_path, resume=True)
+    assert [h["epoch"] for h in result.model.meta["history"]] == [1, 2, 3, 4]   # not 6: the count went on
+    assert result.model.meta["best_val"]["epoch"] == 1
+
+
+def test_resume_without_validation_ignores_an_old_best(tmp_path, pairs, split):
+    train(tiny(), *split, cfg(1), device="cpu", checkpoint_dir=tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "best.pt").write_bytes((tmp_path / "a" / "best.pt").read_bytes())   # another run's best
+    train(tiny(), pairs, None, cfg(1), device="cpu", checkpoint_dir=tmp_path / "b")
+    resumed = train(tiny(), pairs, None, cfg(2), device="cpu", checkpoint_dir=tmp_path / "b", resume=True)
+    last = training.read_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
+    for k, v in resumed.model.net.state_dict().items():   # the final model is this run's last epoch
+        assert torch.equal(v.cpu(), last[k]), k
+
+
+def test_resume_with_another_network_is_a_clear_error(tmp_path, pairs):
+    train(tiny(4), pairs, None, cfg(1), device="cpu", checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="resume with the same settings"):
+        train(tiny(8), pairs, None, cfg(2), device="cpu", checkpoint_dir=tmp_path, resume=True)
