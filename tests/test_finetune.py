@@ -179,3 +179,35 @@ def test_blend_keeps_that_share_of_the_update():
         torch.testing.assert_close(h[k], (b[k] + full[k]) / 2, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="blend"):
         fine_tune(imgs, masks, base=base, blend=0.0, **opts)
+
+
+def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
+    # nevus-seg train --init reads each pair when fine_tune asks for it (FilesAsArrays)
+    from PIL import Image
+
+    from napari_nevus_seg.cli_train import FilesAsArrays
+    from napari_nevus_seg.io import read_image, read_mask
+
+    paths = []
+    for i, c in enumerate(cases(range(300, 306))):
+        Image.fromarray(c.image).save(tmp_path / f"p{i}.png")
+        Image.fromarray((c.labels > 0).astype(np.uint8) * 255).save(tmp_path / f"p{i}_mask.png")
+        paths.append((tmp_path / f"p{i}.png", tmp_path / f"p{i}_mask.png"))
+    live, reads = [], []
+
+    class Tracked(np.ndarray):   # counts how many read images are alive at once
+        def __del__(self):
+            if live:
+                live.pop()
+
+    def reader(p):
+        reads.append(p)
+        live.append(1)
+        assert len(live) <= 3, "images piled up in memory"
+        return read_image(p).view(Tracked)
+
+    images = FilesAsArrays([p for p, _ in paths], reader)
+    masks = FilesAsArrays([m for _, m in paths], read_mask)
+    tuned = fine_tune(images, masks, base=tiny_base(), **dict(FAST, epochs=1, steps_per_epoch=2))
+    assert tuned.meta["fine_tune"]["n_pairs"] == 6
+    assert 6 <= len(reads) <= 3 * 6           # read when needed: check, training set, scoring

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,21 @@ def _load_init(value: str):
     return load_model(path)
 
 
+class FilesAsArrays(Sequence):
+    """A read-only sequence of arrays read from ``paths`` with ``reader`` each time an item is asked for."""
+
+    def __init__(self, paths: list, reader: Callable[[Any], Any]):
+        self.paths, self.reader = list(paths), reader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.reader(p) for p in self.paths[i]]
+        return self.reader(self.paths[i])
+
+
 def _fine_tune(args, base, display) -> Any:
     """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
     from .finetune import fine_tune
@@ -130,11 +146,9 @@ def _fine_tune(args, base, display) -> Any:
     cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
     if not cases:
         raise SetupError(f"{args.data}: no image/mask pairs found")
-    images, masks = [], []
-    for i, c in enumerate(cases):
-        images.append(read_image(c.image))
-        masks.append(read_mask(c.mask))
-        display({"stage": "load", "step": i + 1, "steps": len(cases)})
+    # read when used, not all at once: thousands of full-size photographs would not fit in memory
+    images = FilesAsArrays([c.image for c in cases], read_image)
+    masks = FilesAsArrays([c.mask for c in cases], read_mask)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "holdout": args.val_fraction,
              "patience": args.patience}
     options = {k: v for k, v in given.items() if v is not None}

@@ -113,6 +113,21 @@ def _blend_weights(model: LesionModel, base_state: dict[str, torch.Tensor], blen
     model.net.load_state_dict(mixed)
 
 
+class _Picked(Sequence):
+    """Items ``idx`` of a sequence, taken from it when asked for (a lazy sequence stays lazy)."""
+
+    def __init__(self, seq: Sequence, idx: Sequence[int]):
+        self.seq, self.idx = seq, list(idx)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.seq[j] for j in self.idx[i]]
+        return self.seq[self.idx[i]]
+
+
 def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> list[float]:
     out = []
     for i, (img, m) in enumerate(zip(images, masks)):
@@ -153,27 +168,29 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     (see :class:`FineTuneResult`); ``"improved": False`` flags a model worse than its base.
     """
     t0 = time.perf_counter()
-    images, masks = list(images), list(masks)
+    # sequences (lists, or lazy ones that read files when indexed) are used as they are: never all in memory
+    images = images if isinstance(images, Sequence) else list(images)
+    masks = masks if isinstance(masks, Sequence) else list(masks)
     if len(images) != len(masks):
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
     if not images:
         raise ValueError("fine-tuning needs at least one (image, mask) pair")
     if not 0.0 < blend <= 1.0:
         raise ValueError(f"blend must lie in (0, 1], got {blend}")
-    for i, (img, m) in enumerate(zip(images, masks)):
-        if np.asarray(m).shape[:2] != np.asarray(img).shape[:2]:
-            raise ValueError(f"pair {i}: mask shape {np.asarray(m).shape} does not match image shape "
-                             f"{np.asarray(img).shape[:2]}")
-    dev = resolve_device(device)
-
     def report(d: dict[str, Any]) -> None:
         if progress:
             progress(d)
 
+    for i, (img, m) in enumerate(zip(images, masks)):
+        if np.asarray(m).shape[:2] != np.asarray(img).shape[:2]:
+            raise ValueError(f"pair {i}: mask shape {np.asarray(m).shape} does not match image shape "
+                             f"{np.asarray(img).shape[:2]}")
+        report({"stage": "prepare", "step": i + 1, "steps": len(images)})
+    dev = resolve_device(device)
+
     def cancelled() -> bool:
         return cancel is not None and cancel.is_set()
 
-    report({"stage": "prepare", "step": 0, "steps": 1})
     base_model = load_model(base) if not isinstance(base, LesionModel) else base
     model = init_from(base_model)           # a copy: the base model is never touched
     base_state = {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
@@ -183,12 +200,12 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     order = np.random.default_rng(seed).permutation(n)
     hold_idx, train_idx = sorted(order[:k].tolist()), sorted(order[k:].tolist())
     size = model.input_size
-    train_set = prepare_pairs([images[i] for i in train_idx], [masks[i] for i in train_idx], size,
+    train_set = prepare_pairs(_Picked(images, train_idx), _Picked(masks, train_idx), size,
                               [f"pair{i}" for i in train_idx])
-    val_set = (prepare_pairs([images[i] for i in hold_idx], [masks[i] for i in hold_idx], size,
+    val_set = (prepare_pairs(_Picked(images, hold_idx), _Picked(masks, hold_idx), size,
                              [f"pair{i}" for i in hold_idx]) if k else None)
     score_idx = hold_idx if k else train_idx
-    score_imgs, score_masks = [images[i] for i in score_idx], [masks[i] for i in score_idx]
+    score_imgs, score_masks = _Picked(images, score_idx), _Picked(masks, score_idx)
     if cancelled():
         raise TrainingCancelled("cancelled before training")
 
