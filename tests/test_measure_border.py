@@ -93,3 +93,28 @@ def test_ellipse_is_not_rough():
     row = measure(ell.astype(np.int32), None).iloc[0]
     assert row["border_roughness"] < 0.005
     assert row["border_convexity"] > 0.98
+
+
+def test_border_measures_describe_the_outer_outline_of_the_largest_piece():
+    # holes and other pieces are no part of the border: a smooth disc with a jagged hole, or beside a
+    # smaller second piece, has the border measures of the disc alone
+    disc = measure(DISC.astype(np.int32), None).iloc[0]
+    phi = np.arctan2(YY - 200, XX - 200)
+    star_hole = R <= 40 * (1 + 0.3 * np.sin(9 * phi))
+    holed = measure((DISC & ~star_hole).astype(np.int32), None).iloc[0]
+    ring = measure((DISC & (R > 50)).astype(np.int32), None).iloc[0]
+    two = DISC.copy()
+    two[(YY - 40) ** 2 + (XX - 40) ** 2 <= 30 ** 2] = True        # a second, smaller piece
+    pieces = measure(two.astype(np.int32), None).iloc[0]
+    for row in (holed, ring, pieces):
+        for col in ("border_convexity", "border_fractal_dimension", "border_roughness"):
+            assert row[col] == pytest.approx(disc[col], abs=1e-9), col
+    assert ring["border_convexity"] > 0.98                      # a ring's outline is convex
+    assert holed["perimeter_px"] > disc["perimeter_px"] + 200     # the hole still counts in the perimeter
+
+
+@pytest.mark.parametrize("side", [1, 3, 6])
+def test_circularity_never_exceeds_one(side):
+    lab = np.zeros((20, 20), np.int32)
+    lab[5:5 + side, 5:5 + side] = 1
+    assert 0 < measure(lab, None).iloc[0]["circularity"] <= 1.0

@@ -160,7 +160,11 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
     hull = ms.convex_hull(raw_pts)
     max_feret, min_feret, feret_angle = ms.feret_diameters(hull)
     asym = ms.mirror_asymmetry(mask, spacing, centroid, coords)
-    outline = ms.smoothed_outer_contour(contours, spacing)
+    # the border measures describe the outer outline of the largest piece (holes and other pieces left out)
+    outer = ms.outer_contour(contours)
+    outline = ms.resample_closed(outer, spacing)
+    outer_hull = ms.convex_hull(outer[:-1] * s)
+    outline_length = ms.closed_length(outline)
 
     row: dict[str, Any] = {
         "label": label, "area_px2": area_px, f"perimeter_{unit}": perim,
@@ -173,14 +177,17 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
         "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
         "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
         "eccentricity": float(region.eccentricity), "solidity": float(region.solidity),
-        "circularity": 4.0 * math.pi * area / perim ** 2 if perim > 0 else float("nan"),
+        # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
+        "circularity": min(1.0, 4.0 * math.pi * area / perim ** 2) if perim > 0 else float("nan"),
         "asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
         "asymmetry_axis1_angle_deg": asym.axis1_angle_deg,
         "asymmetry_score": int(asym.axis1 > opts["asymmetry_threshold"]) + int(asym.axis2 > opts["asymmetry_threshold"]),
         "asymmetry_principal_major": asym.principal_major, "asymmetry_principal_minor": asym.principal_minor,
-        "border_convexity": min(1.0, ms.polygon_length(hull) / perim) if perim > 0 else float("nan"),
-        "border_fractal_dimension": mb.box_counting_dimension(outline, float(s.min()), max_feret),
-        "border_roughness": mb.radial_roughness(outline, centroid),
+        "border_convexity": (min(1.0, ms.polygon_length(outer_hull) / outline_length) if outline_length > 0
+                             else float("nan")),
+        "border_fractal_dimension": mb.box_counting_dimension(outline, float(s.min()),
+                                                              ms.feret_diameters(outer_hull)[0]),
+        "border_roughness": mb.radial_roughness(outline, ms.polygon_centroid(outline)),
     }
     if unit == "mm":
         row["area_mm2"] = area
