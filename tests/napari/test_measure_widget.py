@@ -138,6 +138,24 @@ def test_remeasured_after_edits(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: w.table.attrs["pixel_size_mm"] == (0.05, 0.05), timeout=TIMEOUT)
 
 
+def test_the_users_own_feature_columns_survive_remeasuring(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    f = layer.features.copy()
+    f["diagnosis"] = [pd.NA, pd.NA, "naevus", pd.NA, pd.NA, "melanoma?"]   # rows = label values 0..5
+    layer.features = f
+    new = np.array(layer.data)
+    new[170:190, 20:60] = 7                                    # an edit adds lesion 7
+    layer.data = new
+    qtbot.waitUntil(lambda: 7 in w.table["label"].tolist(), timeout=TIMEOUT)
+    g = layer.features
+    assert g.loc[2, "diagnosis"] == "naevus" and g.loc[5, "diagnosis"] == "melanoma?"
+    assert pd.isna(g.loc[7, "diagnosis"]) and g.loc[7, "area_mm2"] > 0
+
+
 def test_unchanged_refresh_is_not_remeasured(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     labels, img = scene()

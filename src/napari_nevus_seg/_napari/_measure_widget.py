@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -31,7 +32,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
                             QPushButton, QVBoxLayout, QWidget)
 
 from .. import measure
-from ..measurements import MeasureCancelled, layer_features
+from ..measurements import MeasureCancelled, column_names, layer_features
 from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer, source_image
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel
 
@@ -59,6 +60,20 @@ class MeasureJob:
     fingerprint: int = 0
     cancel: WorkerCancel = field(default_factory=WorkerCancel)
     started: float = field(default_factory=time.perf_counter)
+
+
+def with_users_columns(features, old):
+    """``features`` plus the columns of ``old`` (the layer's features before) that are not measurements:
+    a user's own per-lesion annotations (a diagnosis, a note) survive re-measuring, matched by label value."""
+    measured = set(column_names("mm")) | set(column_names("px")) | {"index"}
+    keep = [c for c in getattr(old, "columns", []) if c not in measured and c not in features.columns]
+    if not keep or not len(old):
+        return features
+    labels_before = old["index"].to_numpy() if "index" in old.columns else np.arange(len(old))
+    by_label = old[keep].set_axis(labels_before, axis=0)
+    by_label = by_label[~by_label.index.duplicated()]
+    extra = by_label.reindex(features["index"].to_numpy()).reset_index(drop=True)
+    return pd.concat([features.reset_index(drop=True), extra], axis=1)
 
 
 def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, cancel, progress_cb):
@@ -391,7 +406,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             self.status.setText(f"{layer.name!r} was removed before its measurements were ready")
             return
         try:
-            layer.features = layer_features(table, max_label)
+            layer.features = with_users_columns(layer_features(table, max_label), layer.features)
             layer.metadata[TABLE_KEY] = table
         except Exception as exc:  # noqa: BLE001 - report, never crash napari
             show_error(f"Measure lesions: could not store the measurements in {layer.name!r}: {exc}")
