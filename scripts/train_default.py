@@ -130,6 +130,7 @@ def main() -> None:
         model = init_from(args.init)
         model.preprocess = default_preprocess(args.size)
     else:
+        torch.manual_seed(0)   # reproducible starting weights (TrainConfig's seed covers order and augmentation)
         model = build_model("unet", default_preprocess(args.size), width=args.width, depth=args.depth)
     model.meta.update({"name": "default", "training_data": "ISIC 2017 Challenge Part 1 training set "
                        "(1800 train / 200 validation, split seed 0)"

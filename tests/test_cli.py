@@ -308,3 +308,12 @@ def test_train_help_states_the_fine_tuning_defaults(capsys):
 
     assert main(["train", "--help"]) == 0
     assert f"the fine-tuning default, {DEFAULTS['epochs']})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_same_seed_same_model(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    for name in ("a.pt", "b.pt"):
+        assert main(["train", str(data), "--out", str(tmp_path / name), "--epochs", "1", "--seed", "3",
+                     *TINY]) == 0, capsys.readouterr().err
+    a, b = (load_model(tmp_path / n).net.state_dict() for n in ("a.pt", "b.pt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)       # the starting weights are seeded too

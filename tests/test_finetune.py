@@ -211,3 +211,17 @@ def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
     tuned = fine_tune(images, masks, base=tiny_base(), **dict(FAST, epochs=1, steps_per_epoch=2))
     assert tuned.meta["fine_tune"]["n_pairs"] == 6
     assert 6 <= len(reads) <= 3 * 6           # read when needed: check, training set, scoring
+
+
+def test_reported_validation_scores_are_the_returned_models(bluish):
+    # with blend < 1 the model returned is base + blend * (tuned - base): its best_val is its own score
+    from napari_nevus_seg.training import evaluate, prepare_pairs
+
+    train_cases, _ = bluish
+    images, masks = [c.image for c in train_cases], [c.labels for c in train_cases]
+    tuned = fine_tune(images, masks, base=tiny_base(), blend=0.3, **FAST)
+    hold = tuned.meta["fine_tune"]["holdout_index"]
+    assert hold and tuned.meta["best_val"] is not None
+    val = prepare_pairs([images[i] for i in hold], [masks[i] for i in hold], tuned.input_size)
+    assert tuned.meta["best_val"]["dice"] == pytest.approx(evaluate(tuned, val, "cpu")["dice"], abs=1e-6)
+    assert tuned.meta["fine_tune"]["tuned_val"]["epoch"] == tuned.meta["best_val"]["epoch"]

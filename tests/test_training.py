@@ -57,3 +57,30 @@ def test_resume_with_another_network_is_a_clear_error(tmp_path, pairs):
     train(tiny(4), pairs, None, cfg(1), device="cpu", checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="resume with the same settings"):
         train(tiny(8), pairs, None, cfg(2), device="cpu", checkpoint_dir=tmp_path, resume=True)
+
+
+def test_freeze_encoder_keeps_its_weights_and_normalisation_statistics(split):
+    model = tiny()
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    train(model, *split, TrainConfig(epochs=2, steps_per_epoch=2, batch_size=2, lr=1e-2, freeze_encoder=True,
+                                     freeze_norm=False), device="cpu")
+    after = model.net.state_dict()
+    frozen = [k for k in before if k.startswith(("down.", "bottom."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)        # BN running stats included
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("dec."))
+    assert all(p.requires_grad for p in model.net.parameters())                      # trainable again after
+
+
+def test_a_cancelled_run_leaves_the_encoder_trainable(split):
+    model = tiny()
+    calls = []
+
+    class CancelAfterTwoChecks:
+        def is_set(self):
+            calls.append(1)
+            return len(calls) > 2
+
+    with pytest.raises(training.TrainingCancelled):
+        train(model, *split, TrainConfig(epochs=5, steps_per_epoch=2, batch_size=2, freeze_encoder=True),
+              device="cpu", cancel=CancelAfterTwoChecks())
+    assert all(p.requires_grad for p in model.net.parameters())

@@ -163,6 +163,9 @@ def _train_new(args, display) -> Any:
     from .model import build_model, default_preprocess
     from .training import TrainConfig, load_pairs, split_pairs, train
 
+    import torch
+
+    torch.manual_seed(args.seed)   # the starting weights too: --seed makes a run reproducible
     model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)
     model.meta.update({"training_data": str(Path(args.data).resolve().name)})
     pairs = load_pairs(args.data, model.input_size, limit=args.limit, progress=display)

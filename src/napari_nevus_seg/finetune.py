@@ -43,7 +43,8 @@ from .devices import resolve_device
 from .inference import load_model, segment
 from .metrics import dice
 from .model import LesionModel
-from .training import CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, init_from, prepare_pairs, train
+from .training import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, evaluate, init_from,
+                       prepare_pairs, train)
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 
@@ -227,8 +228,12 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                         "val_dice": d.get("val_dice")})
 
         result = train(model, train_set, val_set, cfg, dev, progress=on_train, cancel=cancel)
+        tuned_val = result.best_val
         if blend < 1.0:
             _blend_weights(model, base_state, blend)
+            # train() recorded the scores of the unblended weights: the model returned is the blend
+            model.meta["best_val"] = (dict(evaluate(model, val_set, dev), epoch=tuned_val.get("epoch"))
+                                      if val_set is not None and tuned_val else None)
         after = _score(model, score_imgs, score_masks, dev, cancel, progress, "score_after")
     finally:
         model.net.to("cpu")
@@ -251,6 +256,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "before_per_pair": [float(x) for x in before], "after_per_pair": [float(x) for x in after],
         "improved": bool(a > b + 1e-9), "worse": bool(a < b - 1e-9),
         "stopped_epoch": int(last_epoch), "best_epoch": int(best_epoch) if best_epoch else None,
+        "tuned_val": tuned_val,  # network-input-size scores of the weights before blending
         "seconds": round(seconds, 2), "device": str(dev),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "lr": lr,

@@ -36,7 +36,9 @@ class CancelToken(Protocol):
 
 
 class TrainingCancelled(RuntimeError):
-    """Raised when training or fine-tuning was cancelled; the model passed in is left unchanged."""
+    """Raised when training or fine-tuning was cancelled. :func:`train` trains in place, so its model is left
+    partly trained (with ``checkpoint_dir``, ``last.pt`` keeps the last whole epoch); :func:`fine_tune` trains
+    a copy and leaves its base model unchanged."""
 
 
 @dataclass
@@ -190,18 +192,27 @@ def evaluate(model: LesionModel, pairs: PairSet, device: str | torch.device = "a
 
 
 # --------------------------------------------------------------------------------------- training
-def _encoder_parameters(model: LesionModel):
+_NORMS = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)
+
+
+def _encoder_modules(model: LesionModel) -> list[torch.nn.Module]:
+    """What ``freeze_encoder`` keeps fixed: the contracting path, and the U-Net's bottleneck."""
     net = model.net
-    mods = [getattr(net, "down", None) or getattr(net, "enc", None)]
-    return [p for m in mods if m is not None for p in m.parameters()]
+    return [m for m in (getattr(net, "down", None) or getattr(net, "enc", None), getattr(net, "bottom", None))
+            if m is not None]
+
+
+def _encoder_parameters(model: LesionModel):
+    return [p for m in _encoder_modules(model) for p in m.parameters()]
 
 
 def _set_train_mode(model: LesionModel, cfg: TrainConfig) -> None:
     model.net.train()
-    if cfg.freeze_norm:
-        for m in model.net.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)):
-                m.eval()
+    frozen = list(model.net.modules()) if cfg.freeze_norm else \
+        [m for e in _encoder_modules(model) for m in e.modules()] if cfg.freeze_encoder else []
+    for m in frozen:   # normalisation statistics of frozen parts are not updated either
+        if isinstance(m, _NORMS):
+            m.eval()
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
@@ -249,101 +260,103 @@ def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None
     if cfg.freeze_encoder:
         for p in _encoder_parameters(model):
             p.requires_grad_(False)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(train_set)
-    bs = min(cfg.batch_size, n)
-    steps = cfg.steps_per_epoch or max(1, n // bs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    history: list[dict[str, Any]] = []
-    best: dict[str, float] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 0
-    if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
-        ck = read_checkpoint(ckpt_dir / "last.pt")
-        try:
-            net.load_state_dict(ck["state_dict"])
-        except RuntimeError:
-            raise ValueError(
-                f"{ckpt_dir / 'last.pt'} holds a {ck['arch']} {ck['config']} at {ck['preprocess'].get('size')} px, "
-                f"this run builds a {model.arch} {model.config} at {model.input_size} px: resume with the same "
-                "settings, or train in another checkpoint folder") from None
-        st = ck["train_state"]
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        history = list(st["history"])
-        best = st.get("best")
-        start_epoch = int(st["epoch"]) + 1
-        if best is not None and (ckpt_dir / "best.pt").is_file():  # (a best.pt of another run is no best of this one)
-            best_state = read_checkpoint(ckpt_dir / "best.pt")["state_dict"]
-        if progress:
-            progress({"stage": "resume", "epoch": start_epoch, "epochs": cfg.epochs})
-    t0 = time.perf_counter()
-    step_times: list[float] = []
-    # epochs since the best one (early stopping's count carries over a resume)
-    bad_epochs = start_epoch - int(best["epoch"]) if best and start_epoch else 0
-    for epoch in range(start_epoch, cfg.epochs):
-        _set_train_mode(model, cfg)
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(steps * bs / n))])
-        running = 0.0
-        for step in range(steps):
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled(f"cancelled at epoch {epoch + 1}, step {step + 1}")
-            ts = time.perf_counter()
-            idx = order[step * bs:(step + 1) * bs]
-            x = train_set.images[idx].to(dev).float() / 255.0
-            y = train_set.masks[idx].to(dev).float()
-            x, y = augment_batch(x, y, cfg.augment, g)
-            x = normalise(x, model.preprocess["mean"], model.preprocess["std"]).contiguous(
-                memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = net(x)
-            loss = segmentation_loss(logits, y, cfg.loss)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            running += loss.item()
-            step_times.append(time.perf_counter() - ts)
+    try:   # a cancelled or failed run leaves the encoder trainable again, as it came
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n = len(train_set)
+        bs = min(cfg.batch_size, n)
+        steps = cfg.steps_per_epoch or max(1, n // bs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+        scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+        history: list[dict[str, Any]] = []
+        best: dict[str, float] | None = None
+        best_state: dict[str, torch.Tensor] | None = None
+        start_epoch = 0
+        if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
+            ck = read_checkpoint(ckpt_dir / "last.pt")
+            try:
+                net.load_state_dict(ck["state_dict"])
+            except RuntimeError:
+                raise ValueError(
+                    f"{ckpt_dir / 'last.pt'} holds a {ck['arch']} {ck['config']} at {ck['preprocess'].get('size')} px, "
+                    f"this run builds a {model.arch} {model.config} at {model.input_size} px: resume with the same "
+                    "settings, or train in another checkpoint folder") from None
+            st = ck["train_state"]
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            history = list(st["history"])
+            best = st.get("best")
+            start_epoch = int(st["epoch"]) + 1
+            if best is not None and (ckpt_dir / "best.pt").is_file():  # (a best.pt of another run is no best of this one)
+                best_state = read_checkpoint(ckpt_dir / "best.pt")["state_dict"]
             if progress:
-                recent = step_times[-20:]
-                left = (cfg.epochs - epoch - 1) * steps + (steps - step - 1)
-                progress({"stage": "train", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
-                          "steps": steps, "loss": running / (step + 1), "lr": sched.get_last_lr()[0],
-                          "eta_s": left * sum(recent) / len(recent)})
-        record: dict[str, Any] = {"epoch": epoch + 1, "loss": running / steps,
-                                  "seconds": time.perf_counter() - t0}
-        if val_set is not None and len(val_set):
-            scores = evaluate(model, val_set, dev)
-            record.update({f"val_{k}": v for k, v in scores.items()})
-            improved = best is None or scores["dice"] > best["dice"]
-            if improved:
-                best = dict(scores, epoch=epoch + 1)
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-        history.append(record)
-        model.meta["history"] = history
-        if progress:
-            progress({"stage": "val", **record, "epochs": cfg.epochs, "best": best})
-        if ckpt_dir:
-            if best_state is not None and best and best.get("epoch") == epoch + 1:
-                model.meta["best_val"] = best
-                save_checkpoint(model, ckpt_dir / "best.pt")
-            save_checkpoint(model, ckpt_dir / "last.pt", extra={"train_state": {
-                "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "history": history, "best": best, "config": cfg.to_dict()}})
-        if cfg.patience is not None and bad_epochs >= cfg.patience:
-            break
-    if cfg.freeze_encoder:
-        for p in _encoder_parameters(model):
-            p.requires_grad_(True)
+                progress({"stage": "resume", "epoch": start_epoch, "epochs": cfg.epochs})
+        t0 = time.perf_counter()
+        step_times: list[float] = []
+        # epochs since the best one (early stopping's count carries over a resume)
+        bad_epochs = start_epoch - int(best["epoch"]) if best and start_epoch else 0
+        for epoch in range(start_epoch, cfg.epochs):
+            _set_train_mode(model, cfg)
+            g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(steps * bs / n))])
+            running = 0.0
+            for step in range(steps):
+                if cancel is not None and cancel.is_set():
+                    raise TrainingCancelled(f"cancelled at epoch {epoch + 1}, step {step + 1}")
+                ts = time.perf_counter()
+                idx = order[step * bs:(step + 1) * bs]
+                x = train_set.images[idx].to(dev).float() / 255.0
+                y = train_set.masks[idx].to(dev).float()
+                x, y = augment_batch(x, y, cfg.augment, g)
+                x = normalise(x, model.preprocess["mean"], model.preprocess["std"]).contiguous(
+                    memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    logits = net(x)
+                loss = segmentation_loss(logits, y, cfg.loss)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                running += loss.item()
+                step_times.append(time.perf_counter() - ts)
+                if progress:
+                    recent = step_times[-20:]
+                    left = (cfg.epochs - epoch - 1) * steps + (steps - step - 1)
+                    progress({"stage": "train", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
+                              "steps": steps, "loss": running / (step + 1), "lr": sched.get_last_lr()[0],
+                              "eta_s": left * sum(recent) / len(recent)})
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": running / steps,
+                                      "seconds": time.perf_counter() - t0}
+            if val_set is not None and len(val_set):
+                scores = evaluate(model, val_set, dev)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+                improved = best is None or scores["dice"] > best["dice"]
+                if improved:
+                    best = dict(scores, epoch=epoch + 1)
+                    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+            history.append(record)
+            model.meta["history"] = history
+            if progress:
+                progress({"stage": "val", **record, "epochs": cfg.epochs, "best": best})
+            if ckpt_dir:
+                if best_state is not None and best and best.get("epoch") == epoch + 1:
+                    model.meta["best_val"] = best
+                    save_checkpoint(model, ckpt_dir / "best.pt")
+                save_checkpoint(model, ckpt_dir / "last.pt", extra={"train_state": {
+                    "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "history": history, "best": best, "config": cfg.to_dict()}})
+            if cfg.patience is not None and bad_epochs >= cfg.patience:
+                break
+    finally:
+        if cfg.freeze_encoder:
+            for p in _encoder_parameters(model):
+                p.requires_grad_(True)
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
