@@ -92,5 +92,8 @@ def test_num_threads_env_caps_threads(monkeypatch):
         assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
         monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "not a number")  # ignored, not a crash
         assert devices.use_all_cpu_threads() >= 1
+        monkeypatch.delenv("NEVUS_SEG_NUM_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")   # as Dask workers and shared machines set it
+        assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

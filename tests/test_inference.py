@@ -178,6 +178,16 @@ def test_twelve_bit_image_segments_like_its_8_bit_version():
     assert dice(predict_proba(twelve, device="cpu") > 0.5, predict_proba(case.image, device="cpu") > 0.5) > 0.99
 
 
+def test_a_float_image_with_a_few_values_above_one_is_still_a_0_1_image():
+    # the overshoot of a bicubic resize or of sharpening: it used to turn the image into near-black 0..255 data
+    case = synthetic_lesion_image(seed=2)
+    f = case.image / 255.0
+    ref = segment(f, device="cpu")
+    f[0, 0, 0] = 1.002
+    f[5, 7] = 1.3
+    np.testing.assert_array_equal(segment(f, device="cpu"), ref)
+
+
 def test_bad_threshold_and_min_size():
     img, _ = ellipse_image(shape=(64, 64))
     for t in (0.0, 1.0, -0.2, float("nan")):

@@ -98,7 +98,8 @@ def test_16bit_gray_png_and_rgb_tiff(tmp_path, rgb):
 @pytest.mark.parametrize(("peak", "floating", "full"), [
     (0.5, True, 1.0), (1.0, True, 1.0), (1.0, False, 255.0), (200, False, 255.0), (255, False, 255.0),
     (256, False, 1023.0), (1023, False, 1023.0), (1024, False, 4095.0), (4095, False, 4095.0),
-    (4096, False, 16383.0), (16384, False, 65535.0), (65535, False, 65535.0), (300.0, True, 1023.0)])
+    (4096, False, 16383.0), (16384, False, 65535.0), (65535, False, 65535.0), (300.0, True, 1023.0),
+    (1.002, True, 1.0), (2.0, True, 1.0), (2.5, True, 255.0)])
 def test_intensity_full_scale(peak, floating, full):
     assert intensity_full_scale(peak, floating) == full
 

@@ -106,13 +106,15 @@ def use_all_cpu_threads() -> int:
     """Let PyTorch use every CPU core this process may run on; returns the thread count.
 
     ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
-    threads then wait on each other and one thread can be several times faster than two), and so does
-    :func:`cpu_threads_capped`.
+    threads then wait on each other and one thread can be several times faster than two), and so do
+    ``OMP_NUM_THREADS`` (the usual way to share a machine's cores between processes; Dask workers set it
+    to 1 unless told otherwise) and :func:`cpu_threads_capped`.
     """
     n = cpu_cores()
-    cap = os.environ.get("NEVUS_SEG_NUM_THREADS", "").strip()
-    if cap.isdigit() and int(cap) > 0:
-        n = min(n, int(cap))
+    for var in ("NEVUS_SEG_NUM_THREADS", "OMP_NUM_THREADS"):
+        cap = os.environ.get(var, "").strip()
+        if cap.isdigit() and int(cap) > 0:
+            n = min(n, int(cap))
     if _THREAD_CAP:
         n = min(n, _THREAD_CAP[-1])
     if torch.get_num_threads() != n:

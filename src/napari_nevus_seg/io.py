@@ -12,7 +12,8 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
   (:func:`intensity_full_scale`): values within 0..255 are taken as 8-bit, larger ones as 10, 12, 14
   or 16-bit (a 12-bit camera's data in uint16 maps 4095 to white, not 4095/65535 = 6 %); negative
   values or values above 65535 in an integer image are an error;
-- floating point: values in [0, 1] are scaled by 255; NaN and infinite values become 0;
+- floating point: values in [0, 1] are scaled by 255 (an image whose largest value is at most 2 counts
+  as [0, 1] data, its few values above 1 clipped); NaN and infinite values become 0;
 - multi-page TIFF / stacks: the first page is read (use ``tifffile`` directly for stacks).
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a message that says what is wrong.
@@ -55,14 +56,19 @@ class ImageInfo:
 
 
 # --------------------------------------------------------------------------------------- images
+FLOAT_UNIT_PEAK = 2.0  # float images whose largest value is at most this are [0, 1] data
+
+
 def intensity_full_scale(peak: float, floating: bool = False) -> float:
     """The pixel value shown as full intensity for an image whose largest value is ``peak``.
 
-    1 for floats within [0, 1]; 255 when the values fit 8 bits; else ``2**b - 1`` for the smallest even
-    bit depth ``b`` >= 10 that holds ``peak`` (10, 12, 14, 16 bits: 12-bit camera data stored as uint16
-    is scaled by 4095, as napari's contrast limits would show it, not by 65535).
+    1 for floats up to 2 (data in [0, 1]: a few values above 1, the overshoot of a bicubic resize or of
+    sharpening, are clipped instead of turning the image into near-black 0..255 data); 255 when the
+    values fit 8 bits; else ``2**b - 1`` for the smallest even bit depth ``b`` >= 10 that holds ``peak``
+    (10, 12, 14, 16 bits: 12-bit camera data stored as uint16 is scaled by 4095, as napari's contrast
+    limits would show it, not by 65535).
     """
-    if floating and peak <= 1.0 + 1e-3:
+    if floating and peak <= FLOAT_UNIT_PEAK:
         return 1.0
     if peak <= 255.0:
         return 255.0
