@@ -155,3 +155,23 @@ def test_changed_file_is_reloaded(tmp_path):
     b = build_model("unet", width=8, depth=2, meta={"name": "bee"})
     save_model(b, path)
     assert load_model(path).name == "bee"
+
+
+def test_a_replaced_file_with_the_same_size_and_time_is_read_again(tmp_path):
+    # cp -p, rsync -t or unpacking an archive keep the modification time; same-architecture models have
+    # the same size: the inode and change time still tell the versions apart
+    import os
+    import shutil
+
+    torch.manual_seed(0)
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    save_model(build_model("unet", width=4, depth=2, meta={"name": "one"}), one)
+    save_model(build_model("unet", width=4, depth=2, meta={"name": "two"}), two)
+    assert one.stat().st_size == two.stat().st_size
+    path = tmp_path / "m.pt"
+    for src, name in ((one, "one"), (two, "two"), (one, "one")):
+        tmp = tmp_path / "incoming.pt"
+        shutil.copy2(src, tmp)
+        os.utime(tmp, (1e9, 1e9))
+        os.replace(tmp, path)                     # the same mtime and size every time
+        assert load_model(path).name == name

@@ -47,7 +47,7 @@ def default_model_path() -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float, size: int) -> LesionModel:
+def _load_cached(path: str, version: tuple) -> LesionModel:
     return load_checkpoint(path)
 
 
@@ -56,18 +56,19 @@ def load_model(path: str | os.PathLike | None = None) -> LesionModel:
 
     Files are read with ``torch.load(weights_only=True)``: a model file cannot run code.
     Raises :class:`~napari_nevus_seg.model.CheckpointError` for missing, corrupt or unsafe files.
-    Loaded models are cached (per path, modification time and size): do not train a loaded model in
-    place; ``copy.deepcopy`` it first.
+    Loaded models are cached per path and file version (a replaced or rewritten file is read again,
+    even when a copy kept its modification time: the inode and change time differ): do not train a
+    loaded model in place; ``copy.deepcopy`` it first.
     """
     p = Path(path) if path is not None else default_model_path()
     if path is None and not p.is_file():
         raise FileNotFoundError(f"the default model is missing from the installation ({p})")
     try:
         st = p.stat()
-        mtime, size = st.st_mtime, st.st_size
+        version: tuple = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except OSError:
-        mtime, size = 0.0, -1
-    return _load_cached(str(p.resolve()) if p.exists() else str(p), mtime, size)
+        version = ()
+    return _load_cached(str(p.resolve()) if p.exists() else str(p), version)
 
 
 def _resolve_model(model: LesionModel | str | os.PathLike | None) -> LesionModel:
