@@ -113,11 +113,15 @@ def test_measure_csv_from_the_cli(tmp_path, capsys):
 
 
 def test_workers_run_a_local_dask_cluster(tmp_path, tiny_model, capsys):
+    import os
+
     pytest.importorskip("distributed")
     paths = make_folder(tmp_path / "in", 2)
+    env_before = dict(os.environ)
     rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1",
                "--model", str(tiny_model), "-q"])
     assert rc == 0, capsys.readouterr()
+    assert dict(os.environ) == env_before     # Dask's thread settings for its workers stay out of this process
     img = np.asarray(Image.open(paths[1]).convert("RGB"))
     expected = segment(img, model=load_model(tiny_model))
     np.testing.assert_array_equal(read_output(tmp_path / "out" / "img1.tif"), expected)
@@ -244,8 +248,11 @@ def test_train_init_fine_tunes_and_names_the_model(tmp_path, monkeypatch, capsys
     base = save_model(build_model(width=4, depth=2, preprocess={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}),
                       tmp_path / "base.pt")
     rc = main(["train", str(data), "--out", str(tmp_path / "ft.pt"), "--init", str(base), "--epochs", "1",
-               "--name", "clinic A", *TINY])
-    assert rc == 0, capsys.readouterr().err
+               "--name", "clinic A", "--fill-prob", "0.4", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    # TINY's network settings and --fill-prob are for new models: said, not silently dropped
+    assert "--size, --width, --depth, --fill-prob ignored when fine-tuning" in " ".join(err.split())
     ft = load_model(tmp_path / "ft.pt")
     assert ft.input_size == 32
     before = load_model(base).net.state_dict()

@@ -93,7 +93,10 @@ def test_num_threads_env_caps_threads(monkeypatch):
         monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "not a number")  # ignored, not a crash
         assert devices.use_all_cpu_threads() >= 1
         monkeypatch.delenv("NEVUS_SEG_NUM_THREADS")
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")   # as Dask workers and shared machines set it
+        monkeypatch.setattr(devices, "_OMP_AT_START", "1")   # a process started with OMP_NUM_THREADS=1
         assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(devices, "_OMP_AT_START", "")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")           # set later (Dask does, for its workers): not ours
+        assert devices.use_all_cpu_threads() == devices.cpu_cores()
     finally:
         torch.set_num_threads(before)

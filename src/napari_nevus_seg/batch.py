@@ -221,7 +221,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     tasks, missing = find_images(items, Path(out), recursive)
     if not tasks:
         where = ", ".join(str(i) for i in items) or "(no inputs)"
-        raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}"
+        raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}, leaving out "
+                              "masks and files in mask folders such as masks/ or labels/"
                               f"{'' if recursive else '; sub-folders need --recursive'})")
     if measure is not None:
         try:

@@ -53,9 +53,16 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
     # each worker process gets its share of the cores for PyTorch and OpenMP from the start, so that
     # the workers' thread pools do not spin against each other
     share = str(max(1, cpu_cores() // workers))
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker), processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR,
-                           env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})
+    # Dask's nannies run in this process and write the workers' thread settings into its environment:
+    # put it back, or this process (e.g. napari, after a batch run from its console) would stay at 1 thread
+    saved = dict(os.environ)
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker), processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR,
+                               env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     client = Client(cluster)
     try:
         yield client

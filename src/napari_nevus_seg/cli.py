@@ -70,7 +70,8 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the label images")
     p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file")
     p.add_argument("--pixel-size-mm", type=float, metavar="MM",
-                   help="pixel size for --measure (default: from the file metadata, else pixels)")
+                   help="pixel size of every image: TIFF tags of the labels and --measure (default: from each "
+                        "file's metadata, else pixels)")
     p.add_argument("--model", metavar="PATH_OR_NAME", help="model file or library name (default: shipped model)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")

@@ -152,8 +152,13 @@ def _fine_tune(args, base, display) -> Any:
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "holdout": args.val_fraction,
              "patience": args.patience}
     options = {k: v for k, v in given.items() if v is not None}
-    if args.loss is not None:
-        print("note: --loss is ignored when fine-tuning (the fine-tuning recipe is used)", file=sys.stderr)
+    ignored = [opt for opt, given in (("--loss", args.loss is not None), ("--size", args.size != 128),
+                                      ("--arch", args.arch != "unet"), ("--width", args.width != 16),
+                                      ("--depth", args.depth != 4), ("--fill-prob", args.fill_prob != 0.0))
+               if given]
+    if ignored:
+        print(f"note: {', '.join(ignored)} ignored when fine-tuning (the base model's network and the "
+              "fine-tuning recipe are used)", file=sys.stderr)
     display.whole_run = True
     return fine_tune(images, masks, base=base, device=args.device, progress=display, seed=args.seed, **options)
 

@@ -85,6 +85,9 @@ def cpu_cores() -> int:
 
 
 _THREAD_CAP: list[int] = []   # caps set by cpu_threads_capped (innermost last)
+# OMP_NUM_THREADS as the process started with it (libraries such as Dask write it into the environment
+# later, for the processes they start, not for this one)
+_OMP_AT_START = os.environ.get("OMP_NUM_THREADS", "")
 
 
 @contextlib.contextmanager
@@ -107,12 +110,12 @@ def use_all_cpu_threads() -> int:
 
     ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
     threads then wait on each other and one thread can be several times faster than two), and so do
-    ``OMP_NUM_THREADS`` (the usual way to share a machine's cores between processes; Dask workers set it
-    to 1 unless told otherwise) and :func:`cpu_threads_capped`.
+    ``OMP_NUM_THREADS`` as the process started with it (the usual way to share a machine's cores between
+    processes; Dask workers start with 1 unless told otherwise) and :func:`cpu_threads_capped`.
     """
     n = cpu_cores()
-    for var in ("NEVUS_SEG_NUM_THREADS", "OMP_NUM_THREADS"):
-        cap = os.environ.get(var, "").strip()
+    for cap in (os.environ.get("NEVUS_SEG_NUM_THREADS", ""), _OMP_AT_START):
+        cap = cap.strip()
         if cap.isdigit() and int(cap) > 0:
             n = min(n, int(cap))
     if _THREAD_CAP:

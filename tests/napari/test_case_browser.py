@@ -97,6 +97,20 @@ def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
     assert layer_names(viewer) == ["mine", "IMD002"]
 
 
+def test_a_data_set_opened_by_the_reader_is_continued(make_napari_viewer, make_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
+    monkeypatch.setattr(_case_browser, "show_info", lambda msg: None)
+    viewer = make_napari_viewer()
+    root, _ = make_dataset("ph2", n=3, shape=(60, 80))
+    viewer.open(str(root), plugin="napari-nevus-seg")         # the first case: image + ground truth
+    opened = layer_names(viewer)
+    assert opened[0] == "IMD001" and len(opened) == 2
+    w = CaseBrowserWidget(viewer)
+    assert w.folder_edit.text() == str(root) and "case 1/3" in w.position_label.text()
+    assert w.image_layer is viewer.layers["IMD001"]           # taken over, not opened a second time
+    assert w.next() and layer_names(viewer) == ["IMD002"]     # the reader's layers leave with their case
+
+
 def test_opening_another_folder_warns_about_unsaved_corrections(browser, qtbot):
     viewer, w, root, _, notes = browser
     w.open_folder(root)

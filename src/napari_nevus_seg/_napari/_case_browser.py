@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
@@ -79,7 +80,33 @@ class CaseBrowserWidget(QWidget):
         lay.addWidget(self.segment_button)
         lay.addWidget(self.training)
         lay.addStretch(1)
+        self._reader_layers: list = []   # a data-set case napari's reader opened, taken over (ground truth)
+        self._adopt_opened_dataset()
         self._update_buttons()
+
+    def _adopt_opened_dataset(self) -> None:
+        """Continue from a data-set folder that napari's reader opened (its first case is on screen):
+        the folder, the case's layers, and the position in the folder are taken over."""
+        opened = [ly for ly in self.viewer.layers if isinstance(ly.metadata, dict) and "dataset" in ly.metadata]
+        active = self.viewer.layers.selection.active
+        if not opened:
+            return
+        ref = active if active in opened else opened[-1]
+        folder, case = ref.metadata["dataset"], ref.metadata.get("case")
+        try:
+            cases = discover_cases(Path(folder))
+        except OSError:
+            return
+        names = [c.name for c in cases]
+        if case not in names:
+            return
+        mine = [ly for ly in opened if ly.metadata.get("dataset") == folder and ly.metadata.get("case") == case]
+        image = next((ly for ly in mine if isinstance(ly, Image)), None)
+        if image is None:
+            return
+        self.folder_edit.setText(str(folder))
+        self.cases, self.index, self.image_layer = cases, names.index(case), image
+        self._reader_layers = [ly for ly in mine if ly is not image]   # its ground truth: leaves with the case
 
     # ----------------------------------------------------------------------------------- folder
     def _browse(self) -> None:
@@ -153,10 +180,11 @@ class CaseBrowserWidget(QWidget):
         return False
 
     def _remove_case_layers(self) -> None:
-        for layer in (self.labels_layer, self.image_layer):
+        for layer in (self.labels_layer, self.image_layer, *self._reader_layers):
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.image_layer = self.labels_layer = None
+        self._reader_layers = []
 
     def _update_buttons(self) -> None:
         n = len(self.cases)
