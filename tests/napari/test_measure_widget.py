@@ -109,12 +109,18 @@ def test_cancel_leaves_features_unchanged(make_napari_viewer, qtbot):
     assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
 
 
-def test_remeasured_after_edits(make_napari_viewer, qtbot):
+def measured_scene(make_napari_viewer, qtbot):
+    """A viewer with the scene's image and labels, measured once: (layer, widget)."""
     viewer = make_napari_viewer()
     labels, img = scene()
     _, layer = add_layers(viewer, labels, img)
     w = MeasureWidget(viewer)
     run_and_wait(qtbot, w)
+    return layer, w
+
+
+def test_remeasured_after_edits(make_napari_viewer, qtbot):
+    layer, w = measured_scene(make_napari_viewer, qtbot)
     area_before = w.table.set_index("label").loc[2, "area_px2"]
     # paint with the brush: a paint event (one undoable stroke)
     layer.selected_label = 2
@@ -139,11 +145,7 @@ def test_remeasured_after_edits(make_napari_viewer, qtbot):
 
 
 def test_the_users_own_feature_columns_survive_remeasuring(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    labels, img = scene()
-    _, layer = add_layers(viewer, labels, img)
-    w = MeasureWidget(viewer)
-    run_and_wait(qtbot, w)
+    layer, w = measured_scene(make_napari_viewer, qtbot)
     f = layer.features.copy()
     f["diagnosis"] = [pd.NA, pd.NA, "naevus", pd.NA, pd.NA, "melanoma?"]   # rows = label values 0..5
     layer.features = f
