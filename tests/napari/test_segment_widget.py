@@ -247,3 +247,32 @@ def test_widget_from_the_plugin_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Segment lesions")
     assert isinstance(widget, SegmentWidget)
+
+
+def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case):
+    # a dask-backed layer: the worker reads BATCH planes at a time, never the whole stack
+    from napari_nevus_seg._napari import _segment_widget as sw
+
+    planes = np.stack([case.image] * 5)
+    asked = []
+
+    class LazyStack:
+        shape, dtype, ndim = planes.shape, planes.dtype, planes.ndim
+
+        def __getitem__(self, key):
+            part = planes[key]
+            asked.append(len(part) if isinstance(key, slice) else 1)
+            return part
+
+        def __array__(self, *a, **k):
+            raise AssertionError("the whole stack was read at once")
+
+    gen = sw.segment_layer_data(LazyStack(), True, "lazy", None, "cpu", 0.5, False, None, False, False)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as done:
+        labels, prob, _ = done.value
+    assert labels.shape == planes.shape[:3] and prob is None
+    assert max(asked) <= sw.BATCH
+    np.testing.assert_array_equal(labels[4], segment(case.image, device="cpu"))

@@ -78,18 +78,24 @@ def segment_layer_data(*args: Any, **kwargs: Any):
 def _segment_steps(data: Any, rgb: bool, name: str, model_ref: str | None, device: str, threshold: float,
                    tta: bool, min_size: int | None, largest_only: bool, with_prob: bool, refine: bool = True):
     yield 0, 1, "reading image"
-    img = rgb_from_data(data, rgb, name)
-    shape = tuple(getattr(data, "shape", ()))
+    shape = tuple(getattr(data, "shape", np.shape(data)))
     note = "" if (rgb and shape[-1:] == (3,) and getattr(data, "dtype", None) == np.uint8) else \
         f"{name!r} was converted to 8-bit RGB for segmentation"
-    planes = img if img.ndim == 4 else img[None]
-    n = len(planes)
+    single = len(shape) == (3 if rgb else 2)
+    if single:
+        image = rgb_from_data(data, rgb, name)
+        n, plane_shape = 1, image.shape[:2]
+    else:   # a stack is read a batch of planes at a time: a large (e.g. lazy, dask) stack is never copied whole
+        n = shape[0]
+        plane_shape = tuple(shape[1:3] if rgb else shape[1:])
+        if n:
+            rgb_from_data(data[:1], rgb, name)   # shape and size checked before the model loads
     yield 0, n, "loading model"
     model = load_model(model_ref)
-    labels = np.zeros(planes.shape[:3], np.int32)
-    prob = np.zeros(planes.shape[:3], np.float32) if with_prob else None
+    labels = np.zeros((n, *plane_shape), np.int32)
+    prob = np.zeros((n, *plane_shape), np.float32) if with_prob else None
     for i in range(0, n, BATCH):
-        chunk = planes[i:i + BATCH]
+        chunk = image[None] if single else rgb_from_data(data[i:i + BATCH], rgb, name)
         result = segment(chunk, model=model, device=device, threshold=threshold, tta=tta, min_size=min_size,
                          largest_only=largest_only, refine=refine, return_proba=with_prob)
         if with_prob:   # one pass of the network gives both
@@ -97,7 +103,7 @@ def _segment_steps(data: Any, rgb: bool, name: str, model_ref: str | None, devic
         else:
             labels[i:i + len(chunk)] = result
         yield i + len(chunk), n, f"segmented {i + len(chunk)}/{n}" if n > 1 else "segmented"
-    if img.ndim == 3:
+    if single:
         labels, prob = labels[0], None if prob is None else prob[0]
     return labels, prob, note
 
