@@ -249,12 +249,21 @@ def test_widget_from_the_plugin_menu(make_napari_viewer):
     assert isinstance(widget, SegmentWidget)
 
 
-def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case):
-    # a dask-backed layer: the worker reads BATCH planes at a time, never the whole stack
+def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case, monkeypatch):
+    # a dask-backed layer: the worker reads and converts BATCH planes at a time, never the whole stack
     from napari_nevus_seg._napari import _segment_widget as sw
 
-    planes = np.stack([case.image] * 5)
-    asked = []
+    small = case.image[::4, ::4]
+    planes = np.stack([small] * (2 * sw.BATCH + 3))
+    asked, converted = [], []
+    real_convert = sw.rgb_from_data
+
+    def counting_convert(data, rgb, name):
+        out = real_convert(data, rgb, name)
+        converted.append(len(out) if out.ndim == 4 else 1)
+        return out
+
+    monkeypatch.setattr(sw, "rgb_from_data", counting_convert)
 
     class LazyStack:
         shape, dtype, ndim = planes.shape, planes.dtype, planes.ndim
@@ -274,5 +283,5 @@ def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case):
     except StopIteration as done:
         labels, prob, _ = done.value
     assert labels.shape == planes.shape[:3] and prob is None
-    assert max(asked) <= sw.BATCH
-    np.testing.assert_array_equal(labels[4], segment(case.image, device="cpu"))
+    assert max(asked) <= sw.BATCH and max(converted) <= sw.BATCH
+    np.testing.assert_array_equal(labels[-1], segment(small, device="cpu"))
