@@ -260,19 +260,39 @@ def test_image_read_error_is_a_value_error():
 
 
 # ----------------------------------------------------------------------------------------- masks
-@pytest.mark.parametrize("kind", ["255", "01", "bits", "rgb", "tif"])
+@pytest.mark.parametrize("kind", ["255", "01", "bits", "rgb", "tif", "labels 0..3", "0/100", "01 + stray 2",
+                                  "red", "blue", "palette"])
 def test_read_mask_variants(tmp_path, kind):
     m = np.zeros((20, 30), bool)
     m[4:12, 6:20] = True
     p = tmp_path / ("m.tif" if kind == "tif" else "m.png" if kind != "bits" else "m.bmp")
+    u8 = m.astype(np.uint8)
     if kind == "255":
-        Image.fromarray(m.astype(np.uint8) * 255).save(p)
+        Image.fromarray(u8 * 255).save(p)
     elif kind == "01":
-        Image.fromarray(m.astype(np.uint8)).save(p)
+        Image.fromarray(u8).save(p)
     elif kind == "bits":
         Image.fromarray(m).save(p)
     elif kind == "rgb":
-        Image.fromarray(np.dstack([m.astype(np.uint8) * 255] * 3)).save(p)
+        Image.fromarray(np.dstack([u8 * 255] * 3)).save(p)
+    elif kind == "labels 0..3":     # numbered lesions in an 8-bit file
+        lab = u8.copy()
+        lab[4:12, 13:20] = 3
+        Image.fromarray(lab).save(p)
+    elif kind == "0/100":
+        Image.fromarray(u8 * 100).save(p)
+    elif kind == "01 + stray 2":
+        lab = u8.copy()
+        lab[5, 7] = 2
+        Image.fromarray(lab).save(p)
+    elif kind in ("red", "blue"):   # a coloured lesion: converting to grey made it dark (76, 29)
+        rgb = np.zeros((20, 30, 3), np.uint8)
+        rgb[m, 0 if kind == "red" else 2] = 255
+        Image.fromarray(rgb).save(p)
+    elif kind == "palette":
+        im = Image.fromarray(u8, mode="P")
+        im.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+        im.save(p)
     else:
         tifffile.imwrite(p, m.astype(np.uint16) * 7)
     out = read_mask(p)
@@ -293,6 +313,15 @@ def test_mask_for_image_every_layout(tmp_path, layout):
     for case in dataset_folder(tmp_path, layout, n=2):
         assert mask_for_image(case.image) == case.mask
         assert mask_for_image(case.mask) is None
+
+
+@pytest.mark.parametrize("layout", ["isic_folders", "images_masks"])
+def test_the_image_folder_of_a_layout_opened_itself_finds_its_masks(tmp_path, layout):
+    cases = dataset_folder(tmp_path, layout, n=3)
+    image_folder = cases[0].image.parent
+    assert image_folder != tmp_path
+    found = discover_cases(image_folder)
+    assert [(c.image, c.mask) for c in found] == [(c.image, c.mask) for c in cases]
 
 
 def test_images_without_masks_and_unpacking(tmp_path, rgb):

@@ -81,6 +81,10 @@ def test_export_import_round_trip(tmp_path):
     assert same_weights(back, tiny(3)) and back.meta["note"] == "n" and back.meta["name"] == "theirs"
     exported_default = lib.export("default", tmp_path / "d.pt")
     assert exported_default.read_bytes() == default_model_path().read_bytes()
+    with pytest.raises(ValueError, match="inside the model library"):
+        lib.export("default", lib.root)                       # would add an undeletable "default" to it
+    (lib.root / "default.pt").write_bytes(default_model_path().read_bytes())   # copied in by hand
+    assert "default" not in lib.names()
     precious = tmp_path / "precious.pt"
     precious.write_bytes(b"someone else's file")
     with pytest.raises(FileExistsError):                      # never replaced without being asked

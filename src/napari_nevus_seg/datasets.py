@@ -142,7 +142,8 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     - image/mask sibling folders: ``images/`` + ``masks/`` (also ``labels``, ``ground_truth``, ISIC
       challenge folder names), matched by file stem, a mask suffix such as ``_segmentation`` allowed;
     - one folder holding images and their masks side by side (ISIC naming
-      ``ISIC_xxxxxxx.jpg`` + ``ISIC_xxxxxxx_segmentation.png`` / ``_Segmentation.png``, or ``_mask``).
+      ``ISIC_xxxxxxx.jpg`` + ``ISIC_xxxxxxx_segmentation.png`` / ``_Segmentation.png``, or ``_mask``);
+    - the image folder of such a pair of folders itself (``images/``): masks from its sibling ``masks/``.
 
     Images without a mask are returned with ``mask=None``. Raises ``FileNotFoundError`` when the
     folder does not exist and returns ``[]`` when it holds no images.
@@ -163,7 +164,9 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
         return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
     files = _images_in(root)
     images = [p for p in files if not _is_not_a_photo(p.stem)]
-    return _match_masks(images, [root])
+    # the image folder of an images/ + masks/ layout opened itself: its masks are in the sibling folder
+    sibling = _find_subdir(root.parent, _MASK_DIRS) if root.parent != root else None
+    return _match_masks(images, [root] + ([sibling] if sibling is not None and sibling != root else []))
 
 
 def iter_pairs(root: str | os.PathLike, require_mask: bool = True) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:

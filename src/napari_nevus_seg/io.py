@@ -244,7 +244,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read an expert mask (any image format) as an (H, W) boolean array: non-zero is lesion."""
+    """Read an expert mask (any image format) as an (H, W) boolean array: lesion where it is bright.
+
+    8-bit masks whose values reach 128 (0/255, also when JPEG-compressed) are lesion above 127; other masks
+    (0/1, label numbers, 16-bit) are lesion where non-zero. Colour masks use their brightest channel.
+    """
     path = Path(path)
     _check_file(path)
     try:
@@ -256,7 +260,12 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             from PIL import Image
 
             with Image.open(path) as im:
-                arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16") else im)
+                if im.mode in ("L", "1", "I", "I;16"):
+                    arr = np.asarray(im)
+                elif im.mode == "LA":
+                    arr = np.asarray(im.getchannel(0))
+                else:   # RGB, RGBA, palette...: the brightest channel (a red or blue lesion is no darker than grey)
+                    arr = np.asarray(im.convert("RGB"))
     except Exception as exc:  # noqa: BLE001
         raise _decode_error(path, exc) from exc
     arr = np.asarray(arr)
@@ -264,7 +273,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         arr = arr[..., :3].max(axis=-1) if arr.shape[-1] in (3, 4) else arr[0]
     if arr.ndim != 2:
         raise ImageReadError(f"{path}: unsupported mask shape {arr.shape}")
-    return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) > 1 else 0)
+    # 8-bit masks reaching the upper half (0/255, JPEG-compressed ones) are cut at 127; others (0/1, label
+    # numbers 0..N, 0/100) at 0
+    return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) >= 128 else 0)
 
 
 # ------------------------------------------------------------------------------------- labels

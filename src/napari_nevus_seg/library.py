@@ -49,6 +49,13 @@ def default_library_dir() -> Path:
     return Path(platformdirs.user_data_dir("napari-nevus-seg")) / "models"
 
 
+def _is_valid_name(name: str) -> bool:
+    try:
+        return validate_name(name) == name
+    except (TypeError, ValueError):
+        return False
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` stripped if it is a usable model name, else raise ``ValueError`` saying why."""
     if not isinstance(name, str):
@@ -101,10 +108,12 @@ class ModelLibrary:
             return False
 
     def names(self) -> list[str]:
+        """The saved models' names (files whose stem is no valid name, e.g. a copied ``default.pt``, are
+        not models of the library: they could be neither loaded by name, renamed nor deleted)."""
         if not self.root.is_dir():
             return []
-        return sorted((p.stem for p in self.root.glob(f"*{self.suffix}") if not p.name.startswith(".")),
-                      key=str.lower)
+        return sorted((p.stem for p in self.root.glob(f"*{self.suffix}")
+                       if not p.name.startswith(".") and _is_valid_name(p.stem)), key=str.lower)
 
     def list(self) -> list[ModelEntry]:
         """The saved models, sorted by name. Unreadable files are listed with ``meta={"error": ...}``."""
@@ -184,6 +193,9 @@ class ModelLibrary:
         dst = Path(path)
         if dst.is_dir():
             dst = dst / src.name
+        if dst.resolve().parent == self.root.resolve():
+            raise ValueError(f"{dst} is inside the model library: use save() or import_file() to add a model "
+                             "to it, export() to copy one elsewhere")
         if dst.exists() and not overwrite:
             raise FileExistsError(f"{dst} exists already; choose another file or allow overwriting")
         if dst.exists() and dst.resolve() == src.resolve():

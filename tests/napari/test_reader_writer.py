@@ -159,6 +159,16 @@ def test_writer_pixel_size_from_any_length_unit(scale, units, expected):
     assert got == pytest.approx(expected) if expected else got is None
 
 
+def test_writer_without_extension_saves_numbered_tif(make_napari_viewer, tmp_path):
+    labels = np.zeros((40, 50), np.uint32)
+    labels[5:15, 5:15], labels[20:30, 20:40] = 3, 70000
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(labels, name="c", scale=(0.02, 0.03), units=("mm", "mm"))
+    written = layer.save(str(tmp_path / "c"), plugin=PLUGIN)
+    assert written == [str(tmp_path / "c.tif")]             # napari adds the first extension listed: .tif
+    assert np.array_equal(read_labels(written[0]), labels)
+
+
 def test_writer_png_mask_and_merge_warning(make_napari_viewer, tmp_path, notes):
     case = synthetic_lesion_image(seed=6, n_lesions=2)
     viewer = make_napari_viewer()
