@@ -10,6 +10,7 @@ import torch
 from napari_nevus_seg.inference import default_model_path, load_model
 from napari_nevus_seg.library import ModelLibrary, validate_name
 from napari_nevus_seg.model import CheckpointError, build_model, save_model
+from napari_nevus_seg.synthetic import synthetic_lesion_image
 
 
 def tiny(seed: int = 0, **meta):
@@ -153,3 +154,23 @@ def test_root_from_environment(tmp_path, monkeypatch):
     assert lib.root == tmp_path / "env"
     lib.save(tiny(), "m")
     assert (tmp_path / "env" / "m.pt").is_file()
+
+
+@pytest.mark.parametrize("stem", ["-v2", "(copy) model", "+x", "a" * 89 + ".b" * 10, "病" * 70])
+def test_import_names_any_file_stem_validly(tmp_path, stem):
+    lib = ModelLibrary(tmp_path / "lib")
+    src = tmp_path / f"{stem}.pt"
+    save_model(tiny(3), src)
+    name = lib.import_file(src)
+    assert name in lib.names() and lib.load(name).meta["name"] == name
+
+
+def test_long_non_latin_names_are_refused_clearly_not_by_the_file_system(tmp_path):
+    lib = ModelLibrary(tmp_path / "lib")
+    with pytest.raises(ValueError, match="limited in bytes"):
+        lib.save(tiny(3), "病" * 90)
+    from napari_nevus_seg.training_store import TrainingStore
+
+    c = synthetic_lesion_image(seed=1, shape=(40, 50))
+    pair = TrainingStore(tmp_path / "store").add(c.image, c.mask, "病" * 120)
+    assert len(TrainingStore(tmp_path / "store")) == 1 and pair

@@ -28,6 +28,7 @@ from .model import LesionModel, model_from_checkpoint, read_checkpoint, save_che
 
 DEFAULT_NAME = "default"
 _NAME_RE = re.compile(r"^[\w][\w .+()-]{0,99}$")
+MAX_NAME_BYTES = 180  # UTF-8 bytes: file systems allow 255 per name, the temporary names add a few
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ def validate_name(name: str) -> str:
         raise ValueError(f"model name {name!r} must not contain path separators")
     if name.lower() == DEFAULT_NAME:
         raise ValueError(f"{DEFAULT_NAME!r} is reserved for the model shipped with the plugin")
-    if not _NAME_RE.match(name) or name.endswith("."):
+    if not _NAME_RE.match(name) or name.endswith(".") or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ValueError(f"model name {name!r}: use up to 100 letters, digits, spaces and . + ( ) _ -, "
-                         "starting with a letter or digit")
+                         "starting with a letter or digit (fewer non-Latin letters: file names are limited "
+                         "in bytes)")
     return name
 
 
@@ -214,14 +216,18 @@ class ModelLibrary:
         src = Path(path)
         ckpt = read_checkpoint(src)          # weights_only: refuses pickled code
         model = model_from_checkpoint(ckpt)  # refuses weights that do not fit the architecture
-        if name is None:
-            base = re.sub(r"[^\w .+()-]+", "_", src.stem).strip(" ._") or "imported"
+        if name is None:   # the file's stem, made a valid name: "(copy) -v2.pt" -> "copy_ -v2"
+            base = re.sub(r"[^\w .+()-]+", "_", src.stem)
+            base = re.sub(r"^[^\w]+", "", base)[:90]
+            while len(base.encode("utf-8")) > MAX_NAME_BYTES - 8:
+                base = base[:-1]
+            base = base.rstrip(" .") or "imported"
             if base.lower() == DEFAULT_NAME:
                 base = "imported-default"
-            name, k = base[:90], 1
+            name, k = base, 1
             while name in self:
                 k += 1
-                name = f"{base[:90]}-{k}"
+                name = f"{base}-{k}"
         else:
             name = validate_name(name)
             if name in self and not overwrite:

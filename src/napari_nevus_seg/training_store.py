@@ -44,10 +44,15 @@ def default_store_dir() -> Path:
     return Path(platformdirs.user_data_dir("napari-nevus-seg")) / "training-set"
 
 
+MAX_NAME_BYTES = 180  # UTF-8 bytes of a stem: file systems allow 255 per name, temporary names add a few
+
+
 def safe_name(name: str) -> str:
     """A file-system safe stem from a layer or case name (``"IMD002 lesions"`` -> ``"IMD002_lesions"``)."""
-    stem = _BAD_CHARS.sub("_", str(name).strip()).strip("._")
-    return stem[:120] or "image"
+    stem = _BAD_CHARS.sub("_", str(name).strip()).strip("._")[:120]
+    while len(stem.encode("utf-8")) > MAX_NAME_BYTES:   # file names are limited in bytes, not characters
+        stem = stem[:-1]
+    return stem.rstrip("._ ") or "image"
 
 
 def _write_png(arr: np.ndarray, path: Path) -> None:
