@@ -238,6 +238,26 @@ def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
                                                              for i in range(w.device_combo.count())]
 
 
+def test_a_chosen_model_renamed_elsewhere_is_not_silently_replaced(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_nevus_seg import load_model
+    from napari_nevus_seg._napari import _segment_widget as sw
+    from napari_nevus_seg.library import ModelLibrary
+
+    warned = []
+    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    ModelLibrary().save(load_model(), "clinic")
+    w = make_widget(make_napari_viewer())
+    w.model_combo.refresh()
+    w.model_combo.setCurrentIndex(w.model_combo.findText("clinic"))
+    chosen = w.model_combo.model_ref()
+    ModelLibrary().rename("clinic", "clinic v2")             # from the command line, or another window
+    w.model_combo.refresh()                                   # (opening the list refreshes it)
+    assert w.model_combo.currentText() == "(missing) clinic" and w.model_combo.model_ref() == chosen
+    assert warned and "gone" in warned[0]
+    assert "clinic v2" in [w.model_combo.itemText(i) for i in range(w.model_combo.count())]
+
+
 def test_no_image_layer_is_reported(make_napari_viewer):
     w = make_widget(make_napari_viewer())
     assert w.run() is None and w.worker is None

@@ -22,7 +22,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -134,7 +134,13 @@ class ModelChoice(QComboBox):
             self.setItemData(self.count() - 1, f, 3)
         self.addItem(self.FROM_FILE, self.FROM_FILE)
         idx = self.findData(current) if current is not None else 0
-        self.setCurrentIndex(max(idx, 0))
+        if idx < 0:   # renamed or deleted meanwhile (another window, the command line): said, not replaced
+            self.insertItem(self.count() - 1, f"(missing) {Path(current).stem}", current)
+            self.setItemData(self.count() - 2, f"{current} no longer exists: choose another model", 3)
+            idx = self.count() - 2
+            show_warning(f"the model {Path(current).stem!r} chosen for segmentation is gone ({current}); "
+                         "choose another one")
+        self.setCurrentIndex(idx)
         self._last = self.currentIndex()
         self.blockSignals(False)
 
