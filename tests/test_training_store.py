@@ -121,3 +121,33 @@ def test_safe_name():
 def test_default_folder_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "t"))
     assert TrainingStore().folder == tmp_path / "t"
+
+
+def test_two_windows_adding_the_same_name_at_once_keep_their_own_pairs(tmp_path, monkeypatch):
+    # the writes are slowed down so that the two adds overlap: without the lock one image ended up
+    # with the other's mask, and the other pair was gone
+    import threading
+    import time
+
+    from napari_nevus_seg import training_store as ts
+
+    real_write = ts._write_png
+
+    def slow_write(arr, path):
+        time.sleep(0.05)
+        real_write(arr, path)
+
+    monkeypatch.setattr(ts, "_write_png", slow_write)
+    a, b = (synthetic_lesion_image(seed=s, shape=(40, 50)) for s in (1, 2))
+    store = ts.TrainingStore(tmp_path / "store")
+    threads = [threading.Thread(target=store.add, args=(c.image, c.mask, "lesion")) for c in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pairs = {name: (img, mask) for name, img, mask in store}
+    assert sorted(pairs) == ["lesion", "lesion-2"]
+    for c in (a, b):
+        img, mask = next(v for v in pairs.values() if np.array_equal(v[0], c.image))
+        assert np.array_equal(mask, c.mask)                     # each image with its own mask
+    assert not list((tmp_path / "store").glob(".*lock"))

@@ -14,8 +14,10 @@ then the mask; an image without its mask (interrupted add) is ignored and cleane
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +46,8 @@ def default_store_dir() -> Path:
     return Path(platformdirs.user_data_dir("napari-nevus-seg")) / "training-set"
 
 
+LOCK_WAIT_S = 30.0     # how long an add waits for another one to finish
+STALE_LOCK_S = 120.0   # a lock older than this was left by a process that died
 MAX_NAME_BYTES = 180  # UTF-8 bytes of a stem: file systems allow 255 per name, temporary names add a few
 
 
@@ -132,14 +136,41 @@ class TrainingStore:
         """
         img = to_rgb_uint8(np.asarray(image), source=str(name))
         m = _as_mask(mask, img.shape[:2])
-        stem = self._free_name(safe_name(name), img)
-        self.image_dir.mkdir(parents=True, exist_ok=True)
-        self.mask_dir.mkdir(parents=True, exist_ok=True)
-        pair = StoredPair(stem, self.image_dir / f"{stem}.png", self.mask_dir / f"{stem}.png")
-        if not (pair.image.is_file() and pair.mask.is_file()):
-            _write_png(img, pair.image)
-        _write_png(m, pair.mask)
+        with self._adding():   # another window or program adding at the same time waits: no crossed pairs
+            stem = self._free_name(safe_name(name), img)
+            self.image_dir.mkdir(parents=True, exist_ok=True)
+            self.mask_dir.mkdir(parents=True, exist_ok=True)
+            pair = StoredPair(stem, self.image_dir / f"{stem}.png", self.mask_dir / f"{stem}.png")
+            if not (pair.image.is_file() and pair.mask.is_file()):
+                _write_png(img, pair.image)
+            _write_png(m, pair.mask)
         return pair
+
+    @contextlib.contextmanager
+    def _adding(self):
+        """A lock file in the folder, held while a name is chosen and the pair written (any process)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = self.folder / ".adding.lock"
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                break
+            except FileExistsError:
+                try:
+                    if time.time() - lock.stat().st_mtime > STALE_LOCK_S:   # left by a process that died
+                        lock.unlink(missing_ok=True)
+                        continue
+                except FileNotFoundError:
+                    continue
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.folder} is busy: another window or program is adding a pair "
+                                       f"(if none is, delete {lock})") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
     def _free_name(self, stem: str, img: np.ndarray) -> str:
         candidate, k = stem, 1
