@@ -125,8 +125,9 @@ def is_labels_file(path: str | os.PathLike) -> bool:
     """True when a file holds labels rather than a photograph.
 
     That is: it was written by :func:`write_labels` (marker), its name ends like a mask
-    (``_segmentation``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), or it lies in a
-    mask folder (``masks/``, ``ground_truth/``, ...). Reads only the file header.
+    (``_segmentation``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), it is a single-channel
+    TIFF of 32/64-bit integers (as napari's own writer saves a Labels layer), or it lies in a mask folder
+    (``masks/``, ``ground_truth/``, ...). Reads only the file header.
     """
     path = Path(path)
     if _is_mask_name(path.stem) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
@@ -136,7 +137,13 @@ def is_labels_file(path: str | os.PathLike) -> bool:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                return bool(tif.pages) and tif.pages[0].description == LABELS_MARKER
+                if not tif.pages:
+                    return False
+                page = tif.pages[0]
+                # 32/64-bit integers in one channel are label numbers, never a photograph
+                return page.description == LABELS_MARKER or (
+                    len(page.shape) == 2 and page.dtype is not None and page.dtype.kind in "ui"
+                    and page.dtype.itemsize >= 4)
         if path.suffix.lower() == ".png":
             from PIL import Image
 

@@ -259,3 +259,15 @@ def test_real_ph2_folder_opens_first_case(make_napari_viewer, data_root, notes):
     assert gt.name == f"{image.name} ground truth" and image.data.shape[:2] == gt.data.shape
     assert image.metadata["n_cases"] == 20
     assert any("Found 20 cases (20 with a ground-truth mask)" in m for m in notes)
+
+
+@pytest.mark.parametrize("labels_max", [3, 70000])
+def test_labels_saved_by_napari_own_writer_reopen_as_labels(make_napari_viewer, tmp_path, labels_max):
+    viewer = make_napari_viewer()
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:15], labels[20:30, 20:40] = 1, labels_max
+    layer = viewer.add_labels(labels, name="IMD002 lesions")
+    path = tmp_path / "IMD002 lesions.tif"
+    layer.save(str(path))                                   # napari's built-in writer: no plugin marker
+    back = viewer.open(str(path), plugin=PLUGIN)
+    assert back[0]._type_string == "labels" and np.array_equal(back[0].data, labels)
