@@ -22,6 +22,7 @@ from .batch_csv import CsvSink
 from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
 from .datasets import IMAGE_SUFFIXES, _is_not_a_photo
 from .labels_io import is_labels_file
+from .masks import check_args
 
 ProgressFn = Callable[[ImageResult, int, int], None]
 
@@ -209,10 +210,10 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise BatchSetupError(f"unknown label format {fmt!r}; use one of {FORMATS}")
-    if not 0.0 < threshold < 1.0:
-        raise BatchSetupError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-    if min_size is not None and not min_size >= 0:
-        raise BatchSetupError(f"min_size must be 0 or more pixels, got {min_size}")
+    try:
+        check_args(threshold, min_size)   # segment()'s own checks, here before any work
+    except ValueError as exc:
+        raise BatchSetupError(str(exc)) from None
     if sum(x is not None for x in (workers, scheduler, client)) > 1:
         raise BatchSetupError("give at most one of workers, scheduler and client")
     if refine_workers is not None and refine_workers < 0:

@@ -29,10 +29,7 @@ class CsvSink:
     def __init__(self, path: str | os.PathLike):
         from .batch import BatchSetupError
 
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise BatchSetupError(f"the measurement table {self.path} is a folder: give a file name, "
-                                  f"e.g. {self.path / 'lesions.csv'}")
+        self.path = Path(path)   # (segment_folder has refused a folder here before any work)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
         self.columns: list[str] = []
         self._known: set[str] = set()

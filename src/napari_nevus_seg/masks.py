@@ -12,6 +12,14 @@ from scipy import ndimage as ndi
 EDGE_FRAGMENT_FRACTION = 0.25  # a lesion touching the frame below this fraction of the largest is a fragment
 
 
+def check_args(threshold: float, min_size: int | None = None) -> None:
+    """Refuse a threshold outside (0, 1) (NaN included) and a negative ``min_size``."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if min_size is not None and not min_size >= 0:
+        raise ValueError(f"min_size must be a number of pixels >= 0 (or None for the default), got {min_size}")
+
+
 def default_min_size(shape: tuple[int, int]) -> int:
     """Default smallest lesion kept: 0.1 % of the image area (at least 16 pixels)."""
     return max(16, int(0.001 * shape[0] * shape[1]))

@@ -20,20 +20,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from .masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, default_min_size, fill_holes,  # noqa: F401
-                    labels_from_mask)
+from .masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, check_args,  # noqa: F401
+                    default_min_size, fill_holes, labels_from_mask)
 
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution
 WORK_FACTOR = 4            # work grid = this many times the network's output resolution
-
-
-def check_args(threshold: float, min_size: int | None = None) -> None:
-    """Refuse a threshold outside (0, 1) (NaN included) and a negative ``min_size``."""
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-    if min_size is not None and not min_size >= 0:
-        raise ValueError(f"min_size must be a number of pixels >= 0 (or None for the default), got {min_size}")
 
 
 # ------------------------------------------------------------------------------------ upsampling
