@@ -18,6 +18,10 @@ from .cli_progress import ProgressBar
 
 
 # ---------------------------------------------------------------------------------------- train
+#: the settings of a new model (their defaults); fine-tuning with --init keeps the base model's network
+NEW_MODEL = {"size": 128, "arch": "unet", "width": 16, "depth": 4, "fill_prob": 0.0}
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train (or fine-tune) a model on image/mask pairs",
                        description="Train a segmentation model on a data-set folder of images and expert masks "
@@ -28,7 +32,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--name", help="also save the model in your model library under this name")
     p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
     p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 8)")
-    p.add_argument("--size", type=int, default=128, help="network input size in pixels (new models; default 128)")
+    p.add_argument("--size", type=int, default=NEW_MODEL["size"],
+                   help=f"network input size in pixels (new models; default {NEW_MODEL['size']})")
     p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), help="training loss (default bce+dice)")
     p.add_argument("--batch-size", type=int, help="pairs per step (default 16; 8 with --init)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
@@ -38,10 +43,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="keep last.pt/best.pt here (needed for --resume; new models, not --init)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt (same settings)")
-    p.add_argument("--arch", choices=("unet", "segnet"), default="unet")
-    p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
-    p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels (default 4)")
-    p.add_argument("--fill-prob", type=float, default=0.0, metavar="P",
+    p.add_argument("--arch", choices=("unet", "segnet"), default=NEW_MODEL["arch"])
+    p.add_argument("--width", type=int, default=NEW_MODEL["width"],
+                   help=f"channels of the first level (default {NEW_MODEL['width']})")
+    p.add_argument("--depth", type=int, default=NEW_MODEL["depth"],
+                   help=f"number of down-sampling levels (default {NEW_MODEL['depth']})")
+    p.add_argument("--fill-prob", type=float, default=NEW_MODEL["fill_prob"], metavar="P",
                    help="new models: share of training images cropped inside their lesion, so that lesions larger "
                         "than the field of view are learnt (default 0; the default model's last stages used 0.4)")
     p.add_argument("--limit", type=int, help="use at most this many pairs (quick trials)")
@@ -152,10 +159,8 @@ def _fine_tune(args, base, display) -> Any:
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "holdout": args.val_fraction,
              "patience": args.patience}
     options = {k: v for k, v in given.items() if v is not None}
-    ignored = [opt for opt, given in (("--loss", args.loss is not None), ("--size", args.size != 128),
-                                      ("--arch", args.arch != "unet"), ("--width", args.width != 16),
-                                      ("--depth", args.depth != 4), ("--fill-prob", args.fill_prob != 0.0))
-               if given]
+    ignored = (["--loss"] if args.loss is not None else []) + [
+        f"--{key.replace('_', '-')}" for key, default in NEW_MODEL.items() if getattr(args, key) != default]
     if ignored:
         print(f"note: {', '.join(ignored)} ignored when fine-tuning (the base model's network and the "
               "fine-tuning recipe are used)", file=sys.stderr)
