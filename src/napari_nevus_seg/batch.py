@@ -62,10 +62,10 @@ class BatchSummary:
 
     def report(self, max_failures: int = 50) -> str:
         """A few lines for people: counts, speed and the reason of each failure."""
-        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        rate = f" ({self.done / self.seconds:.2f} images/s)" if self.done and self.seconds > 0 else ""
         lines = [f"{self.done} segmented ({self.no_lesion} with no lesion found), {self.skipped} skipped "
                  f"(output already there), {len(self.failed)} failed, of {self.total} images "
-                 f"in {self.seconds:.1f} s ({rate:.2f} images/s)"]
+                 f"in {self.seconds:.1f} s{rate}"]
         if self.results_csv:
             so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
             lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
