@@ -39,7 +39,6 @@ from ..inference import load_model
 from ..library import ModelLibrary
 from ..training import TrainingCancelled
 from ..training_store import TrainingStore
-from ._layers import source_image
 from ._model_manager import ModelManagerPanel
 from ._segment_widget import ModelChoice
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel
@@ -83,7 +82,9 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.image_combo = LayerCombo(viewer, Image)
         self.labels_combo = LayerCombo(viewer, Labels)
         self.training = TrainingSetPanel(lambda: (self.image_combo.layer(), self.labels_combo.layer()))
-        self.labels_combo.currentTextChanged.connect(self._choose_source_image)
+        # corrected labels chosen: the image they were segmented from is chosen with them
+        self.labels_combo.currentTextChanged.connect(lambda *_: self.image_combo.select_source_of(
+            self.labels_combo.layer()))
         self.base_combo = ModelChoice()
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
@@ -158,12 +159,6 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
                 "steps_per_epoch": self.steps_spin.value(), "lr": self.lr_spin.value(),
                 "blend": self.blend_spin.value(),
                 "freeze_encoder": self.freeze_encoder.isChecked()}
-
-    def _choose_source_image(self, *_: Any) -> None:
-        """Corrected labels chosen: choose the image they were segmented from, when it is open."""
-        image = source_image(self.viewer, self.labels_combo.layer())
-        if image is not None:
-            self.image_combo.select(image.name)
 
     def start(self) -> None:
         """Start fine-tuning on the training folder in a background thread."""

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 
 from .. import measure
 from ..measurements import MeasureCancelled, column_names, layer_features
-from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer, source_image
+from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel
 
 if TYPE_CHECKING:
@@ -177,9 +177,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
     # ------------------------------------------------------------------------------- layer choice
     def _on_labels_chosen(self, *_: Any) -> None:
         """Choose the image the labels were segmented from (linked in their metadata), when it is open."""
-        image = source_image(self.viewer, self.labels_combo.layer())
-        if image is not None:
-            self.image_combo.select(image.name)
+        self.image_combo.select_source_of(self.labels_combo.layer())
         self._update_pixel_label()
 
     def _follow_selection(self, *_: Any) -> None:

@@ -22,7 +22,7 @@ from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..training_store import TrainingStore, default_store_dir
-from ._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id
+from ._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id, source_image
 
 
 class WorkerCancel:
@@ -140,6 +140,12 @@ class LayerCombo(QComboBox):
     def select(self, name: str) -> None:
         self.refresh()
         self.setCurrentText(name)
+
+    def select_source_of(self, labels) -> None:
+        """Choose the image ``labels`` were segmented from (the metadata link), when it is open."""
+        image = source_image(self.viewer, labels)
+        if image is not None:
+            self.select(image.name)
 
 
 def _describe(meta: dict[str, Any]) -> str:
