@@ -2,7 +2,7 @@
 
 The refinement (:mod:`napari_nevus_seg.refine`) is NumPy/SciPy work that holds Python's GIL, so in
 one process it runs on one core while the network waits. Here the calling thread runs the network
-and sends the refinement's small inputs (image and map on the <= 768 px work grid, a few MB) to a
+and sends the refinement's small inputs (image and map on the <= 384 px work grid, under 1 MB) to a
 pool of worker processes; the writer thread collects each result and builds the full-resolution
 labels. The labels are identical to those of :func:`napari_nevus_seg.segment`.
 
