@@ -171,6 +171,17 @@ def test_superpixel_maps_are_not_images_and_linked_folders_are_followed_once(tmp
     assert sorted(t.name for t in tasks) == ["img0.png", "linked/img0.png"]
 
 
+
+def test_photos_named_like_masks_are_segmented_and_masks_are_not(tmp_path):
+    src = tmp_path / "in"
+    make_folder(src, 1)                                                         # img0.png
+    rgb = np.asarray(Image.open(src / "img0.png").convert("RGB"))
+    Image.fromarray(rgb).save(src / "patient3_lesion.jpg")                      # a photo: no patient3.* beside it
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(src / "img0_mask.png")   # img0's mask
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(src / "old_lesion.png")  # a mask without its image: one channel
+    tasks, _ = find_images([src], tmp_path / "out")
+    assert sorted(t.name for t in tasks) == ["img0.png", "patient3_lesion.jpg"]
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_unavailable_device_is_a_setup_error_for_local_workers_too(tmp_path, model):
     from napari_nevus_seg import DeviceUnavailableError

@@ -470,6 +470,28 @@ def test_is_labels_file_by_name_and_folder(tmp_path, rgb):
     assert not is_labels_file(tmp_path / "a.png")
 
 
+
+def test_a_colour_photo_named_like_a_mask_is_a_photo(tmp_path, rgb):
+    """``arm_lesion.jpg`` alone is a photograph; a mask needs its image beside it, a mask folder or one channel."""
+    from napari_nevus_seg.datasets import is_mask_file
+
+    Image.fromarray(rgb).save(tmp_path / "arm_lesion.jpg")              # a clinician's name for a photo
+    Image.fromarray(rgb).save(tmp_path / "ISIC_1.jpg")                  # an image and its colour mask
+    Image.fromarray(rgb).save(tmp_path / "ISIC_1_segmentation.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "orphan_mask.png")     # a mask without its image: one channel
+    assert not is_mask_file(tmp_path / "arm_lesion.jpg")
+    assert is_mask_file(tmp_path / "ISIC_1_segmentation.png") and is_mask_file(tmp_path / "orphan_mask.png")
+    cases = discover_cases(tmp_path)
+    assert [(c.name, c.mask.name if c.mask else None) for c in cases] == [
+        ("ISIC_1", "ISIC_1_segmentation.png"), ("arm_lesion", None)]
+    assert not is_labels_file(tmp_path / "arm_lesion.jpg") and is_labels_file(tmp_path / "orphan_mask.png")
+    assert mask_for_image(tmp_path / "arm_lesion.jpg") is None
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "arm_lesion_mask.png")  # ... and the photo can have its own mask
+    assert mask_for_image(tmp_path / "arm_lesion.jpg") == tmp_path / "arm_lesion_mask.png"
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "masks" / "x_lesion.png")       # in a mask folder: a mask, whatever it stores
+    assert is_mask_file(tmp_path / "masks" / "x_lesion.png")
+
 # ----------------------------------------------------------------------------------- real data
 @pytest.mark.data
 def test_real_data_open_through_reader_with_aligned_masks(data_root):

@@ -94,9 +94,10 @@ def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[
             seen.add(real)
             keep.append(d)
         dirs[:] = keep
+        stems = {Path(f).stem for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES}
         for f in files:
             p = root_p / f
-            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_not_a_photo(p.stem)
+            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_not_a_photo(p, stems)
                     or not p.is_file() or is_labels_file(p)):   # e.g. --out is the input folder itself
                 continue
             found.append(p)
@@ -107,8 +108,9 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
                 recursive: bool = False) -> tuple[list[ImageTask], list[ImageResult]]:
     """Image tasks for files and folders, and a failed result for each input that does not exist.
 
-    Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks named ``*_segmentation``,
-    ``*_mask`` or ``*_lesion``, ISIC ``*_superpixels`` maps, label files this plugin wrote and the output
+    Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks (named ``*_segmentation``,
+    ``*_mask``, ``*_lesion`` or ``*_labels`` with their image beside them, in a mask folder or single-channel:
+    :func:`~napari_nevus_seg.datasets.is_mask_file`), ISIC ``*_superpixels`` maps, label files this plugin wrote and the output
     folder are left out), with sub-folders when ``recursive`` (linked ones followed, each real folder
     once), whose structure is kept under ``out``. Files named explicitly are
     always taken. Two inputs that would write the same output get their suffix, then a number, added;

@@ -1,7 +1,7 @@
 """Finding image/mask pairs in data-set folders (PH2, ISIC, images/ + masks/).
 
-No Qt or napari here. :func:`discover_cases` only lists files (it reads no pixels), so it is fast
-on folders of thousands of images; :func:`iter_pairs` then reads one case at a time.
+No Qt or napari here. :func:`discover_cases` only lists files (it reads no pixels, and a file header
+only for a mask-named file without its image beside it), so it is fast on folders of thousands of images; :func:`iter_pairs` then reads one case at a time.
 These names are also available from :mod:`napari_nevus_seg.io`.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -40,13 +40,65 @@ def _images_in(folder: Path) -> list[Path]:
         return []
 
 
+def _mask_base(stem: str) -> str | None:
+    """The image stem a mask-like name belongs to (``x`` for ``x_mask``), or None for other names."""
+    low = stem.lower()
+    for w in _MASK_WORDS:
+        if low.endswith(w.lower()) and len(stem) > len(w):
+            return stem[: -len(w)]
+    return None
+
+
 def _is_mask_name(stem: str) -> bool:
-    return any(stem.endswith(w) or stem.lower().endswith(w.lower()) for w in _MASK_WORDS)
+    return _mask_base(stem) is not None
 
 
-def _is_not_a_photo(stem: str) -> bool:
+def _one_channel(path: Path) -> bool:
+    """True when an image file stores a single channel (masks do; photographs store colour). Header only."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0] if tif.pages else None
+                return page is not None and (len(page.shape) == 2 or page.samplesperpixel == 1)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+    except Exception:  # noqa: BLE001 - unreadable: left to the reader's clear error
+        return False
+
+
+def is_mask_file(path: str | os.PathLike, stems_beside: Collection[str] | None = None) -> bool:
+    """True when an image file is an expert mask rather than a photograph to segment.
+
+    A mask is named like one (``x_segmentation``, ``x_Segmentation``, ``x_mask``, ``x_lesion``,
+    ``x_labels``) and either lies in a mask folder (``masks/``, ``ground_truth/``, ...), or has its image
+    ``x`` beside it (any image suffix), or stores a single channel. So a colour photograph that happens to
+    be called ``arm_lesion.jpg`` is a photograph. ``stems_beside``: the stems of the image files in the same
+    folder, when the caller has listed it (else the folder is listed).
+    """
+    path = Path(path)
+    base = _mask_base(path.stem)
+    if base is None:
+        return False
+    if path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
+        return True
+    if stems_beside is None:
+        stems_beside = {p.stem for p in _images_in(path.parent)}
+    return base in stems_beside or _one_channel(path)
+
+
+def _is_not_a_photo(path: Path, stems_beside: Collection[str] | None = None) -> bool:
     """Masks, and the ISIC archives' superpixel maps (``ISIC_0000000_superpixels.png``): not images to segment."""
-    return _is_mask_name(stem) or stem.lower().endswith("_superpixels")
+    return path.stem.lower().endswith("_superpixels") or is_mask_file(path, stems_beside)
+
+
+def _photos(files: list[Path]) -> list[Path]:
+    """The files of one folder listing that are photographs to segment."""
+    stems = {p.stem for p in files}
+    return [p for p in files if not _is_not_a_photo(p, stems)]
 
 
 def _ph2_case(folder: Path) -> Case | None:
@@ -110,7 +162,7 @@ def mask_for_image(image: str | os.PathLike) -> Path | None:
     if folder.name == f"{stem}_Dermoscopic_Image":
         ph2 = folder.parent / f"{stem}_lesion" / f"{stem}_lesion.bmp"
         return ph2 if ph2.is_file() else None
-    if _is_mask_name(stem):
+    if is_mask_file(image):
         return None
     candidates = [folder]
     if folder.parent != folder:
@@ -160,10 +212,10 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     img_dir = _find_subdir(root, _IMAGE_DIRS)
     mask_dir = _find_subdir(root, _MASK_DIRS)
     if img_dir is not None:
-        images = [p for p in _images_in(img_dir) if not _is_not_a_photo(p.stem)]
+        images = _photos(_images_in(img_dir))
         return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
     files = _images_in(root)
-    images = [p for p in files if not _is_not_a_photo(p.stem)]
+    images = _photos(files)
     # the image folder of an images/ + masks/ layout opened itself: its masks are in the sibling folder
     sibling = _find_subdir(root.parent, _MASK_DIRS) if root.parent != root else None
     return _match_masks(images, [root] + ([sibling] if sibling is not None and sibling != root else []))

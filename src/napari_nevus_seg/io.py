@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 # data-set discovery lives in .datasets; its names are part of this module's API too
-from .datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discover_cases,  # noqa: F401
+from .datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discover_cases, is_mask_file,  # noqa: F401
                        iter_pairs, mask_for_image)
 
 MIN_SIDE = 8  # smaller images carry no usable lesion

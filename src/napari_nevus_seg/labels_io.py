@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .datasets import _MASK_DIRS, _is_mask_name
+from .datasets import _MASK_DIRS, is_mask_file
 from .io import _check_file, _decode_error, _tiff_pixel_size, read_mask
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
@@ -124,13 +124,14 @@ def labels_source(path: str | os.PathLike) -> str | None:
 def is_labels_file(path: str | os.PathLike) -> bool:
     """True when a file holds labels rather than a photograph.
 
-    That is: it was written by :func:`write_labels` (marker), its name ends like a mask
-    (``_segmentation``, ``_Segmentation``, ``_mask``, ``_lesion``, ``_labels``), it is a single-channel
+    That is: it was written by :func:`write_labels` (marker), it is an expert mask
+    (:func:`~napari_nevus_seg.datasets.is_mask_file`: named ``x_segmentation``, ``x_mask``, ``x_lesion``,
+    ``x_labels``, ... with its image beside it, in a mask folder or single-channel), it is a single-channel
     TIFF of 32/64-bit integers (as napari's own writer saves a Labels layer), or it lies in a mask folder
     (``masks/``, ``ground_truth/``, ...). Reads only the file header.
     """
     path = Path(path)
-    if _is_mask_name(path.stem) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
+    if is_mask_file(path) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
         return True
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
