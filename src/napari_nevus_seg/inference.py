@@ -1,7 +1,8 @@
 """From an RGB image to a lesion probability map and to instance labels.
 
 The network sees the whole image resized to its input size (:func:`preprocess.model_input`, shared
-with training); its probability map is brought back to the image's own size with bilinear
+with training; images more elongated than 2:1 in overlapping windows, :func:`preprocess.model_windows`);
+its probability map is brought back to the image's own size with bilinear
 interpolation (smooth outlines), in bands so that memory stays bounded for any image size
 (see :mod:`postprocessing`). Post-processing: optional refinement of the outline onto the image's
 visible pigment edge (:mod:`refine`), threshold, hole filling, removal of specks and of fragments at the
@@ -31,7 +32,7 @@ from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .io import intensity_full_scale
 from .model import LesionModel, load_checkpoint
 from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
-from .preprocess import as_uint8_rgb, model_input, to_batch_tensor
+from .preprocess import as_uint8_rgb, confirmed_by_whole, model_input, model_windows, stitch_windows, to_batch_tensor
 from .refine import refine_small
 
 __all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
@@ -165,15 +166,27 @@ def _plane_uint8(plane: np.ndarray) -> np.ndarray:
 
 def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tta: bool, batch_size: int,
                  keep_images: bool = False):
-    """Yield (index, uint8 plane or None, (S, S) probability tensor on ``dev``) for each plane, batched.
+    """Yield (index, uint8 plane or None, small probability tensor on ``dev``) for each plane, batched.
 
+    The map is (S, S) for the input size S, or longer along an elongated image's long side (windows).
     The uint8 plane is yielded when ``keep_images`` (outline refinement needs the colours).
     """
-    size = m.input_size
-    for i in range(0, len(planes), max(1, batch_size)):
-        chunk = [_plane_uint8(p) for p in planes[i:i + max(1, batch_size)]]
-        probs = _forward(m, np.stack([model_input(p, size) for p in chunk]), dev, tta)
-        for j, (p, pr) in enumerate(zip(chunk, probs)):
+    size, bs = m.input_size, max(1, batch_size)
+    for i in range(0, len(planes), bs):
+        chunk = [_plane_uint8(p) for p in planes[i:i + bs]]
+        views, layouts = [], []
+        for p in chunk:
+            v, layout = model_windows(p, size)
+            if layout is not None:
+                v.append(model_input(p, size))        # the whole image too: detections must agree with it
+            views += v
+            layouts.append((layout, len(v)))
+        probs = torch.cat([_forward(m, np.stack(views[k:k + bs]), dev, tta) for k in range(0, len(views), bs)])
+        k = 0
+        for j, (p, (layout, n)) in enumerate(zip(chunk, layouts)):
+            pr = probs[k] if layout is None else confirmed_by_whole(stitch_windows(probs[k:k + n - 1], layout),
+                                                                   probs[k + n - 1])
+            k += n
             yield i + j, (p if keep_images else None), pr
 
 

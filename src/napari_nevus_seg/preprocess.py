@@ -3,9 +3,17 @@
 The whole image is resized (anti-aliased) to the model's square input size, scaled to [0, 1] and
 normalised with the mean and standard deviation stored in the model. The network's probability map
 is resized back to the image's own size with bilinear interpolation, which gives smooth outlines.
+
+Images more elongated than :data:`MAX_ASPECT` (2:1) are not squashed into the square whole: the
+network sees overlapping windows along their long side, each about as elongated as a dermoscopy
+frame (:data:`WINDOW_ASPECT`, 4:3), and :func:`stitch_windows` blends the windows' maps into one
+(:func:`window_layout`), keeping only what the whole-image view confirms (:func:`confirmed_by_whole`).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -76,6 +84,99 @@ def model_input(img: np.ndarray, size: int) -> np.ndarray:
     Used by both training and inference.
     """
     return resize_uint8(as_uint8_rgb(img), size)
+
+
+MAX_ASPECT = 2.0          # images more elongated than this are seen in windows (whole below it)
+WINDOW_ASPECT = 4.0 / 3.0  # long / short side of each window: a dermoscopy frame as the network learnt it
+MIN_OVERLAP = 0.25         # neighbouring windows share at least this fraction of a window
+WHOLE_SUPPORT = 0.1        # a window's detection is kept where the whole-image view exceeds this in it
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """How an elongated image is cut into windows for a network whose input is ``size`` pixels square.
+
+    The stitched map is ``size`` long on the image's short axis and ``map_len`` on its long ``axis``
+    (0: rows, 1: columns); window ``i`` covers map positions ``starts[i] .. starts[i] + size`` there.
+    """
+
+    axis: int
+    map_len: int
+    starts: tuple[int, ...]
+    size: int
+
+    def image_span(self, i: int, long_side: int) -> tuple[int, int]:
+        """The image rows (axis 0) or columns (axis 1) that window ``i`` shows."""
+        scale = long_side / self.map_len
+        return round(self.starts[i] * scale), round((self.starts[i] + self.size) * scale)
+
+
+def window_layout(shape: tuple[int, int], size: int) -> WindowLayout | None:
+    """The windows for an image of ``shape`` (rows, cols), or None when the network sees it whole."""
+    h, w = int(shape[0]), int(shape[1])
+    long_side, short_side = max(h, w), min(h, w)
+    if long_side <= MAX_ASPECT * short_side:
+        return None
+    map_len = round(size * long_side / (WINDOW_ASPECT * short_side))
+    n = math.ceil((map_len - size) / ((1.0 - MIN_OVERLAP) * size)) + 1
+    starts = tuple(round(i * (map_len - size) / (n - 1)) for i in range(n))
+    return WindowLayout(axis=0 if h > w else 1, map_len=map_len, starts=starts, size=size)
+
+
+def model_windows(img: np.ndarray, size: int) -> tuple[list[np.ndarray], WindowLayout | None]:
+    """The network's views of an image: ``[model_input(img, size)]`` and None, or the windows and their layout."""
+    u8 = as_uint8_rgb(img)
+    layout = window_layout(u8.shape[:2], size)
+    if layout is None:
+        return [model_input(u8, size)], None
+    views = []
+    for i in range(len(layout.starts)):
+        a, b = layout.image_span(i, u8.shape[layout.axis])
+        views.append(resize_uint8(u8[a:b] if layout.axis == 0 else u8[:, a:b], size))
+    return views, layout
+
+
+def stitch_windows(probs: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """(n, size, size) window maps -> one map, (size, map_len) or (map_len, size) along ``layout.axis``.
+
+    Overlaps are blended with tent weights (a window's centre counts most, its cut edges least).
+    """
+    n, size = len(layout.starts), layout.size
+    maps = probs.float() if layout.axis == 1 else probs.float().transpose(1, 2)   # long axis last
+    pos = torch.arange(size, dtype=torch.float32, device=probs.device)
+    tent = torch.minimum(pos + 1.0, size - pos)
+    acc = torch.zeros(size, layout.map_len, device=probs.device)
+    weight = torch.zeros(layout.map_len, device=probs.device)
+    for i in range(n):
+        s = layout.starts[i]
+        acc[:, s:s + size] += maps[i] * tent
+        weight[s:s + size] += tent
+    out = acc / weight
+    return out if layout.axis == 1 else out.T.contiguous()
+
+
+def confirmed_by_whole(stitched: torch.Tensor, whole: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The stitched map without the detections that the whole-image view does not share.
+
+    A window showing skin only is unlike anything the network learnt (every training image shows a
+    lesion), and it tends to outline something there; such a detection (a connected region above
+    ``threshold``) is dropped unless the network, seeing the whole image squashed, gives some pixel in
+    it a probability above :data:`WHOLE_SUPPORT`. On held-out synthetic images (12 per shape, 1-3
+    lesions) the lesions found went from 22/20/13 of 24 (whole image only) to 24/24/21 for 3:1, 4:1
+    and 6:1 images (Dice 0.943/0.862/0.535 -> 0.985/0.984/0.917); windows without this check found
+    more but outlined skin too (6:1 Dice 0.69). ``WHOLE_SUPPORT`` was chosen among 0.5, 0.25, 0.1,
+    0.05 and 0.02 on other seeds.
+    """
+    from scipy import ndimage as ndi
+
+    whole_up = F.interpolate(whole.float()[None, None], size=tuple(stitched.shape), mode="bilinear",
+                             align_corners=False)[0, 0]
+    parts, n = ndi.label((stitched > threshold).cpu().numpy())
+    if n == 0:
+        return stitched
+    support = ndi.maximum(whole_up.cpu().numpy(), parts, index=np.arange(1, n + 1)) > WHOLE_SUPPORT
+    keep = np.concatenate([[True], support])[parts] | (parts == 0)
+    return stitched * torch.from_numpy(keep).to(stitched.device)
 
 
 def mask_input(mask: np.ndarray, size: int) -> np.ndarray:

@@ -167,9 +167,13 @@ def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fi
 
 
 def work_shape(shape: tuple[int, int], side: int = REFINE_SIDE) -> tuple[int, int]:
-    """The refinement grid for an image of ``shape``: long side at most ``side``, never upsampled."""
+    """The refinement grid for an image of ``shape``: long side at most ``side``, never upsampled.
+
+    Images more elongated than 2:1 keep a short side of ``side / 2`` (their long side grows with them),
+    so that their lesions are not squeezed to a few pixels.
+    """
     h, w = shape
-    s = min(1.0, side / max(h, w))
+    s = min(1.0, side / min(max(h, w), 2 * min(h, w)))
     return max(1, round(h * s)), max(1, round(w * s))
 
 
