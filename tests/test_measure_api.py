@@ -202,6 +202,50 @@ def test_layer_features_for_very_sparse_label_values():
     assert f.loc[2, "area_px2"] == 400 and pd.isna(f.loc[0, "area_px2"])
 
 
+@pytest.mark.parametrize("big,dtype", [(2**62, np.int64), (2**40, np.int64), (200_000_000, np.int32),
+                                       (2**63 + 5, np.uint64)])
+def test_huge_label_values_are_measured_fast_and_keep_their_value(big, dtype):
+    # regionprops keeps one slot per label value: 2**62 crashed the process, 2**40 ran out of memory and
+    # 200_000_000 took 28 s and 8 GB; labels are renumbered first, the table keeps the user's values
+    import time
+    labels, img = _scene()
+    ref = measure(labels, img, 0.02)
+    if dtype == np.uint64 and big > np.iinfo(np.int64).max:
+        with pytest.raises(ValueError, match="too large"):
+            measure(np.where(labels == 7, np.uint64(big), labels.astype(np.uint64)), img)
+        return
+    huge = np.where(labels == 7, big, labels.astype(np.int64)).astype(dtype)
+    start = time.perf_counter()
+    t = measure(huge, img, 0.02)
+    assert time.perf_counter() - start < 5
+    assert t["label"].tolist() == [2, big] and t["label"].dtype == np.int64
+    pd.testing.assert_frame_equal(t.drop(columns="label"), ref.drop(columns="label"))
+    f = layer_features(t, big)
+    assert f["index"].tolist() == [0, 2, big] and f.loc[2, "area_px2"] == ref.loc[1, "area_px2"]
+
+
+def test_one_huge_label_alone_and_with_small_ones_in_order():
+    labels = np.zeros((96, 128), np.int64)
+    labels[30:60, 40:90] = 2**62
+    t = measure(labels)
+    assert t["label"].tolist() == [2**62] and t.loc[0, "area_px2"] == 30 * 50
+    labels[5:15, 5:15] = 70_000
+    labels[70:90, 5:25] = 1
+    t = measure(labels.astype(float))  # whole-number floats too
+    assert t["label"].tolist() == [1, 70_000, 2**62]
+    assert t["area_px2"].tolist() == [400, 100, 1500]
+    assert t.loc[2, "bbox_min_row"] == 30 and t.loc[2, "bbox_max_col"] == 90
+
+
+def test_negative_labels_are_refused_not_treated_as_background():
+    labels, _ = _scene()
+    for value in (-1, -(2**62)):
+        with pytest.raises(ValueError, match="must not be negative"):
+            measure(np.where(labels == 2, value, labels.astype(np.int64)))
+    with pytest.raises(ValueError, match="too large"):
+        measure(np.where(labels == 2, 1e30, labels.astype(float)))
+
+
 def test_measure_is_the_function():
     import napari_nevus_seg
     import napari_nevus_seg.measurements  # noqa: F401 - importing the module must not shadow the function

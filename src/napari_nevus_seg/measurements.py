@@ -52,6 +52,8 @@ def _as_labels(labels: Any) -> np.ndarray:
         if not np.all(arr == np.round(arr)):
             raise ValueError("labels must hold whole numbers (label values), got fractional floats; "
                              "threshold a probability map first (e.g. prob > 0.5)")
+        if arr.size and float(np.abs(arr).max()) >= 2.0 ** 63:
+            raise ValueError("label values are too large (at most 2**63 - 1)")
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "ui":
         raise ValueError(f"labels must be an integer, boolean or whole-number float array, got dtype {arr.dtype}")
@@ -60,6 +62,24 @@ def _as_labels(labels: Any) -> np.ndarray:
     if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError("label values are too large")
     return arr.astype(np.int64, copy=False) if arr.dtype.itemsize > 4 or arr.dtype.kind == "u" else arr
+
+
+#: label values up to this go to regionprops as they are; above it they are renumbered 1..n first, because
+#: regionprops (scipy's find_objects) keeps one slot per value from 1 to the largest: a single lesion labelled
+#: 2**40 asked for terabytes, and 2**62 crashed the process
+DIRECT_MAX_LABEL = 65535
+
+
+def _compact_labels(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(labels, values)``: the labels unchanged and ``None`` when their largest value is small, otherwise
+    the labels renumbered 1..n (0 stays background) and the original value of each new label (``values[k - 1]``)."""
+    if not lab.size or int(lab.max()) <= DIRECT_MAX_LABEL:
+        return lab, None
+    nonzero = lab != 0
+    values, inverse = np.unique(lab[nonzero], return_inverse=True)
+    compact = np.zeros(lab.shape, dtype=np.int32 if len(values) < 2**31 - 1 else np.int64)
+    compact[nonzero] = inverse.ravel() + 1
+    return compact, values
 
 
 def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bool]:
@@ -136,7 +156,8 @@ def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ one lesion
 def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
-                 unit: str, opts: dict, colour: bool = True) -> dict:
+                 unit: str, opts: dict, colour: bool = True, value: int | None = None) -> dict:
+    """One table row; ``labels`` may be renumbered, ``value`` is then the user's label value of ``region``."""
     s = np.asarray(spacing, dtype=float)
     H, W = labels.shape
     r0, c0, r1, c1 = region.bbox
@@ -167,7 +188,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
     outline_length = ms.closed_length(outline)
 
     row: dict[str, Any] = {
-        "label": label, "area_px2": area_px, f"perimeter_{unit}": perim,
+        "label": label if value is None else int(value), "area_px2": area_px, f"perimeter_{unit}": perim,
         f"equivalent_diameter_{unit}": 2.0 * r_eq, f"max_feret_{unit}": max_feret, f"min_feret_{unit}": min_feret,
         "max_feret_angle_deg": feret_angle,
         f"major_axis_{unit}": float(region.axis_major_length), f"minor_axis_{unit}": float(region.axis_minor_length),
@@ -237,7 +258,9 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     Parameters
     ----------
     labels : (H, W) array
-        0 is background, 1, 2, ... are lesions (int, bool, or whole-number floats).
+        0 is background, 1, 2, ... are lesions (int, bool, or whole-number floats). Any positive value up
+        to 2**63 - 1 may be used (large values are renumbered internally; the table reports the values
+        given); negative values are refused with a ValueError.
     image : (H, W, 3) array, optional
         The dermoscopy image (RGB; grayscale, RGBA, 16-bit and float images are converted with
         :func:`napari_nevus_seg.io.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty;
@@ -277,6 +300,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     opts = {"asymmetry_threshold": float(asymmetry_threshold), "references": mc.check_references(reference_colours),
             "colour_min_share": float(colour_min_share), "colour_max_distance": float(colour_max_distance),
             "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast)}
+    lab, values = _compact_labels(lab)  # renumbered 1..n when label values are large (sorted order is kept)
     regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
     if regions and rgb is not None and not colour:
         warnings.warn("the image is grayscale: dermoscopic colours, colour asymmetry and a*/b* statistics cannot "
@@ -286,7 +310,8 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     for i, region in enumerate(regions):
         if cancel is not None and cancel.is_set():
             raise MeasureCancelled(f"measurement cancelled after {i} of {len(regions)} lesions")
-        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts, colour))
+        value = None if values is None else values[region.label - 1]
+        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts, colour, value))
         if progress is not None:
             progress({"stage": "measure", "step": i + 1, "steps": len(regions)})
     table = _typed_frame(rows, unit)
