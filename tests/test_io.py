@@ -299,6 +299,74 @@ def test_read_mask_variants(tmp_path, kind):
     assert out.dtype == bool and np.array_equal(out, m)
 
 
+def _mask255():
+    m = np.zeros((60, 80), np.uint8)
+    m[10:30, 20:50] = 255
+    return m
+
+
+@pytest.mark.parametrize("layout", ["H,W,1", "H,W,2 tifffile", "H,W,2 gray+alpha tag", "H,W,2 pillow",
+                                    "1,H,W", "3,H,W planar", "H,W,3"])
+def test_read_mask_and_read_labels_take_the_channel_not_row_0(tmp_path, layout):
+    # (H, W, 1) and (H, W, 2) TIFF masks were read as their first row: shape (80, 1) / (80, 2)
+    m = _mask255()
+    alpha = np.full_like(m, 255)
+    p = tmp_path / "m.tif"
+    if layout == "H,W,1":
+        tifffile.imwrite(p, m[..., None])
+    elif layout == "H,W,2 tifffile":  # stored by tifffile as 60 pages of (80, 2) with the shape in its metadata
+        tifffile.imwrite(p, np.dstack([m, alpha]))
+    elif layout == "H,W,2 gray+alpha tag":
+        tifffile.imwrite(p, np.dstack([m, alpha]), photometric="minisblack", extrasamples=["unassalpha"])
+    elif layout == "H,W,2 pillow":
+        Image.fromarray(np.dstack([m, alpha]), mode="LA").save(p)
+    elif layout == "1,H,W":
+        tifffile.imwrite(p, m[None])
+    elif layout == "3,H,W planar":
+        tifffile.imwrite(p, np.stack([m, m // 2, m]), photometric="rgb", planarconfig="separate")
+    else:
+        tifffile.imwrite(p, np.dstack([m, m, m]), photometric="rgb")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one image, no "pages" warning
+        out, labels = read_mask(p), read_labels(p)
+    assert out.shape == (60, 80) and np.array_equal(out, m > 0)
+    assert labels.shape == (60, 80) and labels.dtype == np.uint8 and np.array_equal(labels, (m > 0).astype(np.uint8))
+
+
+def test_read_labels_16bit_instances_with_one_or_two_channels(tmp_path):
+    lab = np.zeros((40, 50), np.uint16)
+    lab[5:15, 5:15] = 3
+    lab[20:30, 20:45] = 300
+    tifffile.imwrite(tmp_path / "a.tif", lab[..., None])
+    tifffile.imwrite(tmp_path / "b.tif", np.dstack([lab, np.full_like(lab, 65535)]),
+                     photometric="minisblack", extrasamples=["unassalpha"])
+    for name in ("a.tif", "b.tif"):
+        back = read_labels(tmp_path / name)
+        assert back.dtype == np.uint16 and np.array_equal(back, lab)
+
+
+def test_multipage_mask_reads_page_0_with_a_warning(tmp_path):
+    m = _mask255()
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([m, 255 - m]))
+    with pytest.warns(UserWarning, match="holds 2 pages; only the first"):
+        assert np.array_equal(read_mask(tmp_path / "stack.tif"), m > 0)
+    with pytest.warns(UserWarning, match="holds 2 pages; only the first"):
+        assert np.array_equal(read_labels(tmp_path / "stack.tif"), (m > 0).astype(np.uint8))
+
+
+def test_read_labels_refuses_negative_and_empty_tiffs(tmp_path):
+    lab = np.zeros((20, 20), np.int32)
+    lab[2:6, 2:6] = -1
+    tifffile.imwrite(tmp_path / "neg.tif", lab)
+    with pytest.raises(ImageReadError, match="negative"):
+        read_labels(tmp_path / "neg.tif")
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 0), np.uint16))
+    for read in (read_labels, read_mask):
+        with pytest.raises(ImageReadError, match="no (image|pixels)"):
+            read(tmp_path / "empty.tif")
+
+
 # ------------------------------------------------------------------------------------- discovery
 def test_ph2_single_case_and_image_folder(tmp_path):
     cases = dataset_folder(tmp_path, "ph2", n=2)

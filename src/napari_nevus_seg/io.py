@@ -30,7 +30,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -172,13 +172,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if not tif.pages:
-            raise ImageReadError(f"{path}: the TIFF file holds no image")
-        if len(tif.pages) > 1:  # a stack, or several images (a thumbnail, a pyramid level) in one file
-            warnings.warn(f"{path.name}: the TIFF file holds {len(tif.pages)} pages; only the first "
-                          f"({'x'.join(str(n) for n in tif.pages[0].shape)}) is read", UserWarning, stacklevel=3)
-        page = tif.pages[0]
-        arr = page.asarray()
+        arr, page = _tiff_first_image(tif, path, stacklevel=4)
         mode = ""
         if int(page.photometric) == 3 and page.colormap is not None:  # palette
             cmap = np.asarray(page.colormap)  # (3, 2**bits), usually uint16
@@ -243,19 +237,83 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return read_image_with_info(path)[0]
 
 
+def _tiff_first_image(tif, path: Path, stacklevel: int) -> tuple[np.ndarray, Any]:
+    """The first image of an open TIFF file and its page, with a warning when other pages are left out.
+
+    tifffile stores an (H, W, 2) array written without a photometric tag as H pages of (W, 2), with
+    the shape in its metadata: such a file is read whole, as the one (H, W, 2) image it is.
+    """
+    if not tif.pages:
+        raise ImageReadError(f"{path}: the TIFF file holds no image")
+    page = tif.pages[0]
+    series = tif.series[0] if tif.series else None
+    if (series is not None and len(tif.pages) > 1 and len(series.pages) == len(tif.pages)
+            and len(series.shape) == 3 and series.shape[-1] in (1, 2, 3, 4)
+            and tuple(page.shape) == tuple(series.shape[1:]) and page.samplesperpixel == 1):
+        return series.asarray(), page
+    if len(tif.pages) > 1:  # a stack, or several images (a thumbnail, a pyramid level) in one file
+        warnings.warn(f"{path.name}: the TIFF file holds {len(tif.pages)} pages; only the first "
+                      f"({'x'.join(str(n) for n in page.shape)}) is read", UserWarning, stacklevel=stacklevel)
+    return page.asarray(), page
+
+
+def _read_tiff_page(path: Path) -> np.ndarray:
+    """The first image of a TIFF file as stored (no colour conversion); a warning when there are more pages."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return _tiff_first_image(tif, path, stacklevel=4)[0]
+
+
+def _mask_plane(arr: np.ndarray, path: Path) -> np.ndarray:
+    """The (H, W) plane of a stored mask: one trailing channel squeezed, gray+alpha -> gray, colour -> the
+    brightest of R, G, B; channels first (C, H, W) likewise. Raises :class:`ImageReadError` otherwise."""
+    arr = np.asarray(arr)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3:
+        if arr.shape[-1] in (1, 2):      # (H, W, 1) gray, (H, W, 2) gray + alpha
+            arr = arr[..., 0]
+        elif arr.shape[-1] in (3, 4):    # RGB, RGBA
+            arr = arr[..., :3].max(axis=-1)
+        elif arr.shape[0] in (1, 2):     # channels first
+            arr = arr[0]
+        elif arr.shape[0] in (3, 4):
+            arr = arr[:3].max(axis=0)
+    if arr.size == 0:
+        raise ImageReadError(f"{path}: the mask has no pixels (shape {arr.shape})")
+    if arr.ndim != 2:
+        raise ImageReadError(f"{path}: unsupported mask shape {arr.shape}; expected (H, W), (H, W, 1..4) "
+                             "or (1..4, H, W)")
+    return arr
+
+
+def _is_colour_page(arr: np.ndarray) -> bool:
+    """True when :func:`_mask_plane` reads ``arr`` as a colour (3 or 4 channel) image."""
+    arr = np.asarray(arr)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    return arr.ndim == 3 and (arr.shape[-1] in (3, 4) or (arr.shape[-1] not in (1, 2) and arr.shape[0] in (3, 4)))
+
+
+def _mask_of_plane(arr: np.ndarray) -> np.ndarray:
+    # 8-bit masks reaching the upper half (0/255, JPEG-compressed ones) are cut at 127; others (0/1, label
+    # numbers 0..N, 0/100) at 0
+    return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) >= 128 else 0)
+
+
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read an expert mask (any image format) as an (H, W) boolean array: lesion where it is bright.
 
     8-bit masks whose values reach 128 (0/255, also when JPEG-compressed) are lesion above 127; other masks
-    (0/1, label numbers, 16-bit) are lesion where non-zero. Colour masks use their brightest channel.
+    (0/1, label numbers, 16-bit) are lesion where non-zero. Colour masks use their brightest channel,
+    gray + alpha masks their gray channel; of a multi-page TIFF the first page is read, with a warning.
     """
     path = Path(path)
     _check_file(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path)
+            arr = _read_tiff_page(path)
         else:
             from PIL import Image
 
@@ -266,16 +324,11 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                     arr = np.asarray(im.getchannel(0))
                 else:   # RGB, RGBA, palette...: the brightest channel (a red or blue lesion is no darker than grey)
                     arr = np.asarray(im.convert("RGB"))
+    except ImageReadError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise _decode_error(path, exc) from exc
-    arr = np.asarray(arr)
-    if arr.ndim == 3:
-        arr = arr[..., :3].max(axis=-1) if arr.shape[-1] in (3, 4) else arr[0]
-    if arr.ndim != 2:
-        raise ImageReadError(f"{path}: unsupported mask shape {arr.shape}")
-    # 8-bit masks reaching the upper half (0/255, JPEG-compressed ones) are cut at 127; others (0/1, label
-    # numbers 0..N, 0/100) at 0
-    return arr > (127 if arr.dtype == np.uint8 and arr.max(initial=0) >= 128 else 0)
+    return _mask_of_plane(_mask_plane(arr, path))
 
 
 # ------------------------------------------------------------------------------------- labels

@@ -16,7 +16,8 @@ import numpy as np
 
 from .atomic import atomic_path
 from .datasets import _MASK_DIRS, is_mask_file
-from .io import _check_file, _decode_error, _tiff_pixel_size, read_mask
+from .io import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane, _read_tiff_page,
+                 _tiff_pixel_size, read_mask)
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)
@@ -176,21 +177,28 @@ def _is_binary_255(arr: np.ndarray) -> bool:
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label image as (H, W): instance numbers from TIFF, 0/1 uint8 from a binary mask.
 
-    Integer TIFFs keep their values and dtype; any other mask (PNG/BMP/JPEG, 0/255 or 0/1,
-    1-bit) becomes uint8 0/1 via :func:`read_mask`.
+    Integer TIFFs keep their values and dtype (the first page; one trailing channel or gray + alpha is
+    read as its gray channel); any other mask (PNG/BMP/JPEG, 0/255 or 0/1, 1-bit) becomes uint8 0/1 via
+    :func:`read_mask`. Raises :class:`~napari_nevus_seg.io.ImageReadError` for a TIFF holding negative
+    label values or no pixels.
     """
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        _check_file(path)
-        try:
-            import tifffile
-
-            arr = tifffile.imread(path, key=0)
-        except Exception as exc:  # noqa: BLE001
-            raise _decode_error(path, exc) from exc
-        arr = np.squeeze(arr)
-        # a 16/32-bit TIFF is instance labels whatever its values; an 8-bit one holding only 0 and 255
-        # is a binary mask saved as TIFF (its lesion is label 1)
-        if arr.ndim == 2 and arr.dtype.kind in "ui" and not _is_binary_255(arr):
-            return arr
-    return read_mask(path).astype(np.uint8)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return read_mask(path).astype(np.uint8)
+    _check_file(path)
+    try:
+        arr = _read_tiff_page(path)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _decode_error(path, exc) from exc
+    colour = _is_colour_page(arr)
+    arr = _mask_plane(arr, path)
+    # a 16/32-bit TIFF is instance labels whatever its values; an 8-bit one holding only 0 and 255
+    # is a binary mask saved as TIFF (its lesion is label 1); a colour TIFF is a mask
+    if arr.dtype.kind in "ui" and not colour and not _is_binary_255(arr):
+        if arr.dtype.kind == "i" and arr.min() < 0:
+            raise ImageReadError(f"{path}: the labels hold negative values (down to {arr.min()}); label values "
+                                 "must be 0 (background) or positive lesion numbers")
+        return arr
+    return _mask_of_plane(arr).astype(np.uint8)
