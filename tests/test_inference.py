@@ -366,3 +366,19 @@ def test_segment_returns_its_probabilities_from_one_network_pass(model, monkeypa
     np.testing.assert_array_equal(labels, expected_labels)
     assert prob.dtype == np.float32 and prob.shape == stack.shape[:3]
     np.testing.assert_allclose(prob, expected_prob, atol=1e-6)
+
+
+@pytest.mark.parametrize("fill", [0, 128, np.nan])
+def test_a_single_colour_image_has_no_lesion_and_says_so(model, fill):
+    """The network always saw a lesion in training and outlines one even in a black frame (5 'lesions')."""
+    img = np.full((120, 160, 3), fill, np.float32 if np.isnan(fill) else np.uint8)
+    with pytest.warns(UserWarning, match="single colour"):
+        lab = segment(img, model=model)
+    assert lab.shape == (120, 160) and lab.max() == 0
+    with pytest.warns(UserWarning, match="single colour"):
+        assert predict_proba(img, model=model).max() == 0
+    stack = np.zeros((2, 120, 160, 3), np.uint8)
+    stack[1] = synthetic_lesion_image(seed=3, shape=(120, 160)).image
+    with pytest.warns(UserWarning, match="plane 0 of the stack"):
+        lab = segment(stack, model=model)
+    assert lab[0].max() == 0 and lab[1].max() >= 1

@@ -198,9 +198,12 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     - the image folder of such a pair of folders itself (``images/``): masks from its sibling ``masks/``.
 
     Images without a mask are returned with ``mask=None``. Raises ``FileNotFoundError`` when the
-    folder does not exist and returns ``[]`` when it holds no images.
+    folder does not exist, ``NotADirectoryError`` for a file, and returns ``[]`` when it holds no images.
     """
     root = Path(root)
+    if root.is_file():
+        raise NotADirectoryError(f"{root} is a file; discover_cases takes a data-set folder "
+                                 "(mask_for_image finds the mask of one image)")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     cases = _ph2_cases(root)

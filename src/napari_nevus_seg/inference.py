@@ -19,6 +19,7 @@ import copy
 import functools
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from importlib import resources
@@ -186,8 +187,19 @@ def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tt
         for j, (p, (layout, n)) in enumerate(zip(chunk, layouts)):
             pr = probs[k] if layout is None else confirmed_by_whole(stitch_windows(probs[k:k + n - 1], layout),
                                                                    probs[k + n - 1])
+            if all((v == v[:1, :1]).all() for v in views[k:k + n]):
+                pr = _uniform(pr, p, i + j, len(planes))
             k += n
             yield i + j, (p if keep_images else None), pr
+
+
+def _uniform(pr: torch.Tensor, plane: np.ndarray, index: int, n_planes: int) -> torch.Tensor:
+    """A plane of one colour has nothing to outline (the network, which always saw a lesion, outlines
+    something even there): its map is zero, with a warning."""
+    where = f"plane {index} of the stack" if n_planes > 1 else "the image"
+    warnings.warn(f"{where} is a single colour (RGB {tuple(int(c) for c in plane[0, 0])}): no lesion can be "
+                  "seen in it (an empty or failed read?)", UserWarning, stacklevel=4)
+    return torch.zeros_like(pr)
 
 
 def _setup(img, model, device) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
