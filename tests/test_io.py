@@ -500,6 +500,39 @@ def test_write_labels_errors(tmp_path, labels, path, error, match):
         write_labels(labels, tmp_path / path)
 
 
+@pytest.mark.parametrize("bad, match", [
+    (0, "positive number"), (-1, "positive number"), (float("nan"), "positive number"),
+    (float("inf"), "positive number"), ("0.01", "str"), (True, "bool"), ((0.01, 0.02, 0.03), "pair"),
+    ((0.01, -0.02), "positive number"), (1e-30, "cannot be stored"), (1e30, "cannot be stored"),
+])
+def test_write_labels_bad_pixel_size_is_refused_before_writing(tmp_path, bad, match):
+    # was ZeroDivisionError, struct.error, "cannot convert NaN to integer ratio", TypeError,
+    # "max_denominator should be at least 1" from inside the TIFF writer
+    lab = np.zeros((8, 8), np.uint8)
+    lab[2:5, 2:5] = 1
+    target = write_labels(lab * 2, tmp_path / "keep.tif", pixel_size_mm=0.02)
+    before = target.read_bytes()
+    for path in (target, tmp_path / "new.tif"):
+        with pytest.raises(ValueError, match=match):
+            write_labels(lab, path, pixel_size_mm=bad)
+    assert target.read_bytes() == before and not (tmp_path / "new.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tif"]
+
+
+@pytest.mark.parametrize("size, expected", [(0.0125, (0.0125, 0.0125)), ((0.01, 0.02), (0.01, 0.02)),
+                                            (np.float32(0.5), (0.5, 0.5)), (1e-8, (1e-8, 1e-8)), (3, (3.0, 3.0))])
+def test_write_labels_pixel_sizes_round_trip(tmp_path, size, expected):
+    p = write_labels(np.ones((8, 8), np.uint8), tmp_path / "x.tif", pixel_size_mm=size)
+    assert file_pixel_size(p) == pytest.approx(expected, rel=1e-6)
+
+
+def test_write_labels_refuses_labels_without_pixels(tmp_path):
+    for shape in ((0, 0), (0, 8)):
+        with pytest.raises(ValueError, match="no pixels"):
+            write_labels(np.zeros(shape, np.uint16), tmp_path / "x.tif")
+    assert not list(tmp_path.iterdir())
+
+
 def test_write_labels_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "keep.tif"
     write_labels(np.ones((8, 8), np.uint8), target)

@@ -44,6 +44,49 @@ def _labels_array(labels) -> np.ndarray:
     return arr
 
 
+def _rational(value: float) -> tuple[int, int]:
+    """``value`` as the unsigned 32-bit rational a TIFF resolution tag stores (as tifffile rounds it)."""
+    from fractions import Fraction
+
+    f = Fraction(value)
+    return (lambda g: (g.numerator, g.denominator))(
+        f.limit_denominator(max(1, min(4294967295, int(4294967295 / abs(f))))))
+
+
+def _pixel_sizes(pixel_size_mm, path: Path) -> tuple[float, float]:
+    """``(row, column)`` pixel size in mm; ValueError for anything but one or two positive finite numbers."""
+    what = f"{path.name}: pixel_size_mm must be a positive number of mm or a (row, column) pair of them"
+    values = pixel_size_mm if isinstance(pixel_size_mm, (tuple, list, np.ndarray)) else [pixel_size_mm]
+    values = list(np.asarray(values, dtype=object).ravel())
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise ValueError(f"{what}; got {pixel_size_mm!r}")
+    sizes = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{what}; got {pixel_size_mm!r} ({type(v).__name__})")
+        v = float(v)
+        if not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{what}; got {pixel_size_mm!r}")
+        sizes.append(v)
+    return sizes[0], sizes[1]
+
+
+def _tiff_resolution(sizes: tuple[float, float], path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(x, y)`` resolution tags (pixels per cm) for a ``(row, column)`` pixel size in mm; ValueError when
+    the 32-bit rational tags cannot store it within 1 ppm."""
+    tags = []
+    for size in (sizes[1], sizes[0]):  # x (columns), then y (rows)
+        per_cm = 10.0 / size
+        num, den = _rational(per_cm) if np.isfinite(per_cm) and per_cm <= 4294967295 else (0, 1)
+        if num == 0 or abs(num / den - per_cm) > 1e-6 * per_cm:
+            raise ValueError(f"{path.name}: a pixel size of {size!r} mm cannot be stored in a TIFF file's resolution "
+                             "tags (32-bit fractions of pixels per cm, kept to 1 ppm); the smallest is about 2.3e-09 mm")
+        tags.append((num, den))
+    return tags[0], tags[1]
+
+
 def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
                  pixel_size_mm: float | tuple[float, float] | None = None, source: str | None = None) -> Path:
     """Save a label image; return the path written.
@@ -53,6 +96,10 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
       ``ValueError`` says to use ``.tif`` (instance numbers would be lost).
     - ``.tif`` / ``.tiff``: the label values as uint16 (uint32 above 65535), zlib-compressed, with
       resolution tags when ``pixel_size_mm`` is given; ``binary=True`` stores 0/1.
+
+    ``pixel_size_mm``: a positive number of mm, or a (row, column) pair; anything else (0, negative, NaN,
+    a string, a size the TIFF tags cannot hold) raises ValueError before anything is written. Labels
+    without pixels are refused likewise.
 
     ``source``: the path of the image the labels belong to, recorded in the file (TIFF DocumentName tag,
     PNG text chunk; read back by :func:`labels_source`); batch runs use it to resume safely.
@@ -68,6 +115,12 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: the folder does not exist")
     arr = _labels_array(labels)
+    if arr.size == 0:
+        raise ValueError(f"{path.name}: the labels have no pixels (shape {arr.shape}); nothing to save")
+    resolution = None
+    if pixel_size_mm is not None:  # checked whatever the format; stored (so checked for storage) in a TIFF
+        sizes = _pixel_sizes(pixel_size_mm, path)
+        resolution = _tiff_resolution(sizes, path) if suffix != ".png" else None
     values_max = int(arr.max()) if arr.size else 0
     if binary:
         arr = (arr > 0).astype(np.uint8)
@@ -89,9 +142,8 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
 
             dtype = np.uint16 if values_max <= np.iinfo(np.uint16).max else np.uint32
             kwargs = {}
-            if pixel_size_mm is not None:
-                sy, sx = (pixel_size_mm, pixel_size_mm) if np.isscalar(pixel_size_mm) else pixel_size_mm
-                kwargs = {"resolution": (10.0 / sx, 10.0 / sy), "resolutionunit": "CENTIMETER"}
+            if resolution is not None:
+                kwargs = {"resolution": resolution, "resolutionunit": "CENTIMETER"}
             if source is not None:  # DocumentName (269), ASCII: the path as a JSON string (non-ASCII escaped)
                 kwargs["extratags"] = [(269, "s", 0, json.dumps(str(source)), True)]
             tifffile.imwrite(tmp, arr.astype(dtype), compression="zlib", description=LABELS_MARKER,
