@@ -92,6 +92,55 @@ def test_refine_outline_checks_shapes():
         refine_outline(img[:-1], loose_probability(dist, 66))
 
 
+@pytest.mark.parametrize("convert", [
+    lambda i: i.astype(np.float32) / 255.0,            # float [0, 1]: was "arrays used as indices must be of integer"
+    lambda i: i.astype(np.float64),                    # float 0..255
+    lambda i: i.astype(np.uint16) * 257,               # 16-bit: was "index 47545 is out of bounds"
+])
+def test_refine_outline_converts_images_as_segment_does(convert):
+    img, mask, dist = disk_image()
+    prob = loose_probability(dist, 66)
+    ref = refine_outline(img, prob)
+    out = refine_outline(convert(img), prob)
+    assert np.array_equal(out > 0.5, ref > 0.5) and dice(out > 0.5, mask) > 0.98
+
+
+@pytest.mark.parametrize("image, match", [
+    (lambda i: i[..., 0], r"RGB image of shape \(H, W, 3\).*to_rgb_uint8"),                    # grayscale
+    (lambda i: np.dstack([i, np.full(i.shape[:2], 255, np.uint8)]), r"\(H, W, 3\)"),         # RGBA
+    (lambda i: i > 100, "boolean"),
+    (lambda i: i[:-1], "same shape"),
+])
+def test_refine_outline_refuses_wrong_images(image, match):
+    img, _mask, dist = disk_image()
+    with pytest.raises(ValueError, match=match):
+        refine_outline(image(img), loose_probability(dist, 66))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threshold": 1.5}, "threshold"), ({"threshold": 0.0}, "threshold"), ({"threshold": float("nan")}, "threshold"),
+    ({"min_size": -1}, "min_size"), ({"band": 0.0}, "band"), ({"alpha": 1.5}, "alpha"),
+])
+def test_refine_outline_checks_arguments(kwargs, match):
+    img, _mask, dist = disk_image()
+    with pytest.raises(ValueError, match=match):
+        refine_outline(img, loose_probability(dist, 66), **kwargs)
+
+
+def test_refine_outline_probability_maps():
+    img, mask, dist = disk_image()
+    nan = np.full(mask.shape, np.nan, np.float32)
+    out = refine_outline(img, nan)              # was all NaN
+    assert not np.isnan(out).any() and not (out > 0.5).any()
+    prob = loose_probability(dist, 66)
+    holed = prob.copy()
+    holed[::7, ::7] = np.nan                    # NaN counts as 0: the lesion is still found and refined
+    assert dice(refine_outline(img, holed) > 0.5, mask) > 0.97
+    for bad, match in ((prob * 10 - 5, r"in \[0, 1\]"), (prob[None], "2-D"), (prob.astype(complex), "numbers")):
+        with pytest.raises(ValueError, match=match):
+            refine_outline(img, bad)
+
+
 def test_work_grid_is_bounded_and_never_upsamples():
     assert work_shape((4000, 6000)) == (256, 384)
     assert work_shape((576, 768)) == (288, 384)

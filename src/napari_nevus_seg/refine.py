@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from .masks import default_min_size, labels_from_mask
+from .masks import check_args, default_min_size, labels_from_mask
 from .masks import fill_holes as fill_mask_holes
 
 if TYPE_CHECKING:  # PyTorch is imported where it is used: refine_outline runs in light worker processes
@@ -98,13 +98,22 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
                    alpha: float = ALPHA, fill_holes: bool = True) -> np.ndarray:
     """Refined lesion map of the same (h, w) as ``prob``: lesion where the result is above 0.5.
 
-    ``image``: (h, w, 3) uint8 RGB, the same grid as ``prob`` (the network's upsampled probabilities).
+    ``image``: (h, w, 3) RGB, the same grid as ``prob`` (the network's upsampled probabilities); uint8, or
+    16-bit / float converted as :func:`~napari_nevus_seg.segment` converts them (floats in [0, 1] scaled by
+    255). Grayscale and RGBA images are refused (convert them with :func:`~napari_nevus_seg.to_rgb_uint8`).
+    ``prob``: (h, w) probabilities in [0, 1]; NaN counts as 0 (no lesion).
     ``threshold``, ``min_size``, ``largest_only``, ``drop_edge_fragments`` and ``fill_holes`` decide the
     lesions to refine as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model
     can be built, the probabilities are returned remapped so that ``threshold`` becomes 0.5 (the outline
-    is unchanged).
+    is unchanged). Wrong shapes, types and arguments raise ``ValueError``.
     """
-    prob = np.asarray(prob, np.float32)
+    check_args(threshold, min_size)
+    if not (np.isfinite(band) and band > 0):
+        raise ValueError(f"band must be a positive fraction of the lesion radius, got {band}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    image = _rgb_uint8(image)
+    prob = _probabilities(prob)
     if image.shape[:2] != prob.shape:
         raise ValueError(f"image {image.shape[:2]} and probability map {prob.shape} must have the same shape")
     lab = labels_from_mask(prob > threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
@@ -119,6 +128,34 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
     out = np.zeros(prob.shape, np.float32)
     out[box] = np.clip(ndi.gaussian_filter(new.astype(np.float32), SMOOTH_SIGMA), 0.0, 1.0)
     return out
+
+
+def _rgb_uint8(image) -> np.ndarray:
+    """(h, w, 3) uint8 RGB; other dtypes converted as segment() converts them, other layouts refused."""
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got shape {arr.shape}; "
+                         "convert grayscale or RGBA images with napari_nevus_seg.to_rgb_uint8()")
+    if arr.dtype == np.uint8:
+        return arr
+    from .preprocess import as_uint8_rgb  # imports PyTorch: only for images that are not uint8 already
+
+    return as_uint8_rgb(arr)
+
+
+def _probabilities(prob) -> np.ndarray:
+    """(h, w) float32 probabilities: NaN -> 0, clipped to [0, 1]; ValueError for other shapes or scales."""
+    arr = np.asarray(prob)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"the probability map must be a non-empty 2-D (h, w) array, got shape {arr.shape}")
+    if arr.dtype.kind not in "uifb":
+        raise ValueError(f"the probability map must hold numbers, got dtype {arr.dtype}")
+    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(f"the probability map must hold probabilities in [0, 1], found {lo:g} .. {hi:g} "
+                         "(logits? apply a sigmoid first)")
+    return np.clip(arr, 0.0, 1.0, out=arr)
 
 
 def _grown_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
