@@ -423,3 +423,125 @@ def test_refinement_workers_do_not_import_pytorch():
             "print(sorted(m for m in ('torch', 'skimage') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------- outputs never replace input images
+def _hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def _photo_folder(root: Path) -> list[Path]:
+    import tifffile
+
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(2):
+        p = root / f"photo{i}.tif"
+        tifffile.imwrite(p, synthetic_lesion_image(seed=i, shape=SHAPE).image)
+        paths.append(p)
+    p = root / "jp.png"
+    Image.fromarray(synthetic_lesion_image(seed=5, shape=SHAPE).image).save(p)
+    return [*paths, p]
+
+
+def _labelled_once(folder: Path, photos: list[Path]) -> dict[str, Path]:
+    """Each photo's one label file in ``folder`` (by the source the file records)."""
+    from napari_nevus_seg.labels_io import labels_source
+
+    by_source: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        src = labels_source(p)
+        if src is not None:
+            by_source.setdefault(src, []).append(p)
+    assert sorted(by_source) == sorted(os.path.abspath(p) for p in photos)
+    assert all(len(v) == 1 for v in by_source.values()), by_source
+    return {Path(k).name: v[0] for k, v in by_source.items()}
+
+
+@pytest.mark.parametrize("fmt", ["tif", "png"])
+def test_out_set_to_the_input_folder_never_replaces_a_photo(tmp_path, model, fmt):
+    folder = tmp_path / "in"
+    photos = _photo_folder(folder)
+    before = _hashes(folder)
+    s = segment_folder(folder, folder, model=model, fmt=fmt)
+    assert (s.total, s.done, s.skipped, s.failed) == (3, 3, 0, [])
+    outputs = _labelled_once(folder, photos)
+    # an output that would be a photo's own file gets the photo's suffix: photo0.tif -> photo0_tif.tif
+    expected = ({"photo0.tif": "photo0_tif.tif", "photo1.tif": "photo1_tif.tif", "jp.png": "jp.tif"} if fmt == "tif"
+                else {"photo0.tif": "photo0.png", "photo1.tif": "photo1.png", "jp.png": "jp_png.png"})
+    assert {k: v.name for k, v in outputs.items()} == expected
+    for photo, seed in zip(photos, (0, 1, 5)):
+        want = segment(synthetic_lesion_image(seed=seed, shape=SHAPE).image, model=model)
+        np.testing.assert_array_equal(read_output(outputs[photo.name]) > 0, want > 0)
+    after_first = _hashes(folder)
+    assert {k: after_first[k] for k in before} == before             # the photos are untouched
+    s = segment_folder(folder, folder, model=model, fmt=fmt)         # rerun: resume skips all three
+    assert (s.total, s.done, s.skipped) == (3, 0, 3)
+    s = segment_folder(folder, folder, model=model, fmt=fmt, overwrite=True)
+    assert (s.total, s.done, s.failed) == (3, 3, [])
+    assert _labelled_once(folder, photos) == outputs
+    assert {k: _hashes(folder)[k] for k in before} == before
+    assert set(_hashes(folder)) == set(after_first)                  # no new files
+    # one photo named explicitly, its own name as the output (--format png with a .png photo)
+    s = segment_folder(folder / "jp.png", folder, model=model, fmt=fmt, overwrite=True)
+    assert s.done == 1 and {k: _hashes(folder)[k] for k in before} == before
+
+
+def test_out_linked_to_the_input_folder_never_replaces_a_photo(tmp_path, model):
+    folder = tmp_path / "in"
+    photos = _photo_folder(folder)
+    link = tmp_path / "link"
+    try:
+        link.symlink_to(folder, target_is_directory=True)
+    except OSError:
+        pytest.skip("no symbolic links here")
+    before = _hashes(folder)
+    s = segment_folder(folder, link, model=model, overwrite=True)
+    assert s.done == 3 and not s.failed
+    assert {k: _hashes(folder)[k] for k in before} == before
+    assert sorted(p.name for p in _labelled_once(folder, photos).values()) == ["jp.tif", "photo0_tif.tif",
+                                                                                 "photo1_tif.tif"]
+
+
+def test_a_photo_beside_or_at_the_output_is_never_replaced(tmp_path, model):
+    import tifffile
+
+    folder = tmp_path / "in"
+    make_folder(folder, 1)                                            # img0.png, the input
+    tifffile.imwrite(folder / "img0.tif", synthetic_lesion_image(seed=9, shape=SHAPE).image)   # a photo, no input
+    before = _hashes(folder)
+    s = segment_folder(folder / "img0.png", folder, model=model, overwrite=True)
+    assert s.done == 1 and s.ok
+    assert (folder / "img0_png.tif").is_file() and _hashes(folder)["img0.tif"] == before["img0.tif"]
+    # an output folder elsewhere holding a photo under the output name: that image fails, the photo stays
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    tifffile.imwrite(other / "img0.tif", synthetic_lesion_image(seed=9, shape=SHAPE).image)
+    photo = (other / "img0.tif").read_bytes()
+    for overwrite in (False, True):
+        s = segment_folder(folder / "img0.png", other, model=model, overwrite=overwrite)
+        assert s.done == 0 and len(s.failed) == 1 and "is not a label file" in s.failed[0][1]
+        assert (other / "img0.tif").read_bytes() == photo
+
+
+def test_measure_path_must_be_a_new_csv_file(tmp_path, model):
+    photos = make_folder(tmp_path / "in", 1)
+    before = photos[0].read_bytes()
+    with pytest.raises(BatchSetupError, match="is one of the input images"):
+        segment_folder(photos[0], tmp_path / "out", model=model, measure=photos[0])
+    with pytest.raises(BatchSetupError, match="is one of the input images"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=tmp_path / "in" / "." / "img0.png")
+    with pytest.raises(BatchSetupError, match=r"must be a \.csv file"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=tmp_path / "lesions.txt")
+    assert photos[0].read_bytes() == before
+    assert not (tmp_path / "out").exists() and not (tmp_path / "lesions.txt").exists()
+
+
+@pytest.mark.parametrize("px", [float("inf"), float("nan"), 0.0, -0.1, 1e-30, 1e4, (0.02, float("inf"))])
+def test_pixel_size_out_of_range_is_a_setup_error(tmp_path, model, px):
+    make_folder(tmp_path / "in", 1)
+    with pytest.raises(BatchSetupError, match="pixel_size_mm must be a number of mm per pixel from 1e-06 to 1000"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, pixel_size_mm=px)
+    assert not (tmp_path / "out").exists()

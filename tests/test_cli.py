@@ -324,3 +324,58 @@ def test_same_seed_same_model(tmp_path, capsys):
                      *TINY]) == 0, capsys.readouterr().err
     a, b = (load_model(tmp_path / n).net.state_dict() for n in ("a.pt", "b.pt"))
     assert all(torch.equal(a[k], b[k]) for k in a)       # the starting weights are seeded too
+
+
+# ----------------------------------------------------------------------- review: data never destroyed
+def _hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def test_segment_into_the_input_folder_keeps_every_photo(tmp_path, capsys):
+    pytest.importorskip("napari_nevus_seg.measurements")
+    import tifffile
+
+    from napari_nevus_seg.labels_io import labels_source
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        tifffile.imwrite(src / f"photo{i}.tif", synthetic_lesion_image(seed=i, shape=SHAPE).image)
+    Image.fromarray(synthetic_lesion_image(seed=5, shape=SHAPE).image).save(src / "jp.png")
+    photos = _hashes(src)
+    base = ["segment", str(src), "--out", str(src), "-q"]
+    assert main(base) == 0
+    assert "3 segmented" in capsys.readouterr().out
+    labelled = {labels_source(src / n): n for n in ("photo0_tif.tif", "photo1_tif.tif", "jp.tif")}
+    assert sorted(labelled) == sorted(str(src / n) for n in photos)            # each photo labelled once
+    assert main(base) == 0 and "0 segmented (0 with no lesion found), 3 skipped" in capsys.readouterr().out
+    assert main([*base, "--overwrite"]) == 0 and "3 segmented" in capsys.readouterr().out
+    assert main([*base, "--measure", str(tmp_path / "m.csv")]) == 0   # measured from the right label files
+    out = capsys.readouterr().out
+    assert "3 skipped" in out and "0 failed" in out
+    assert main(["segment", str(src / "jp.png"), "--out", str(src), "--format", "png", "--overwrite", "-q"]) == 0
+    assert (src / "jp_png.png").is_file()
+    now = _hashes(src)
+    assert {n: now[n] for n in photos} == photos                                 # the photos' bytes unchanged
+    assert sorted(now) == sorted([*photos, "photo0_tif.tif", "photo1_tif.tif", "jp.tif", "jp_png.png"])
+
+
+def test_measure_csv_that_is_an_input_or_not_csv_is_refused(tmp_path, capsys):
+    paths = make_folder(tmp_path / "in", 1)
+    before = paths[0].read_bytes()
+    rc = main(["segment", str(paths[0]), "--out", str(tmp_path / "o2"), "--measure", str(paths[0]), "-q"])
+    assert rc == 2 and "is one of the input images" in capsys.readouterr().err
+    rc = main(["segment", str(paths[0]), "--out", str(tmp_path / "o2"), "--measure", str(tmp_path / "m.xlsx"), "-q"])
+    assert rc == 2 and "must be a .csv file" in capsys.readouterr().err
+    assert paths[0].read_bytes() == before and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "1e-30", "1e4"])
+def test_pixel_size_out_of_range_is_refused_before_any_work(tmp_path, capsys, value):
+    make_folder(tmp_path / "in", 1)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--pixel-size-mm", value, "-q"])
+    assert rc == 2
+    assert "--pixel-size-mm must be a number of mm per pixel from 1e-06 to 1000" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ a file that cannot be read or segmented is reported and the batch goes on.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -105,7 +106,7 @@ def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[
 
 
 def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
-                recursive: bool = False) -> tuple[list[ImageTask], list[ImageResult]]:
+                recursive: bool = False, fmt: str = "tif") -> tuple[list[ImageTask], list[ImageResult]]:
     """Image tasks for files and folders, and a failed result for each input that does not exist.
 
     Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks (named ``*_segmentation``,
@@ -115,6 +116,8 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
     once), whose structure is kept under ``out``. Files named explicitly are
     always taken. Two inputs that would write the same output get their suffix, then a number, added;
     two inputs of the same name are named by their paths in the summary and the measurement table.
+    An output (in format ``fmt``) is never an input image, nor a photograph beside the inputs (``--out``
+    set to the input folder): ``photo.tif`` gives ``photo_tif.tif`` there (then a number if that is taken).
     Sources are absolute paths (recorded in the label files, so that a resumed run never takes one
     image's labels for another's).
     """
@@ -133,6 +136,7 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
         else:
             missing.append(ImageResult(str(p), str(p), "failed", reason="no such file or folder"))
     stems = _unique_stems([(src, rel) for src, rel, _ in tasks])
+    stems = _spare_sources([src for src, _, _ in tasks], stems, out, fmt)
     names = [name for _, _, name in tasks]
     counts: dict[str, int] = {}
     for n in names:
@@ -166,6 +170,94 @@ def _unique_stems(items: list[tuple[Path, Path]]) -> list[Path]:
     return stems
 
 
+def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, after links (what ``os.path.samefile`` compares), else None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _spare_sources(sources: list[Path], stems: list[Path], out: Path, fmt: str) -> list[Path]:
+    """Output stems whose files are never an input image (the same file, also through links or another
+    letter case) nor, in a folder holding inputs, a file that is not a label file (a photograph that is
+    no input of this run): ``photo.tif`` -> ``photo_tif`` (then ``photo_tif_2``, ...). Deterministic for
+    the same inputs, so that a rerun finds (and skips) the outputs of the first run."""
+    from .batch_work import SUFFIX
+
+    if fmt not in SUFFIX:
+        raise ValueError(f"unknown label format {fmt!r}; use one of {FORMATS}")
+    suffix = SUFFIX[fmt]
+    source_ids = {i for i in map(_file_id, sources) if i is not None}
+    dir_ids: dict[str, tuple[int, int] | None] = {}
+
+    def dir_id(folder: Path) -> tuple[int, int] | None:
+        key = str(folder)
+        if key not in dir_ids:
+            dir_ids[key] = _file_id(folder)
+        return dir_ids[key]
+
+    source_dirs = {dir_id(src.parent) for src in sources} - {None}
+
+    def unsafe(stem: Path) -> bool:
+        path = out / stem.with_name(stem.name + suffix)
+        fid = _file_id(path)
+        if fid is None:
+            return False       # nothing there (every input exists)
+        if fid in source_ids:
+            return True
+        return dir_id(path.parent) in source_dirs and not is_labels_file(path)
+
+    stems = list(stems)
+    taken = {st.as_posix().lower() for st in stems}
+    for i, (src, stem) in enumerate(zip(sources, stems)):
+        if not unsafe(stem):
+            continue
+        base = stem.with_name(f"{stem.name}_{src.suffix.lstrip('.').lower()}")
+        cand, k = base, 1
+        while cand.as_posix().lower() in taken or unsafe(cand):
+            k += 1
+            cand = base.with_name(f"{base.name}_{k}")
+        stems[i] = cand
+        taken.add(cand.as_posix().lower())
+    return stems
+
+
+#: the pixel sizes (mm per pixel) a batch accepts: 1 nm to 1 m, storable in TIFF resolution tags
+PIXEL_SIZE_RANGE_MM = (1e-6, 1e3)
+
+
+def check_pixel_size(value: float | tuple[float, float] | None, what: str = "pixel_size_mm") -> None:
+    """Refuse (BatchSetupError) a pixel size that is not a finite number in :data:`PIXEL_SIZE_RANGE_MM`."""
+    if value is None:
+        return
+    lo, hi = PIXEL_SIZE_RANGE_MM
+    try:
+        values = (value,) if isinstance(value, (int, float)) or getattr(value, "ndim", 1) == 0 else tuple(value)
+        ok = len(values) in (1, 2) and all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in values)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BatchSetupError(f"{what} must be a number of mm per pixel from {lo:g} to {hi:g} (or a (row, column) "
+                              f"pair of them), got {value!r}")
+
+
+def check_measure_path(measure: str | os.PathLike, tasks: Sequence[ImageTask]) -> None:
+    """Refuse (BatchSetupError) a measurement table path that is a folder, an input image or no ``.csv`` file."""
+    m = Path(measure)
+    if m.is_dir():
+        raise BatchSetupError(f"the measurement table {measure} is a folder: give a file name, "
+                              f"e.g. {m / 'lesions.csv'}")
+    mid = _file_id(m)
+    if mid is not None and any(_file_id(t.source) == mid for t in tasks):
+        raise BatchSetupError(f"the measurement table {measure} is one of the input images: give the name of a "
+                              "new .csv file, e.g. lesions.csv")
+    if m.suffix.lower() != ".csv":
+        raise BatchSetupError(f"the measurement table {measure} must be a .csv file (e.g. "
+                              f"{m.with_name('lesions.csv')}), got suffix {m.suffix or '(none)'!r}")
+
+
 def check_output_folder(out: str | os.PathLike) -> Path:
     """Create ``out`` if needed and check that files can be written there (else BatchSetupError)."""
     out = Path(out)
@@ -196,18 +288,21 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     plugin's reader open as a Labels layer; or with ``fmt="png"`` ``out/name.png``, the binary lesion
     mask (0/255) as the ISIC challenge distributes masks.
     ``threshold``, ``tta``, ``min_size``, ``largest_only`` and ``refine`` are those of :func:`segment`.
-    Existing outputs are skipped unless ``overwrite``. ``measure``: path of a CSV file that receives
-    one row per lesion for all images (an ``image`` column first), pixel size from each file's
-    metadata unless ``pixel_size_mm`` is given. ``model``: a loaded model, a file path or None (the
-    default). Runs in this process, or on Dask with ``workers=N`` (a local cluster of N processes),
-    ``scheduler="tcp://host:port"`` or an existing ``client``. In this process, ``refine_workers``
+    Existing outputs are skipped unless ``overwrite``; an output never replaces an input image or a
+    photograph (see :func:`find_images`). ``measure``: path of a ``.csv`` file (not an input image)
+    that receives one row per lesion for all images (an ``image`` column first), pixel size from each
+    file's metadata unless ``pixel_size_mm`` is given (1e-6 to 1000 mm: :data:`PIXEL_SIZE_RANGE_MM`).
+    ``model``: a loaded model, a file path or None (the default). Runs in this process, or on Dask
+    with ``workers=N`` (a local cluster of N processes), ``scheduler="tcp://host:port"`` or an
+    existing ``client``. In this process, ``refine_workers``
     processes refine the outlines beside the network (the refinement holds Python's GIL); None picks
     half the CPU cores (all but one with a GPU) for runs of 16 images or more, 0 refines in this
     process. ``progress(result, finished, total)``
     is called per image; ``cancel.is_set()`` stops the run early (finished outputs stay).
 
-    Raises :class:`BatchSetupError` when the run cannot start (no images, output not writable,
-    Dask missing); image-level problems are reported in the returned :class:`BatchSummary`.
+    Raises :class:`BatchSetupError` when the run cannot start (no images, output not writable, a bad
+    ``measure`` path or pixel size, Dask missing); image-level problems are reported in the returned
+    :class:`BatchSummary`.
     """
     t0 = time.perf_counter()
     if fmt not in FORMATS:
@@ -220,8 +315,9 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         raise BatchSetupError("give at most one of workers, scheduler and client")
     if refine_workers is not None and refine_workers < 0:
         raise BatchSetupError(f"refine_workers must be 0 or more, got {refine_workers}")
+    check_pixel_size(pixel_size_mm)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    tasks, missing = find_images(items, Path(out), recursive)
+    tasks, missing = find_images(items, Path(out), recursive, fmt=fmt)
     if not tasks:
         where = ", ".join(str(i) for i in items) or "(no inputs)"
         raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}, leaving out "
@@ -236,9 +332,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         from .devices import resolve_device
 
         resolve_device(device)   # an unavailable explicit device is a setup error, not N failed images
-    if measure is not None and Path(measure).is_dir():
-        raise BatchSetupError(f"the measurement table {measure} is a folder: give a file name, "
-                              f"e.g. {Path(measure) / 'lesions.csv'}")
+    if measure is not None:
+        check_measure_path(measure, tasks)
     loaded = resolve_model(model)    # fails here, once, for a bad model file
     check_output_folder(out)  # created only once the inputs and the model are known to be good
     opts = SegmentOptions(model=model if model is None or isinstance(model, (str, os.PathLike)) else loaded,

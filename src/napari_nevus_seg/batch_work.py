@@ -75,15 +75,32 @@ def existing_output(task: ImageTask, fmt: str) -> Path | None:
 
     A file that records another source image (two inputs of the same name whose output names were
     numbered differently in an earlier run with other inputs) is not ``task``'s: it is redone.
-    Files without a record (earlier versions, other tools) are taken as they are.
+    Label files without a record (earlier versions, other tools) are taken as they are; a file that is
+    no label file (a photograph) is not an output (and :func:`write_output` never replaces it).
     """
-    from .labels_io import labels_source
+    from .labels_io import is_labels_file, labels_source
 
     p = output_path(task, fmt)
     if not (p.is_file() and p.stat().st_size > 0):
         return None
     recorded = labels_source(p)
-    return p if recorded is None or recorded == task.source else None
+    if recorded is not None:
+        return p if recorded == task.source else None
+    return p if is_labels_file(p) else None
+
+
+class NotALabelFileError(RuntimeError):
+    """An output path holds a file that is not a label image (a photograph): it is never replaced."""
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise :class:`NotALabelFileError` when ``path`` holds a non-empty file that is no label file."""
+    from .labels_io import is_labels_file, labels_source
+
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0 and labels_source(path) is None and not is_labels_file(path):
+        raise NotALabelFileError(f"{path} exists and is not a label file (a photograph?): it is not replaced; "
+                                 "choose another output folder")
 
 
 def write_output(labels: np.ndarray, path: str | os.PathLike,
@@ -92,12 +109,14 @@ def write_output(labels: np.ndarray, path: str | os.PathLike,
 
     ``.tif``: instance labels (uint16, uint32 beyond 65535 lesions) with the pixel size in the
     resolution tags; ``.png``: the binary lesion mask (0/255), as the ISIC challenge distributes them.
-    If writing fails, an earlier file at ``path`` is left exactly as it was.
+    If writing fails, an earlier file at ``path`` is left exactly as it was; a file there that is no
+    label file (a photograph) is never replaced (:class:`NotALabelFileError`).
     """
     from .io import write_labels
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(path)
     binary = path.suffix.lower() == ".png"
     return write_labels(labels, path, binary=binary, pixel_size_mm=None if binary else pixel_size_mm, source=source)
 
@@ -186,7 +205,8 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
     msg = str(exc).splitlines()[0] if str(exc) else ""
     if source and msg.startswith(f"{source}: "):
         msg = msg[len(source) + 2:]
-    known = type(exc).__name__ in ("ImageReadError", "CheckpointError", "DeviceUnavailableError")
+    known = type(exc).__name__ in ("ImageReadError", "CheckpointError", "DeviceUnavailableError",
+                                   "NotALabelFileError")
     if not msg:
         return type(exc).__name__
     return msg if known else f"{type(exc).__name__}: {msg}"

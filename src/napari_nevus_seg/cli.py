@@ -65,13 +65,16 @@ def add_segment_parser(sub) -> None:
                        description="Segment lesions in images (files and folders) and write one label image "
                                    "per input into --out (NAME.tif instance labels, or NAME.png binary masks "
                                    "with --format png). Finished outputs are skipped, so an interrupted run "
-                                   "resumes; unreadable images are reported and the others processed.")
+                                   "resumes; unreadable images are reported and the others processed. An output "
+                                   "never replaces an input image or a photograph: with --out set to the input "
+                                   "folder, photo.tif gives photo_tif.tif.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the label images")
-    p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file")
+    p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file (a new .csv "
+                                                    "file, never one of the inputs)")
     p.add_argument("--pixel-size-mm", type=float, metavar="MM",
-                   help="pixel size of every image: TIFF tags of the labels and --measure (default: from each "
-                        "file's metadata, else pixels)")
+                   help="pixel size of every image, 1e-6 to 1000 mm: TIFF tags of the labels and --measure "
+                        "(default: from each file's metadata, else pixels)")
     p.add_argument("--model", metavar="PATH_OR_NAME", help="model file or library name (default: shipped model)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
@@ -98,15 +101,14 @@ def add_segment_parser(sub) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .batch import segment_folder
+    from .batch import check_pixel_size, segment_folder
     from .cli_progress import ProgressBar
 
     if args.workers is not None and args.workers < 1:
         raise SetupError(f"--workers must be at least 1, got {args.workers}")
     if args.refine_workers is not None and args.refine_workers < 0:
         raise SetupError(f"--refine-workers must be 0 or more, got {args.refine_workers}")
-    if args.pixel_size_mm is not None and not args.pixel_size_mm > 0:
-        raise SetupError(f"--pixel-size-mm must be positive, got {args.pixel_size_mm}")
+    check_pixel_size(args.pixel_size_mm, "--pixel-size-mm")   # before any work: inf, 0, 1e-30 ... refused
     model = resolve_model_arg(args.model)
     bar = ProgressBar("segment", enabled=not args.quiet)
     failed = 0
