@@ -379,3 +379,22 @@ def test_pixel_size_out_of_range_is_refused_before_any_work(tmp_path, capsys, va
     assert rc == 2
     assert "--pixel-size-mm must be a number of mm per pixel from 1e-06 to 1000" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_train_divergence_is_one_clear_line(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    rc = main(["train", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "2", "--lr", "1e12", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "training diverged" in err and "try a lower --lr" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("option", ["--limit", "--patience"])
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_train_limit_and_patience_must_be_positive(tmp_path, capsys, option, value):
+    data = dataset(tmp_path / "data")
+    assert main(["train", str(data), "--out", str(tmp_path / "m.pt"), option, value, *TINY]) == 2
+    assert f"argument {option}: must be at least 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

@@ -22,10 +22,23 @@ from .cli_progress import ProgressBar
 NEW_MODEL = {"size": 128, "arch": "unet", "width": 16, "depth": 4, "fill_prob": 0.0}
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (the message names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train (or fine-tune) a model on image/mask pairs",
                        description="Train a segmentation model on a data-set folder of images and expert masks "
-                                   "(PH2, ISIC or images/ + masks/ layouts), or fine-tune one with --init.")
+                                   "(PH2, ISIC or images/ + masks/ layouts), or fine-tune one with --init. "
+                                   "A run whose loss becomes NaN or infinite (diverged: usually --lr too high) "
+                                   "stops with exit status 2 and saves nothing.")
     p.add_argument("data", metavar="DATA_FOLDER")
     p.add_argument("--out", "-o", required=True, metavar="MODEL.pt", help="where to save the trained model")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -39,7 +52,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
     p.add_argument("--val-fraction", type=float,
                    help="share of pairs kept for validation (default 0.1; 0.2 held out with --init)")
-    p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation Dice")
+    p.add_argument("--patience", type=positive_int, metavar="EPOCHS",
+                   help="stop after this many epochs (1 or more) without a better validation Dice")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="keep last.pt/best.pt here (needed for --resume; new models, not --init)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt (same settings)")
@@ -51,7 +65,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--fill-prob", type=float, default=NEW_MODEL["fill_prob"], metavar="P",
                    help="new models: share of training images cropped inside their lesion, so that lesions larger "
                         "than the field of view are learnt (default 0; the default model's last stages used 0.4)")
-    p.add_argument("--limit", type=int, help="use at most this many pairs (quick trials)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="use at most this many pairs, 1 or more (quick trials)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -258,6 +273,15 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as exc:   # no pairs, mismatched masks, bad settings
         display.close()
         err(str(exc))
+        return EXIT_SETUP
+    except FloatingPointError as exc:   # the loss became NaN/inf: training.train stops the run
+        display.close()
+        default = 3e-4 if args.init else 2e-3
+        lr = args.lr if args.lr is not None else default
+        hint = f"the default is {default:g}" if lr > default else f"e.g. {lr / 10:g}"
+        reason = str(exc).splitlines()[0] if str(exc) else "training diverged"
+        err(f"{reason}: the learning rate {lr:g} is too high for this data or model; try a lower --lr "
+            f"({hint}). Nothing saved to {out}")
         return EXIT_SETUP
     finally:
         display.close()
