@@ -398,3 +398,26 @@ def test_train_limit_and_patience_must_be_positive(tmp_path, capsys, option, val
     assert main(["train", str(data), "--out", str(tmp_path / "m.pt"), option, value, *TINY]) == 2
     assert f"argument {option}: must be at least 1, got {value}" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_models_messages_for_bad_paths(tmp_path, capsys, tiny_model):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    assert main(["models", "--library", str(afile), "import", str(tiny_model)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "17" not in err.replace(str(tmp_path), "")
+    assert main(["models", "--library", str(afile), "list"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    lib = ["models", "--library", str(tmp_path / "lib")]
+    (tmp_path / "mx").mkdir()
+    assert main([*lib, "import", str(tmp_path / "mx")]) == 2
+    assert "mx is a folder, not a model file" in capsys.readouterr().err
+    assert main([*lib, "import", str(tiny_model), "--name", "mine"]) == 0
+    (tmp_path / "shared").mkdir()
+    assert main([*lib, "export", "mine", str(tmp_path / "shared")]) == 0       # a folder: <folder>/<name>.pt
+    assert load_model(tmp_path / "shared" / "mine.pt").config == load_model(tiny_model).config
+    capsys.readouterr()
+    assert main([*lib, "export", "mine", str(tmp_path / "newdir") + "/"]) == 2
+    assert "no such folder" in capsys.readouterr().err and not (tmp_path / "newdir").exists()
+    assert main([*lib, "export", "mine", str(afile / "x.pt")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and afile.read_text() == "not a folder"

@@ -174,3 +174,30 @@ def test_long_non_latin_names_are_refused_clearly_not_by_the_file_system(tmp_pat
     c = synthetic_lesion_image(seed=1, shape=(40, 50))
     pair = TrainingStore(tmp_path / "store").add(c.image, c.mask, "病" * 120)
     assert len(TrainingStore(tmp_path / "store")) == 1 and pair
+
+
+def test_paths_that_are_not_what_they_should_be_are_named_clearly(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    model_file = save_model(tiny(1), tmp_path / "m.pt")
+    bad = ModelLibrary(afile)
+    for call in (bad.list, lambda: bad.import_file(model_file), lambda: bad.save(tiny(1), "x"),
+                 lambda: bad.delete("x"), lambda: bad.rename("x", "y"), lambda: bad.export("x", tmp_path / "x.pt")):
+        with pytest.raises(NotADirectoryError, match="library path .* is a file, not a folder"):
+            call()
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "mx").mkdir()
+    with pytest.raises(IsADirectoryError, match="mx is a folder, not a model file"):
+        lib.import_file(tmp_path / "mx")
+    lib.save(tiny(1), "mine")
+    (tmp_path / "shared").mkdir()
+    assert lib.export("mine", tmp_path / "shared") == tmp_path / "shared" / "mine.pt"   # into the folder
+    assert same_weights(load_model(tmp_path / "shared" / "mine.pt"), tiny(1))
+    for missing_folder in (f"{tmp_path / 'newdir'}/", str(tmp_path / "a" / "b") + "/"):
+        with pytest.raises(NotADirectoryError, match="no such folder"):
+            lib.export("mine", missing_folder)
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "a").exists()
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        lib.export("mine", afile / "sub" / "x.pt")
+    assert afile.read_text() == "not a folder"
+    assert lib.export("mine", tmp_path / "new" / "x.pt").is_file()   # a missing folder without a final / is made

@@ -373,7 +373,17 @@ def run_models(args: argparse.Namespace) -> int:
         elif args.action == "delete":
             lib.delete(args.name)
             print(f"deleted {args.name!r}")
-    except (KeyError, ValueError, FileExistsError) as exc:
-        err(exc.args[0] if exc.args else str(exc))
+    except (KeyError, ValueError, OSError) as exc:
+        err(_reason(exc))
         return EXIT_SETUP
     return EXIT_OK
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an error: the message, or for an operating-system error its path and reason
+    (never a bare errno such as "17")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc) or type(exc).__name__

@@ -99,6 +99,12 @@ class ModelLibrary:
     def __repr__(self) -> str:
         return f"ModelLibrary({str(self.root)!r})"
 
+    def _check_root(self) -> None:
+        """Raise NotADirectoryError when the library path exists but is no folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"the model library path {self.root} is a file, not a folder: give a folder "
+                                     "(--library DIR or $NEVUS_SEG_MODEL_DIR)")
+
     def path(self, name: str) -> Path:
         """The file a model of this name lives in (whether or not it exists)."""
         return self.root / f"{validate_name(name)}{self.suffix}"
@@ -119,6 +125,7 @@ class ModelLibrary:
 
     def list(self) -> list[ModelEntry]:
         """The saved models, sorted by name. Unreadable files are listed with ``meta={"error": ...}``."""
+        self._check_root()
         out = []
         for name in self.names():
             path = self.root / f"{name}{self.suffix}"
@@ -130,6 +137,7 @@ class ModelLibrary:
         return out
 
     def _existing(self, name: str) -> Path:
+        self._check_root()
         p = self.path(name)
         if not p.is_file():
             known = ", ".join(self.names()) or "none"
@@ -139,6 +147,7 @@ class ModelLibrary:
     # ------------------------------------------------------------------------------ operations
     def save(self, model: LesionModel, name: str, overwrite: bool = False) -> Path:
         """Save ``model`` as ``name`` (its ``meta["name"]`` is set in the file); returns the file path."""
+        self._check_root()
         p = self.path(name)
         if p.exists() and not overwrite:
             raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
@@ -190,11 +199,23 @@ class ModelLibrary:
         """Copy a saved model (``"default"`` too) to ``path``, an ordinary model file for sharing.
 
         An existing file at ``path`` is replaced only with ``overwrite`` (else :class:`FileExistsError`).
+        ``path`` may be an existing folder: the model is written there as ``<name>.pt``. A path ending in a
+        separator names a folder: one that does not exist is refused (``NotADirectoryError``), as is a
+        path below a file.
         """
         src = self.resolve(name) if name == DEFAULT_NAME else self._existing(name)
+        text = os.fspath(path)
         dst = Path(path)
+        if text.endswith(tuple(sep for sep in (os.sep, os.altsep, "/") if sep)) and not dst.is_dir():
+            raise NotADirectoryError(f"{text}: no such folder (a path ending in {text[-1]} names a folder); "
+                                     f"create it first, or give a file name such as {dst / src.name}")
         if dst.is_dir():
             dst = dst / src.name
+        for parent in dst.parents:   # the nearest existing folder above: a file there cannot hold dst
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(f"cannot write {dst}: {parent} is a file, not a folder")
+                break
         if dst.resolve().parent == self.root.resolve():
             raise ValueError(f"{dst} is inside the model library: use save() or import_file() to add a model "
                              "to it, export() to copy one elsewhere")
@@ -214,6 +235,9 @@ class ModelLibrary:
         Raises :class:`~napari_nevus_seg.model.CheckpointError` for unsafe, corrupt or foreign files.
         """
         src = Path(path)
+        if src.is_dir():
+            raise IsADirectoryError(f"{src} is a folder, not a model file: give the .pt file to import")
+        self._check_root()
         ckpt = read_checkpoint(src)          # weights_only: refuses pickled code
         model = model_from_checkpoint(ckpt)  # refuses weights that do not fit the architecture
         if name is None:   # the file's stem, made a valid name: "(copy) -v2.pt" -> "copy_ -v2"
