@@ -84,3 +84,45 @@ def test_a_cancelled_run_leaves_the_encoder_trainable(split):
         train(model, *split, TrainConfig(epochs=5, steps_per_epoch=2, batch_size=2, freeze_encoder=True),
               device="cpu", cancel=CancelAfterTwoChecks())
     assert all(p.requires_grad for p in model.net.parameters())
+
+
+# ------------------------------------------------------------------------------ pairs that do not fit
+def test_load_pairs_names_the_files_of_a_mask_that_does_not_fit(tmp_path):
+    # "mask shape (40, 50) does not match image shape (64, 64)" did not say which of 2000 files it was
+    import numpy as np
+    from PIL import Image
+
+    from napari_nevus_seg.synthetic import dataset_folder
+
+    cases = dataset_folder(tmp_path, "images_masks", n=4, shape=(48, 64))
+    bad = cases[2]
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(bad.mask)
+    with pytest.raises(ValueError, match="does not match") as err:
+        training.load_pairs(tmp_path, SIZE, workers=2)
+    assert str(bad.image) in str(err.value) and str(bad.mask) in str(err.value)
+    assert str(cases[0].image) not in str(err.value)
+
+
+def test_prepare_pairs_names_the_pair_and_reads_colour_masks_and_refuses_nan():
+    import numpy as np
+
+    src = [synthetic_lesion_image(seed=s, shape=(48, 64)) for s in range(3)]
+    images, masks = [c.image for c in src], [c.labels for c in src]
+    colour = prepare_pairs(images, [np.dstack([m.astype(np.uint8) * 255] * 3) for m in masks], SIZE)
+    assert torch.equal(colour.masks, prepare_pairs(images, masks, SIZE).masks)   # (H, W, 3) masks as (H, W)
+    short = masks[:1] + [masks[1][:-8]] + masks[2:]
+    with pytest.raises(ValueError, match=r"pair 1 \('b'\): mask shape \(40, 64\) does not match"):
+        prepare_pairs(images, short, SIZE, names=["a", "b", "c"])
+
+    class Files(list):   # a lazy sequence that knows its files (as the CLI's FilesAsArrays)
+        def __init__(self, items, paths):
+            super().__init__(items)
+            self.paths = paths
+
+    with pytest.raises(ValueError, match=r"pair 1 \(image i1.png, mask m1.png\)"):
+        prepare_pairs(Files(images, ["i0.png", "i1.png", "i2.png"]), Files(short, ["m0.png", "m1.png", "m2.png"]),
+                      SIZE)
+    nan = masks[0].astype(float)
+    nan[3, 3] = np.nan
+    with pytest.raises(ValueError, match="pair 0.*NaN"):
+        prepare_pairs(images[:1], [nan], SIZE)

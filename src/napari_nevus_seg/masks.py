@@ -20,6 +20,30 @@ def check_args(threshold: float, min_size: int | None = None) -> None:
         raise ValueError(f"min_size must be a number of pixels >= 0 (or None for the default), got {min_size}")
 
 
+def lesion_mask(mask, image_shape: tuple[int, int] | None = None, where: str = "mask") -> np.ndarray:
+    """A training or scoring mask as an (H, W) boolean array: lesion where non-zero.
+
+    Accepts bool, integer-label and float masks, (H, W, 1) and colour (H, W, 3 or 4: their brightest
+    channel) ones. Raises ``ValueError`` starting with ``where`` (a file or pair name) for other shapes,
+    NaN values, non-numeric dtypes, and a size other than ``image_shape`` (rows, columns) when given.
+    """
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[-1] in (3, 4):
+        m = m[..., :3].max(-1)
+    elif m.ndim == 3 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.ndim != 2:
+        raise ValueError(f"{where}: a mask must be 2-D (H, W) or colour (H, W, 3); got shape {m.shape}")
+    if m.dtype.kind not in "buif":
+        raise ValueError(f"{where}: a mask must hold booleans or numbers; got dtype {m.dtype}")
+    if m.dtype.kind == "f" and np.isnan(m).any():
+        raise ValueError(f"{where}: the mask holds NaN values; a mask must say lesion (non-zero) or not (0) "
+                         "for every pixel")
+    if image_shape is not None and m.shape != tuple(image_shape[:2]):
+        raise ValueError(f"{where}: mask shape {m.shape} does not match image shape {tuple(image_shape[:2])}")
+    return m != 0
+
+
 def default_min_size(shape: tuple[int, int]) -> int:
     """Default smallest lesion kept: 0.1 % of the image area (at least 16 pixels)."""
     return max(16, int(0.001 * shape[0] * shape[1]))

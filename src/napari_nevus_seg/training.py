@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .augment import AugmentConfig, augment_batch
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .io import discover_cases, read_image, read_mask
+from .masks import lesion_mask
 from .model import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .preprocess import mask_input, model_input, normalise
 
@@ -88,38 +89,59 @@ class PairSet:
 
 
 # ----------------------------------------------------------------------------------------- data
-def _prepare_one(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepare_one(img: np.ndarray, mask: np.ndarray, size: int,
+                 where: str = "pair") -> tuple[torch.Tensor, torch.Tensor]:
     img = np.asarray(img)
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
-        mask = mask[..., :3].max(-1)
-    if mask.shape != img.shape[:2]:
-        raise ValueError(f"mask shape {mask.shape} does not match image shape {img.shape[:2]}")
-    x = torch.from_numpy(model_input(img, size).copy()).permute(2, 0, 1)
-    y = torch.from_numpy(mask_input(mask, size).copy())[None]
+    m = lesion_mask(mask, img.shape[:2], where)   # (H, W, 3) colour masks too; ValueError naming ``where``
+    try:
+        x = torch.from_numpy(model_input(img, size).copy()).permute(2, 0, 1)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    y = torch.from_numpy(mask_input(m, size).copy())[None]
     return x, y
+
+
+def describe_pair(i: int, images: Sequence, masks: Sequence, names: Sequence[str] | None = None) -> str:
+    """How error messages name pair ``i``: by its files when the sequences know them (a ``paths``
+    attribute, as lazy file-reading sequences have), else by its name, else by its number."""
+    ipaths, mpaths = getattr(images, "paths", None), getattr(masks, "paths", None)
+    if ipaths is not None and mpaths is not None and i < len(ipaths) and i < len(mpaths):
+        return f"pair {i} (image {ipaths[i]}, mask {mpaths[i]})"
+    if names is not None and i < len(names):
+        return f"pair {i} ({names[i]!r})"
+    return f"pair {i}"
 
 
 def prepare_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int,
                   names: Sequence[str] | None = None) -> PairSet:
-    """Turn lists of (H, W, 3) images and (H, W) masks (bool or labels; non-zero is lesion) into a PairSet."""
+    """Turn lists of (H, W, 3) images and (H, W) masks (bool or labels; non-zero is lesion) into a PairSet.
+
+    A pair that does not fit (mask size, NaN mask) raises ``ValueError`` naming it (its files when the
+    sequences have ``paths``, else its name).
+    """
     if len(images) != len(masks):
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
     if len(images) == 0:
         raise ValueError("no training pairs given")
-    xs, ys = zip(*(_prepare_one(i, m, size) for i, m in zip(images, masks)))
+    xs, ys = zip(*(_prepare_one(images[i], masks[i], size, describe_pair(i, images, masks, names))
+                   for i in range(len(images))))
     return PairSet(torch.stack(xs), torch.stack(ys), list(names or [f"pair{i}" for i in range(len(xs))]))
 
 
 def load_pairs(root: str | os.PathLike, size: int, limit: int | None = None,
                progress: ProgressCallback | None = None, workers: int = 4) -> PairSet:
-    """Read every image/mask pair of a data-set folder (any layout :func:`discover_cases` knows)."""
+    """Read every image/mask pair of a data-set folder (any layout :func:`discover_cases` knows).
+
+    A pair that cannot be used raises ``ValueError`` naming its image and mask files.
+    """
     cases = [c for c in discover_cases(root) if c.mask is not None][:limit]
     if not cases:
         raise ValueError(f"{root}: no image/mask pairs found")
 
     def work(case):
-        return _prepare_one(read_image(case.image), read_mask(case.mask), size)
+        # read errors name their file already; a mask that does not fit its image names both
+        return _prepare_one(read_image(case.image), read_mask(case.mask), size,
+                            f"image {case.image}, mask {case.mask}")
 
     xs, ys = [], []
     with ThreadPoolExecutor(workers) as pool:
