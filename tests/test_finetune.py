@@ -225,3 +225,70 @@ def test_reported_validation_scores_are_the_returned_models(bluish):
     val = prepare_pairs([images[i] for i in hold], [masks[i] for i in hold], tuned.input_size)
     assert tuned.meta["best_val"]["dice"] == pytest.approx(evaluate(tuned, val, "cpu")["dice"], abs=1e-6)
     assert tuned.meta["fine_tune"]["tuned_val"]["epoch"] == tuned.meta["best_val"]["epoch"]
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("batch_size", 0), ("batch_size", -2), ("batch_size", 2.5), ("epochs", 0), ("steps_per_epoch", 0),
+    ("patience", -1), ("lr", 0.0), ("lr", float("nan")), ("holdout", 1.5), ("holdout", -0.5), ("holdout", 1.0),
+    ("holdout", -1), ("holdout", "20%"), ("blend", 1.5),
+])
+def test_settings_out_of_range_are_refused_naming_the_argument(setting, value):
+    # batch_size=0 failed inside torch.cat; epochs=0 and holdout=1.5 / -0.5 were accepted silently
+    c = cases([5])[0]
+    reads = []
+
+    class Counted(list):
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    with pytest.raises(ValueError, match=rf"^{setting} must .*got {value!r}"):
+        fine_tune(Counted([c.image]), Counted([c.mask]), base=tiny_base(), **dict(FAST, **{setting: value}))
+    assert not reads                                            # refused before any pair was read
+
+
+@pytest.mark.parametrize("holdout", [0, 0.0, 0.25, 1, None])
+def test_holdout_values_in_range_are_accepted(holdout):
+    from napari_nevus_seg.finetune import _check_settings
+
+    _check_settings(holdout, 1, 1, 1, 1e-3, None, 0.3)
+
+
+def test_colour_masks_are_read_as_training_reads_them():
+    # "mask shapes differ: prediction (64, 64), truth (64, 64, 3)" though training takes (H, W, 3) masks
+    cs = cases(range(2), "bluish")
+    colour = [np.dstack([c.mask.astype(np.uint8) * 255] * 3) for c in cs]
+    opts = dict(FAST, epochs=1, steps_per_epoch=1, holdout=0)
+    tuned = fine_tune([c.image for c in cs], colour, base=tiny_base(), **opts)
+    plain = fine_tune([c.image for c in cs], [c.mask for c in cs], base=tiny_base(), **opts)
+    assert tuned.meta["fine_tune"]["before_per_pair"] == plain.meta["fine_tune"]["before_per_pair"]
+    assert same_state(state(tuned), state(plain))
+
+
+def test_nan_masks_are_refused_and_empty_masks_warned_about():
+    cs = cases(range(2))
+    nan = cs[1].mask.astype(float)
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="pair 1.*NaN"):
+        fine_tune([c.image for c in cs], [cs[0].mask, nan], base=tiny_base(), **FAST)
+    empty = np.zeros_like(cs[1].mask)
+    with pytest.warns(UserWarning, match=r"1 of 2 masks are empty \(pair 1\).*no lesion"):
+        fine_tune([c.image for c in cs], [cs[0].mask, empty], base=tiny_base(),
+                  **dict(FAST, epochs=1, steps_per_epoch=1))
+
+
+def test_a_mask_that_does_not_fit_is_named_by_its_files(tmp_path):
+    from PIL import Image
+
+    from napari_nevus_seg.cli_train import FilesAsArrays
+    from napari_nevus_seg.io import read_image, read_mask
+
+    cs = cases(range(3))
+    for i, c in enumerate(cs):
+        Image.fromarray(c.image).save(tmp_path / f"p{i}.png")
+        Image.fromarray((c.mask[:-4] if i == 2 else c.mask).astype(np.uint8) * 255).save(tmp_path / f"p{i}_mask.png")
+    images = FilesAsArrays([tmp_path / f"p{i}.png" for i in range(3)], read_image)
+    masks = FilesAsArrays([tmp_path / f"p{i}_mask.png" for i in range(3)], read_mask)
+    with pytest.raises(ValueError, match="does not match") as err:
+        fine_tune(images, masks, base=tiny_base(), **FAST)
+    assert f"pair 2 (image {tmp_path / 'p2.png'}, mask {tmp_path / 'p2_mask.png'})" in str(err.value)

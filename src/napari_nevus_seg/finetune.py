@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,10 +42,11 @@ import torch
 from .augment import AugmentConfig
 from .devices import resolve_device
 from .inference import load_model, segment
+from .masks import lesion_mask
 from .metrics import dice
 from .model import LesionModel
-from .training import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, evaluate, init_from,
-                       prepare_pairs, train)
+from .training import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, describe_pair, evaluate,
+                       init_from, prepare_pairs, train)
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 
@@ -128,13 +130,45 @@ class _Picked(Sequence):
             return [self.seq[j] for j in self.idx[i]]
         return self.seq[self.idx[i]]
 
+    @property
+    def paths(self) -> list | None:
+        """The files of the items, when the sequence reads files (for error messages)."""
+        paths = getattr(self.seq, "paths", None)
+        return None if paths is None else [paths[j] for j in self.idx]
+
+
+def _whole(value: Any, name: str, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, blend) -> None:
+    """Refuse fine-tuning settings outside their range, naming the argument and the range."""
+    _whole(epochs, "epochs", 1)
+    _whole(steps_per_epoch, "steps_per_epoch", 1)
+    _whole(batch_size, "batch_size", 1)
+    if patience is not None:
+        _whole(patience, "patience", 0)
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive learning rate, got {lr!r}")
+    if holdout is not None:
+        share = isinstance(holdout, (float, np.floating))
+        if isinstance(holdout, (bool, np.bool_)) or not (share or isinstance(holdout, (int, np.integer))) \
+                or (share and not 0.0 <= holdout < 1.0) or (not share and holdout < 0):
+            raise ValueError(f"holdout must be a share of the pairs in [0, 1) (a float), a number of pairs >= 0 "
+                             f"(an int) or None, got {holdout!r}")
+    if not isinstance(blend, (int, float, np.integer, np.floating)) or not 0.0 < blend <= 1.0:
+        raise ValueError(f"blend must lie in (0, 1], got {blend!r}")
+
 
 def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> list[float]:
     out = []
     for i, (img, m) in enumerate(zip(images, masks)):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled(f"cancelled while scoring ({stage})")
-        out.append(dice(segment(img, model=model, device=dev) > 0, np.asarray(m) != 0))
+        out.append(dice(segment(img, model=model, device=dev) > 0, lesion_mask(m)))
         if progress:
             progress({"stage": stage, "step": i + 1, "steps": len(images)})
     return out
@@ -152,7 +186,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     """Fine-tune ``base`` on the user's (image, corrected mask) pairs; returns a new model.
 
     ``images``: (H, W, 3) RGB arrays of any sizes and dtypes; ``masks``: matching (H, W) bool or label
-    arrays (non-zero is lesion). ``base``: a model, a model file, or None for the default model; it
+    arrays (non-zero is lesion; (H, W, 3) colour masks are read as training reads them, NaN is refused,
+    an all-empty mask is accepted with a warning: the model learns "no lesion" for that image). ``base``: a model, a model file, or None for the default model; it
     is never modified. ``holdout``: share (float < 1) or number (int) of pairs held out for early
     stopping and before/after scores, used from :data:`MIN_PAIRS_FOR_HOLDOUT` pairs on (0 or None: none).
     Training runs ``epochs`` x ``steps_per_epoch`` steps of ``batch_size`` augmented pairs at most,
@@ -167,6 +202,11 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     ``cancel.is_set()`` (e.g. a :class:`threading.Event`) turns true, :class:`TrainingCancelled` is raised
     within one training step or one scored image. The report lands in ``model.meta["fine_tune"]``
     (see :class:`FineTuneResult`); ``"improved": False`` flags a model worse than its base.
+
+    Settings out of range (``epochs``, ``steps_per_epoch``, ``batch_size`` below 1, ``patience`` below 0,
+    ``lr`` not positive, a float ``holdout`` outside [0, 1), ``blend`` outside (0, 1]) raise ``ValueError``
+    before anything is read; a mask that does not fit its image raises one naming the pair (and its files when
+    the sequences have a ``paths`` attribute).
     """
     t0 = time.perf_counter()
     # sequences (lists, or lazy ones that read files when indexed) are used as they are: never all in memory
@@ -176,17 +216,24 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
     if not images:
         raise ValueError("fine-tuning needs at least one (image, mask) pair")
-    if not 0.0 < blend <= 1.0:
-        raise ValueError(f"blend must lie in (0, 1], got {blend}")
+    _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, blend)
+
     def report(d: dict[str, Any]) -> None:
         if progress:
             progress(d)
 
-    for i, (img, m) in enumerate(zip(images, masks)):
-        if np.asarray(m).shape[:2] != np.asarray(img).shape[:2]:
-            raise ValueError(f"pair {i}: mask shape {np.asarray(m).shape} does not match image shape "
-                             f"{np.asarray(img).shape[:2]}")
+    empty = []
+    for i in range(len(images)):
+        img, m = images[i], masks[i]
+        # (H, W, 3) colour masks as training reads them; a wrong size or NaN names the pair (its files if known)
+        if not lesion_mask(m, np.shape(img)[:2], describe_pair(i, images, masks)).any():
+            empty.append(i)
         report({"stage": "prepare", "step": i + 1, "steps": len(images)})
+    if empty:
+        which = ", ".join(describe_pair(i, images, masks) for i in empty[:5]) + (" ..." if len(empty) > 5 else "")
+        warnings.warn(f"{len(empty)} of {len(images)} masks are empty ({which}): the model will learn that "
+                      "these images show no lesion. That is right for images of healthy skin; otherwise "
+                      "draw the lesion first", UserWarning, stacklevel=2)
     dev = resolve_device(device)
 
     def cancelled() -> bool:
