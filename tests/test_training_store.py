@@ -151,3 +151,21 @@ def test_two_windows_adding_the_same_name_at_once_keep_their_own_pairs(tmp_path,
         img, mask = next(v for v in pairs.values() if np.array_equal(v[0], c.image))
         assert np.array_equal(mask, c.mask)                     # each image with its own mask
     assert not list((tmp_path / "store").glob(".*lock"))
+
+
+def test_nan_masks_are_refused_and_empty_masks_stored_with_a_warning(tmp_path):
+    store = TrainingStore(tmp_path)
+    c = case(8)
+    nan = c.mask.astype(float)
+    nan[2, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        store.add(c.image, nan, "x")
+    assert len(store) == 0 and not list(tmp_path.rglob("*.png"))
+    with pytest.warns(UserWarning, match="healthy.*empty|empty.*healthy skin"):
+        pair = store.add(c.image, np.zeros(c.mask.shape, bool), "healthy")   # a legitimate correction
+    assert pair.name == "healthy" and not store.load()[1][0].any()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # a mask with a lesion: no warning
+        store.add(c.image, np.dstack([c.mask.astype(np.uint8) * 255] * 3), "colour")
+    assert np.array_equal(store.load()[1][store.names().index("colour")], c.mask)

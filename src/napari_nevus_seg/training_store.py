@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .io import read_image, read_mask, to_rgb_uint8
+from .masks import lesion_mask
 
 _BAD_CHARS = re.compile(r"[^\w.+()-]+")
 
@@ -66,16 +68,16 @@ def _write_png(arr: np.ndarray, path: Path) -> None:
         Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=1)
 
 
-def _as_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.ndim == 3 and m.shape[-1] in (3, 4):
-        m = m[..., :3].max(-1)
-    if m.ndim != 2:
-        raise ValueError(f"a mask must be 2-D (H, W); got shape {m.shape}")
-    if m.shape != shape:
-        raise ValueError(f"mask is {m.shape[1]}x{m.shape[0]} but its image is {shape[1]}x{shape[0]}: "
-                         "they must have the same size")
-    return (m != 0).astype(np.uint8) * 255
+def _as_mask(mask: np.ndarray, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+    lesion = lesion_mask(mask, None, name)   # 2-D or colour, numbers, no NaN
+    if lesion.shape != tuple(shape):
+        raise ValueError(f"{name}: mask is {lesion.shape[1]}x{lesion.shape[0]} but its image is "
+                         f"{shape[1]}x{shape[0]}: they must have the same size")
+    if not lesion.any():
+        warnings.warn(f"{name}: the mask is empty, so a model fine-tuned on this pair learns that the image shows "
+                      "no lesion. That is right for an image of healthy skin; otherwise draw the lesion first",
+                      UserWarning, stacklevel=3)
+    return lesion.astype(np.uint8) * 255
 
 
 class TrainingStore:
@@ -130,12 +132,13 @@ class TrainingStore:
         """Write an image and its corrected mask now; returns the stored pair (its name and paths).
 
         ``image``: (H, W, 3) of any dtype :func:`to_rgb_uint8` accepts (grayscale and RGBA too);
-        ``mask``: (H, W) bool or labels, non-zero is lesion. A pair whose name is already taken by
+        ``mask``: (H, W) bool or labels, non-zero is lesion (NaN refused; an empty mask is stored with a
+        warning: it teaches "no lesion", right only for healthy skin). A pair whose name is already taken by
         the *same image* is updated (the new mask replaces the old: a re-corrected outline); a
         different image under a taken name is stored as ``name-2``, ``name-3``, ...
         """
         img = to_rgb_uint8(np.asarray(image), source=str(name))
-        m = _as_mask(mask, img.shape[:2])
+        m = _as_mask(mask, img.shape[:2], str(name))
         with self._adding():   # another window or program adding at the same time waits: no crossed pairs
             stem = self._free_name(safe_name(name), img)
             self.image_dir.mkdir(parents=True, exist_ok=True)
