@@ -16,8 +16,8 @@ import numpy as np
 
 from .atomic import atomic_path
 from .datasets import _MASK_DIRS, is_mask_file
-from .io import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane, _read_tiff_page,
-                 _tiff_pixel_size, read_mask)
+from .io import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane,
+                 _read_tiff_page, _tiff_pixel_size, read_mask)
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)
@@ -48,9 +48,8 @@ def _rational(value: float) -> tuple[int, int]:
     """``value`` as the unsigned 32-bit rational a TIFF resolution tag stores (as tifffile rounds it)."""
     from fractions import Fraction
 
-    f = Fraction(value)
-    return (lambda g: (g.numerator, g.denominator))(
-        f.limit_denominator(max(1, min(4294967295, int(4294967295 / abs(f))))))
+    f = Fraction(value).limit_denominator(max(1, min(4294967295, int(4294967295 / abs(value)))))
+    return f.numerator, f.denominator
 
 
 def _pixel_sizes(pixel_size_mm, path: Path) -> tuple[float, float]:
@@ -65,7 +64,7 @@ def _pixel_sizes(pixel_size_mm, path: Path) -> tuple[float, float]:
     sizes = []
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{what}; got {pixel_size_mm!r} ({type(v).__name__})")
+            raise ValueError(f"{what}; got {pixel_size_mm!r} ({type(v).__name__})")  # noqa: TRY004 - a bad value
         v = float(v)
         if not np.isfinite(v) or v <= 0:
             raise ValueError(f"{what}; got {pixel_size_mm!r}")
