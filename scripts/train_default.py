@@ -105,6 +105,8 @@ def main() -> None:
                     help="probability of a crop inside the lesion (AugmentConfig.fill_prob)")
     ap.add_argument("--ink-prob", type=float, default=0.0, help="AugmentConfig.ink_prob (skin-marker rings)")
     ap.add_argument("--sticker-prob", type=float, default=0.0, help="AugmentConfig.sticker_prob (coloured discs)")
+    ap.add_argument("--skin-prob", type=float, default=0.0,
+                    help="AugmentConfig.skin_prob (crops of lesion-free skin, target empty)")
     args = ap.parse_args()
 
     run = Path(args.run).expanduser()
@@ -139,7 +141,7 @@ def main() -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss=args.loss,
                       warmup_epochs=0.5 if args.init else 1.0,
                       augment=AugmentConfig(fill_prob=args.fill_prob, ink_prob=args.ink_prob,
-                                            sticker_prob=args.sticker_prob))
+                                            sticker_prob=args.sticker_prob, skin_prob=args.skin_prob))
 
     def progress(d):
         if d["stage"] == "val":

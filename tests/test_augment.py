@@ -144,3 +144,14 @@ def test_sticker_is_flat_enters_from_the_frame_and_cuts_the_mask():
     assert frame.any(dim=1).all()                                   # each disc touches the frame
     for i in range(6):
         assert xa[i][:, cut[i]].std(dim=1).max() < 0.1              # flat colour where the mask was cut
+
+
+def test_skin_crops_show_lesion_free_skin_where_there_is_room():
+    x, y = _large_and_small()
+    cfg = AugmentConfig(**NO_PHOTO, vignette_prob=0, skin_prob=1.0)
+    for s in range(8):
+        xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(s))
+        assert ya[1].sum() == 0                            # the small lesion leaves room: skin only
+        assert (xa[1, 0] < 0.5).float().mean() < 0.01      # and the image shows no lesion either
+        assert ya[0].mean() > 0.3                          # the large lesion leaves none: ordinary warp
+    assert AugmentConfig().skin_prob == 0.0

@@ -8,7 +8,9 @@ per-channel gain (white balance of another dermoscope), gamma, Gaussian blur, ca
 reaches 1.8x so that lesions filling most of the field (common at
 the 20x magnification of some dermoscopes) are seen in training; ``fill_prob`` goes further and crops
 some images inside their lesion, so that lesions larger than the field of view (no skin visible at
-all) are seen too: the ISIC 2017 masks never cover more than 95 % of an image.
+all) are seen too: the ISIC 2017 masks never cover more than 95 % of an image. ``skin_prob`` crops
+some images to lesion-free skin (target: nothing), since every training image shows a lesion and the
+network otherwise outlines something in any image.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class AugmentConfig:
     fill_prob: float = 0.0       # probability of a crop inside the lesion (lesion larger than the field of view)
     ink_prob: float = 0.0        # probability of a skin-marker ring drawn around the lesion (not lesion)
     sticker_prob: float = 0.0    # probability of a flat coloured disc (label, ruler sticker) at the frame
+    skin_prob: float = 0.0       # probability of a crop of lesion-free skin (target: no lesion at all)
 
     @classmethod
     def light(cls) -> "AugmentConfig":
@@ -82,6 +85,47 @@ def _fill_boxes(y: torch.Tensor, prob: float, g: torch.Generator) -> list[tuple[
     return boxes
 
 
+SKIN_MIN_SIDE = 0.3   # a skin crop spans at least 30 % of the image side (at most 3.3x zoom)
+SKIN_MARGIN = 0.03    # and keeps this far (fraction of the side) from the lesion
+
+
+def _skin_boxes(y: torch.Tensor, prob: float, g: torch.Generator) -> list[tuple[int, float, float, float, float]]:
+    """(index, centre x, centre y, half width, half height) of lesion-free square crops, in [-1, 1] units.
+
+    An image is drawn with probability ``prob``; the candidates are the largest squares anchored at the
+    four corners and the four edge midpoints that keep :data:`SKIN_MARGIN` away from the lesion; one of
+    those spanning at least :data:`SKIN_MIN_SIDE` is picked at random (images whose lesion leaves no such
+    square keep the ordinary warp).
+    """
+    boxes = []
+    n, _, h, w = y.shape
+    drawn = torch.rand(n, generator=g) < prob
+    pick = torch.rand(n, generator=g)
+    side = min(h, w)
+    grow = max(1, round(SKIN_MARGIN * side))
+    for i in torch.nonzero(drawn).flatten().tolist():
+        m = (F.max_pool2d(y[i:i + 1].float().cpu(), 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0.5).float()
+        integral = F.pad(m.cumsum(0).cumsum(1), (1, 0, 1, 0))
+
+        def free(r0: int, c0: int, s: int) -> bool:
+            r1, c1 = r0 + s, c0 + s
+            return float(integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]) == 0.0
+
+        found = []
+        for ay, ax in ((0, 0), (0, 1), (1, 0), (1, 1), (0, 0.5), (1, 0.5), (0.5, 0), (0.5, 1)):
+            lo, hi = 0, side            # largest free square at this anchor (free-ness shrinks with size)
+            while lo < hi:
+                s = (lo + hi + 1) // 2
+                r0, c0 = round(ay * (h - s)), round(ax * (w - s))
+                lo, hi = (s, hi) if free(r0, c0, s) else (lo, s - 1)
+            if lo >= SKIN_MIN_SIDE * side:
+                found.append((round(ay * (h - lo)), round(ax * (w - lo)), lo))
+        if found:
+            r0, c0, s = found[min(len(found) - 1, int(float(pick[i]) * len(found)))]
+            boxes.append((i, (c0 + s / 2) / w * 2 - 1, (r0 + s / 2) / h * 2 - 1, s / w, s / h))
+    return boxes
+
+
 def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     n = x.shape[0]
     dev = x.device
@@ -97,6 +141,9 @@ def _affine(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Gener
     ], dim=1)
     if cfg.fill_prob > 0:  # axis-aligned crops inside the lesion (flips still apply)
         for i, cx, cy, hx, hy in _fill_boxes(y, cfg.fill_prob, g):
+            theta[i] = torch.tensor([[hx * float(flip_x[i]), 0.0, cx], [0.0, hy, cy]])
+    if cfg.skin_prob > 0:  # crops of lesion-free skin (flips still apply)
+        for i, cx, cy, hx, hy in _skin_boxes(y, cfg.skin_prob, g):
             theta[i] = torch.tensor([[hx * float(flip_x[i]), 0.0, cx], [0.0, hy, cy]])
     theta = theta.to(dev, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
