@@ -1,7 +1,8 @@
 """Finding image/mask pairs in data-set folders (PH2, ISIC, images/ + masks/).
 
 No Qt or napari here. :func:`discover_cases` only lists files (it reads no pixels, and a file header
-only for a mask-named file without its image beside it), so it is fast on folders of thousands of images; :func:`iter_pairs` then reads one case at a time.
+only for a mask-named file without its image beside it), so it is fast on folders of thousands of
+images; :func:`iter_pairs` then reads one case at a time.
 These names are also available from :mod:`napari_nevus_seg.io`.
 """
 
