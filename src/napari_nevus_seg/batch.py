@@ -110,11 +110,11 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
     """Image tasks for files and folders, and a failed result for each input that does not exist.
 
     Folders give their images (BMP, PNG, JPEG, TIFF; hidden files, masks (named ``*_segmentation``,
-    ``*_mask``, ``*_lesion`` or ``*_labels`` with their image beside them, in a mask folder or single-channel:
-    :func:`~napari_nevus_seg.datasets.is_mask_file`), ISIC ``*_superpixels`` maps, label files this plugin wrote and the output
-    folder are left out), with sub-folders when ``recursive`` (linked ones followed, each real folder
-    once), whose structure is kept under ``out``. Files named explicitly are
-    always taken. Two inputs that would write the same output get their suffix, then a number, added;
+    ``*_mask``, ``*_lesion`` or ``*_labels`` with their image beside them, in a mask folder or
+    single-channel: :func:`~napari_nevus_seg.datasets.is_mask_file`), ISIC ``*_superpixels`` maps, label
+    files this plugin wrote and the output folder are left out), with sub-folders when ``recursive``
+    (linked ones followed, each real folder once), whose structure is kept under ``out``. Files named
+    explicitly are always taken. Two inputs that would write the same output get their suffix, then a number, added;
     two inputs of the same name are named by their paths in the summary and the measurement table.
     An output (in format ``fmt``) is never an input image, nor a photograph beside the inputs (``--out``
     set to the input folder): ``photo.tif`` gives ``photo_tif.tif`` there (then a number if that is taken).

@@ -187,9 +187,10 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
 
     ``images``: (H, W, 3) RGB arrays of any sizes and dtypes; ``masks``: matching (H, W) bool or label
     arrays (non-zero is lesion; (H, W, 3) colour masks are read as training reads them, NaN is refused,
-    an all-empty mask is accepted with a warning: the model learns "no lesion" for that image). ``base``: a model, a model file, or None for the default model; it
-    is never modified. ``holdout``: share (float < 1) or number (int) of pairs held out for early
-    stopping and before/after scores, used from :data:`MIN_PAIRS_FOR_HOLDOUT` pairs on (0 or None: none).
+    an all-empty mask is accepted with a warning: the model learns "no lesion" for that image).
+    ``base``: a model, a model file, or None for the default model; it is never modified. ``holdout``:
+    share (float < 1) or number (int) of pairs held out for early stopping and before/after scores,
+    used from :data:`MIN_PAIRS_FOR_HOLDOUT` pairs on (0 or None: none).
     Training runs ``epochs`` x ``steps_per_epoch`` steps of ``batch_size`` augmented pairs at most,
     stopping after ``patience`` epochs without a better held-out Dice; ``freeze_encoder`` trains only
     the decoder; ``freeze_norm`` keeps the base model's normalisation statistics. ``blend``: share of

@@ -80,8 +80,9 @@ def _tiff_resolution(sizes: tuple[float, float], path: Path) -> tuple[tuple[int,
         per_cm = 10.0 / size
         num, den = _rational(per_cm) if np.isfinite(per_cm) and per_cm <= 4294967295 else (0, 1)
         if num == 0 or abs(num / den - per_cm) > 1e-6 * per_cm:
-            raise ValueError(f"{path.name}: a pixel size of {size!r} mm cannot be stored in a TIFF file's resolution "
-                             "tags (32-bit fractions of pixels per cm, kept to 1 ppm); the smallest is about 2.3e-09 mm")
+            raise ValueError(f"{path.name}: a pixel size of {size!r} mm cannot be stored in a TIFF file's "
+                             "resolution tags (32-bit fractions of pixels per cm, kept to 1 ppm); the smallest "
+                             "is about 2.3e-09 mm")
         tags.append((num, den))
     return tags[0], tags[1]
 
