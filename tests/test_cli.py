@@ -400,6 +400,15 @@ def test_train_limit_and_patience_must_be_positive(tmp_path, capsys, option, val
     assert not (tmp_path / "m.pt").exists()
 
 
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "fast"])
+def test_train_learning_rate_must_be_a_positive_number(tmp_path, capsys, value):
+    """--lr 0 trained a model that never moved and saved it; NaN/negative failed inside the optimiser."""
+    data = dataset(tmp_path / "data")
+    assert main(["train", str(data), "--out", str(tmp_path / "m.pt"), "--lr", value, *TINY]) == 2
+    assert "argument --lr:" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
 def test_models_messages_for_bad_paths(tmp_path, capsys, tiny_model):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")

@@ -8,6 +8,7 @@ best epoch. ``--init default|PATH|NAME`` fine-tunes an existing model instead of
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (the message names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train (or fine-tune) a model on image/mask pairs",
                        description="Train a segmentation model on a data-set folder of images and expert masks "
@@ -49,7 +61,7 @@ def add_train_parser(sub) -> None:
                    help=f"network input size in pixels (new models; default {NEW_MODEL['size']})")
     p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), help="training loss (default bce+dice)")
     p.add_argument("--batch-size", type=int, help="pairs per step (default 16; 8 with --init)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
     p.add_argument("--val-fraction", type=float,
                    help="share of pairs kept for validation (default 0.1; 0.2 held out with --init)")
     p.add_argument("--patience", type=positive_int, metavar="EPOCHS",
