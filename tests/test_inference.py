@@ -24,7 +24,7 @@ from napari_nevus_seg import (
     segment,
     synthetic_lesion_image,
 )
-from napari_nevus_seg.preprocess import as_uint8_rgb
+from napari_nevus_seg.preprocess import as_uint8_rgb, model_input
 
 
 def ellipse_image(shape=(240, 320), blobs=((0.5, 0.5, 0.25, 0.3),), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +233,7 @@ def test_fast_network_equals_the_model_and_follows_weight_changes(cpu_precision)
             mod.running_var.uniform_(0.5, 2.0)
     m.net.eval()
     img, _ = ellipse_image(shape=(100, 130))
-    x = np.stack([inference.model_input(img, m.input_size)])
+    x = np.stack([model_input(img, m.input_size)])
     fast = inference._forward(m, x, torch.device("cpu"), tta=False)
     with torch.no_grad():
         t = inference.to_batch_tensor(x, m.preprocess["mean"], m.preprocess["std"])

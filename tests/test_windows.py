@@ -39,6 +39,9 @@ def test_window_layout_covers_the_long_side_with_overlap():
     assert spans[0][0] == 0 and spans[-1][1] == 2304
     assert all(abs((b - a) - 512) <= 1 for a, b in spans)
     assert window_layout((2304, 384), 192).axis == 0
+    views, layout = model_windows(np.zeros((384, 2304, 3), np.uint8), 192)
+    assert layout == lay and len(views) == len(lay.starts) + 1      # the windows, then the whole image
+    assert all(v.shape == (192, 192, 3) for v in views)
 
 
 @pytest.mark.parametrize("shape", [(192, 1000), (1000, 192)])

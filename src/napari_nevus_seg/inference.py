@@ -33,7 +33,7 @@ from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from .io import intensity_full_scale
 from .model import LesionModel, load_checkpoint
 from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
-from .preprocess import as_uint8_rgb, confirmed_by_whole, model_input, model_windows, stitch_windows, to_batch_tensor
+from .preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
 from .refine import refine_small
 
 __all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
@@ -178,15 +178,12 @@ def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tt
         views, layouts = [], []
         for p in chunk:
             v, layout = model_windows(p, size)
-            if layout is not None:
-                v.append(model_input(p, size))        # the whole image too: detections must agree with it
             views += v
             layouts.append((layout, len(v)))
         probs = torch.cat([_forward(m, np.stack(views[k:k + bs]), dev, tta) for k in range(0, len(views), bs)])
         k = 0
         for j, (p, (layout, n)) in enumerate(zip(chunk, layouts)):
-            pr = probs[k] if layout is None else confirmed_by_whole(stitch_windows(probs[k:k + n - 1], layout),
-                                                                   probs[k + n - 1])
+            pr = probs[k] if layout is None else merge_windows(probs[k:k + n], layout)
             if all((v == v[:1, :1]).all() for v in views[k:k + n]):
                 pr = _uniform(pr, p, i + j, len(planes))
             k += n

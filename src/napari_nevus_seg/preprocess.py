@@ -124,16 +124,23 @@ def window_layout(shape: tuple[int, int], size: int) -> WindowLayout | None:
 
 
 def model_windows(img: np.ndarray, size: int) -> tuple[list[np.ndarray], WindowLayout | None]:
-    """The network's views of an image: ``[model_input(img, size)]`` and None, or the windows and their layout."""
+    """The network's views of an image: ``[model_input(img, size)]`` and None, or the windows, then the
+    whole image (which :func:`merge_windows` checks the windows' detections against), and their layout."""
     u8 = as_uint8_rgb(img)
+    whole = model_input(u8, size)
     layout = window_layout(u8.shape[:2], size)
     if layout is None:
-        return [model_input(u8, size)], None
+        return [whole], None
     views = []
     for i in range(len(layout.starts)):
         a, b = layout.image_span(i, u8.shape[layout.axis])
         views.append(resize_uint8(u8[a:b] if layout.axis == 0 else u8[:, a:b], size))
-    return views, layout
+    return views + [whole], layout
+
+
+def merge_windows(probs: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """The network's maps of the views :func:`model_windows` gave (windows, then the whole image) -> one map."""
+    return confirmed_by_whole(stitch_windows(probs[:-1], layout), probs[-1])
 
 
 def stitch_windows(probs: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
@@ -176,7 +183,7 @@ def confirmed_by_whole(stitched: torch.Tensor, whole: torch.Tensor, threshold: f
     if n == 0:
         return stitched
     support = ndi.maximum(whole_up.cpu().numpy(), parts, index=np.arange(1, n + 1)) > WHOLE_SUPPORT
-    keep = np.concatenate([[True], support])[parts] | (parts == 0)
+    keep = np.concatenate([[True], support])[parts]   # background (part 0) kept as it is
     return stitched * torch.from_numpy(keep).to(stitched.device)
 
 
