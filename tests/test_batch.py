@@ -14,6 +14,7 @@ from PIL import Image
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
 from napari_nevus_seg.batch import BatchSetupError, find_images
 from napari_nevus_seg.batch_work import read_output, write_output
+from napari_nevus_seg.io import is_labels_file
 
 SHAPE = (96, 128)
 
@@ -515,15 +516,19 @@ def test_a_photo_beside_or_at_the_output_is_never_replaced(tmp_path, model):
     s = segment_folder(folder / "img0.png", folder, model=model, overwrite=True)
     assert s.done == 1 and s.ok
     assert (folder / "img0_png.tif").is_file() and _hashes(folder)["img0.tif"] == before["img0.tif"]
-    # an output folder elsewhere holding a photo under the output name: that image fails, the photo stays
+    # an output folder elsewhere holding a photo under the output name: the output is named around it,
+    # and a rerun finds that output again (resume), with or without overwriting
     other = tmp_path / "elsewhere"
     other.mkdir()
     tifffile.imwrite(other / "img0.tif", synthetic_lesion_image(seed=9, shape=SHAPE).image)
     photo = (other / "img0.tif").read_bytes()
-    for overwrite in (False, True):
-        s = segment_folder(folder / "img0.png", other, model=model, overwrite=overwrite)
-        assert s.done == 0 and len(s.failed) == 1 and "is not a label file" in s.failed[0][1]
-        assert (other / "img0.tif").read_bytes() == photo
+    s = segment_folder(folder / "img0.png", other, model=model)
+    assert s.done == 1 and s.ok and is_labels_file(other / "img0_png.tif")
+    s = segment_folder(folder / "img0.png", other, model=model)
+    assert s.done == 0 and s.skipped == 1
+    s = segment_folder(folder / "img0.png", other, model=model, overwrite=True)
+    assert s.done == 1 and sorted(p.name for p in other.iterdir()) == ["img0.tif", "img0_png.tif"]
+    assert (other / "img0.tif").read_bytes() == photo
 
 
 def test_measure_path_must_be_a_new_csv_file(tmp_path, model):

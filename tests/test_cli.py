@@ -269,13 +269,15 @@ def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     lib = tmp_path / "lib"
     base = ["models", "--library", str(lib)]
     assert main([*base, "import", str(tiny_model), "--name", "tiny one"]) == 0
+    assert main([*base, "import", str(tiny_model), "--name", "tiny one"]) == 2      # the name is taken
+    assert "exists already" in (e := capsys.readouterr().err) and "add --overwrite to replace it" in e
     assert main([*base, "list"]) == 0
     assert "tiny one" in capsys.readouterr().out
     assert main([*base, "rename", "tiny one", "tiny two"]) == 0
     assert main([*base, "export", "tiny two", str(tmp_path / "shared.pt")]) == 0
     assert load_model(tmp_path / "shared.pt").config == load_model(tiny_model).config
     assert main([*base, "export", "default", str(tmp_path / "shared.pt")]) == 2   # exists: not replaced
-    assert "exists already" in capsys.readouterr().err
+    assert "exists already; choose another name, or add --overwrite" in capsys.readouterr().err
     assert main([*base, "export", "default", str(tmp_path / "shared.pt"), "--overwrite"]) == 0
     assert load_model(tmp_path / "shared.pt").config == load_model().config
     assert main([*base, "delete", "tiny two"]) == 0

@@ -116,8 +116,9 @@ def find_images(inputs: Iterable[str | os.PathLike], out: str | os.PathLike,
     (linked ones followed, each real folder once), whose structure is kept under ``out``. Files named
     explicitly are always taken. Two inputs that would write the same output get their suffix, then a number, added;
     two inputs of the same name are named by their paths in the summary and the measurement table.
-    An output (in format ``fmt``) is never an input image, nor a photograph beside the inputs (``--out``
-    set to the input folder): ``photo.tif`` gives ``photo_tif.tif`` there (then a number if that is taken).
+    An output (in format ``fmt``) is never an input image, nor a file that is not a label file (a photograph
+    beside the inputs when ``--out`` is the input folder, or anywhere else): ``photo.tif`` gives
+    ``photo_tif.tif`` there (then a number if that is taken).
     Sources are absolute paths (recorded in the label files, so that a resumed run never takes one
     image's labels for another's).
     """
@@ -181,9 +182,10 @@ def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
 
 def _spare_sources(sources: list[Path], stems: list[Path], out: Path, fmt: str) -> list[Path]:
     """Output stems whose files are never an input image (the same file, also through links or another
-    letter case) nor, in a folder holding inputs, a file that is not a label file (a photograph that is
-    no input of this run): ``photo.tif`` -> ``photo_tif`` (then ``photo_tif_2``, ...). Deterministic for
-    the same inputs, so that a rerun finds (and skips) the outputs of the first run."""
+    letter case) nor a file that is not a label file (a photograph that is no input of this run, in a
+    folder holding inputs or anywhere else; elsewhere an empty file may be replaced): ``photo.tif`` ->
+    ``photo_tif`` (then ``photo_tif_2``, ...). Deterministic for the same inputs and files, so that a
+    rerun finds (and skips) the outputs of the first run."""
     from .batch_work import SUFFIX
 
     if fmt not in SUFFIX:
@@ -207,7 +209,9 @@ def _spare_sources(sources: list[Path], stems: list[Path], out: Path, fmt: str) 
             return False       # nothing there (every input exists)
         if fid in source_ids:
             return True
-        return dir_id(path.parent) in source_dirs and not is_labels_file(path)
+        if dir_id(path.parent) in source_dirs:
+            return not is_labels_file(path)
+        return path.stat().st_size > 0 and not is_labels_file(path)   # a photo (an empty file is replaced)
 
     stems = list(stems)
     taken = {st.as_posix().lower() for st in stems}

@@ -66,8 +66,8 @@ def add_segment_parser(sub) -> None:
                                    "per input into --out (NAME.tif instance labels, or NAME.png binary masks "
                                    "with --format png). Finished outputs are skipped, so an interrupted run "
                                    "resumes; unreadable images are reported and the others processed. An output "
-                                   "never replaces an input image or a photograph: with --out set to the input "
-                                   "folder, photo.tif gives photo_tif.tif.")
+                                   "never replaces an input image or another file that is not a label file: "
+                                   "with --out set to the input folder, photo.tif gives photo_tif.tif.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the label images")
     p.add_argument("--measure", metavar="CSV", help="also measure every lesion into this CSV file (a new .csv "

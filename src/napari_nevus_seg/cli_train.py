@@ -376,9 +376,9 @@ def run_models(args: argparse.Namespace) -> int:
             for e in entries:
                 print(f"  {e.name}  {_describe(e.meta)}".rstrip())
         elif args.action == "export":
-            print(f"exported {args.name!r} to {lib.export(args.name, args.path, overwrite=args.overwrite)}")
+            print(f"exported {args.name!r} to {_no_clobber(lib.export, args.name, args.path, args.overwrite)}")
         elif args.action == "import":
-            print(f"imported {args.path} as {lib.import_file(args.path, args.name, overwrite=args.overwrite)!r}")
+            print(f"imported {args.path} as {_no_clobber(lib.import_file, args.path, args.name, args.overwrite)!r}")
         elif args.action == "rename":
             lib.rename(args.old, args.new)
             print(f"renamed {args.old!r} to {args.new!r}")
@@ -389,6 +389,15 @@ def run_models(args: argparse.Namespace) -> int:
         err(_reason(exc))
         return EXIT_SETUP
     return EXIT_OK
+
+
+def _no_clobber(action, source, target, overwrite: bool):
+    """``action(source, target, overwrite=overwrite)``; an existing target's error names ``--overwrite``."""
+    try:
+        return action(source, target, overwrite=overwrite)
+    except FileExistsError as exc:
+        reason = _reason(exc).split(";")[0]
+        raise FileExistsError(f"{reason}; choose another name, or add --overwrite to replace it") from None
 
 
 def _reason(exc: BaseException) -> str:

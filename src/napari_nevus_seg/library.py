@@ -220,7 +220,7 @@ class ModelLibrary:
             raise ValueError(f"{dst} is inside the model library: use save() or import_file() to add a model "
                              "to it, export() to copy one elsewhere")
         if dst.exists() and not overwrite:
-            raise FileExistsError(f"{dst} exists already; choose another file or allow overwriting")
+            raise FileExistsError(f"{dst} exists already; choose another file, or replace it with overwrite=True")
         if dst.exists() and dst.resolve() == src.resolve():
             return dst
         dst.parent.mkdir(parents=True, exist_ok=True)
