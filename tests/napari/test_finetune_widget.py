@@ -154,6 +154,12 @@ def test_bad_pairs_and_empty_set_are_reported(make_napari_viewer, qtbot, env):
     assert any("same size" in m or "is 80x56" in m for f, m in notes if f == "show_error"), notes
     assert len(TrainingStore(tmp_path / "elsewhere")) == 0
     assert [ly.name for ly in viewer.layers] == ["img", "wrong size"]     # nothing lost
+    # an empty outline is stored (healthy skin is a valid example) with a warning the user sees
+    viewer.add_labels(np.zeros(c.labels.shape, np.int32), name="nothing drawn")
+    w.labels_combo.select("nothing drawn")
+    w.training.add_button.click()
+    assert len(TrainingStore(tmp_path / "elsewhere")) == 1
+    assert any("mask is empty" in m for f, m in notes if f == "show_warning"), notes
 
 
 def test_model_manager_rename_delete_export_import(make_napari_viewer, env):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
@@ -252,7 +253,11 @@ class TrainingSetPanel(QWidget):
         """Add the current (image, labels) pair; returns the stored name. Errors go to a notification."""
         image, labels = self._get_layers()
         img, mask = pair_from_layers(image, labels)
-        pair = self.store.add(img, mask, image.name)
+        with warnings.catch_warnings(record=True) as caught:   # e.g. an empty mask: shown, not lost in a log
+            warnings.simplefilter("always")
+            pair = self.store.add(img, mask, image.name)
+        for w in caught:
+            show_warning(str(w.message))
         _sync().pair_added.emit()
         show_info(f"added {pair.name!r} to the training set ({len(self.store)} pairs in {self.store.folder})")
         self.added.emit(pair.name)
