@@ -24,7 +24,7 @@ from napari_nevus_seg import (
     segment,
     synthetic_lesion_image,
 )
-from napari_nevus_seg.preprocess import as_uint8_rgb, model_input
+from napari_nevus_seg.preprocess import as_float_rgb, as_uint8_rgb, model_input
 
 
 def ellipse_image(shape=(240, 320), blobs=((0.5, 0.5, 0.25, 0.3),), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,15 +107,38 @@ def test_uint8_and_float_input_give_the_same_result(model):
     assert np.array_equal(segment(img.astype(np.uint16) * 257, model=model, device="cpu"), ref)
 
 
-def test_large_float_images_are_converted_in_bands_like_as_uint8_rgb(monkeypatch):
-    monkeypatch.setattr(inference, "CONVERT_BAND_PIXELS", 1000)
+def test_large_16_bit_and_float_images_are_converted_in_bands_to_the_same_values(monkeypatch):
+    from napari_nevus_seg import preprocess
+
+    def whole(a):   # the conversion without bands
+        return np.rint(as_float_rgb(a) * 255.0).astype(np.uint8)
+
     rng = np.random.default_rng(0)
     f = rng.uniform(0, 1, (90, 70, 3)).astype(np.float32)
     f[3, 4, 0], f[5, 6, 1], f[7, 8, 2] = np.nan, np.inf, -np.inf
-    assert np.array_equal(inference._plane_uint8(f), as_uint8_rgb(f))
     g = (f * 200).astype(np.float64)  # 0..255 scale
     g[10, 10] = 250.0
-    assert np.array_equal(inference._plane_uint8(g), as_uint8_rgb(g))
+    u12 = rng.integers(0, 4096, (90, 70, 3)).astype(np.uint16)   # 12-bit camera data: scaled by 4095
+    u16 = rng.integers(0, 65536, (90, 70, 3)).astype(np.uint16)
+    monkeypatch.setattr(preprocess, "CONVERT_BAND_PIXELS", 1000)
+    for a in (f, g, u12, u16, u16.astype(np.int32)):
+        assert np.array_equal(as_uint8_rgb(a), whole(a)), a.dtype
+    bad = u16.astype(np.int32)
+    bad[50, 50, 1] = -1
+    with pytest.raises(ValueError, match="outside 0..65535"):
+        as_uint8_rgb(bad)
+
+
+def test_large_16_bit_image_is_converted_without_a_full_size_float_copy():
+    import tracemalloc
+
+    img = np.full((4000, 3000, 3), 40000, np.uint16)   # 72 MB in, 36 MB out; one float32 copy would be 144 MB
+    tracemalloc.start()
+    out = as_uint8_rgb(img)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.dtype == np.uint8 and int(out[0, 0, 0]) == round(40000 / 65535 * 255)
+    assert peak < out.nbytes + 50e6, f"peak {peak / 1e6:.0f} MB"   # the conversion used to peak at 576 MB
 
 
 def test_tiny_image(model):

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
-from .io import intensity_full_scale
 from .model import LesionModel, load_checkpoint
 from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
 from .preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
@@ -39,7 +38,6 @@ from .refine import refine_small
 __all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
 
 DEFAULT_MODEL_FILE = "default.pt"
-CONVERT_BAND_PIXELS = 1_000_000  # float images are converted to uint8 in bands of this many pixels
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -142,29 +140,6 @@ def _as_planes(img: np.ndarray) -> tuple[list[np.ndarray], bool]:
                      "Convert grayscale or RGBA images with napari_nevus_seg.to_rgb_uint8().")
 
 
-def _float_bands(arr: np.ndarray):
-    """Row bands of a float image as float32 with NaN -> 0, +inf -> 1, -inf -> 0 (as_float_rgb's rules)."""
-    rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
-    for r0 in range(0, arr.shape[0], rows):
-        yield r0, np.nan_to_num(arr[r0:r0 + rows].astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-
-
-def _plane_uint8(plane: np.ndarray) -> np.ndarray:
-    """(H, W, 3) of any supported dtype -> uint8, as :func:`preprocess.as_uint8_rgb` does.
-
-    Large float images are converted in row bands so that no full-size float32 copy is made.
-    """
-    if plane.dtype == np.uint8 or not np.issubdtype(plane.dtype, np.floating) \
-            or plane.shape[0] * plane.shape[1] <= CONVERT_BAND_PIXELS:
-        return as_uint8_rgb(plane)
-    peak = max(float(band.max()) for _, band in _float_bands(plane))
-    scale = intensity_full_scale(peak, floating=True)  # as preprocess.as_float_rgb decides
-    out = np.empty(plane.shape, np.uint8)
-    for r0, band in _float_bands(plane):
-        out[r0:r0 + len(band)] = np.rint(np.clip(band / scale, 0.0, 1.0) * 255.0)
-    return out
-
-
 def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tta: bool, batch_size: int,
                  keep_images: bool = False):
     """Yield (index, uint8 plane or None, small probability tensor on ``dev``) for each plane, batched.
@@ -174,7 +149,7 @@ def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tt
     """
     size, bs = m.input_size, max(1, batch_size)
     for i in range(0, len(planes), bs):
-        chunk = [_plane_uint8(p) for p in planes[i:i + bs]]
+        chunk = [as_uint8_rgb(p) for p in planes[i:i + bs]]
         views, layouts = [], []
         for p in chunk:
             v, layout = model_windows(p, size)

@@ -53,14 +53,49 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
+CONVERT_BAND_PIXELS = 1_000_000  # larger 16-bit / float images are converted to uint8 in bands of this many pixels
+
+
 def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB of any supported dtype -> uint8 (floats in [0, 1] are scaled by 255)."""
+    """(H, W, 3) RGB of any supported dtype -> uint8 (floats in [0, 1] are scaled by 255).
+
+    The same values as ``rint(as_float_rgb(img) * 255)``; images larger than :data:`CONVERT_BAND_PIXELS`
+    are converted in row bands, so that no full-size float copy is made (a 6000x4000 16-bit image
+    would need four of 288 MB each).
+    """
     arr = np.asarray(img)
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
         if arr.shape[0] < 2 or arr.shape[1] < 2:
             raise ValueError(f"image of {arr.shape[1]}x{arr.shape[0]} pixels is too small to segment")
         return arr
-    return np.rint(as_float_rgb(arr) * 255.0).astype(np.uint8)
+    numeric = arr.dtype != bool and (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating))
+    if not numeric or arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] * arr.shape[1] <= CONVERT_BAND_PIXELS:
+        return np.rint(as_float_rgb(arr) * 255.0).astype(np.uint8)   # small images, and the error messages
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
+        scale, floating = intensity_full_scale(hi), False
+    else:
+        scale = intensity_full_scale(max(float(band.max()) for _, band in _float_bands(arr)), floating=True)
+        floating = True
+    out = np.empty(arr.shape, np.uint8)
+    for r0, band in _float_bands(arr):   # in place: one float32 band at a time
+        band /= np.float32(scale)
+        if floating:
+            np.clip(band, 0.0, 1.0, out=band)
+        band *= np.float32(255.0)
+        out[r0:r0 + len(band)] = np.rint(band, out=band)
+    return out
+
+
+def _float_bands(arr: np.ndarray):
+    """Row bands of an image as float32 with NaN -> 0, +inf -> 1, -inf -> 0 (as_float_rgb's rules)."""
+    rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
+    for r0 in range(0, arr.shape[0], rows):
+        band = arr[r0:r0 + rows].astype(np.float32)
+        yield r0, (np.nan_to_num(band, nan=0.0, posinf=1.0, neginf=0.0)
+                   if np.issubdtype(arr.dtype, np.floating) else band)
 
 
 def resize_uint8(arr: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
