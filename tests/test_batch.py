@@ -397,6 +397,30 @@ def test_refinement_in_worker_processes_gives_the_api_result(tmp_path, model, mo
     assert len(open(tmp_path / "m.csv").read().splitlines()) > 1
 
 
+@pytest.mark.parametrize("processes", ["refine_workers=2", "workers=2"])
+def test_a_script_without_a_main_guard_can_use_worker_processes(tmp_path, processes):
+    """spawn runs the caller's script again in each worker; an unguarded script used to fail every image
+    (refinement processes) or not start at all (a local Dask cluster: "Nanny failed to start")."""
+    import subprocess
+    import sys
+    import textwrap
+
+    if processes.startswith("workers"):
+        pytest.importorskip("distributed")
+    make_folder(tmp_path / "in", 3)
+    script = tmp_path / "plain_script.py"
+    script.write_text(textwrap.dedent(f"""
+        from napari_nevus_seg import segment_folder
+        print("top level ran")
+        s = segment_folder({str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, {processes})
+        print("done", s.done, "failed", len(s.failed))
+        """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("top level ran") == 1 and "done 3 failed 0" in run.stdout, run.stdout
+
+
 def test_refine_workers_choice_and_thread_cap(monkeypatch):
     import torch
 
@@ -550,3 +574,15 @@ def test_pixel_size_out_of_range_is_a_setup_error(tmp_path, model, px):
     with pytest.raises(BatchSetupError, match="pixel_size_mm must be a number of mm per pixel from 1e-06 to 1000"):
         segment_folder(tmp_path / "in", tmp_path / "out", model=model, pixel_size_mm=px)
     assert not (tmp_path / "out").exists()
+
+
+def test_main_module_is_put_back_after_starting_processes_even_on_error():
+    import sys
+
+    from napari_nevus_seg.spawning import main_module_hidden
+
+    main = sys.modules["__main__"]
+    with pytest.raises(RuntimeError), main_module_hidden():
+        assert sys.modules["__main__"] is not main and not hasattr(sys.modules["__main__"], "__file__")
+        raise RuntimeError("a worker failed to start")
+    assert sys.modules["__main__"] is main

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .batch_work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
 from .devices import cpu_cores
+from .spawning import main_module_hidden
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
@@ -57,9 +58,10 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
     # put it back, or this process (e.g. napari, after a batch run from its console) would stay at 1 thread
     saved = dict(os.environ)
     try:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker), processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR,
-                               env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})
+        with main_module_hidden():   # the workers start without the caller's script (see spawning)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=max(1, threads_per_worker),
+                                   processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                                   env={"NEVUS_SEG_NUM_THREADS": share, "OMP_NUM_THREADS": share})
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -8,7 +8,8 @@ labels. The labels are identical to those of :func:`napari_nevus_seg.segment`.
 
 Worker processes are started with ``spawn`` (never ``fork``: the parent runs PyTorch's thread pools),
 and PyTorch in the parent is kept to the cores the workers leave free (its idle threads spin and
-would otherwise take those cores).
+would otherwise take those cores). They are started without the caller's main module
+(:mod:`napari_nevus_seg.spawning`), so scripts without an ``if __name__ == "__main__":`` guard work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from .spawning import main_module_hidden
 
 MIN_TASKS = 16   # fewer images than this: refinement stays in the calling thread (worker start-up ~0.3 s)
 
@@ -66,10 +69,13 @@ class RefinePool:
     """A pool of ``workers`` processes refining outlines; :meth:`submit` runs the network here."""
 
     def __init__(self, workers: int):
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker)
-        for _ in range(workers):   # start the workers now, while the first images are read
-            self._pool.submit(_warm_up)
+        with main_module_hidden():
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker)
+            # start every worker now, while the first images are read: each submit starts one process
+            # (no worker is idle before its start-up is over), so none is started later with __main__
+            for _ in range(workers):
+                self._pool.submit(_warm_up)
 
     def submit(self, img: np.ndarray, opts: Any, model: Any) -> PendingLabels:
         from .inference import network_map
