@@ -306,3 +306,17 @@ def test_dock_widget_from_the_plugin_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")
     assert isinstance(widget, MeasureWidget)
+
+
+def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot):
+    """The cancelled run's callbacks find the widget gone (they used to raise "... has been deleted")."""
+    viewer = make_napari_viewer()
+    labels, img = scene(n_extra=300)
+    add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    worker = w.run()
+    qtbot.waitUntil(lambda: w._pbar is not None and w._pbar.n > 0, timeout=TIMEOUT)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
+    qtbot.wait(200)

@@ -305,3 +305,17 @@ def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case, monkeypatch):
     assert labels.shape == planes.shape[:3] and prob is None
     assert max(asked) <= sw.BATCH and max(converted) <= sw.BATCH
     np.testing.assert_array_equal(labels[-1], segment(small, device="cpu"))
+
+
+def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot, case):
+    """napari quits the worker when its window closes; the result callbacks then find the widget gone
+    (they used to raise "wrapped C/C++ object of type QLabel has been deleted")."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([case.image] * 24), name="long", rgb=True)
+    w = make_widget(viewer)
+    viewer.window.add_dock_widget(w)
+    worker = w.run()
+    qtbot.waitUntil(lambda: w._pbar is not None and w._pbar.n > 0, timeout=TIMEOUT)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
+    qtbot.wait(200)   # the worker's last signals are delivered

@@ -41,7 +41,8 @@ from ..training import TrainingCancelled
 from ..training_store import TrainingStore
 from ._model_manager import ModelManagerPanel
 from ._segment_widget import ModelChoice
-from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel
+from ._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, qt_deleted,
+                      while_open)
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
@@ -193,6 +194,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
             self._cancel.set()
             self.status_label.setText("cancelling ...")
 
+    @while_open
     def _on_progress(self, d: dict[str, Any]) -> None:
         # napari may process events (and finish the run) while the bar redraws: keep a local reference
         pbar = self._pbar
@@ -215,16 +217,20 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
 
     def _on_finished(self) -> None:
         """After the result (or without one, when napari made the worker quit): the widget is ready again."""
-        if self.worker is not None and self.worker.abort_requested:
-            self.last_status = "cancelled"
-            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
+        cancelled = self.worker is not None and self.worker.abort_requested
         self.worker = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        if qt_deleted(self):   # closed with the viewer
+            return
+        if cancelled:
+            self.last_status = "cancelled"
+            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
+    @while_open
     def _on_returned(self, result: tuple[str, Any]) -> None:
         status, value = result
         self.last_status = status

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from .. import measure
 from ..measurements import MeasureCancelled, column_names, layer_features
 from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer
-from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel
+from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel, qt_deleted, while_open
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -390,6 +390,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         self.labels_layer = layer
 
     # ----------------------------------------------------------------------------------- results
+    @while_open
     def _on_progress(self, d: dict) -> None:
         pbar = self._pbar  # napari may process events while the bar redraws: keep a local reference
         if pbar is not None:
@@ -397,6 +398,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             pbar.n = int(d.get("step", 0))
             pbar.refresh()
 
+    @while_open
     def _on_returned(self, job: MeasureJob, result) -> None:
         table, max_label = result
         layer = job.labels
@@ -425,6 +427,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             msg += "; grayscale image: colours not measured"
         self.status.setText(msg)
 
+    @while_open
     def _on_errored(self, job: MeasureJob, exc: Exception) -> None:
         if isinstance(exc, MeasureCancelled):
             self.status.setText(f"Cancelled; the features of {job.labels.name!r} are unchanged")
@@ -439,6 +442,8 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             self._pbar = None
         self.worker = None
         self.job = None
+        if qt_deleted(self):   # closed with the viewer
+            return
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if self._rerun:

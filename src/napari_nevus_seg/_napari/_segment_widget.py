@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from .. import available_devices, load_model, segment
 from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
-from ._shared import LayerCombo, StopsWorkWhenRemoved
+from ._shared import LayerCombo, StopsWorkWhenRemoved, qt_deleted, while_open
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
 
@@ -286,6 +286,7 @@ class SegmentWidget(StopsWorkWhenRemoved, QWidget):
             self.status.setText("Cancelling…")
 
     # ----------------------------------------------------------------------------------- results
+    @while_open
     def _on_yielded(self, msg) -> None:
         done, total, text = msg
         pbar = self._pbar  # napari may process events while it redraws: keep a local reference
@@ -294,6 +295,7 @@ class SegmentWidget(StopsWorkWhenRemoved, QWidget):
             pbar.n = done
             pbar.set_description(f"Segmenting {self.job.image.name}: {text}" if self.job else text)
 
+    @while_open
     def _on_returned(self, job: SegmentJob, result) -> None:
         labels, prob, note = result
         image = job.image
@@ -315,10 +317,12 @@ class SegmentWidget(StopsWorkWhenRemoved, QWidget):
         self.status.setText(msg + (f"; {note}" if note else ""))
         show_info(f"Segment lesions: {msg}")
 
+    @while_open
     def _on_errored(self, job: SegmentJob, exc: Exception) -> None:
         self.status.setText(f"Failed: {exc}")
         show_error(f"Segment lesions failed for {job.image.name!r}: {exc}")
 
+    @while_open
     def _on_aborted(self, job: SegmentJob) -> None:
         self.status.setText(f"Cancelled; {job.image.name!r} unchanged")
         show_info(f"Segment lesions: cancelled ({job.image.name!r} unchanged)")
@@ -328,5 +332,7 @@ class SegmentWidget(StopsWorkWhenRemoved, QWidget):
             self._pbar.close()
             self._pbar = None
         self.worker = None
+        if qt_deleted(self):   # closed with the viewer
+            return
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

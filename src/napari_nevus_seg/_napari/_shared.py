@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 import weakref
@@ -42,6 +43,33 @@ class WorkerCancel:
 
     def is_set(self) -> bool:
         return self._event.is_set() or bool(getattr(self.worker, "abort_requested", False))
+
+
+def qt_deleted(widget: QObject) -> bool:
+    """True once a widget's Qt object is gone (its dock or the viewer's window was closed)."""
+    try:
+        widget.objectName()
+    except RuntimeError:   # "wrapped C/C++ object ... has been deleted"
+        return True
+    return False
+
+
+def while_open(callback: Callable) -> Callable:
+    """For a widget's worker callbacks: skipped once the widget is closed, so that a result or a
+    cancellation arriving after the viewer's window closed gives no traceback (its labels are gone)."""
+
+    @functools.wraps(callback)
+    def run(self, *args, **kwargs):
+        if qt_deleted(self):
+            return None
+        try:
+            return callback(self, *args, **kwargs)
+        except RuntimeError:
+            if qt_deleted(self) or any(qt_deleted(w) for w in vars(self).values() if isinstance(w, QObject)):
+                return None   # closed while the callback ran
+            raise
+
+    return run
 
 
 class StopsWorkWhenRemoved:
