@@ -586,3 +586,73 @@ def test_main_module_is_put_back_after_starting_processes_even_on_error():
         assert sys.modules["__main__"] is not main and not hasattr(sys.modules["__main__"], "__file__")
         raise RuntimeError("a worker failed to start")
     assert sys.modules["__main__"] is main
+
+
+def test_an_error_during_the_run_keeps_the_complete_table(tmp_path, model):
+    """Not only Ctrl-C: any exception (here from the progress callback) must not replace the complete
+    table with the rows written so far."""
+    make_folder(tmp_path / "in", 4)
+    csv = tmp_path / "lesions.csv"
+    segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv)
+    complete = csv.read_bytes()
+
+    def failing_progress(result, finished, total):
+        if finished == 2:
+            raise RuntimeError("a bug in the caller's callback")
+
+    with pytest.raises(RuntimeError, match="callback"):
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=csv, overwrite=True,
+                       progress=failing_progress)
+    assert csv.read_bytes() == complete and (tmp_path / "lesions.partial.csv").is_file()
+
+
+def test_file_names_that_are_not_utf8_reach_the_table(tmp_path, model):
+    folder = tmp_path / "in"
+    make_folder(folder, 1)
+    try:
+        os.rename(folder / "img0.png", os.path.join(os.fsencode(folder), b"caf\xe9.png"))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take a Latin-1 file name")
+    csv = tmp_path / "lesions.csv"
+    s = segment_folder(folder, tmp_path / "out", model=model, measure=csv)
+    assert s.done == 1 and s.ok
+    assert b"caf\xe9.png" in csv.read_bytes()        # the name's own bytes, as `ls` shows them
+
+
+def test_a_relative_output_folder_is_this_process_s_even_if_the_working_folder_changes(tmp_path, model,
+                                                                                         monkeypatch):
+    """Workers elsewhere (Dask) have another working folder: the output folder is resolved here, once."""
+    make_folder(tmp_path / "in", 3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    s = segment_folder("in", "out", model=model, progress=lambda *a: os.chdir(tmp_path / "elsewhere"))
+    assert s.done == 3 and len(list((tmp_path / "out").glob("*.tif"))) == 3
+    assert not (tmp_path / "elsewhere" / "out").exists()
+
+
+def test_a_daemonic_process_refines_in_its_own_thread(monkeypatch):
+    """A multiprocessing.Pool worker may not start processes: auto picks 0, an explicit number is refused."""
+    import multiprocessing
+
+    from napari_nevus_seg import batch_refine
+
+    class Daemon:
+        daemon = True
+
+    monkeypatch.setattr(batch_refine, "cpu_cores", lambda: 8, raising=False)
+    monkeypatch.setattr("napari_nevus_seg.devices.cpu_cores", lambda: 8)
+    assert batch_refine.auto_refine_workers(100, "cpu") == 4
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
+    assert batch_refine.auto_refine_workers(100, "cpu") == 0
+    with pytest.raises(BatchSetupError, match="daemonic"):
+        segment_folder(Path("."), Path("."), refine_workers=2)
+
+
+def test_very_long_file_names_are_written(tmp_path, model):
+    """The temporary file beside an output must not be longer than the output's own name."""
+    folder = tmp_path / "in"
+    make_folder(folder, 1)
+    long = folder / ("a" * 246 + ".png")        # 250 bytes: the usual limit is 255
+    (folder / "img0.png").rename(long)
+    s = segment_folder(folder, tmp_path / "out", model=model)
+    assert s.done == 1 and s.ok and (tmp_path / "out" / ("a" * 246 + ".tif")).is_file()

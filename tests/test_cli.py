@@ -432,3 +432,35 @@ def test_models_messages_for_bad_paths(tmp_path, capsys, tiny_model):
     assert "no such folder" in capsys.readouterr().err and not (tmp_path / "newdir").exists()
     assert main([*lib, "export", "mine", str(afile / "x.pt")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err and afile.read_text() == "not a folder"
+
+
+def test_sigterm_stops_like_ctrl_c_with_a_partial_table_and_exit_143(tmp_path):
+    import signal
+    import time
+
+    make_folder(tmp_path / "in", 40)
+    cmd = [sys.executable, "-m", "napari_nevus_seg", "segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+           "--measure", str(tmp_path / "lesions.csv"), "--refine-workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out").glob("*.tif")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, errs = proc.communicate(timeout=240)
+    assert proc.returncode == 143, errs[-2000:]
+    assert "of 40 images" in out and (tmp_path / "lesions.partial.csv").is_file()
+    assert not (tmp_path / "lesions.csv").exists() and not list(tmp_path.glob(".*"))   # no leftover temporary files
+    done = len(list((tmp_path / "out").glob("*.tif")))
+    assert 1 <= done < 40
+
+
+def test_a_closed_stdout_is_no_error(tmp_path):
+    """`nevus-seg ... | head`: the reader closes the pipe early; no traceback, the run's own exit status."""
+    import shlex
+
+    make_folder(tmp_path / "in", 1)
+    for args in (["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out")], ["models", "list"]):
+        command = shlex.join([sys.executable, "-m", "napari_nevus_seg", *args])
+        r = subprocess.run(["/bin/bash", "-c", f"{command} | (exec 0<&-; sleep 0.5); exit ${{PIPESTATUS[0]}}"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr and "Broken pipe" not in r.stderr, r.stderr

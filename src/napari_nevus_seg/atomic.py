@@ -25,7 +25,8 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     ``mkstemp``'s private 0600. ``fsync=True`` flushes the data to disk before the rename.
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    # a short prefix: the temporary name must fit the file system's limit wherever the final name does
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem[:32]}.", suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -319,9 +319,16 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         raise BatchSetupError("give at most one of workers, scheduler and client")
     if refine_workers is not None and refine_workers < 0:
         raise BatchSetupError(f"refine_workers must be 0 or more, got {refine_workers}")
+    if refine_workers and workers is None and scheduler is None and client is None:
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:
+            raise BatchSetupError("refine_workers: this process is daemonic (a multiprocessing.Pool worker?) and "
+                                  "may not start processes; use refine_workers=0 (the default picks 0 here)")
     check_pixel_size(pixel_size_mm)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    tasks, missing = find_images(items, Path(out), recursive, fmt=fmt)
+    out = Path(out).absolute()   # this process's working folder, also for workers that run elsewhere (Dask)
+    tasks, missing = find_images(items, out, recursive, fmt=fmt)
     if not tasks:
         where = ", ".join(str(i) for i in items) or "(no inputs)"
         raise BatchSetupError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)}, leaving out "
@@ -344,8 +351,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                           device=device, threshold=threshold, tta=tta, min_size=min_size,
                           largest_only=largest_only, refine=refine, fmt=fmt, measure=measure is not None,
                           pixel_size_mm=pixel_size_mm, overwrite=overwrite)
-    if isinstance(opts.model, os.PathLike):
-        opts = replace(opts, model=str(opts.model))
+    if isinstance(opts.model, (str, os.PathLike)):   # workers elsewhere (Dask) resolve it as this process does
+        opts = replace(opts, model=os.path.abspath(opts.model))
     summary = BatchSummary(total=len(tasks) + len(missing))
     sink = CsvSink(measure) if measure is not None else None
     finished = 0
@@ -359,6 +366,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         if progress is not None:
             progress(r, finished, summary.total)
 
+    ended = False   # False after an unexpected error (e.g. in `progress`): the table is then incomplete
     try:
         for r in missing:
             on_result(r)
@@ -377,10 +385,11 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
             completed = run_on_dask(tasks, opts, on_result, workers=workers, scheduler=scheduler, client=client,
                                     threads_per_worker=threads_per_worker, cancel=cancel)
         summary.interrupted = not completed
+        ended = True
     except KeyboardInterrupt:
-        summary.interrupted = True
+        summary.interrupted = ended = True
     finally:
-        if sink is not None:   # an interrupted run's rows go beside an earlier complete table, not over it
-            summary.results_csv = str(sink.close(complete=not summary.interrupted))
+        if sink is not None:   # an interrupted or failed run's rows go beside an earlier complete table, not over it
+            summary.results_csv = str(sink.close(complete=ended and not summary.interrupted))
         summary.seconds = time.perf_counter() - t0
     return summary

@@ -35,7 +35,7 @@ class CsvSink:
         self._known: set[str] = set()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.tmp, "w", encoding="utf-8")
+            self._fh = open(self.tmp, "w", encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
             raise BatchSetupError(f"cannot write the measurement table {self.path}: {exc.strerror or exc}") from exc
 
@@ -62,7 +62,9 @@ class CsvSink:
         target = self.path if complete else self.partial_path
         columns = self.columns or ["image"]
         try:
-            with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+            # surrogateescape: a file name that is not valid UTF-8 is written back as the bytes it was
+            with atomic_path(target) as tmp, \
+                    open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
                 writer = csv.DictWriter(out, fieldnames=columns, restval="")
                 writer.writeheader()
                 writer.writerows(self._rows())
@@ -71,7 +73,7 @@ class CsvSink:
         return target
 
     def _rows(self):
-        with open(self.tmp, encoding="utf-8") as fh:
+        with open(self.tmp, encoding="utf-8", errors="surrogateescape") as fh:
             if self.tmp.stat().st_size > SORT_LIMIT_BYTES:
                 yield from (json.loads(line) for line in fh)
                 return

@@ -30,13 +30,13 @@ MIN_TASKS = 16   # fewer images than this: refinement stays in the calling threa
 def auto_refine_workers(n_tasks: int, device: str) -> int:
     """Refinement processes for a run of ``n_tasks`` images: half the cores on CPU, all but one on a GPU.
 
-    0 (refine in the calling thread) for short runs and single-core machines.
+    0 (refine in the calling thread) for short runs, single-core machines and daemonic processes.
     """
     from .devices import cpu_cores, resolve_device
 
     cores = cpu_cores()
-    if n_tasks < MIN_TASKS or cores < 2:
-        return 0
+    if n_tasks < MIN_TASKS or cores < 2 or multiprocessing.current_process().daemon:
+        return 0   # (a daemonic process, e.g. a multiprocessing.Pool worker, may not start processes)
     return max(1, cores // 2) if resolve_device(device).type == "cpu" else cores - 1
 
 

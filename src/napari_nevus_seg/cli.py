@@ -8,7 +8,8 @@
 
 Exit status: 0 when everything worked; 1 when some images failed (the others are done); 2 for a
 usage or setup problem (bad arguments, unreadable model, output folder that cannot be written,
-no images found); 130 when interrupted with Ctrl-C (run the same command again to resume).
+no images found); 130 when interrupted with Ctrl-C, 143 when stopped by SIGTERM (a batch system's
+time limit, ``kill``): run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -128,7 +129,7 @@ def run_segment(args: argparse.Namespace) -> int:
             readers=args.readers, refine_workers=args.refine_workers, progress=progress)
     finally:
         bar.close()
-    print(summary.report())
+    say(summary.report())
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
@@ -151,21 +152,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(text: str) -> None:
+    """Print to stdout; a reader that has gone (``| head``) is no error: the rest of the output is dropped."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())   # also keeps Python's exit-time flush from failing again
+    os.close(devnull)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch system's time limit): stopped as Ctrl-C stops a run."""
+
+
+_TERMINATED: list[bool] = []   # set by the handler: the run below caught the interruption itself
+
+
+def _on_sigterm(signum, frame) -> None:
+    _TERMINATED.append(True)
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``nevus-seg`` with ``argv`` (default: the process arguments); returns the exit status."""
+    """Run ``nevus-seg`` with ``argv`` (default: the process arguments); returns the exit status.
+
+    SIGTERM stops a run as Ctrl-C does (finished outputs stay, the summary and a partial table are
+    written) and gives exit status 143.
+    """
+    import signal
+    import threading
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:   # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    _TERMINATED.clear()
     try:
-        return int(args.run(args))
+        rc = int(args.run(args))
+        return EXIT_TERMINATED if rc == EXIT_INTERRUPTED and _TERMINATED else rc
+    except _Terminated:
+        err("terminated")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         err("interrupted")
         return EXIT_INTERRUPTED
     except setup_errors() as exc:
         err(str(exc))
         return EXIT_SETUP
+    except BrokenPipeError:   # stdout's reader has gone (e.g. `nevus-seg models list | head -1`)
+        _drop_stdout()
+        return EXIT_OK
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":  # pragma: no cover

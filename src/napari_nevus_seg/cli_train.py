@@ -385,6 +385,8 @@ def run_models(args: argparse.Namespace) -> int:
         elif args.action == "delete":
             lib.delete(args.name)
             print(f"deleted {args.name!r}")
+    except BrokenPipeError:   # stdout's reader has gone (`| head`): main() handles it
+        raise
     except (KeyError, ValueError, OSError) as exc:
         err(_reason(exc))
         return EXIT_SETUP
