@@ -320,3 +320,32 @@ def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot):
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     qtbot.wait(200)
+
+
+def test_colours_come_from_the_labels_own_image_unless_another_is_chosen(make_napari_viewer, qtbot, monkeypatch):
+    """Selecting another image layer (to look at it) used to make the next measurement take its colours."""
+    from napari_nevus_seg._napari import _measure_widget
+    from napari_nevus_seg._napari._layers import add_or_update_labels
+
+    warnings = []
+    monkeypatch.setattr(_measure_widget, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    a = viewer.add_image(img, name="A", rgb=True)
+    b = viewer.add_image(255 - img, name="B", rgb=True)
+    la = add_or_update_labels(viewer, "A lesions", labels, like=a)
+    w = MeasureWidget(viewer)
+    viewer.layers.selection.active = la
+    viewer.layers.selection.active = b                        # the user looks at B ...
+    viewer.layers.selection.active = la                       # ... and comes back to A's labels
+    assert w.image_combo.layer() is a
+    run_and_wait(qtbot, w)
+    pd.testing.assert_frame_equal(w.table, measure(labels, img))
+    assert not warnings
+    w.image_combo.setCurrentText("B")                         # an explicit choice is honoured, with a warning
+    run_and_wait(qtbot, w)
+    pd.testing.assert_frame_equal(w.table, measure(labels, 255 - img))
+    assert len(warnings) == 1 and "segmented from 'A'" in warnings[0] and "'B'" in warnings[0]
+    w.image_combo.setCurrentText("A")
+    viewer.layers.remove(a)                                   # its image gone: shape only, not B's colours
+    assert w.image_combo.currentText() == NO_IMAGE and w.image_combo.layer() is None

@@ -26,14 +26,14 @@ import pandas as pd
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                             QPushButton, QVBoxLayout, QWidget)
 
 from .. import measure
 from ..measurements import MeasureCancelled, column_names, layer_features
-from ._layers import fingerprint, layer_array, pixel_size_mm_from_layer
+from ._layers import SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id, source_image
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel, qt_deleted, while_open
 
 if TYPE_CHECKING:
@@ -184,8 +184,15 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         active = self.viewer.layers.selection.active
         if isinstance(active, Labels):
             self.labels_combo.select(active.name)
+            self._on_labels_chosen()   # also when it was chosen already: back to the image it belongs to
         elif isinstance(active, Image):
-            self.image_combo.setCurrentText(active.name)
+            source = self._source_of_labels()
+            if source is None or source == source_id(active):   # never an image other than the labels' own
+                self.image_combo.setCurrentText(active.name)
+
+    def _source_of_labels(self) -> str | None:
+        labels = self.labels_combo.layer()
+        return labels.metadata.get(SOURCE_KEY) if labels is not None else None
 
     def image_layer(self) -> Image | None:
         return self.image_combo.layer()
@@ -266,6 +273,12 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             show_error(f"Measure lesions: {exc}")
             self.status.setText(str(exc))
             return None
+        source = labels.metadata.get(SOURCE_KEY)
+        if image is not None and source is not None and source != source_id(image):
+            own = source_image(self.viewer, labels)
+            show_warning(f"Measure lesions: {labels.name!r} was segmented from "
+                         f"{own.name if own is not None else 'another image'!r}, but its colours are measured in "
+                         f"{image.name!r} (the image chosen here)")
         self.job = MeasureJob(labels, image, px, fingerprint(lab))
         self.worker = create_worker(measure_arrays, lab, img, px, self.job.cancel, self._bridge.emit,
                                     _ignore_errors=True, _start_thread=False)

@@ -144,6 +144,7 @@ class LayerCombo(QComboBox):
     def refresh(self, *_: Any) -> None:
         layers = self._layers()
         chosen = self._chosen if any(ly is self._chosen for ly in layers) else None
+        lost = self._chosen is not None and chosen is None   # the chosen layer was removed
         current = self.currentText()
         names = [ly.name for ly in layers] + ([self.extra] if self.extra else [])
         self.blockSignals(True)
@@ -151,8 +152,8 @@ class LayerCombo(QComboBox):
         self.addItems(names)
         if chosen is not None:
             self.setCurrentText(chosen.name)
-        elif current == self.extra and current:
-            self.setCurrentText(current)
+        elif current == self.extra and current or lost and self.extra:
+            self.setCurrentText(self.extra)   # never another layer in place of a removed one, where "none" exists
         self.blockSignals(False)
         self._remember()
         for ly in layers:
