@@ -319,3 +319,48 @@ def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot, ca
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     qtbot.wait(200)   # the worker's last signals are delivered
+
+
+def test_corrections_are_kept_when_the_new_result_has_another_size(make_napari_viewer, qtbot, case, monkeypatch):
+    """The image was cropped in place: the edited layer cannot take the result undoably, so it stays."""
+    import napari_nevus_seg._napari._layers as layers_module
+
+    warnings = []
+    monkeypatch.setattr(layers_module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    layer = w.labels_layer
+    layer.paint((5, 5), 7)
+    corrected = layer.data.copy()
+    image.data = case.image[:300, :400]
+    run_and_wait(qtbot, w)
+    assert w.labels_layer is not layer and w.labels_layer.data.shape == (300, 400)
+    assert layer in viewer.layers and np.array_equal(layer.data, corrected)   # the user's layer, untouched
+    assert len(warnings) == 1 and "kept as it is" in warnings[0]
+    run_and_wait(qtbot, w)                                    # later runs update the new result layer
+    assert w.labels_layer.data.shape == (300, 400) and np.array_equal(layer.data, corrected)
+    assert len([ly for ly in viewer.layers if ly.name.startswith("skin lesions")]) == 2
+
+
+def test_users_feature_columns_are_kept_aside_when_resegmenting(make_napari_viewer, qtbot, case, monkeypatch):
+    import pandas as pd
+
+    import napari_nevus_seg._napari._layers as layers_module
+
+    warnings = []
+    monkeypatch.setattr(layers_module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    layer = w.labels_layer
+    layer.features = pd.DataFrame({"index": [0, 1], "area_px2": [None, 100.0], "diagnosis": [None, "nevus"]})
+    run_and_wait(qtbot, w)
+    assert len(layer.features) == 0
+    assert layer.metadata[layers_module.FEATURES_BEFORE_KEY]["diagnosis"].iloc[1] == "nevus"
+    assert len(warnings) == 1 and "'diagnosis'" in warnings[0]
+    layer.features = pd.DataFrame({"index": [0, 1], "area_px2": [None, 100.0]})   # measurements only: quietly
+    run_and_wait(qtbot, w)
+    assert len(warnings) == 1

@@ -26,6 +26,7 @@ SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the i
 KIND_KEY = "nevus_seg_kind"
 WRITTEN_KEY = "nevus_seg_written"  # metadata of result Labels layers: fingerprint of the data last written there
 SELF_KEY = "nevus_seg_layer"  # metadata of result layers: their own unique id (a duplicate's differs: not ours)
+FEATURES_BEFORE_KEY = "nevus_seg_features_before"  # a re-segmented layer's old features, when they held user columns
 
 
 def fingerprint(data: np.ndarray) -> int:
@@ -154,6 +155,16 @@ def _add_or_update(viewer, layer_type: type, name: str, data: np.ndarray, like: 
         target = find_result_layer(viewer, like, kind, layer_type)
     if layer_type is Labels:
         meta[WRITTEN_KEY] = fingerprint(data)
+    if target is not None and isinstance(target, Labels) and _edited(target) and target.data.shape != data.shape:
+        # the user's corrections cannot be kept in the undo history of a layer of another size: keep the
+        # layer as theirs (no longer a result layer) and put the new result in a new one
+        for key in (KIND_KEY, SOURCE_KEY, WRITTEN_KEY):
+            target.metadata.pop(key, None)
+        show_warning(f"{target.name!r} had edits of yours and the new result has another size "
+                     f"({'x'.join(map(str, data.shape[::-1]))} instead of "
+                     f"{'x'.join(map(str, target.data.shape[::-1]))}): it is kept as it is, and the result goes "
+                     "to a new layer")
+        target = None
     if target is not None and target.ndim == data.ndim:
         for key, value in spatial.items():
             setattr(target, key, value)
@@ -197,7 +208,17 @@ def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None
     (they described the old outlines).
     """
     layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
-    if len(getattr(layer, "features", ())):
+    old = getattr(layer, "features", None)
+    if old is not None and len(old):
+        from ..measurements import column_names
+
+        measured = set(column_names("mm")) | set(column_names("px")) | {"index"}
+        own = [c for c in old.columns if c not in measured]
+        if own:   # a user's annotations (a diagnosis, a note) of lesions that no longer exist as they were
+            layer.metadata[FEATURES_BEFORE_KEY] = old.copy()
+            show_warning(f"{layer.name!r}: the features (measurements and your column(s) "
+                         f"{', '.join(map(repr, own))}) described the old outlines and were cleared; the old table "
+                         f"is kept in the layer's metadata[{FEATURES_BEFORE_KEY!r}]")
         layer.features = {}
     return layer
 
