@@ -349,3 +349,25 @@ def test_colours_come_from_the_labels_own_image_unless_another_is_chosen(make_na
     w.image_combo.setCurrentText("A")
     viewer.layers.remove(a)                                   # its image gone: shape only, not B's colours
     assert w.image_combo.currentText() == NO_IMAGE and w.image_combo.layer() is None
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_edits_made_during_the_first_measurement_are_measured_too(make_napari_viewer, qtbot, stack):
+    """The layer used to be watched only once the first result arrived: a lesion painted meanwhile was
+    never measured. A one-plane stack must not be measured over and over either."""
+    viewer = make_napari_viewer()
+    labels, img = scene(n_extra=200)
+    viewer.add_image(img, name="skin", rgb=True)
+    layer = viewer.add_labels(labels[None] if stack else labels, name="lesions")
+    w = MeasureWidget(viewer)
+    assert w.run() is not None
+    rows, cols = np.mgrid[180:190, 150:160]                    # painted while the first run goes on
+    index = (np.zeros(rows.size, int), rows.ravel(), cols.ravel()) if stack else (rows.ravel(), cols.ravel())
+    layer.data_setitem(index, 99)
+    qtbot.waitUntil(lambda: w.table is not None and 99 in w.table["label"].tolist(), timeout=TIMEOUT)
+    qtbot.wait(1500)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    runs, run = [], w.run
+    w.run = lambda *a, **k: runs.append(1) or run(*a, **k)
+    qtbot.wait(1500)                                           # it has settled: no endless re-measuring
+    assert not runs and w.worker is None and not w._rerun

@@ -279,7 +279,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             show_warning(f"Measure lesions: {labels.name!r} was segmented from "
                          f"{own.name if own is not None else 'another image'!r}, but its colours are measured in "
                          f"{image.name!r} (the image chosen here)")
-        self.job = MeasureJob(labels, image, px, fingerprint(lab))
+        self.job = MeasureJob(labels, image, px, fingerprint(lab.reshape(shape)))  # as the layer holds it
         self.worker = create_worker(measure_arrays, lab, img, px, self.job.cancel, self._bridge.emit,
                                     _ignore_errors=True, _start_thread=False)
         self.job.cancel.worker = self.worker
@@ -341,6 +341,9 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         try:
             self.export_csv(path)
             show_info(f"Measure lesions: {len(self.table)} lesion(s) written to {path}")
+            if self._last is not None and self._edited_since(self._last):
+                show_warning(f"Measure lesions: {self._last.labels.name!r} was edited after it was measured: the "
+                             "table written describes the outlines before those edits (press Measure first)")
         except OSError as exc:
             show_error(f"Measure lesions: could not write {path}: {exc}")
 
@@ -385,6 +388,14 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         if self.auto_refresh.isChecked():
             self._debounce.start()
 
+    @staticmethod
+    def _edited_since(job: MeasureJob) -> bool:
+        """Whether the labels measured by ``job`` have changed since (painted, erased, undone)."""
+        try:
+            return fingerprint(np.asarray(layer_array(job.labels))) != job.fingerprint
+        except Exception:  # noqa: BLE001 - a layer whose data cannot be read is not "unchanged"
+            return True
+
     def _watch(self, layer: Labels) -> None:
         old = self.labels_layer
         if old is layer:
@@ -427,6 +438,8 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         self.table = table
         self._last = job
         self._watch(layer)
+        if self.auto_refresh.isChecked() and self._edited_since(job):
+            self._rerun = True   # painted while it was being measured: measure again once this run is over
         self.lesion_combo.clear()
         for lbl in table["label"]:
             self.lesion_combo.addItem(f"lesion {int(lbl)}", int(lbl))
