@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -127,11 +129,29 @@ def test_float_tiff(tmp_path, rgb, scale):
     assert np.abs(out.astype(int) - rgb).max() <= 1
 
 
-def test_float_nan_becomes_zero():
+def test_float_nan_becomes_zero_with_a_warning():
     arr = np.full((10, 10), 0.5, np.float32)
     arr[0, 0] = np.nan
-    out = to_rgb_uint8(arr)
+    with pytest.warns(UserWarning, match=r"1 of 100 pixel values \(1 %\) are NaN or infinite"):
+        out = to_rgb_uint8(arr)
     assert out[0, 0, 0] == 0 and out[5, 5, 0] == 128
+
+
+@pytest.mark.parametrize("band_pixels", [None, 1000])
+def test_segmenting_an_image_with_nan_warns(monkeypatch, band_pixels):
+    """NaN pixels become black (the colours there are not the image's): say so, whole or in bands."""
+    from napari_nevus_seg import preprocess
+
+    if band_pixels:
+        monkeypatch.setattr(preprocess, "CONVERT_BAND_PIXELS", band_pixels)
+    img = np.full((60, 80, 3), 0.5, np.float32)
+    img[:, :40] = np.nan
+    with pytest.warns(UserWarning, match=r"7200 of 14400 pixel values \(50 %\) are NaN"):
+        out = preprocess.as_uint8_rgb(img)
+    assert out[0, 0, 0] == 0 and out[0, 79, 0] == 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preprocess.as_uint8_rgb(np.nan_to_num(img))          # finite images: no warning
 
 
 def test_palette_png_and_tiff(tmp_path, rgb):

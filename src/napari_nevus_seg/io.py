@@ -59,6 +59,14 @@ class ImageInfo:
 FLOAT_UNIT_PEAK = 2.0  # float images whose largest value is at most this are [0, 1] data
 
 
+def warn_not_finite(count: int, total: int, source: str = "image") -> None:
+    """Warn that ``count`` of ``total`` pixel values are NaN or infinite (they are replaced, not segmented as data)."""
+    if count:
+        warnings.warn(f"{source}: {count} of {total} pixel values ({100.0 * count / max(total, 1):.3g} %) are NaN or "
+                      "infinite; they were replaced (NaN by black), so colours and outlines there are not the "
+                      "image's own", UserWarning, stacklevel=3)
+
+
 def intensity_full_scale(peak: float, floating: bool = False) -> float:
     """The pixel value shown as full intensity for an image whose largest value is ``peak``.
 
@@ -103,7 +111,9 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
         scaled = arr.astype(np.float32)
         scaled *= 255.0 / intensity_full_scale(float(arr.max(initial=0)))
     else:
-        scaled = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        scaled = arr.astype(np.float32)
+        warn_not_finite(int(scaled.size - np.count_nonzero(np.isfinite(scaled))), scaled.size, source)
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
         scaled *= 255.0 / intensity_full_scale(float(scaled.max(initial=0)), floating=True)
     scaled = np.clip(scaled, 0, 255)
     channels = scaled.shape[-1]

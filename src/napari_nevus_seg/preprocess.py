@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import intensity_full_scale
+from .io import intensity_full_scale, warn_not_finite
 
 
 def as_float_rgb(img: np.ndarray) -> np.ndarray:
@@ -47,7 +47,9 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32) / intensity_full_scale(float(arr.max()))
     if np.issubdtype(arr.dtype, np.floating):
         out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
+        finite = int(np.count_nonzero(np.isfinite(out)))
+        if finite < out.size:
+            warn_not_finite(out.size - finite, out.size)
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(out / intensity_full_scale(float(out.max()), floating=True), 0.0, 1.0)
     raise ValueError(f"unsupported image dtype {arr.dtype}")
@@ -77,6 +79,9 @@ def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
             raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
         scale, floating = intensity_full_scale(hi), False
     else:
+        rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
+        warn_not_finite(sum(int(np.count_nonzero(~np.isfinite(arr[r:r + rows]))) for r in range(0, len(arr), rows)),
+                        arr.size)
         scale = intensity_full_scale(max(float(band.max()) for _, band in _float_bands(arr)), floating=True)
         floating = True
     out = np.empty(arr.shape, np.uint8)

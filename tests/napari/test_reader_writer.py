@@ -27,6 +27,7 @@ def notes(monkeypatch):
     monkeypatch.setattr(_reader, "show_info", got.append)
     monkeypatch.setattr(_reader, "show_warning", got.append)
     monkeypatch.setattr(_writer, "show_warning", got.append)
+    monkeypatch.setattr(_writer, "show_error", got.append)
     return got
 
 
@@ -167,6 +168,19 @@ def test_writer_without_extension_saves_numbered_tif(make_napari_viewer, tmp_pat
     written = layer.save(str(tmp_path / "c"), plugin=PLUGIN)
     assert written == [str(tmp_path / "c.tif")]             # napari adds the first extension listed: .tif
     assert np.array_equal(read_labels(written[0]), labels)
+
+
+def test_writer_stack_says_why_and_one_plane_stack_is_saved(make_napari_viewer, tmp_path, notes):
+    """napari drops a writer's ValueError ("not a valid writer"): the reason must reach the user."""
+    case = synthetic_lesion_image(seed=6, shape=(64, 80))
+    viewer = make_napari_viewer()
+    stack = viewer.add_labels(np.stack([case.labels] * 3), name="stack")
+    assert not stack.save(str(tmp_path / "stack.tif"), plugin=PLUGIN)
+    assert any("is a stack (3, 64, 80)" in m and "napari builtins" in m for m in notes)
+    assert not list(tmp_path.iterdir())
+    one = viewer.add_labels(case.labels[None], name="one plane")
+    assert one.save(str(tmp_path / "one.tif"), plugin=PLUGIN) == [str(tmp_path / "one.tif")]
+    assert np.array_equal(read_labels(tmp_path / "one.tif"), case.labels)
 
 
 def test_writer_png_mask_and_merge_warning(make_napari_viewer, tmp_path, notes):

@@ -148,6 +148,10 @@ def test_grayscale_and_rgba_images_are_converted(make_napari_viewer, qtbot, case
     w.image_combo.select("rgba")
     run_and_wait(qtbot, w)
     assert np.array_equal(viewer.layers["rgba lesions"].data, segment(case.image, device="cpu"))
+    viewer.add_image(np.zeros((2, 2, 64, 80), np.uint8), name="4d")   # the message names the layer's own shape
+    w.image_combo.select("4d")
+    run_and_wait(qtbot, w)
+    assert "has shape (2, 2, 64, 80)" in w.status.text() and "4d lesions" not in viewer.layers
 
 
 def test_cancel_stops_without_touching_layers(make_napari_viewer, qtbot, case):

@@ -82,6 +82,9 @@ def _segment_steps(data: Any, rgb: bool, name: str, model_ref: str | None, devic
     note = "" if (rgb and shape[-1:] == (3,) and getattr(data, "dtype", None) == np.uint8) else \
         f"{name!r} was converted to 8-bit RGB for segmentation"
     single = len(shape) == (3 if rgb else 2)
+    if len(shape) > (4 if rgb else 3):
+        raise ValueError(f"image {name!r} has shape {shape}: segment a 2-D image, or a stack of them along "
+                         "one axis (split the other axes into layers first)")
     if single:
         image = rgb_from_data(data, rgb, name)
         n, plane_shape = 1, image.shape[:2]

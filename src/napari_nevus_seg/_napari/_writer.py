@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_error, show_warning
 
 from ..io import LABEL_SUFFIXES, write_labels as _write_labels
 
@@ -49,6 +49,14 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     if target.suffix.lower() not in LABEL_SUFFIXES:
         raise ValueError(f"{target}: lesion labels can be saved as .png (binary mask) or .tif (numbered lesions)")
     arr = np.asarray(data)
+    while arr.ndim > 2 and arr.shape[0] == 1:   # a one-plane stack is one image
+        arr = arr[0]
+    if arr.ndim != 2:
+        # napari reads a ValueError from a writer as "not a valid writer" and drops its message: say it here
+        show_error(f"{target.name}: this Labels layer is a stack {arr.shape}; napari-nevus-seg saves one 2-D "
+                   "image per file. Save it as .tif with napari's own writer (File > Save Selected Layers, "
+                   "choose 'napari builtins'), or save the planes one by one")
+        return []
     binary = None
     if target.suffix.lower() == ".png":
         n = np.unique(arr[arr > 0]).size if arr.size else 0
