@@ -656,3 +656,23 @@ def test_very_long_file_names_are_written(tmp_path, model):
     (folder / "img0.png").rename(long)
     s = segment_folder(folder, tmp_path / "out", model=model)
     assert s.done == 1 and s.ok and (tmp_path / "out" / ("a" * 246 + ".tif")).is_file()
+
+
+def test_ctrl_c_stops_the_caller_with_the_summary_and_a_partial_table(tmp_path, model):
+    """A script looping over folders must stop on Ctrl-C (it used to go on with the next folder)."""
+    from napari_nevus_seg.batch import BatchInterrupted
+
+    make_folder(tmp_path / "in", 4)
+
+    def ctrl_c(result, finished, total):
+        if finished == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=tmp_path / "l.csv", progress=ctrl_c,
+                       refine_workers=0)
+    assert isinstance(info.value, BatchInterrupted)
+    s = info.value.summary
+    assert s.interrupted and s.done >= 2 and s.results_csv == str(tmp_path / "l.partial.csv")
+    assert (tmp_path / "l.partial.csv").is_file() and not (tmp_path / "l.csv").exists()
+    assert len(list((tmp_path / "out").glob("*.tif"))) == s.done

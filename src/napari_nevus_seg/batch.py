@@ -228,6 +228,15 @@ def _spare_sources(sources: list[Path], stems: list[Path], out: Path, fmt: str) 
     return stems
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`segment_folder`: the images finished are written (and in the partial
+    table), and ``summary`` says what was done. A ``KeyboardInterrupt``, so a script's loop stops too."""
+
+    def __init__(self, summary: BatchSummary):
+        super().__init__(f"interrupted: {summary.done} segmented, {summary.skipped} skipped of {summary.total}")
+        self.summary = summary
+
+
 #: the pixel sizes (mm per pixel) a batch accepts: 1 nm to 1 m, storable in TIFF resolution tags
 PIXEL_SIZE_RANGE_MM = (1e-6, 1e3)
 
@@ -304,6 +313,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     process. ``progress(result, finished, total)``
     is called per image; ``cancel.is_set()`` stops the run early (finished outputs stay).
 
+    Ctrl-C raises :class:`BatchInterrupted` (a ``KeyboardInterrupt`` holding the summary) once the
+    images in flight are written; ``cancel`` instead returns the summary with ``interrupted`` set.
     Raises :class:`BatchSetupError` when the run cannot start (no images, output not writable, a bad
     ``measure`` path or pixel size, Dask missing); image-level problems are reported in the returned
     :class:`BatchSummary`.
@@ -366,6 +377,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         if progress is not None:
             progress(r, finished, summary.total)
 
+    interrupt: KeyboardInterrupt | None = None
     ended = False   # False after an unexpected error (e.g. in `progress`): the table is then incomplete
     try:
         for r in missing:
@@ -386,10 +398,13 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                                     threads_per_worker=threads_per_worker, cancel=cancel)
         summary.interrupted = not completed
         ended = True
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.interrupted = ended = True
+        interrupt = exc
     finally:
         if sink is not None:   # an interrupted or failed run's rows go beside an earlier complete table, not over it
             summary.results_csv = str(sink.close(complete=ended and not summary.interrupted))
         summary.seconds = time.perf_counter() - t0
+    if interrupt is not None:   # Ctrl-C stops the caller too (a script's loop), with what was done
+        raise BatchInterrupted(summary) from interrupt
     return summary

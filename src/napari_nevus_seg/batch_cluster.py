@@ -162,7 +162,9 @@ def _run(client: Any, tasks: Sequence[ImageTask], opts: SegmentOptions, on_resul
                 break
             submit_next()
     except KeyboardInterrupt:
-        completed = False
+        for fut in list(owner):
+            fut.cancel()
+        raise
     if not completed:
         for fut in list(owner):
             fut.cancel()

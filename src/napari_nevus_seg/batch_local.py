@@ -195,8 +195,9 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                 else:
                     jobs.put((task, labels, img if opts.measure else None, px, t0, existing, pixels))
                 del img, labels, fut
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:   # the images finished so far are still written (finally), then it goes on up
             completed = False
+            raise
         finally:
             for _, fut, _ in pending:
                 fut.cancel()

@@ -102,7 +102,7 @@ def add_segment_parser(sub) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .batch import check_pixel_size, segment_folder
+    from .batch import BatchInterrupted, check_pixel_size, segment_folder
     from .cli_progress import ProgressBar
 
     if args.workers is not None and args.workers < 1:
@@ -127,6 +127,8 @@ def run_segment(args: argparse.Namespace) -> int:
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
             readers=args.readers, refine_workers=args.refine_workers, progress=progress)
+    except BatchInterrupted as exc:   # Ctrl-C or SIGTERM: what was done, then exit 130 / 143
+        summary = exc.summary
     finally:
         bar.close()
     say(summary.report())
