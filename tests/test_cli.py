@@ -464,3 +464,21 @@ def test_a_closed_stdout_is_no_error(tmp_path):
         r = subprocess.run(["/bin/bash", "-c", f"{command} | (exec 0<&-; sleep 0.5); exit ${{PIPESTATUS[0]}}"],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and "Traceback" not in r.stderr and "Broken pipe" not in r.stderr, r.stderr
+
+
+def test_progress_rate_of_a_bar_made_after_its_first_step():
+    """Training reports step 1 as done when the bar is made: its rate used to read 60000 steps/s."""
+    import io
+    import time
+
+    from napari_nevus_seg.cli_progress import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar("epoch 1/1", stream=out, log_every=0.0, timed_from_first_update=True)
+    bar.update(1, 8)
+    time.sleep(0.2)
+    bar.update(3, 8)
+    first, second = out.getvalue().splitlines()
+    assert "/s" not in first                                   # one step seen: no rate yet
+    rate = float(second.split("/s")[0].split()[-1])
+    assert 0 < rate <= 10.01                                   # 2 steps in 0.2 s or more (not 3 steps)

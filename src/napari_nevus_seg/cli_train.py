@@ -97,7 +97,7 @@ class TrainDisplay:
     def _bar(self, label: str) -> ProgressBar:
         if self.bar is None or self.label != label:
             self.close()
-            self.bar = ProgressBar(label, enabled=self.enabled)
+            self.bar = ProgressBar(label, enabled=self.enabled, timed_from_first_update=True)
             self.label = label
         return self.bar
 
