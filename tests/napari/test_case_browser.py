@@ -10,7 +10,7 @@ from napari.layers import Image, Labels
 from napari_nevus_seg import segment
 from napari_nevus_seg._napari import _case_browser, _shared
 from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
-from napari_nevus_seg.io import read_image
+from napari_nevus_seg.io import read_image, read_mask
 from napari_nevus_seg.library import ModelLibrary
 from napari_nevus_seg.training_store import TrainingStore
 
@@ -45,8 +45,9 @@ def test_browse_segment_and_add(browser, qtbot, tmp_path):
     viewer, w, root, cases, _ = browser
     assert w.open_folder(root) == 3
     assert w.position_label.text() == "case 1/3: IMD001"
-    assert layer_names(viewer) == ["mine", "IMD001"]
+    assert layer_names(viewer) == ["mine", "IMD001", "IMD001 ground truth"]   # as the reader opens a case
     np.testing.assert_array_equal(viewer.layers["IMD001"].data, read_image(cases[0].image))
+    np.testing.assert_array_equal(viewer.layers["IMD001 ground truth"].data > 0, read_mask(cases[0].mask) > 0)
     assert not w.prev_button.isEnabled() and w.next_button.isEnabled()
 
     w.segment_button.click()
@@ -63,10 +64,11 @@ def test_browse_segment_and_add(browser, qtbot, tmp_path):
     np.testing.assert_array_equal(store.load()[1][0], lab.data > 0)
 
     assert w.next()                                           # the previous case's layers are replaced
-    assert layer_names(viewer) == ["mine", "IMD002"] and w.position_label.text() == "case 2/3: IMD002"
+    assert layer_names(viewer) == ["mine", "IMD002", "IMD002 ground truth"]   # every case has its ground truth
+    assert w.position_label.text() == "case 2/3: IMD002"
     assert w.next() and not w.next()                          # stops at the last case
     assert w.position_label.text() == "case 3/3: IMD003" and not w.next_button.isEnabled()
-    assert w.previous() and layer_names(viewer) == ["mine", "IMD002"]
+    assert w.previous() and layer_names(viewer) == ["mine", "IMD002", "IMD002 ground truth"]
 
 
 def test_browser_and_fine_tune_widget_share_the_training_folder(browser, qtbot, tmp_path):
@@ -94,7 +96,7 @@ def test_unsaved_corrections_are_not_dropped_silently(browser, qtbot):
     assert "IMD001 lesions" in layer_names(viewer)
     assert any("not in the training set" in m for f, m in notes if f == "show_warning")
     assert w.next()                                           # second press: the user chose to move on
-    assert layer_names(viewer) == ["mine", "IMD002"]
+    assert layer_names(viewer) == ["mine", "IMD002", "IMD002 ground truth"]
 
 
 def test_a_data_set_opened_by_the_reader_is_continued(make_napari_viewer, make_dataset, tmp_path, monkeypatch):
@@ -108,7 +110,7 @@ def test_a_data_set_opened_by_the_reader_is_continued(make_napari_viewer, make_d
     w = CaseBrowserWidget(viewer)
     assert w.folder_edit.text() == str(root) and "case 1/3" in w.position_label.text()
     assert w.image_layer is viewer.layers["IMD001"]           # taken over, not opened a second time
-    assert w.next() and layer_names(viewer) == ["IMD002"]     # the reader's layers leave with their case
+    assert w.next() and layer_names(viewer) == ["IMD002", "IMD002 ground truth"]   # the reader's layers left
 
 
 def test_opening_another_folder_warns_about_unsaved_corrections(browser, qtbot):
@@ -120,7 +122,7 @@ def test_opening_another_folder_warns_about_unsaved_corrections(browser, qtbot):
     assert w.open_folder(root) == 0                           # first attempt: a warning, nothing closed
     assert "IMD001 lesions" in layer_names(viewer)
     assert any("not in the training set" in m for f, m in notes if f == "show_warning")
-    assert w.open_folder(root) == 3 and layer_names(viewer) == ["mine", "IMD001"]
+    assert w.open_folder(root) == 3 and layer_names(viewer) == ["mine", "IMD001", "IMD001 ground truth"]
 
 
 def test_a_late_result_never_lands_on_another_case(browser, qtbot):
@@ -129,8 +131,8 @@ def test_a_late_result_never_lands_on_another_case(browser, qtbot):
     w.segment()
     assert w.next()                                           # moved on while segmenting
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
-    assert layer_names(viewer) == ["mine", "IMD002"]
-    assert not any(isinstance(ly, Labels) for ly in viewer.layers)
+    assert layer_names(viewer) == ["mine", "IMD002", "IMD002 ground truth"]
+    assert not any(isinstance(ly, Labels) and "lesions" in ly.name for ly in viewer.layers)
     assert any("after moving on" in m for f, m in notes)
 
 
@@ -149,3 +151,18 @@ def test_bad_folders_and_images(browser, tmp_path):
     assert any("cannot open a" in m for f, m in notes if f == "show_error")   # the corrupt one is reported
     assert w.next() and [ly.name for ly in viewer.layers if isinstance(ly, Image)] == ["mine", "b"]
     assert [f for f, m in notes if f == "show_error"]
+
+
+def test_an_outline_drawn_by_hand_is_guarded_too(browser, qtbot):
+    """Not only an outline the browser segmented: one the user drew ("<case> lesions") before moving on."""
+    viewer, w, root, _, notes = browser
+    w.open_folder(root)
+    drawn = np.zeros((60, 80), np.int32)
+    drawn[20:40, 30:50] = 1
+    viewer.add_labels(drawn, name="IMD001 lesions")
+    assert not w.next() and any("'IMD001 lesions' has corrections" in m for f, m in notes if f == "show_warning")
+    w.training.add_button.click()                            # added: moving on is quiet
+    notes.clear()
+    assert w.next() and not any(f == "show_warning" for f, m in notes)
+    viewer.add_labels(np.zeros((60, 80), np.int32), name="IMD002 lesions")   # nothing drawn: nothing to lose
+    assert w.next()

@@ -14,14 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..inference import segment
-from ..io import Case, discover_cases, read_image_with_info
+from ..io import Case, discover_cases
 from ._layers import add_or_update_labels, image_data_rgb
+from ._reader import read_case
 from ._segment_widget import ModelChoice
 from ._shared import TrainingSetPanel
 
@@ -47,6 +49,7 @@ class CaseBrowserWidget(QWidget):
         self.worker = None
         self._dirty = False          # the outline was painted since it was segmented or added
         self._warned = False
+        self._added = False          # the current case's outline went to the training set
 
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("folder of images or a data set (PH2, images/ + masks/, ...)")
@@ -155,27 +158,39 @@ class CaseBrowserWidget(QWidget):
         case = self.cases[index]
         self._remove_case_layers()
         self.index = index
-        self._dirty = self._warned = False
-        try:
-            img, info = read_image_with_info(case.image)
+        self._dirty = self._warned = self._added = False
+        try:   # as the reader opens a case: the image, and its expert mask as "<case> ground truth"
+            layers = read_case(case.image, case.mask, case.name,
+                               {"dataset": self.folder_edit.text(), "case": case.name})
         except ValueError as exc:          # a corrupt file: reported, and the user can move past it
             show_error(f"cannot open {case.name}: {exc}")
             self._update_buttons()
             self.position_label.setText(self.position_label.text() + " (unreadable)")
             return True
-        kwargs: dict[str, Any] = {"name": case.name, "rgb": True}
-        if info.pixel_size_mm:
-            kwargs.update(scale=tuple(info.pixel_size_mm), units=("mm", "mm"))
-        self.image_layer = self.viewer.add_image(img, **kwargs)
+        for data, kwargs, kind in layers:
+            layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "image":
+                self.image_layer = layer
+            else:
+                self._reader_layers.append(layer)   # leaves with the case
         self._update_buttons()
         return True
 
     def _stop_for_corrections(self) -> bool:
         """True (with a warning, once) when the current case has corrections not yet in the training set."""
-        if self._dirty and not self._warned and self.labels_layer in self.viewer.layers:
+        if self._warned:
+            return False
+        _, labels = self._current_pair_layers()
+        if labels is None:
+            return False
+        if labels is self.labels_layer:
+            unsaved = self._dirty
+        else:   # an outline drawn without "Segment" (or by the Segment widget): unsaved unless added
+            unsaved = not self._added and bool(np.any(np.asarray(labels.data)))
+        if unsaved:
             self._warned = True
-            show_warning(f"{self.labels_layer.name!r} has corrections that are not in the training set: press "
-                         "'Add to training set' to keep them, or move on again to discard them")
+            show_warning(f"{labels.name!r} has corrections that are not in the training set: press "
+                         "'Add to training set' to keep them, or move on again to leave them out")
             return True
         return False
 
@@ -247,3 +262,4 @@ class CaseBrowserWidget(QWidget):
 
     def _on_added(self, _name: str) -> None:
         self._dirty = self._warned = False
+        self._added = True

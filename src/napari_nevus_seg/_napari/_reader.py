@@ -84,7 +84,7 @@ def _ground_truth(mask_path: Path, name: str, shape: tuple[int, int], spatial: d
     return [(mask.astype("uint8"), kwargs, "labels")]
 
 
-def _read_case(image_path: Path, mask_path: Path | None, name: str, extra: dict | None = None) -> list[LayerData]:
+def read_case(image_path: Path, mask_path: Path | None, name: str, extra: dict | None = None) -> list[LayerData]:
     img, info = read_image_with_info(image_path)
     spatial = _spatial(info.pixel_size_mm)
     meta = {"path": str(image_path), "source_dtype": info.source_dtype, "source_mode": info.source_mode,
@@ -104,7 +104,7 @@ def _read_file(path: Path) -> list[LayerData]:
         mask = mask_for_image(path)
     except OSError:
         mask = None
-    return _read_case(path, mask, path.stem)
+    return read_case(path, mask, path.stem)
 
 
 def _read_folder(folder: Path) -> list[LayerData]:
@@ -113,7 +113,7 @@ def _read_folder(folder: Path) -> list[LayerData]:
         raise ImageReadError(f"{folder}: no dermoscopy images found (PH2, ISIC or images/ + masks/ layouts)")
     first = cases[0]
     extra = {"dataset": str(folder), "case": first.name, "n_cases": len(cases)}
-    layers = _read_case(first.image, first.mask, first.name, extra)
+    layers = read_case(first.image, first.mask, first.name, extra)
     if len(cases) > 1:
         with_masks = sum(c.mask is not None for c in cases)
         show_info(f"Found {len(cases)} cases ({with_masks} with a ground-truth mask) in {os.fspath(folder)}; "
