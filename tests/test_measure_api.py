@@ -252,3 +252,17 @@ def test_measure_is_the_function():
 
     labels, img = _scene()
     assert napari_nevus_seg.measure(labels, img)["label"].tolist() == [2, 7]
+
+
+@pytest.mark.parametrize("shape", [(3, 100), (100, 4), (5, 5)])
+def test_what_segment_accepts_can_be_measured_with_its_image(shape):
+    """segment() takes images from 2 px a side; measure() refused the image under 8 px."""
+    from napari_nevus_seg import segment
+
+    img = np.full((*shape, 3), (200, 170, 150), np.uint8)
+    labels = np.zeros(shape, np.int32)
+    labels[1:3, 1:3] = 1
+    img[labels > 0] = (90, 50, 30)
+    assert segment(img).shape == shape
+    t = measure(labels, img)
+    assert t["label"].tolist() == [1] and t["area_px2"].tolist() == [4] and t["lab_L_mean"].notna().all()

@@ -84,8 +84,11 @@ def intensity_full_scale(peak: float, floating: bool = False) -> float:
     return float(2 ** (bits + bits % 2) - 1)
 
 
-def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
-    """Convert an image array of any common layout and dtype to (H, W, 3) uint8 RGB (rules above)."""
+def to_rgb_uint8(arr: np.ndarray, source: str = "array", min_side: int = MIN_SIDE) -> np.ndarray:
+    """Convert an image array of any common layout and dtype to (H, W, 3) uint8 RGB (rules above).
+
+    Images with a side under ``min_side`` pixels are refused (files that small hold no usable lesion;
+    :func:`~napari_nevus_seg.measure` passes 1, as any labels that exist can be measured)."""
     arr = np.asarray(arr)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
@@ -95,9 +98,9 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array") -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ImageReadError(f"{source}: unsupported image shape {arr.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-    if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
+    if arr.shape[0] < min_side or arr.shape[1] < min_side:
         raise ImageReadError(
-            f"{source}: image is only {arr.shape[1]}x{arr.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+            f"{source}: image is only {arr.shape[1]}x{arr.shape[0]} pixels; at least {min_side}x{min_side} is needed")
     if arr.dtype.kind not in "uif":
         raise ImageReadError(f"{source}: unsupported pixel type {arr.dtype}")
     if arr.dtype.kind == "i" and arr.min(initial=0) < 0:

@@ -88,7 +88,7 @@ def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bo
         return None, False
     from .io import to_rgb_uint8
 
-    rgb = to_rgb_uint8(image, source="image")  # grayscale, RGBA, 16-bit, float -> RGB uint8, or ValueError
+    rgb = to_rgb_uint8(image, source="image", min_side=1)  # grayscale, RGBA, 16-bit, float -> RGB uint8
     if rgb.shape[:2] != tuple(shape):
         raise ValueError(f"labels are {shape[1]}x{shape[0]} (WxH) but the image is {rgb.shape[1]}x{rgb.shape[0]}; "
                          "they must have the same height and width")
