@@ -210,10 +210,9 @@ def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None
     layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
     old = getattr(layer, "features", None)
     if old is not None and len(old):
-        from ..measurements import column_names
+        from ..measurements import user_columns
 
-        measured = set(column_names("mm")) | set(column_names("px")) | {"index"}
-        own = [c for c in old.columns if c not in measured]
+        own = user_columns(old.columns)
         if own:   # a user's annotations (a diagnosis, a note) of lesions that no longer exist as they were
             layer.metadata[FEATURES_BEFORE_KEY] = old.copy()
             show_warning(f"{layer.name!r}: the features (measurements and your column(s) "

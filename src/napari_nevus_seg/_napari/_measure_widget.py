@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
                             QPushButton, QVBoxLayout, QWidget)
 
 from .. import measure
-from ..measurements import MeasureCancelled, column_names, layer_features
+from ..measurements import MeasureCancelled, layer_features, user_columns
 from ._layers import SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id, source_image
 from ._shared import LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel, qt_deleted, while_open
 
@@ -65,8 +65,7 @@ class MeasureJob:
 def with_users_columns(features, old):
     """``features`` plus the columns of ``old`` (the layer's features before) that are not measurements:
     a user's own per-lesion annotations (a diagnosis, a note) survive re-measuring, matched by label value."""
-    measured = set(column_names("mm")) | set(column_names("px")) | {"index"}
-    keep = [c for c in getattr(old, "columns", []) if c not in measured and c not in features.columns]
+    keep = [c for c in user_columns(getattr(old, "columns", [])) if c not in features.columns]
     if not keep or not len(old):
         return features
     labels_before = old["index"].to_numpy() if "index" in old.columns else np.arange(len(old))
@@ -302,7 +301,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             self._rerun = True
             return None
         image = last.image if last.image is not None and last.image in self.viewer.layers else None
-        if fingerprint(np.asarray(layer_array(last.labels))) == last.fingerprint:
+        if not self._edited_since(last):
             return None  # a refresh event without a change of the labels
         return self.run(last.labels, image)  # the pixel size as the widget gives it now
 
