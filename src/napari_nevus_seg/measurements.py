@@ -137,12 +137,12 @@ _BOOL_COLUMNS = {"touches_image_edge"}
 _NULLABLE_BOOL = {"diameter_gt_6mm"} | {f"colour_{c}" for c in mc.COLOUR_NAMES}
 
 
-
 def user_columns(columns) -> list[str]:
     """The columns of a features table that are no measurements (nor napari's ``index``): a user's own
     per-lesion annotations, such as a diagnosis or a note."""
     measured = set(column_names("mm")) | set(column_names("px")) | {"index"}
     return [c for c in columns if c not in measured]
+
 
 def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
     data = {}
