@@ -368,3 +368,27 @@ def test_users_feature_columns_are_kept_aside_when_resegmenting(make_napari_view
     layer.features = pd.DataFrame({"index": [0, 1], "area_px2": [None, 100.0]})   # measurements only: quietly
     run_and_wait(qtbot, w)
     assert len(warnings) == 1
+
+
+def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(make_napari_viewer, tmp_path,
+                                                                              monkeypatch):
+    from napari_nevus_seg import load_model
+    from napari_nevus_seg._napari import _segment_widget as sw
+    from napari_nevus_seg._napari._model_manager import ModelManagerPanel
+    from napari_nevus_seg.library import ModelLibrary
+
+    warned = []
+    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    ModelLibrary().save(load_model(), "clinic")
+    ModelLibrary().save(load_model(), "other")
+    w = make_widget(make_napari_viewer())
+    w.show()                                                  # on screen: it follows at once
+    w.model_combo.refresh()
+    w.model_combo.setCurrentIndex(w.model_combo.findText("clinic"))
+    manager = ModelManagerPanel()
+    assert manager.rename("clinic", "clinic v2")
+    assert w.model_combo.currentText() == "clinic v2" and not warned     # followed, without opening the list
+    assert w.model_combo.model_ref() == str(ModelLibrary().path("clinic v2"))
+    assert manager.delete("other")                                          # the list follows other changes too
+    assert "other" not in [w.model_combo.itemText(i) for i in range(w.model_combo.count())]

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..library import ModelLibrary
-from ._shared import _describe
+from ._shared import _describe, _sync
 
 
 class ModelManagerPanel(QWidget):
@@ -66,7 +66,7 @@ class ModelManagerPanel(QWidget):
         return item.text() if item is not None else None
 
     # ---------------------------------------------------------------------- actions (scriptable)
-    def _do(self, what: str, fn, *args) -> bool:
+    def _do(self, what: str, fn, *args, renamed: dict[str, str] | None = None) -> bool:
         try:
             result = fn(*args)
         except (KeyError, ValueError, FileExistsError, OSError) as exc:
@@ -74,11 +74,16 @@ class ModelManagerPanel(QWidget):
             return False
         self.refresh()
         self.changed.emit()
+        _sync().models_changed.emit(renamed or {})   # the Segment widget's model choice follows
         show_info(f"{what}: {result if isinstance(result, str) else 'done'}")
         return True
 
     def rename(self, old: str, new: str) -> bool:
-        return self._do(f"rename {old!r} to {new!r}", self.library.rename, old, new)
+        try:
+            renamed = {str(self.library.path(old)): str(self.library.path(new))}
+        except ValueError:   # an invalid name: the rename itself says so
+            renamed = {}
+        return self._do(f"rename {old!r} to {new!r}", self.library.rename, old, new, renamed=renamed)
 
     def delete(self, name: str) -> bool:
         return self._do(f"delete {name!r}", self.library.delete, name)

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from .. import available_devices, load_model, segment
 from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
-from ._shared import LayerCombo, StopsWorkWhenRemoved, qt_deleted, while_open
+from ._shared import LayerCombo, StopsWorkWhenRemoved, _sync, qt_deleted, while_open
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
 
@@ -123,9 +123,22 @@ class ModelChoice(QComboBox):
         self._last = 0
         self.refresh()
         self.activated.connect(self._on_activated)
+        _sync().models_changed.connect(self._on_models_changed)
 
-    def refresh(self) -> None:
-        current = self.model_ref() if self.count() else None
+    def _on_models_changed(self, renamed: dict[str, str]) -> None:
+        """A model saved, renamed or deleted in a model manager: the list follows (a renamed choice too).
+        A list not on screen (its widget removed, or not shown yet) refreshes when it is opened."""
+        try:
+            if not self.isVisible():
+                return
+            current = self.model_ref() if self.count() else None
+            self.refresh(renamed.get(current) if current is not None else None)
+        except RuntimeError:   # this list was closed with its widget
+            pass
+
+    def refresh(self, follow: str | None = None) -> None:
+        """List the models again; ``follow``: the new file of the chosen model (renamed)."""
+        current = follow or (self.model_ref() if self.count() else None)
         self.blockSignals(True)
         self.clear()
         self.addItem(self.DEFAULT, None)

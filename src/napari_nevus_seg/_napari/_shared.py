@@ -187,10 +187,12 @@ def _describe(meta: dict[str, Any]) -> str:
 
 
 class _TrainingSetSync(QObject):
-    """Keeps the panels of a session on one training folder: a folder chosen or a pair added in one shows in all."""
+    """Keeps the widgets of a session in step: a training folder chosen or a pair added in one panel shows
+    in all; a change of the saved models (made in a model manager) shows in every model choice."""
 
     folder_changed = Signal(str)
     pair_added = Signal()
+    models_changed = Signal(object)   # {old file: new file} of models renamed ({} for other changes)
 
 
 _SYNC: _TrainingSetSync | None = None
