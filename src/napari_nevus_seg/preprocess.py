@@ -79,10 +79,10 @@ def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
             raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
         scale, floating = intensity_full_scale(hi), False
     else:
-        rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
-        warn_not_finite(sum(int(np.count_nonzero(~np.isfinite(arr[r:r + rows]))) for r in range(0, len(arr), rows)),
-                        arr.size)
-        scale = intensity_full_scale(max(float(band.max()) for _, band in _float_bands(arr)), floating=True)
+        not_finite: list[int] = []
+        scale = intensity_full_scale(max(float(band.max()) for _, band in _float_bands(arr, not_finite)),
+                                     floating=True)
+        warn_not_finite(sum(not_finite), arr.size)
         floating = True
     out = np.empty(arr.shape, np.uint8)
     for r0, band in _float_bands(arr):   # in place: one float32 band at a time
@@ -94,13 +94,18 @@ def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
     return out
 
 
-def _float_bands(arr: np.ndarray):
-    """Row bands of an image as float32 with NaN -> 0, +inf -> 1, -inf -> 0 (as_float_rgb's rules)."""
+def _float_bands(arr: np.ndarray, not_finite: list[int] | None = None):
+    """Row bands of an image as float32 with NaN -> 0, +inf -> 1, -inf -> 0 (as_float_rgb's rules);
+    ``not_finite`` receives each float band's count of values replaced (as as_float_rgb counts them)."""
     rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
+    floating = np.issubdtype(arr.dtype, np.floating)
     for r0 in range(0, arr.shape[0], rows):
         band = arr[r0:r0 + rows].astype(np.float32)
-        yield r0, (np.nan_to_num(band, nan=0.0, posinf=1.0, neginf=0.0)
-                   if np.issubdtype(arr.dtype, np.floating) else band)
+        if floating:
+            if not_finite is not None:
+                not_finite.append(int(band.size - np.count_nonzero(np.isfinite(band))))
+            np.nan_to_num(band, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        yield r0, band
 
 
 def resize_uint8(arr: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
