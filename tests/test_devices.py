@@ -75,28 +75,51 @@ def test_autocast_choice(monkeypatch):
         devices.cpu_has_native_bf16.cache_clear()
 
 
-def test_use_all_cpu_threads():
+@pytest.fixture
+def fresh_threads(monkeypatch):
+    """PyTorch's thread count and the choice use_all_cpu_threads remembers, as a new process has them."""
     before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        n = devices.use_all_cpu_threads()
-        assert n >= 1 and torch.get_num_threads() == n
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(devices, "_THREADS", {"ours": None, "caller": None})
+    yield
+    torch.set_num_threads(before)
 
 
-def test_num_threads_env_caps_threads(monkeypatch):
-    before = torch.get_num_threads()
-    try:
-        monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "1")
-        assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
-        monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "not a number")  # ignored, not a crash
-        assert devices.use_all_cpu_threads() >= 1
-        monkeypatch.delenv("NEVUS_SEG_NUM_THREADS")
-        monkeypatch.setattr(devices, "_OMP_AT_START", "1")   # a process started with OMP_NUM_THREADS=1
-        assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
-        monkeypatch.setattr(devices, "_OMP_AT_START", "")
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")           # set later (Dask does, for its workers): not ours
-        assert devices.use_all_cpu_threads() == devices.cpu_cores()
-    finally:
-        torch.set_num_threads(before)
+def test_use_all_cpu_threads(fresh_threads, monkeypatch):
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(devices, "_physical_cores", lambda: 2)
+    torch.set_num_threads(2)          # PyTorch's start on 2 cores with 2 hardware threads each
+    assert devices.use_all_cpu_threads() == 4 and torch.get_num_threads() == 4
+    assert devices.use_all_cpu_threads() == 4
+
+
+def test_callers_thread_count_is_kept(fresh_threads, monkeypatch):
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(devices, "_physical_cores", lambda: 4)
+    torch.set_num_threads(1)          # set by the caller before the first call
+    assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+    torch.set_num_threads(3)          # and between calls
+    assert devices.use_all_cpu_threads() == 3 and torch.get_num_threads() == 3
+    with devices.cpu_threads_capped(2):
+        assert devices.use_all_cpu_threads() == 2 and torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 3   # the caller's count again after the cap
+
+
+def test_segment_keeps_callers_thread_count(fresh_threads):
+    from napari_nevus_seg import segment, synthetic_lesion_image
+
+    torch.set_num_threads(1)          # a notebook sharing the machine
+    segment(synthetic_lesion_image(seed=3, shape=(64, 64)).image, device="cpu")
+    assert torch.get_num_threads() == 1
+
+
+def test_num_threads_env_caps_threads(fresh_threads, monkeypatch):
+    monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "1")
+    assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("NEVUS_SEG_NUM_THREADS", "not a number")  # ignored, not a crash
+    assert devices.use_all_cpu_threads() >= 1
+    monkeypatch.delenv("NEVUS_SEG_NUM_THREADS")
+    monkeypatch.setattr(devices, "_OMP_AT_START", "1")   # a process started with OMP_NUM_THREADS=1
+    assert devices.use_all_cpu_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(devices, "_OMP_AT_START", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")           # set later (Dask does, for its workers): not ours
+    assert devices.use_all_cpu_threads() == devices.cpu_cores()

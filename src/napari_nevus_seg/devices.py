@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 
 import torch
 
@@ -88,6 +89,10 @@ _THREAD_CAP: list[int] = []   # caps set by cpu_threads_capped (innermost last)
 # OMP_NUM_THREADS as the process started with it (libraries such as Dask write it into the environment
 # later, for the processes they start, not for this one)
 _OMP_AT_START = os.environ.get("OMP_NUM_THREADS", "")
+# "ours": the count use_all_cpu_threads last gave PyTorch; "caller": a count the caller chose with
+# torch.set_num_threads, which is then kept
+_THREADS: dict[str, int | None] = {"ours": None, "caller": None}
+_THREADS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -105,21 +110,55 @@ def cpu_threads_capped(n: int):
         use_all_cpu_threads()
 
 
+@functools.lru_cache(maxsize=1)
+def _physical_cores() -> int | None:
+    """Physical cores among those this process may run on (Linux; None where unknown).
+
+    PyTorch starts with this many threads on a machine with two hardware threads per core.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+        with open("/proc/cpuinfo") as fh:
+            blocks = fh.read().strip().split("\n\n")
+    except (AttributeError, OSError):
+        return None
+    cores = set()
+    for block in blocks:
+        info = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        if "core id" not in info or not info.get("processor", "").isdigit():
+            return None
+        if int(info["processor"]) in allowed:
+            cores.add((info.get("physical id"), info["core id"]))
+    return len(cores) or None
+
+
 def use_all_cpu_threads() -> int:
     """Let PyTorch use every CPU core this process may run on; returns the thread count.
 
-    ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy processes share the cores: PyTorch's
-    threads then wait on each other and one thread can be several times faster than two), and so do
-    ``OMP_NUM_THREADS`` as the process started with it (the usual way to share a machine's cores between
-    processes; Dask workers start with 1 unless told otherwise) and :func:`cpu_threads_capped`.
+    A count the caller chose with ``torch.set_num_threads`` (in a notebook, in napari's console,
+    before or between calls) is kept. ``NEVUS_SEG_NUM_THREADS=N`` caps it (useful when other busy
+    processes share the cores: PyTorch's threads then wait on each other and one thread can be several
+    times faster than two), and so do ``OMP_NUM_THREADS`` as the process started with it (the usual way
+    to share a machine's cores between processes; Dask workers start with 1 unless told otherwise) and
+    :func:`cpu_threads_capped`.
     """
     n = cpu_cores()
-    for cap in (os.environ.get("NEVUS_SEG_NUM_THREADS", ""), _OMP_AT_START):
-        cap = cap.strip()
-        if cap.isdigit() and int(cap) > 0:
-            n = min(n, int(cap))
-    if _THREAD_CAP:
-        n = min(n, _THREAD_CAP[-1])
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    caps = [int(c) for c in (os.environ.get("NEVUS_SEG_NUM_THREADS", "").strip(), _OMP_AT_START.strip())
+            if c.isdigit() and int(c) > 0]
+    with _THREADS_LOCK:
+        current = torch.get_num_threads()
+        if _THREADS["ours"] is None:
+            # first call: fewer threads than cores, and not PyTorch's own start (one per physical
+            # core), were chosen by the caller
+            if current < min([n, *caps]) and current != _physical_cores():
+                _THREADS["caller"] = current
+        elif current != _THREADS["ours"]:
+            _THREADS["caller"] = current  # set since our last call: the caller's choice
+        if _THREADS["caller"]:
+            n = _THREADS["caller"]
+        n = min([n, *caps, *_THREAD_CAP[-1:]])
+        if current != n:
+            torch.set_num_threads(n)
+        _THREADS["ours"] = n
     return n
