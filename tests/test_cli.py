@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -452,6 +453,59 @@ def test_sigterm_stops_like_ctrl_c_with_a_partial_table_and_exit_143(tmp_path):
     assert not (tmp_path / "lesions.csv").exists() and not list(tmp_path.glob(".*"))   # no leftover temporary files
     done = len(list((tmp_path / "out").glob("*.tif")))
     assert 1 <= done < 40
+
+
+def _group_alive(pgid: int, wait: float = 30) -> bool:
+    """Whether processes of group ``pgid`` are left after ``wait`` seconds (then they are killed)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)
+            return True
+        time.sleep(0.1)
+
+
+def _start_in_own_group(tmp_path, n: int):
+    """`nevus-seg segment` with 2 refinement processes, started in a process group of its own."""
+    import time
+
+    make_folder(tmp_path / "in", n)
+    cmd = [sys.executable, "-m", "napari_nevus_seg", "segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+           "--refine-workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out").glob("*.tif")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def test_sigterm_to_the_whole_job_fails_no_image(tmp_path):
+    """A batch system's time limit sends SIGTERM to every process of the job, the refinement processes
+    too: they leave the stop to the run, so the images in flight are finished, not failed."""
+    import signal
+
+    proc = _start_in_own_group(tmp_path, 60)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, errs = proc.communicate(timeout=240)
+    assert proc.returncode == 143, errs[-2000:]
+    assert ", 0 failed," in out and "Traceback" not in errs, out + errs[-2000:]
+    assert 1 <= len(list((tmp_path / "out").glob("*.tif"))) < 60
+    assert not _group_alive(proc.pid)
+
+
+def test_refinement_processes_leave_with_a_killed_run(tmp_path):
+    """SIGKILL (the OOM killer) ends the run at once; its refinement processes used to wait for ever."""
+    proc = _start_in_own_group(tmp_path, 60)
+    proc.kill()
+    proc.communicate(timeout=60)   # (waits for the workers too: they hold its output pipes)
+    assert not _group_alive(proc.pid)
 
 
 def test_a_closed_stdout_is_no_error(tmp_path):

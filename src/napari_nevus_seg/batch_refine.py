@@ -15,8 +15,10 @@ would otherwise take those cores). They are started without the caller's main mo
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -42,9 +44,21 @@ def auto_refine_workers(n_tasks: int, device: str) -> int:
 
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"   # the refinement is single-threaded NumPy/SciPy
-    # Ctrl-C is the parent's to handle: it stops reading new images and lets the refinements in
-    # flight finish and be written, instead of every worker dying with a traceback
+    # Ctrl-C, and SIGTERM sent to the whole job (a batch system's time limit, `kill -- -PGID`), are the
+    # parent's to handle: it stops reading new images and lets the refinements in flight finish and be
+    # written, instead of every worker dying with a traceback and those images failing
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # and a worker leaves when its parent is gone, however it ended (SIGKILL, the OOM killer, a parent
+    # that did not handle SIGTERM): it would otherwise wait for work for ever
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _warm_up() -> None:
