@@ -150,9 +150,28 @@ def test_split_lesion_and_hole_are_one_label():
     labels[10:40, 10:40] = 1
     labels[60:90, 60:90] = 1
     labels[15:35, 15:35] = 0  # a hole
-    t = measure(labels, None)
-    assert len(t) == 1 and t.loc[0, "area_px2"] == 2 * 900 - 400
+    with pytest.warns(UserWarning, match="label 1 is in 2 separate pieces"):
+        t = measure(labels, None)
+    assert len(t) == 1 and t.loc[0, "area_px2"] == 2 * 900 - 400 and t.loc[0, "pieces"] == 2
     assert t.loc[0, "perimeter_px"] == pytest.approx(2 * 120 + 80, rel=0.03)  # the hole's outline counts
+
+
+def test_a_stray_pixel_is_counted_and_named():
+    """One pixel of the same label 2.3 mm away adds 1.3 mm to a 2 mm disc's greatest diameter: the table
+    says the label is in two pieces and a warning names it; the pixel size is in the table (and CSV)."""
+    y, x = np.mgrid[:300, :300]
+    labels = (((y - 100) ** 2 + (x - 100) ** 2) <= 50 ** 2).astype(np.int32)
+    labels[200:230, 200:230] = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean = measure(labels, None, (0.02, 0.025))
+    assert list(clean["pieces"]) == [1, 1]
+    assert list(clean["pixel_size_row_mm"]) == [0.02, 0.02] and list(clean["pixel_size_col_mm"]) == [0.025] * 2
+    labels[100, 215] = 1
+    with pytest.warns(UserWarning, match="label 1 is in 2 separate pieces") as record:
+        t = measure(labels, None, 0.02)
+    assert len(record) == 1 and list(t["pieces"]) == [2, 1]
+    assert "pixel_size_row_mm" not in measure(labels, None).columns   # lengths in pixels: no pixel size
 
 
 def test_tiny_lesions_do_not_fail():

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from . import measure_border as mb
 from . import measure_colour as mc
@@ -115,10 +116,10 @@ def pixel_spacing(pixel_size_mm: Any) -> tuple[tuple[float, float], str]:
 def column_names(unit: str = "mm") -> list[str]:
     """The columns of :func:`measure`'s table, in order, for length unit ``"mm"`` or ``"px"``."""
     u = unit
-    size = ["label", "area_px2"] + (["area_mm2"] if u == "mm" else []) + [
+    size = ["label", "area_px2"] + (["area_mm2", "pixel_size_row_mm", "pixel_size_col_mm"] if u == "mm" else []) + [
         f"perimeter_{u}", f"equivalent_diameter_{u}", f"max_feret_{u}", f"min_feret_{u}", "max_feret_angle_deg",
         f"major_axis_{u}", f"minor_axis_{u}", "orientation_deg", "centroid_row_px", "centroid_col_px",
-        "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col", "touches_image_edge", "diameter_gt_6mm"]
+        "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col", "touches_image_edge", "pieces", "diameter_gt_6mm"]
     shape = ["eccentricity", "solidity", "circularity"]
     asym = ["asymmetry_axis1", "asymmetry_axis2", "asymmetry_axis1_angle_deg", "asymmetry_score",
             "asymmetry_principal_major", "asymmetry_principal_minor",
@@ -131,7 +132,7 @@ def column_names(unit: str = "mm") -> list[str]:
 
 
 _INT_COLUMNS = {"label", "area_px2", "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col",
-                "asymmetry_score"}
+                "pieces", "asymmetry_score"}
 _NULLABLE_INT = {"border_abrupt_sectors", "border_scored_sectors", "colour_count"}
 _BOOL_COLUMNS = {"touches_image_edge"}
 _NULLABLE_BOOL = {"diameter_gt_6mm"} | {f"colour_{c}" for c in mc.COLOUR_NAMES}
@@ -203,6 +204,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
         "centroid_row_px": float(R0 + coords_px[:, 0].mean()), "centroid_col_px": float(C0 + coords_px[:, 1].mean()),
         "bbox_min_row": r0, "bbox_min_col": c0, "bbox_max_row": r1, "bbox_max_col": c1,
         "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
+        "pieces": int(ndimage.label(mask, structure=np.ones((3, 3), bool))[1]),
         "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
         "eccentricity": float(region.eccentricity), "solidity": float(region.solidity),
         # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
@@ -218,7 +220,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
         "border_roughness": mb.radial_roughness(outline, ms.polygon_centroid(outline)),
     }
     if unit == "mm":
-        row["area_mm2"] = area
+        row.update({"area_mm2": area, "pixel_size_row_mm": float(s[0]), "pixel_size_col_mm": float(s[1])})
     if lab_image_rgb is None:
         return row
 
@@ -322,6 +324,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         if progress is not None:
             progress({"stage": "measure", "step": i + 1, "steps": len(regions)})
     table = _typed_frame(rows, unit)
+    _warn_pieces(table)
     table.attrs.update({"pixel_size_mm": None if unit == "px" else spacing, "length_unit": unit,
                         "asymmetry_threshold": opts["asymmetry_threshold"],
                         "reference_colours": opts["references"], "colour_min_share": opts["colour_min_share"],
@@ -329,6 +332,22 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
                         "abrupt_sharpness": opts["abrupt_sharpness"],
                         "abrupt_min_contrast": opts["abrupt_min_contrast"], "colour_image": colour})
     return table
+
+
+def _warn_pieces(table: pd.DataFrame) -> None:
+    """Say which labels are in several separate pieces (often a stray pixel or a stroke of the brush)."""
+    split = table.loc[table["pieces"] > 1, ["label", "pieces"]]
+    if len(split):
+        listed = ", ".join(f"{int(v)} ({int(n)} pieces)" for v, n in split.head(5).itertuples(index=False))
+        more = f" and {len(split) - 5} more" if len(split) > 5 else ""
+        if len(split) == 1:
+            which = f"label {int(split.iloc[0, 0])} is in {int(split.iloc[0, 1])}"
+        else:
+            which = f"labels {listed}{more} are in"
+        warnings.warn(f"{which} separate pieces, each label measured as one lesion: its diameters, "
+                      "solidity and asymmetry span all of them (a stray pixel 2 mm away adds 2 mm to the "
+                      "greatest diameter). Erase stray pixels, or give each piece its own label, to measure "
+                      "each on its own (column 'pieces').", UserWarning, stacklevel=3)
 
 
 def layer_features(table: pd.DataFrame, max_label: int | None = None) -> pd.DataFrame:
