@@ -230,7 +230,8 @@ def test_reported_validation_scores_are_the_returned_models(bluish):
 @pytest.mark.parametrize("setting, value", [
     ("batch_size", 0), ("batch_size", -2), ("batch_size", 2.5), ("epochs", 0), ("steps_per_epoch", 0),
     ("patience", -1), ("lr", 0.0), ("lr", float("nan")), ("holdout", 1.5), ("holdout", -0.5), ("holdout", 1.0),
-    ("holdout", -1), ("holdout", "20%"), ("blend", 1.5),
+    ("holdout", -1), ("holdout", "20%"), ("blend", 1.5), ("blend", True), ("blend", np.bool_(True)),
+    ("holdout", True),
 ])
 def test_settings_out_of_range_are_refused_naming_the_argument(setting, value):
     # batch_size=0 failed inside torch.cat; epochs=0 and holdout=1.5 / -0.5 were accepted silently
@@ -252,6 +253,18 @@ def test_holdout_values_in_range_are_accepted(holdout):
     from napari_nevus_seg.finetune import _check_settings
 
     _check_settings(holdout, 1, 1, 1, 1e-3, None, 0.3)
+
+
+@pytest.mark.parametrize("holdout", [0.2, np.float32(0.2), np.float64(0.2), np.float16(0.2)])
+def test_a_numpy_float_holdout_is_a_share_like_a_python_float(holdout, tmp_path):
+    # np.float32(0.2) passed the settings check as a share but holdout_count read it as int(0.2) = 0 pairs
+    assert holdout_count(10, holdout) == 2 and holdout_count(5, holdout) == 1
+    cs = cases(range(5), "bluish")
+    tuned = fine_tune([c.image for c in cs], [c.mask for c in cs], base=tiny_base(),
+                      holdout=holdout, **dict(FAST, epochs=1, steps_per_epoch=1))
+    assert tuned.meta["fine_tune"]["n_holdout"] == 1
+    assert load_model(save_model(tuned, tmp_path / "m.pt")).meta["fine_tune"]["settings"]["holdout"] \
+        == pytest.approx(0.2, abs=1e-3)   # stored as a plain float: the file loads with weights_only=True
 
 
 def test_colour_masks_are_read_as_training_reads_them():

@@ -93,8 +93,8 @@ def holdout_count(n_pairs: int, holdout: float | None = DEFAULTS["holdout"]) -> 
     """How many of ``n_pairs`` pairs are held out (the rule of the module docstring)."""
     if not holdout or n_pairs < MIN_PAIRS_FOR_HOLDOUT:
         return 0
-    if isinstance(holdout, float) and 0 < holdout < 1:
-        k = max(1, round(holdout * n_pairs))
+    if _is_share(holdout):   # a float of any kind (np.float32 too) is a share, as _check_settings reads it
+        k = max(1, round(float(holdout) * n_pairs))
     else:
         k = int(holdout)
     return min(k, n_pairs - 1)
@@ -137,6 +137,11 @@ class _Picked(Sequence):
         return None if paths is None else [paths[j] for j in self.idx]
 
 
+def _is_share(holdout: Any) -> bool:
+    """A ``holdout`` given as a share of the pairs: a real float (Python's or NumPy's), not a whole number."""
+    return isinstance(holdout, (float, np.floating)) and not isinstance(holdout, (bool, np.bool_))
+
+
 def _whole(value: Any, name: str, low: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -154,12 +159,13 @@ def _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, 
             or not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive learning rate, got {lr!r}")
     if holdout is not None:
-        share = isinstance(holdout, (float, np.floating))
+        share = _is_share(holdout)
         if isinstance(holdout, (bool, np.bool_)) or not (share or isinstance(holdout, (int, np.integer))) \
                 or (share and not 0.0 <= holdout < 1.0) or (not share and holdout < 0):
             raise ValueError(f"holdout must be a share of the pairs in [0, 1) (a float), a number of pairs >= 0 "
                              f"(an int) or None, got {holdout!r}")
-    if not isinstance(blend, (int, float, np.integer, np.floating)) or not 0.0 < blend <= 1.0:
+    if isinstance(blend, (bool, np.bool_)) or not isinstance(blend, (int, float, np.integer, np.floating)) \
+            or not 0.0 < blend <= 1.0:
         raise ValueError(f"blend must lie in (0, 1], got {blend!r}")
 
 
@@ -205,7 +211,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     (see :class:`FineTuneResult`); ``"improved": False`` flags a model worse than its base.
 
     Settings out of range (``epochs``, ``steps_per_epoch``, ``batch_size`` below 1, ``patience`` below 0,
-    ``lr`` not positive, a float ``holdout`` outside [0, 1), ``blend`` outside (0, 1]) raise ``ValueError``
+    ``lr`` not positive, a float ``holdout`` (NumPy's too) outside [0, 1), ``blend`` outside (0, 1], a bool
+    where a number is meant) raise ``ValueError``
     before anything is read; a mask that does not fit its image raises one naming the pair (and its files when
     the sequences have a ``paths`` attribute).
     """
@@ -307,9 +314,12 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "tuned_val": tuned_val,  # network-input-size scores of the weights before blending
         "seconds": round(seconds, 2), "device": str(dev),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "lr": lr,
-                     "patience": patience, "freeze_encoder": freeze_encoder, "freeze_norm": freeze_norm,
-                     "holdout": holdout, "blend": blend, "seed": seed},
+        # plain Python numbers: NumPy scalars would make the file unreadable with weights_only=True
+        "settings": {"epochs": int(epochs), "steps_per_epoch": int(steps_per_epoch), "batch_size": int(batch_size),
+                     "lr": float(lr), "patience": None if patience is None else int(patience),
+                     "freeze_encoder": bool(freeze_encoder), "freeze_norm": bool(freeze_norm),
+                     "holdout": None if holdout is None else float(holdout) if _is_share(holdout) else int(holdout),
+                     "blend": float(blend), "seed": int(seed)},
     }
     meta["init"] = meta["fine_tune"]["base"]
     meta["name"] = f"{meta['fine_tune']['base']}+fine-tuned"
