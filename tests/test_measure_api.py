@@ -80,7 +80,27 @@ def test_image_conversions_give_the_same_measurements():
     img16 = img.astype(np.uint16) * 257
     pd.testing.assert_frame_equal(measure(labels, img16), ref)
     imgf = img.astype(np.float32) / 255.0
-    pd.testing.assert_frame_equal(measure(labels, imgf), ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # scales that need no guess: no warning
+        pd.testing.assert_frame_equal(measure(labels, img16), ref)
+        pd.testing.assert_frame_equal(measure(labels, imgf), ref)
+
+
+def test_an_inferred_intensity_scale_is_announced():
+    """Colours hang on the value taken as full intensity; where it is guessed from the brightest pixel,
+    a warning says which (a single hot pixel in a [0, 1] float image makes it 0..255 data: L* near 0)."""
+    labels, img = _scene()
+    ref = measure(labels, img)
+    with pytest.warns(UserWarning, match=r"uint16.*full intensity at 4095 \(12-bit data\)"):
+        t12 = measure(labels, img.astype(np.uint16) * 16)
+    assert np.allclose(t12["lab_L_mean"], ref["lab_L_mean"], atol=1.0)
+    hot = img.astype(np.float32) / 255.0
+    hot[0, 0] = 2.5
+    with pytest.warns(UserWarning, match="values above 2: colours are measured as 0..255 data"):
+        t = measure(labels, hot)
+    assert t["lab_L_mean"].max() < 5 < ref["lab_L_mean"].min()
+    with pytest.warns(UserWarning, match="values above 1: colours are measured as \[0, 1\] data"):
+        measure(labels, np.minimum(img.astype(np.float32) / 255.0 * 1.5, 1.5))
 
 
 def test_grayscale_image_gives_lightness_and_border_but_no_colours():

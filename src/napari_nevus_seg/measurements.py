@@ -83,12 +83,43 @@ def _compact_labels(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return compact, values
 
 
+def _warn_inferred_scale(arr: np.ndarray) -> None:
+    """Colours depend on the value taken as full intensity; where it is inferred from the brightest pixel
+    (integers beyond 8 bits, floats above 1), say which it was: one hot pixel changes every colour.
+
+    The message names the type and the scale, not the peak, so that a batch of images warns once per scale.
+    """
+    from .io import intensity_full_scale
+
+    if arr.dtype.kind not in "uif" or arr.dtype == np.uint8 or arr.size == 0:
+        return
+    values = arr[..., :3] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr
+    if arr.dtype.kind == "f":
+        finite = values[np.isfinite(values)]
+        peak = float(finite.max()) if finite.size else 0.0
+        if peak <= 1.0:
+            return
+        full = intensity_full_scale(peak, floating=True)
+        how = ("has values above 1: colours are measured as [0, 1] data with those values clipped" if full == 1.0
+               else f"has values above 2: colours are measured as 0..{full:g} data, not as [0, 1] data")
+    else:
+        full = intensity_full_scale(float(values.max()))
+        if full == float(np.iinfo(arr.dtype).max):
+            return   # the type's own range
+        how = (f"does not use its type's range: colours are measured with full intensity at {full:g} "
+               f"({int(np.log2(full + 1))}-bit data)")
+    warnings.warn(f"the image ({arr.dtype}) {how}. This scale is inferred from the brightest pixel, so a single "
+                  "hot or saturated pixel changes every colour measure; pass an 8-bit RGB image to set the "
+                  "scale yourself.", UserWarning, stacklevel=4)
+
+
 def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bool]:
     """The image as RGB uint8 and whether it has colour (False for grayscale ones, whatever their layout)."""
     if image is None:
         return None, False
     from .io import to_rgb_uint8
 
+    _warn_inferred_scale(np.asarray(image))
     rgb = to_rgb_uint8(image, source="image", min_side=1)  # grayscale, RGBA, 16-bit, float -> RGB uint8
     if rgb.shape[:2] != tuple(shape):
         raise ValueError(f"labels are {shape[1]}x{shape[0]} (WxH) but the image is {rgb.shape[1]}x{rgb.shape[0]}; "
