@@ -141,6 +141,29 @@ def test_few_pairs_train_on_all_and_say_scores_are_optimistic():
     assert "optimistic" in FineTuneResult.of(tuned).summary()
 
 
+def test_a_change_too_small_to_show_is_no_change_and_a_drop_names_its_pairs():
+    # a drop of 0.02 points on 3 pairs read "-0.0 points, training pairs, optimistic) - WORSE than the base
+    # model"; "1 held-out pairs"
+    model = tiny_base()
+    model.meta["fine_tune"] = {"base": "b", "n_pairs": 3, "n_holdout": 0, "before_dice": 0.9, "after_dice": 0.8998,
+                               "improved": False, "worse": True,   # as the old rule (any drop over 1e-9) stored it
+                               "scored_on": "training pairs", "seconds": 1.0, "date": "2026-01-01"}
+    report = FineTuneResult.of(model)
+    assert not report.worse and not report.improved
+    assert report.summary() == "Dice 0.900 -> 0.900 (no measurable change, 3 training pairs, optimistic)"
+    model.meta["fine_tune"].update(n_pairs=5, n_holdout=1, after_dice=0.888, scored_on="held-out pairs")
+    report = FineTuneResult.of(model)
+    assert report.worse and report.summary() == ("Dice 0.900 -> 0.888 (-1.2 points, 1 held-out pair) - WORSE than "
+                                                 "the base model, consider discarding it")
+    model.meta["fine_tune"].update(n_pairs=1, n_holdout=0, before_dice=None)
+    assert FineTuneResult.of(model).summary() == "fine-tuned on 1 pair (no score)"
+    # worse or better only from what is shown (one decimal of a point) on
+    from napari_nevus_seg.finetune import compare
+
+    assert compare(0.9, 0.9 - 0.0004) == (False, False) and compare(0.9, 0.9 + 0.0004) == (False, False)
+    assert compare(0.9, 0.9 - 0.0006) == (False, True) and compare(0.9, 0.9 + 0.0006) == (True, False)
+
+
 def test_images_of_different_sizes_and_kinds():
     a = cases([1], "bluish")[0]
     b = cases([2], "bluish")[0]

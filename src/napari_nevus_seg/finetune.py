@@ -56,6 +56,22 @@ DEFAULTS: dict[str, Any] = {"epochs": 8, "steps_per_epoch": 6, "batch_size": 8, 
                             "freeze_encoder": False, "freeze_norm": True, "holdout": 0.2, "blend": 0.3}
 
 
+#: the smallest change of the mean Dice, in points (hundredths), that is called better or worse: the
+#: change is shown to one decimal, and a change shown as "-0.0 points" must not be called worse
+MEASURABLE_POINTS = 0.05
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 pair"``, ``"2 pairs"`` (``nouns``: the plural when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def compare(before: float, after: float) -> tuple[bool, bool]:
+    """(improved, worse): a change of the mean Dice of at least :data:`MEASURABLE_POINTS` points either way."""
+    delta = 100 * (after - before)
+    return bool(delta >= MEASURABLE_POINTS), bool(delta <= -MEASURABLE_POINTS)
+
+
 @dataclass(frozen=True)
 class FineTuneResult:
     """What a fine-tuning run reports (``model.meta["fine_tune"]``), read back with :meth:`of`."""
@@ -75,17 +91,38 @@ class FineTuneResult:
     @classmethod
     def of(cls, model: LesionModel) -> FineTuneResult:
         """The fine-tuning report of ``model`` (``KeyError`` when it was not fine-tuned)."""
-        ft = model.meta["fine_tune"]
-        return cls(**{k: ft.get(k) for k in cls.__dataclass_fields__})
+        return cls.from_report(model.meta["fine_tune"])
+
+    @classmethod
+    def from_report(cls, ft: dict[str, Any]) -> FineTuneResult:
+        """The report from a ``meta["fine_tune"]`` dictionary (a saved model's metadata, as listed)."""
+        fields = {k: ft.get(k) for k in cls.__dataclass_fields__}
+        if fields["before_dice"] is not None and fields["after_dice"] is not None:
+            # the rule of compare(), for models saved when any drop over 1e-9 was called worse
+            fields["improved"], fields["worse"] = compare(fields["before_dice"], fields["after_dice"])
+        return cls(**fields)
+
+    @property
+    def basis(self) -> str:
+        """What the before/after Dice were taken on: ``"2 held-out pairs"``, ``"3 training pairs, optimistic"``."""
+        if self.n_holdout:
+            return plural(self.n_holdout, "held-out pair")
+        return f"{plural(self.n_pairs or 0, 'training pair')}, optimistic"
+
+    @property
+    def change(self) -> str:
+        """The change of the mean Dice as shown: ``"+4.1 points"``, or ``"no measurable change"``."""
+        if self.before_dice is None or self.after_dice is None:
+            return "no score"
+        delta = 100 * (self.after_dice - self.before_dice)
+        return f"{delta:+.1f} points" if abs(delta) >= MEASURABLE_POINTS else "no measurable change"
 
     def summary(self) -> str:
-        """One line for people: ``"held-out Dice 0.861 -> 0.902 (+4.1 points, 2 pairs)"``."""
+        """One line for people: ``"Dice 0.861 -> 0.902 (+4.1 points, 2 held-out pairs)"``."""
         if self.before_dice is None or self.after_dice is None:
-            return f"fine-tuned on {self.n_pairs} pairs (no score)"
-        where = f"{self.n_holdout} held-out pairs" if self.n_holdout else "training pairs, optimistic"
-        delta = 100 * (self.after_dice - self.before_dice)
+            return f"fine-tuned on {plural(self.n_pairs or 0, 'pair')} (no score)"
         verdict = "" if not self.worse else " - WORSE than the base model, consider discarding it"
-        return (f"Dice {self.before_dice:.3f} -> {self.after_dice:.3f} ({delta:+.1f} points, {where})"
+        return (f"Dice {self.before_dice:.3f} -> {self.after_dice:.3f} ({self.change}, {self.basis})"
                 f"{verdict}")
 
 
@@ -208,7 +245,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     "done"), ``step``, ``steps`` (for "train": over the whole run), ``loss``, ``eta_s``. When
     ``cancel.is_set()`` (e.g. a :class:`threading.Event`) turns true, :class:`TrainingCancelled` is raised
     within one training step or one scored image. The report lands in ``model.meta["fine_tune"]``
-    (see :class:`FineTuneResult`); ``"improved": False`` flags a model worse than its base.
+    (see :class:`FineTuneResult`); ``"improved"`` and ``"worse"`` flag a change of the mean Dice of at least
+    :data:`MEASURABLE_POINTS` points (a smaller one is no measurable change).
 
     Settings out of range (``epochs``, ``steps_per_epoch``, ``batch_size`` below 1, ``patience`` below 0,
     ``lr`` not positive, a float ``holdout`` (NumPy's too) outside [0, 1), ``blend`` outside (0, 1], a bool
@@ -309,7 +347,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "scored_on": "held-out pairs" if k else "training pairs",
         "before_dice": b, "after_dice": a,
         "before_per_pair": [float(x) for x in before], "after_per_pair": [float(x) for x in after],
-        "improved": bool(a > b + 1e-9), "worse": bool(a < b - 1e-9),
+        "improved": compare(b, a)[0], "worse": compare(b, a)[1],
         "stopped_epoch": int(last_epoch), "best_epoch": int(best_epoch) if best_epoch else None,
         "tuned_val": tuned_val,  # network-input-size scores of the weights before blending
         "seconds": round(seconds, 2), "device": str(dev),

@@ -89,7 +89,8 @@ class TrainingStore:
         self.mask_dir = self.folder / "masks"
 
     def __repr__(self) -> str:
-        return f"TrainingStore({str(self.folder)!r}, {len(self)} pairs)"
+        n = len(self)
+        return f"TrainingStore({str(self.folder)!r}, {n} pair{'' if n == 1 else 's'})"
 
     # ------------------------------------------------------------------------------------ listing
     def pairs(self) -> list[StoredPair]:

@@ -175,3 +175,27 @@ def test_model_manager_rename_delete_export_import(make_napari_viewer, env):
     assert panel.import_file(tmp_path / "out.pt") and panel.names() == ["out"]
     assert not panel.rename("out", "a/b")                     # refused with a message, nothing changed
     assert panel.names() == ["out"] and any("rename" in m for f, m in notes if f == "show_error")
+
+
+def test_scores_on_training_pairs_are_never_called_held_out(make_napari_viewer, env):
+    # with 3 pairs (none held out) the warning said "worse ... on the held-out pairs" and the Saved models
+    # tooltip "held-out Dice"; adding the first pair said "(1 pairs in ...)"
+    _, notes = env
+    _, w = make_widget(make_napari_viewer, 1)
+    assert any(f == "show_info" and "(1 pair in " in m for f, m in notes), notes
+    model = tiny_base()
+    model.meta["fine_tune"] = {"base": "tiny", "n_pairs": 3, "n_train": 3, "n_holdout": 0, "before_dice": 0.9,
+                               "after_dice": 0.85, "improved": False, "worse": True, "scored_on": "training pairs",
+                               "seconds": 1.0, "date": "2026-01-01"}
+    w._set_pending(model)
+    warned = [m for f, m in notes if f == "show_warning"]
+    assert len(warned) == 1 and "held-out" not in warned[0] and "3 training pairs" in warned[0], warned
+    assert w.keep_button.text() == "Keep anyway"
+    assert w.keep("mine") == "mine"
+    tip = w.models.list_widget.item(w.models.names().index("mine")).toolTip()
+    assert "held-out" not in tip and "3 training pairs, optimistic" in tip and "0.900 -> 0.850" in tip, tip
+    # a tiny drop is no measurable change: no warning, no "Keep anyway"
+    model.meta["fine_tune"].update(after_dice=0.8999)
+    w._set_pending(model)
+    assert len([m for f, m in notes if f == "show_warning"]) == 1 and w.keep_button.text() == "Keep"
+    assert "no measurable change" in w.result_label.text()

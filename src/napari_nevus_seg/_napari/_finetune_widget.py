@@ -3,7 +3,8 @@
 Workflow: segment an image (Segment widget or case browser), correct the Labels layer with napari's
 brush, eraser and fill, press "Add to training set" (written to disk at once), repeat, press
 "Fine-tune". Training runs in a background thread with a napari progress bar; Cancel stops it within a
-few seconds and changes nothing. The held-out Dice of the base and the tuned model are shown; "Keep"
+few seconds and changes nothing. The Dice of the base and the tuned model are shown, on held-out pairs
+(on the training pairs, optimistic, when there are too few to hold any out); "Keep"
 saves the tuned model in the model library under a name (then selectable in the Segment widget),
 "Discard" drops it. Everything here is a call to the public API (:func:`fine_tune`,
 :class:`TrainingStore`, :class:`ModelLibrary`).
@@ -34,7 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..devices import available_devices
-from ..finetune import DEFAULTS, FineTuneResult, fine_tune
+from ..finetune import DEFAULTS, FineTuneResult, fine_tune, plural
 from ..inference import load_model
 from ..library import ModelLibrary
 from ..training import TrainingCancelled
@@ -177,7 +178,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self._cancel = WorkerCancel()
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
         self._pbar = napari_progress(total=0, desc="Fine-tuning: preparing")
-        self.status_label.setText(f"fine-tuning {self._base_name} on {n} pairs ...")
+        self.status_label.setText(f"fine-tuning {self._base_name} on {plural(n, 'pair')} ...")
         self.result_label.setText("")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -258,9 +259,9 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         report = FineTuneResult.of(model)
         self.result_label.setText(f"{self._base_name} -> tuned: {report.summary()}")
         self.keep_button.setText("Keep anyway" if report.worse else "Keep")
-        if report.worse:
-            show_warning("the tuned model scored worse than the base model on the held-out pairs: "
-                         "consider 'Discard'")
+        if report.worse:   # on the pairs the report names: held-out ones, or the training pairs
+            show_warning(f"the tuned model scored worse than the base model ({report.change}) on "
+                         f"{report.basis}: consider 'Discard'")
         self.name_edit.setText(f"{self._base_name}-tuned-{datetime.now():%Y%m%d-%H%M}")
 
     def keep(self, name: str | None = None) -> str | None:

@@ -23,6 +23,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from ..finetune import FineTuneResult, plural
 from ..training_store import TrainingStore, default_store_dir
 from ._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id, source_image
 
@@ -180,9 +181,15 @@ class LayerCombo(QComboBox):
 
 def _describe(meta: dict[str, Any]) -> str:
     ft = meta.get("fine_tune")
-    if isinstance(ft, dict) and ft.get("after_dice") is not None:
-        return (f"fine-tuned from {ft.get('base')} on {ft.get('n_pairs')} pairs, {str(ft.get('date', ''))[:10]}; "
-                f"held-out Dice {ft.get('before_dice', float('nan')):.3f} -> {ft['after_dice']:.3f}")
+    if isinstance(ft, dict) and ft.get("after_dice") is not None and ft.get("before_dice") is not None:
+        try:
+            report = FineTuneResult.from_report(ft)
+        except Exception:  # noqa: BLE001 - a report in another shape: the figures alone
+            return f"fine-tuned from {ft.get('base')}: Dice {ft['before_dice']} -> {ft['after_dice']}"
+        # the basis the report names: held-out pairs, or the training pairs (too few to hold any out)
+        return (f"fine-tuned from {report.base} on {plural(report.n_pairs or 0, 'pair')}, "
+                f"{str(report.date or '')[:10]}; Dice {report.before_dice:.3f} -> {report.after_dice:.3f} "
+                f"({report.change}) on {report.basis}")
     return str(meta.get("training_data", meta.get("error", "")))
 
 
@@ -290,6 +297,7 @@ class TrainingSetPanel(QWidget):
         for w in caught:
             show_warning(str(w.message))
         _sync().pair_added.emit()
-        show_info(f"added {pair.name!r} to the training set ({len(self.store)} pairs in {self.store.folder})")
+        show_info(f"added {pair.name!r} to the training set ({plural(len(self.store), 'pair')} in "
+                  f"{self.store.folder})")
         self.added.emit(pair.name)
         return pair.name
