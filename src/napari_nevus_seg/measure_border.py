@@ -6,8 +6,9 @@ Irregularity (outline only):
 
 - ``border_convexity``: convex-hull perimeter / perimeter (1 for a convex outline, lower when the
   outline has notches and bays);
-- ``border_fractal_dimension``: box-counting dimension of the outline (about 1.0 for a smooth curve,
-  rising towards 1.3-1.5 for ragged ones), box sizes from 2 pixels to a quarter of the greatest diameter;
+- ``border_fractal_dimension``: box-counting dimension of the outline (about 1.02 for a smooth curve,
+  rising for ragged ones), box sizes from 1/128 (at least 2 pixels) to 1/8 of the greatest diameter,
+  the count taken over grid offsets and turns (see :func:`box_counting_dimension`);
 - ``border_roughness``: the radial profile (distance from the centroid along the outline) minus its
   smooth part (Fourier harmonics 0-8, which keep elongation and lobes), RMS over the mean radius.
 
@@ -32,10 +33,23 @@ N_SECTORS = 8
 N_BINS = 16
 
 
+#: box sizes of the box-counting dimension, as shares of the greatest diameter (and at least 2 pixels)
+BOX_RANGE = (1.0 / 128.0, 1.0 / 8.0)
+#: grid turns (spread over 90 degrees) and offsets per axis over which the box count is taken
+BOX_TURNS, BOX_OFFSETS = 6, 2
+
+
 def box_counting_dimension(outline: np.ndarray, step: float, max_feret: float) -> float:
-    """Box-counting dimension of a closed outline (physical units), box sizes 2*step .. max_feret/4."""
-    eps_min, eps_max = 2.0 * step, max_feret / 4.0
-    if len(outline) < 8 or eps_max < 3.0 * eps_min:
+    """Box-counting dimension of a closed outline (physical units).
+
+    Box sizes run from ``max_feret / 128`` (at least ``2 * step``, two pixels) to ``max_feret / 8``, a
+    fixed share of the lesion so that the value does not depend on how many pixels it spans (NaN when
+    the range is under a factor of 4: lesions under about 64 px). At each size the count is the smallest
+    over 2 x 2 grid offsets, and its logarithm the mean over 6 grid turns (0-75 degrees), so that the
+    value does not depend on how the lesion lies on the pixel grid.
+    """
+    eps_min, eps_max = max(2.0 * step, BOX_RANGE[0] * max_feret), BOX_RANGE[1] * max_feret
+    if len(outline) < 8 or eps_max < 4.0 * eps_min:
         return float("nan")
     closed = np.vstack([outline, outline[:1]])
     seg = np.diff(closed, axis=0)
@@ -45,14 +59,22 @@ def box_counting_dimension(outline: np.ndarray, step: float, max_feret: float) -
     t = np.concatenate([np.arange(k) / k for k in n_sub])
     base = np.repeat(closed[:-1], n_sub, axis=0)
     pts = base + np.repeat(seg, n_sub, axis=0) * t[:, None]
+    pts -= pts.mean(axis=0)
     sizes = np.geomspace(eps_min, eps_max, 8)
-    rel = pts - pts.min(axis=0)
-    counts = []
-    for e in sizes:
-        cell = np.floor(rel / e).astype(np.int64)
-        counts.append(len(np.unique(cell[:, 0] * (int(cell[:, 1].max()) + 1) + cell[:, 1])))
-    slope = np.polyfit(np.log(1.0 / sizes), np.log(counts), 1)[0]
-    return float(slope)
+    shifts = [np.array([oy, ox]) / BOX_OFFSETS for oy in range(BOX_OFFSETS) for ox in range(BOX_OFFSETS)]
+    log_counts = np.zeros(len(sizes))
+    for angle in np.radians(np.arange(BOX_TURNS) * (90.0 / BOX_TURNS)):
+        c, s = np.cos(angle), np.sin(angle)
+        turned = pts @ np.array([[c, -s], [s, c]])
+        rel = turned - turned.min(axis=0)
+        for i, e in enumerate(sizes):
+            count = min(_occupied_boxes(np.floor(rel / e + shift).astype(np.int64)) for shift in shifts)
+            log_counts[i] += np.log(count) / BOX_TURNS
+    return float(np.polyfit(np.log(1.0 / sizes), log_counts, 1)[0])
+
+
+def _occupied_boxes(cell: np.ndarray) -> int:
+    return len(np.unique(cell[:, 0] * (int(cell[:, 1].max()) + 1) + cell[:, 1]))
 
 
 def radial_roughness(outline: np.ndarray, centroid: np.ndarray, harmonics: int = 8, samples: int = 512) -> float:
