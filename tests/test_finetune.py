@@ -164,6 +164,45 @@ def test_a_change_too_small_to_show_is_no_change_and_a_drop_names_its_pairs():
     assert compare(0.9, 0.9 - 0.0006) == (False, True) and compare(0.9, 0.9 + 0.0006) == (True, False)
 
 
+def test_a_second_round_holds_out_pairs_the_base_was_not_trained_on(tmp_path):
+    # round 2 (base: the model kept from round 1, one more pair) held out pair 3 by position alone, a pair
+    # round 1 had trained on, and called its scores "held-out"
+    cs = cases(range(200, 206), "bluish")
+    imgs, masks = [c.image for c in cs], [c.labels for c in cs]
+    opts = dict(FAST, epochs=1, steps_per_epoch=1)
+    first = fine_tune(imgs[:5], masks[:5], base=tiny_base(), **opts)
+    trained1 = set(range(5)) - set(first.meta["fine_tune"]["holdout_index"])
+    assert len(trained1) == 4
+    first = load_model(save_model(first, tmp_path / "first.pt"))    # what Keep saves and the next round loads
+    second = fine_tune(imgs, masks, base=first, **opts)
+    ft2 = second.meta["fine_tune"]
+    assert ft2["n_holdout"] == 1 and not set(ft2["holdout_index"]) & trained1, (trained1, ft2["holdout_index"])
+    assert ft2["n_holdout_seen"] == 0 and ft2["scored_on"] == "held-out pairs"
+    assert "seen by the base" not in FineTuneResult.of(second).summary()
+    # the trained images add up over rounds (round 1's 4 and round 2's 5)
+    trained2 = set(range(6)) - set(ft2["holdout_index"])
+    assert len(second.meta["trained_images"]) == len(trained1 | trained2)
+    # when the base has seen every pair, the report says so: the scores are optimistic
+    everything = fine_tune(imgs, masks, base=second, **dict(opts, holdout=0))
+    assert len(everything.meta["trained_images"]) == 6
+    again = fine_tune(imgs, masks, base=everything, **opts)
+    ft3 = again.meta["fine_tune"]
+    assert ft3["n_holdout"] == 1 and ft3["n_holdout_seen"] == 1 and "seen by the base" in ft3["scored_on"]
+    assert "1 held-out pair, seen by the base model in training: optimistic)" in FineTuneResult.of(again).summary()
+    # the report names the held-out pairs, where names are known
+    names = [f"case{i}" for i in range(6)]
+    named = fine_tune(imgs, masks, base=first, names=names, **opts)
+    assert named.meta["fine_tune"]["holdout_names"] == [names[i] for i in named.meta["fine_tune"]["holdout_index"]]
+
+
+def test_the_same_picture_in_another_dtype_is_the_same_image():
+    from napari_nevus_seg.finetune import image_key
+
+    img = cases([1])[0].image
+    assert image_key(img) == image_key(img / 255.0) == image_key(np.dstack([img, np.full(img.shape[:2], 255)]))
+    assert image_key(img) != image_key(img[::-1])
+
+
 def test_images_of_different_sizes_and_kinds():
     a = cases([1], "bluish")[0]
     b = cases([2], "bluish")[0]

@@ -192,7 +192,8 @@ def _fine_tune(args, base, display) -> Any:
         print(f"note: {', '.join(ignored)} ignored when fine-tuning (the base model's network and the "
               "fine-tuning recipe are used)", file=sys.stderr)
     display.whole_run = True
-    return fine_tune(images, masks, base=base, device=args.device, progress=display, seed=args.seed, **options)
+    return fine_tune(images, masks, base=base, device=args.device, progress=display, seed=args.seed,
+                     names=[c.name for c in cases], **options)
 
 
 def _train_new(args, display) -> Any:

@@ -12,7 +12,11 @@ used (:func:`training.train`, with the milder :meth:`AugmentConfig.light` settin
 base model (:func:`training.init_from`): the base model is never modified.
 
 Held-out pairs: with at least :data:`MIN_PAIRS_FOR_HOLDOUT` pairs, a share ``holdout`` of them
-(20 %, at least one) is set aside, chosen at random with ``seed``. They decide when to stop
+(20 %, at least one) is set aside, chosen at random with ``seed`` among the pairs whose image the base
+model was not trained on. A tuned model records the images it was trained on (short content hashes in
+``meta["trained_images"]``, its base's and its own), so a second round of fine-tuning, from a model
+kept from the first, never scores on a pair the base learnt while another pair is left; when too few
+are left, the report says how many held-out pairs the base was trained on (optimistic scores). They decide when to stop
 (early stopping, the best epoch is kept) and are scored at full resolution through
 :func:`inference.segment` with the base model and with the tuned model: the "before" and "after"
 Dice that the widget shows. With fewer pairs every pair is used for training and the scores are
@@ -28,12 +32,14 @@ docs/fine_tuning.md). ``blend=1.0`` gives the fully tuned weights.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +48,7 @@ import torch
 from .augment import AugmentConfig
 from .devices import resolve_device
 from .inference import load_model, segment
+from .io import to_rgb_uint8
 from .masks import lesion_mask
 from .metrics import dice
 from .model import LesionModel
@@ -87,6 +94,8 @@ class FineTuneResult:
     seconds: float
     date: str
     stopped_epoch: int | None = None
+    n_holdout_seen: int | None = None   # held-out pairs whose image the base model was trained on
+    holdout_names: list[str] | None = None
 
     @classmethod
     def of(cls, model: LesionModel) -> FineTuneResult:
@@ -106,7 +115,11 @@ class FineTuneResult:
     def basis(self) -> str:
         """What the before/after Dice were taken on: ``"2 held-out pairs"``, ``"3 training pairs, optimistic"``."""
         if self.n_holdout:
-            return plural(self.n_holdout, "held-out pair")
+            held = plural(self.n_holdout, "held-out pair")
+            if not self.n_holdout_seen:
+                return held
+            which = "" if self.n_holdout == 1 else f"{self.n_holdout_seen} of them "
+            return f"{held}, {which}seen by the base model in training: optimistic"
         return f"{plural(self.n_pairs or 0, 'training pair')}, optimistic"
 
     @property
@@ -135,6 +148,41 @@ def holdout_count(n_pairs: int, holdout: float | None = DEFAULTS["holdout"]) -> 
     else:
         k = int(holdout)
     return min(k, n_pairs - 1)
+
+
+def image_key(image: np.ndarray) -> str:
+    """A short content hash of an image's pixels (as 8-bit RGB): how a tuned model records the images it
+    was trained on (``meta["trained_images"]``), so that later rounds hold out other pairs."""
+    arr = np.asarray(image)
+    try:
+        arr = to_rgb_uint8(arr, min_side=1)   # the same picture as uint8, float or RGBA hashes alike
+    except ValueError:                        # refused later with its own message; hash the raw pixels
+        arr = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{arr.shape}{arr.dtype.str}".encode())
+    h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _pair_names(images: Sequence, names: Sequence[str] | None, n: int) -> list[str] | None:
+    """The pairs' names: ``names`` if given, else the image files' stems when the sequence reads files."""
+    if names is not None:
+        names = [str(x) for x in names]
+        if len(names) != n:
+            raise ValueError(f"{len(names)} names for {n} pairs")
+        return names
+    paths = getattr(images, "paths", None)
+    if paths is not None and len(paths) == n:
+        return [Path(p).stem for p in paths]
+    return None
+
+
+def _choose_holdout(n: int, k: int, keys: list[str], seen: set[str], seed: int) -> tuple[list[int], list[int]]:
+    """``k`` held-out indices, at random (``seed``) among the pairs whose image the base model has not seen,
+    then (only when too few are left) among the others; returns (held-out, training) indices, sorted."""
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    ranked = [i for i in order if keys[i] not in seen] + [i for i in order if keys[i] in seen]
+    return sorted(ranked[:k]), sorted(ranked[k:])
 
 
 def _base_label(base: LesionModel | str | os.PathLike | None, model: LesionModel) -> str:
@@ -225,7 +273,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
               lr: float = DEFAULTS["lr"], patience: int | None = DEFAULTS["patience"],
               freeze_encoder: bool = DEFAULTS["freeze_encoder"], freeze_norm: bool = DEFAULTS["freeze_norm"],
               blend: float = DEFAULTS["blend"], augment: AugmentConfig | None = None,
-              seed: int = 0) -> LesionModel:
+              seed: int = 0, names: Sequence[str] | None = None) -> LesionModel:
     """Fine-tune ``base`` on the user's (image, corrected mask) pairs; returns a new model.
 
     ``images``: (H, W, 3) RGB arrays of any sizes and dtypes; ``masks``: matching (H, W) bool or label
@@ -233,7 +281,10 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     an all-empty mask is accepted with a warning: the model learns "no lesion" for that image).
     ``base``: a model, a model file, or None for the default model; it is never modified. ``holdout``:
     share (float < 1) or number (int) of pairs held out for early stopping and before/after scores,
-    used from :data:`MIN_PAIRS_FOR_HOLDOUT` pairs on (0 or None: none).
+    used from :data:`MIN_PAIRS_FOR_HOLDOUT` pairs on (0 or None: none), chosen among pairs whose image the
+    base model was not trained on (its ``meta["trained_images"]``) while there are enough. ``names``: the
+    pairs' names, for the report and error messages (default: the image files' stems when ``images`` has a
+    ``paths`` attribute).
     Training runs ``epochs`` x ``steps_per_epoch`` steps of ``batch_size`` augmented pairs at most,
     stopping after ``patience`` epochs without a better held-out Dice; ``freeze_encoder`` trains only
     the decoder; ``freeze_norm`` keeps the base model's normalisation statistics. ``blend``: share of
@@ -263,20 +314,22 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     if not images:
         raise ValueError("fine-tuning needs at least one (image, mask) pair")
     _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, blend)
+    names = _pair_names(images, names, len(images))
 
     def report(d: dict[str, Any]) -> None:
         if progress:
             progress(d)
 
-    empty = []
+    empty, keys = [], []
     for i in range(len(images)):
         img, m = images[i], masks[i]
         # (H, W, 3) colour masks as training reads them; a wrong size or NaN names the pair (its files if known)
-        if not lesion_mask(m, np.shape(img)[:2], describe_pair(i, images, masks)).any():
+        if not lesion_mask(m, np.shape(img)[:2], describe_pair(i, images, masks, names)).any():
             empty.append(i)
+        keys.append(image_key(img))
         report({"stage": "prepare", "step": i + 1, "steps": len(images)})
     if empty:
-        which = ", ".join(describe_pair(i, images, masks) for i in empty[:5]) + (" ..." if len(empty) > 5 else "")
+        which = ", ".join(describe_pair(i, images, masks, names) for i in empty[:5]) + (" ..." if len(empty) > 5 else "")
         warnings.warn(f"{len(empty)} of {len(images)} masks are empty ({which}): the model will learn that "
                       "these images show no lesion. That is right for images of healthy skin; otherwise "
                       "draw the lesion first", UserWarning, stacklevel=2)
@@ -288,16 +341,18 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     base_model = load_model(base) if not isinstance(base, LesionModel) else base
     model = init_from(base_model)           # a copy: the base model is never touched
     base_state = {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
+    seen = set(base_model.meta.get("trained_images") or [])   # images the base model was trained on
     del base_model
     n = len(images)
     k = holdout_count(n, holdout)
-    order = np.random.default_rng(seed).permutation(n)
-    hold_idx, train_idx = sorted(order[:k].tolist()), sorted(order[k:].tolist())
+    hold_idx, train_idx = _choose_holdout(n, k, keys, seen, seed)
+    n_seen_held = sum(keys[i] in seen for i in hold_idx)
+    label = names or [f"pair{i}" for i in range(n)]
     size = model.input_size
     train_set = prepare_pairs(_Picked(images, train_idx), _Picked(masks, train_idx), size,
-                              [f"pair{i}" for i in train_idx])
+                              [label[i] for i in train_idx])
     val_set = (prepare_pairs(_Picked(images, hold_idx), _Picked(masks, hold_idx), size,
-                             [f"pair{i}" for i in hold_idx]) if k else None)
+                             [label[i] for i in hold_idx]) if k else None)
     score_idx = hold_idx if k else train_idx
     score_imgs, score_masks = _Picked(images, score_idx), _Picked(masks, score_idx)
     if cancelled():
@@ -343,8 +398,10 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "base": _base_label(base, model),
         "base_training_data": meta.get("training_data"),
         "n_pairs": n, "n_train": len(train_idx), "n_holdout": k,
-        "holdout_index": hold_idx,
-        "scored_on": "held-out pairs" if k else "training pairs",
+        "holdout_index": hold_idx, "holdout_names": [names[i] for i in hold_idx] if names else None,
+        "n_holdout_seen": n_seen_held,   # held-out pairs whose image the base model was trained on
+        "scored_on": ("training pairs" if not k else "held-out pairs" if not n_seen_held
+                      else "held-out pairs, some seen by the base model in training"),
         "before_dice": b, "after_dice": a,
         "before_per_pair": [float(x) for x in before], "after_per_pair": [float(x) for x in after],
         "improved": compare(b, a)[0], "worse": compare(b, a)[1],
@@ -359,6 +416,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                      "holdout": None if holdout is None else float(holdout) if _is_share(holdout) else int(holdout),
                      "blend": float(blend), "seed": int(seed)},
     }
+    # cumulative over rounds: the next fine-tuning from this model holds out other pairs
+    meta["trained_images"] = sorted(seen | {keys[i] for i in train_idx})
     meta["init"] = meta["fine_tune"]["base"]
     meta["name"] = f"{meta['fine_tune']['base']}+fine-tuned"
     meta["training_data"] = f"{meta.get('training_data') or 'base model data'}; fine-tuned on {n} user pairs"
