@@ -109,6 +109,26 @@ def test_cancel_before_start():
         fine_tune([c.image for c in cs], [c.mask for c in cs], base=tiny_base(), cancel=cancel, **FAST)
 
 
+@pytest.mark.parametrize("cancel_at_read", [2, 8])   # while the pairs are checked / while they are prepared
+def test_cancel_stops_within_one_pair_while_pairs_are_read(cancel_at_read):
+    # cancel was only checked once all pairs had been read, checked and prepared (for large images from
+    # disk, a long wait)
+    cs = cases(range(6), "bluish")
+    cancel = threading.Event()
+    reads = []
+
+    class Lazy(list):   # reads an image when asked for it, as a sequence over files does
+        def __getitem__(self, i):
+            reads.append(i)
+            if len(reads) == cancel_at_read:
+                cancel.set()   # pressed while this image is being read
+            return super().__getitem__(i)
+
+    with pytest.raises(TrainingCancelled):
+        fine_tune(Lazy(c.image for c in cs), [c.mask for c in cs], base=tiny_base(), cancel=cancel, **FAST)
+    assert len(reads) == cancel_at_read                     # no other image read after it
+
+
 def test_progress_reports_stage_step_loss_and_time_left(bluish):
     train_cases, _ = bluish
     seen = []

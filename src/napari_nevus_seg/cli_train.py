@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,25 +156,20 @@ def _load_init(value: str):
     return load_model(path)
 
 
-class FilesAsArrays(Sequence):
-    """A read-only sequence of arrays read from ``paths`` with ``reader`` each time an item is asked for."""
+def __getattr__(name: str) -> Any:
+    # FilesAsArrays lived here; it moved to training_store (imported when used: `nevus-seg --help` stays quick)
+    if name == "FilesAsArrays":
+        from .training_store import FilesAsArrays
 
-    def __init__(self, paths: list, reader: Callable[[Any], Any]):
-        self.paths, self.reader = list(paths), reader
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self.reader(p) for p in self.paths[i]]
-        return self.reader(self.paths[i])
+        return FilesAsArrays
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fine_tune(args, base, display) -> Any:
     """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
     from .finetune import fine_tune
     from .io import discover_cases, read_image, read_mask
+    from .training_store import FilesAsArrays
 
     cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
     if not cases:

@@ -202,18 +202,26 @@ def _blend_weights(model: LesionModel, base_state: dict[str, torch.Tensor], blen
 
 
 class _Picked(Sequence):
-    """Items ``idx`` of a sequence, taken from it when asked for (a lazy sequence stays lazy)."""
+    """Items ``idx`` of a sequence, taken from it when asked for (a lazy sequence stays lazy).
 
-    def __init__(self, seq: Sequence, idx: Sequence[int]):
-        self.seq, self.idx = seq, list(idx)
+    With ``cancel``, each item asked for after ``cancel.is_set()`` raises :class:`TrainingCancelled`
+    instead of being read: preparing pairs read from disk stops within one pair."""
+
+    def __init__(self, seq: Sequence, idx: Sequence[int], cancel: CancelToken | None = None):
+        self.seq, self.idx, self.cancel = seq, list(idx), cancel
 
     def __len__(self) -> int:
         return len(self.idx)
 
+    def _get(self, j: int):
+        if self.cancel is not None and self.cancel.is_set():
+            raise TrainingCancelled("cancelled while reading the pairs")
+        return self.seq[j]
+
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self.seq[j] for j in self.idx[i]]
-        return self.seq[self.idx[i]]
+            return [self._get(j) for j in self.idx[i]]
+        return self._get(self.idx[i])
 
     @property
     def paths(self) -> list | None:
@@ -295,7 +303,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     ``progress(dict)`` receives ``stage`` ("prepare", "score_before", "train", "val", "score_after",
     "done"), ``step``, ``steps`` (for "train": over the whole run), ``loss``, ``eta_s``. When
     ``cancel.is_set()`` (e.g. a :class:`threading.Event`) turns true, :class:`TrainingCancelled` is raised
-    within one training step or one scored image. The report lands in ``model.meta["fine_tune"]``
+    within one training step, one scored image or one pair read (from disk, for lazy sequences). The report lands in ``model.meta["fine_tune"]``
     (see :class:`FineTuneResult`); ``"improved"`` and ``"worse"`` flag a change of the mean Dice of at least
     :data:`MEASURABLE_POINTS` points (a smaller one is no measurable change).
 
@@ -320,8 +328,13 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         if progress:
             progress(d)
 
+    def cancelled() -> bool:
+        return cancel is not None and cancel.is_set()
+
     empty, keys = [], []
     for i in range(len(images)):
+        if cancelled():   # checked per pair: reading large images from disk takes a while
+            raise TrainingCancelled("cancelled while checking the pairs")
         img, m = images[i], masks[i]
         # (H, W, 3) colour masks as training reads them; a wrong size or NaN names the pair (its files if known)
         if not lesion_mask(m, np.shape(img)[:2], describe_pair(i, images, masks, names)).any():
@@ -334,10 +347,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                       "these images show no lesion. That is right for images of healthy skin; otherwise "
                       "draw the lesion first", UserWarning, stacklevel=2)
     dev = resolve_device(device)
-
-    def cancelled() -> bool:
-        return cancel is not None and cancel.is_set()
-
+    if cancelled():
+        raise TrainingCancelled("cancelled before training")
     base_model = load_model(base) if not isinstance(base, LesionModel) else base
     model = init_from(base_model)           # a copy: the base model is never touched
     base_state = {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
@@ -349,9 +360,9 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     n_seen_held = sum(keys[i] in seen for i in hold_idx)
     label = names or [f"pair{i}" for i in range(n)]
     size = model.input_size
-    train_set = prepare_pairs(_Picked(images, train_idx), _Picked(masks, train_idx), size,
+    train_set = prepare_pairs(_Picked(images, train_idx, cancel), _Picked(masks, train_idx, cancel), size,
                               [label[i] for i in train_idx])
-    val_set = (prepare_pairs(_Picked(images, hold_idx), _Picked(masks, hold_idx), size,
+    val_set = (prepare_pairs(_Picked(images, hold_idx, cancel), _Picked(masks, hold_idx, cancel), size,
                              [label[i] for i in hold_idx]) if k else None)
     score_idx = hold_idx if k else train_idx
     score_imgs, score_masks = _Picked(images, score_idx), _Picked(masks, score_idx)

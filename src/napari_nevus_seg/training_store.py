@@ -19,9 +19,9 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -80,6 +80,23 @@ def _as_mask(mask: np.ndarray, shape: tuple[int, int], name: str = "mask") -> np
     return lesion.astype(np.uint8) * 255
 
 
+class FilesAsArrays(Sequence):
+    """A read-only sequence of arrays read from ``paths`` with ``reader`` each time an item is asked for.
+
+    Its ``paths`` attribute lets :func:`~napari_nevus_seg.fine_tune` name a bad pair by its files."""
+
+    def __init__(self, paths: list, reader: Callable[[Any], Any]):
+        self.paths, self.reader = list(paths), reader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.reader(p) for p in self.paths[i]]
+        return self.reader(self.paths[i])
+
+
 class TrainingStore:
     """The user's corrected pairs in ``folder`` (created on first use). See the module docstring."""
 
@@ -119,8 +136,16 @@ class TrainingStore:
         for p in self.pairs():
             yield p.name, read_image(p.image), read_mask(p.mask)
 
+    def lazy(self) -> tuple[FilesAsArrays, FilesAsArrays, list[str]]:
+        """The pairs as (images, masks, names), the images and masks read from disk each time one is asked
+        for: what :func:`~napari_nevus_seg.fine_tune` takes without holding the whole set in memory."""
+        pairs = self.pairs()
+        return (FilesAsArrays([p.image for p in pairs], read_image), FilesAsArrays([p.mask for p in pairs], read_mask),
+                [p.name for p in pairs])
+
     def load(self) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-        """All pairs in memory: (images (H, W, 3) uint8, masks (H, W) bool, names)."""
+        """All pairs in memory: (images (H, W, 3) uint8, masks (H, W) bool, names); :meth:`lazy` reads them
+        when used instead."""
         images, masks, names = [], [], []
         for name, img, mask in self:
             images.append(img)

@@ -199,3 +199,41 @@ def test_scores_on_training_pairs_are_never_called_held_out(make_napari_viewer, 
     w._set_pending(model)
     assert len([m for f, m in notes if f == "show_warning"]) == 1 and w.keep_button.text() == "Keep"
     assert "no measurable change" in w.result_label.text()
+
+
+def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_files(tmp_path, monkeypatch, env):
+    # the widget's job loaded the whole training set into memory (the CLI reads pairs lazily) and named a
+    # bad pair only by its number
+    from PIL import Image
+
+    from napari_nevus_seg import training_store
+    from napari_nevus_seg.io import read_image
+
+    store = TrainingStore(tmp_path / "big")
+    for i, c in enumerate(cases(range(200, 206), "bluish")):
+        store.add(c.image, c.labels, f"p{i}")
+    live = []
+
+    class Tracked(np.ndarray):   # counts how many read images are alive at once
+        def __del__(self):
+            if live:
+                live.pop()
+
+    def reader(path):
+        live.append(1)
+        assert len(live) <= 3, "images piled up in memory"
+        return read_image(path).view(Tracked)
+
+    monkeypatch.setattr(training_store, "read_image", reader)
+    options = {"device": "cpu", "epochs": 1, "steps_per_epoch": 1}
+    status, model = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
+                                                   None, _shared.WorkerCancel())
+    assert status == "ok", model
+    ft = model.meta["fine_tune"]
+    assert ft["holdout_names"] == [f"p{i}" for i in ft["holdout_index"]]    # the pairs' names in the folder
+    # a mask that no longer fits its image (edited by hand): the message names both files
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(store.mask_dir / "p3.png")
+    status, exc = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options, None,
+                                                 _shared.WorkerCancel())
+    assert status == "error" and "does not match" in str(exc)
+    assert f"image {store.image_dir / 'p3.png'}, mask {store.mask_dir / 'p3.png'}" in str(exc), exc

@@ -47,13 +47,16 @@ from ._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, Training
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
-    """Worker body: load the training folder and fine-tune; returns ("ok", model), ("cancelled", msg) or ("error", exc)."""
+    """Worker body: fine-tune on the training folder; returns ("ok", model), ("cancelled", msg) or ("error", exc).
+
+    The pairs are read from disk when fine-tuning uses them (as ``nevus-seg train --init`` does), never the
+    whole set at once; a bad pair is named by its files."""
     try:
-        images, masks, _ = TrainingStore(folder).load()
-        if not images:
+        images, masks, names = TrainingStore(folder).lazy()
+        if not len(images):
             return "error", ValueError(f"the training set in {folder} is empty: add corrected outlines first")
         base = load_model(base_ref)
-        return "ok", fine_tune(images, masks, base=base, progress=progress, cancel=cancel, **options)
+        return "ok", fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
     except TrainingCancelled as exc:
         return "cancelled", str(exc)
     except Exception as exc:  # noqa: BLE001 - reported in the GUI thread as a notification
