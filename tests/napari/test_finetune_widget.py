@@ -237,3 +237,20 @@ def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_
                                                  _shared.WorkerCancel())
     assert status == "error" and "does not match" in str(exc)
     assert f"image {store.image_dir / 'p3.png'}, mask {store.mask_dir / 'p3.png'}" in str(exc), exc
+
+
+def test_a_kept_model_shows_at_once_in_the_other_model_lists(make_napari_viewer, qtbot, env):
+    # Keep saved the model but the Segment widget's and the case browser's lists showed it only once opened
+    from napari_nevus_seg._napari._segment_widget import ModelChoice
+
+    _, w = make_widget(make_napari_viewer, 1)
+    elsewhere = ModelChoice()                     # the model list of a Segment widget on screen
+    qtbot.addWidget(elsewhere)
+    elsewhere.show()
+    assert elsewhere.findText("kept") < 0
+    model = tiny_base()
+    model.meta["fine_tune"] = {"base": "tiny", "n_pairs": 5, "n_holdout": 1, "before_dice": 0.8, "after_dice": 0.9,
+                               "scored_on": "held-out pairs", "seconds": 1.0, "date": "2026-01-01"}
+    w._set_pending(model)
+    assert w.keep("kept") == "kept"
+    assert elsewhere.findText("kept") >= 0

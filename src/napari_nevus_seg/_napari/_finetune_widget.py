@@ -42,8 +42,8 @@ from ..training import TrainingCancelled
 from ..training_store import TrainingStore
 from ._model_manager import ModelManagerPanel
 from ._segment_widget import ModelChoice
-from ._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, qt_deleted,
-                      while_open)
+from ._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, _sync,
+                      qt_deleted, while_open)
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
@@ -281,6 +281,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.result_label.setText(self.result_label.text() + f"\nsaved as {name!r}")
         self.models.refresh()
         self.base_combo.refresh()
+        _sync().models_changed.emit({})   # the Segment widget's and the case browser's lists follow at once
         show_info(f"saved the tuned model as {name!r} ({path}); choose it in the Segment widget")
         return name
 
