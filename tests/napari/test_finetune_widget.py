@@ -254,3 +254,33 @@ def test_a_kept_model_shows_at_once_in_the_other_model_lists(make_napari_viewer,
     w._set_pending(model)
     assert w.keep("kept") == "kept"
     assert elsewhere.findText("kept") >= 0
+
+
+def test_a_new_run_while_a_result_waits_disables_keep_and_says_what_happens_to_it(make_napari_viewer, qtbot, env):
+    # Keep stayed enabled during a second run (and would have saved the earlier model under a blank result);
+    # when the run ended, the earlier result was replaced without a word
+    _, notes = env
+    _, w = make_widget(make_napari_viewer, 3)
+    earlier = tiny_base()
+    earlier.meta["fine_tune"] = {"base": "tiny", "n_pairs": 3, "n_holdout": 0, "before_dice": 0.8,
+                                 "after_dice": 0.9, "scored_on": "training pairs", "seconds": 1.0,
+                                 "date": "2026-01-01"}
+    w._set_pending(earlier)
+    shown = w.result_label.text()
+    w.epochs_spin.setValue(400)
+    w.run_button.click()
+    assert not w.keep_button.isEnabled() and not w.discard_button.isEnabled()
+    assert w.keep("too early") is None and ModelLibrary().names() == ["tiny"]
+    assert any(f == "show_warning" and "not kept" in m and "replaces it" in m for f, m in notes), notes
+    qtbot.waitUntil(lambda: w.status_label.text().startswith("step"), timeout=TIMEOUT_MS)
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    # cancelled: the earlier result is back, to keep or discard
+    assert w.pending is earlier and w.keep_button.isEnabled() and w.result_label.text() == shown
+    w.epochs_spin.setValue(1)
+    w.steps_spin.setValue(1)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.last_status == "ok" and w.pending is not None and w.pending is not earlier
+    assert sum(f == "show_warning" and "not kept" in m for f, m in notes) == 2
+    assert w.keep_button.isEnabled() and w.keep("second") == "second"

@@ -77,6 +77,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.viewer = viewer
         self.worker = None
         self.pending = None              # the tuned model waiting for Keep / Discard
+        self._earlier = None             # a result not kept when another run started: back if that run ends without one
         self.last_status: str = ""       # "ok", "cancelled" or "error" of the last run
         self._base_name = "default"
         self._cancel = WorkerCancel()
@@ -178,11 +179,18 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         except (KeyError, ValueError) as exc:
             show_error(str(exc))
             return
+        if self.pending is not None:
+            # Keep/Discard are off while the run goes on (they would act on a result that is about to go)
+            self._earlier = (self.pending, self.result_label.text(), self.name_edit.text(), self.keep_button.text())
+            show_warning("the tuned model shown was not kept: the new run's result replaces it (Cancel the run "
+                         "to get it back and keep it)")
+            self._set_pending(None)
         self._cancel = WorkerCancel()
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
         self._pbar = napari_progress(total=0, desc="Fine-tuning: preparing")
         self.status_label.setText(f"fine-tuning {self._base_name} on {plural(n, 'pair')} ...")
-        self.result_label.setText("")
+        self.result_label.setText("" if self._earlier is None else
+                                  "the result not kept is replaced when this run ends (back if it is cancelled)")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker = create_worker(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
@@ -231,6 +239,15 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         if cancelled:
             self.last_status = "cancelled"
             self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
+        if self._earlier is not None:   # the run ended without a result: the one not kept before is back
+            model, result_text, name, keep_text = self._earlier
+            self._earlier = None
+            self.pending = model
+            self.keep_button.setEnabled(True)
+            self.discard_button.setEnabled(True)
+            self.result_label.setText(result_text)
+            self.name_edit.setText(name)
+            self.keep_button.setText(keep_text)
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
@@ -239,6 +256,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         status, value = result
         self.last_status = status
         if status == "ok":
+            self._earlier = None        # replaced, as the warning at the start said
             self._set_pending(value)
             self.status_label.setText(f"done in {value.meta['fine_tune']['seconds']:.0f} s")
         elif status == "cancelled":
