@@ -265,6 +265,63 @@ def test_train_init_fine_tunes_and_names_the_model(tmp_path, monkeypatch, capsys
     assert "clinic A" in capsys.readouterr().out
 
 
+def _tiny_base(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_model(build_model(width=4, depth=2, preprocess={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}),
+                      tmp_path / "base.pt")
+
+
+def test_train_init_output_says_what_each_score_is(tmp_path, monkeypatch, capsys):
+    # each epoch line read "val Dice 0.7, Jaccard nan" with no best epoch, and three unlabelled Dice figures
+    # followed for the same held-out pair (per epoch before blending, "best validation" after blending at the
+    # network's input size, the final one at full resolution)
+    import re
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
+    data = dataset(tmp_path / "data", n=5)
+    rc = main(["train", str(data), "--out", str(tmp_path / "ft.pt"), "--init", str(_tiny_base(tmp_path)),
+               "--epochs", "2", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "nan" not in err
+    assert ("held-out scores per epoch: 1 held-out pair at the network's 32 px input, fully tuned weights (they "
+            "pick the best epoch; the model returned keeps 30% of the update)") in err
+    assert re.search(r"^epoch 1/2: loss \d\.\d{4}, held-out Dice \d\.\d{4}, Jaccard \d\.\d{4}, best epoch 1 "
+                     r"\(Dice \d\.\d{4}\)$", err, re.M), err
+    assert re.search(r"^epoch 2/2: .*, best epoch [12] \(Dice", err, re.M), err
+    assert re.search(r"^returned model \(30% of the update, best epoch [12]\) on 1 held-out pair at the network's 32 px "
+                     r"input: Dice \d\.\d{4}, Jaccard \d\.\d{4}$", out, re.M), out
+    assert re.search(r"^fine-tuning, full resolution as `nevus-seg segment` outlines, base -> returned model: "
+                     r"Dice \d\.\d{3} -> \d\.\d{3} \(.*, 1 held-out pair\)", out, re.M), out
+    assert "best validation" not in out
+
+
+def test_train_init_keeps_the_model_when_its_name_is_taken_while_training_runs(tmp_path, monkeypatch, capsys):
+    # a --name free when the run started but saved by another program meanwhile: FileExistsError traceback
+    import napari_nevus_seg.finetune as finetune
+    from napari_nevus_seg.library import ModelLibrary
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
+    base = _tiny_base(tmp_path)
+    real = finetune.fine_tune
+
+    def and_meanwhile(*args, **kwargs):
+        model = real(*args, **kwargs)
+        ModelLibrary().save(load_model(base), "clinic A")      # another program takes the name
+        return model
+
+    monkeypatch.setattr(finetune, "fine_tune", and_meanwhile)
+    rc = main(["train", str(dataset(tmp_path / "data", n=3)), "--out", str(tmp_path / "ft.pt"), "--init", str(base),
+               "--epochs", "1", "--name", "clinic A", "--device", "cpu", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "'clinic A' was saved in the library while training ran; this one is saved as 'clinic A-2'" in err
+    assert "saved in the model library as 'clinic A-2'" in out
+    assert ModelLibrary().names() == ["clinic A", "clinic A-2"]
+    assert "fine_tune" in ModelLibrary().load("clinic A-2").meta and "fine_tune" not in ModelLibrary().load(
+        "clinic A").meta
+
+
 # ------------------------------------------------------------------------------------------ models
 def test_models_commands(tmp_path, monkeypatch, capsys, tiny_model):
     lib = tmp_path / "lib"

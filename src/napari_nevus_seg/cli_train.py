@@ -92,6 +92,7 @@ class TrainDisplay:
         self.whole_run = whole_run    # fine-tuning counts training steps over the whole run
         self.bar: ProgressBar | None = None
         self.label = ""
+        self._explained = False       # what the fine-tuning epoch scores are, said once
 
     def _bar(self, label: str) -> ProgressBar:
         if self.bar is None or self.label != label:
@@ -117,12 +118,21 @@ class TrainDisplay:
                 loss = info.get("loss")
                 parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}: loss "
                          + (f"{loss:.4f}" if isinstance(loss, float) else "-")]
+                tuning = self.whole_run and info.get("size") is not None
+                if tuning and info.get("val_dice") is not None and not self._explained:
+                    self._explained = True
+                    blend = info.get("blend", 1.0)
+                    kept = "" if blend >= 1 else f"; the model returned keeps {blend:.0%} of the update"
+                    print(f"held-out scores per epoch: {_pairs(info.get('n_val'), 'held-out pair')} at the "
+                          f"network's {info['size']} px input, fully tuned weights (they pick the best epoch{kept})",
+                          file=sys.stderr, flush=True)
                 if info.get("val_dice") is not None:
-                    jac = info.get("val_jaccard", float("nan"))
-                    parts.append(f"val Dice {info['val_dice']:.4f}, Jaccard {jac:.4f}")
+                    jac = info.get("val_jaccard")
+                    jac = f", Jaccard {jac:.4f}" if isinstance(jac, float) and math.isfinite(jac) else ""
+                    parts.append(f"{'held-out' if tuning else 'val'} Dice {info['val_dice']:.4f}{jac}")
                 best = info.get("best")
                 if best:
-                    parts.append(f"best Dice {best['dice']:.4f} (epoch {best['epoch']})")
+                    parts.append(f"best epoch {best['epoch']} (Dice {best['dice']:.4f})")
                 print(", ".join(parts), file=sys.stderr, flush=True)
         elif stage == "resume" and self.enabled:
             print(f"resuming at epoch {info.get('epoch', 0) + 1} of {info.get('epochs')}", file=sys.stderr)
@@ -131,6 +141,11 @@ class TrainDisplay:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _pairs(n: Any, noun: str) -> str:
+    n = int(n or 0)
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_out(path: Path, overwrite: bool) -> None:
@@ -295,22 +310,48 @@ def run_train(args: argparse.Namespace) -> int:
     save_model(model, out)
     print(f"saved {out}")
     best = model.meta.get("best_val")
+    ft = model.meta.get("fine_tune")
     if best:
         nan = float("nan")
-        print(f"best validation: Dice {best.get('dice', nan):.4f}, Jaccard {best.get('jaccard', nan):.4f}"
-              f" (epoch {best.get('epoch')})")
-    if isinstance(model.meta.get("fine_tune"), dict):
+        scores = f"Dice {best.get('dice', nan):.4f}, Jaccard {best.get('jaccard', nan):.4f}"
+        if isinstance(ft, dict):   # three figures are shown for fine-tuning: each says what it scores
+            blend = (ft.get("settings") or {}).get("blend", 1.0)
+            print(f"returned model ({blend:.0%} of the update, best epoch {best.get('epoch')}) on "
+                  f"{_pairs(ft.get('n_holdout'), 'held-out pair')} at the network's {model.input_size} px input: "
+                  f"{scores}")
+        else:
+            print(f"best validation: {scores} (epoch {best.get('epoch')})")
+    if isinstance(ft, dict):
         try:
             from .finetune import FineTuneResult
 
-            print(f"fine-tuning: {FineTuneResult.of(model).summary()}")
+            print(f"fine-tuning, full resolution as `nevus-seg segment` outlines, base -> returned model: "
+                  f"{FineTuneResult.of(model).summary()}")
         except Exception:  # noqa: BLE001 - a report in another shape: show it raw
             print(f"fine-tuning: {model.meta['fine_tune']}")
     if args.name:
-        from .library import ModelLibrary
+        return _save_in_library(model, args.name, args.overwrite, out)
+    return EXIT_OK
 
-        path = ModelLibrary().save(model, args.name, overwrite=args.overwrite)
-        print(f"saved in the model library as {args.name!r} ({path})")
+
+def _save_in_library(model, name: str, overwrite: bool, out: Path) -> int:
+    """Save the trained model in the library as ``name``; a name taken while training ran gives ``name-2``, ..."""
+    from .library import ModelLibrary
+
+    lib = ModelLibrary()
+    try:
+        try:
+            path = lib.save(model, name, overwrite=overwrite)
+        except FileExistsError:   # checked before training; another program saved that name meanwhile
+            taken, name = name, lib.free_name(name)
+            path = lib.save(model, name)
+            print(f"note: a model named {taken!r} was saved in the library while training ran; this one is saved "
+                  f"as {name!r} (rename it with `nevus-seg models rename`)", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        err(f"not saved in the model library: {_reason(exc)}. The trained model is in {out}: add it with "
+            f"`nevus-seg models import {out} --name NAME`")
+        return EXIT_SETUP
+    print(f"saved in the model library as {name!r} ({path})")
     return EXIT_OK
 
 

@@ -301,7 +301,10 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     images unlike the user's.
 
     ``progress(dict)`` receives ``stage`` ("prepare", "score_before", "train", "val", "score_after",
-    "done"), ``step``, ``steps`` (for "train": over the whole run), ``loss``, ``eta_s``. When
+    "done"), ``step``, ``steps`` (for "train": over the whole run), ``loss``, ``eta_s``; "val" (after each
+    epoch, with held-out pairs) ``val_dice``, ``val_jaccard`` and ``best`` (``{"dice", "jaccard", "epoch"}``)
+    of the fully tuned weights before blending, scored on the ``n_val`` held-out pairs at the network's
+    input ``size``, and ``blend``. When
     ``cancel.is_set()`` (e.g. a :class:`threading.Event`) turns true, :class:`TrainingCancelled` is raised
     within one training step, one scored image or one pair read (from disk, for lazy sequences). The report lands in ``model.meta["fine_tune"]``
     (see :class:`FineTuneResult`); ``"improved"`` and ``"worse"`` flag a change of the mean Dice of at least
@@ -383,8 +386,11 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                         "steps": d["epochs"] * steps, "epoch": d["epoch"], "epochs": d["epochs"],
                         "loss": d["loss"], "eta_s": d["eta_s"]})
             elif d.get("stage") == "val":
+                # scores of the fully tuned weights (before blending) on the held-out pairs at the network's
+                # input size: what picks the best epoch; "n_val", "size" and "blend" say so to displays
                 report({"stage": "val", "epoch": d["epoch"], "epochs": d["epochs"], "loss": d.get("loss"),
-                        "val_dice": d.get("val_dice")})
+                        "val_dice": d.get("val_dice"), "val_jaccard": d.get("val_jaccard"), "best": d.get("best"),
+                        "n_val": k, "size": size, "blend": float(blend)})
 
         result = train(model, train_set, val_set, cfg, dev, progress=on_train, cancel=cancel)
         tuned_val = result.best_val

@@ -144,6 +144,15 @@ class ModelLibrary:
             raise KeyError(f"no model named {name!r} in {self.root} (saved models: {known})")
         return p
 
+    def free_name(self, name: str) -> str:
+        """``name`` if no model has it, else the first of ``name-2``, ``name-3``, ... that is free."""
+        base = validate_name(name)
+        candidate, k = base, 1
+        while candidate in self:
+            k += 1
+            candidate = f"{base}-{k}"
+        return candidate
+
     # ------------------------------------------------------------------------------ operations
     def save(self, model: LesionModel, name: str, overwrite: bool = False) -> Path:
         """Save ``model`` as ``name`` (its ``meta["name"]`` is set in the file); returns the file path."""
