@@ -95,8 +95,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
         return
     values = arr[..., :3] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr
     if arr.dtype.kind == "f":
-        finite = values[np.isfinite(values)]
-        peak = float(finite.max()) if finite.size else 0.0
+        peak = float(np.max(values, where=np.isfinite(values), initial=0.0))   # no copy of the finite values
         if peak <= 1.0:
             return
         full = intensity_full_scale(peak, floating=True)
