@@ -1,4 +1,5 @@
-"""Speed of :func:`napari_nevus_seg.measure` on synthetic images with 1, 10 and 100 lesions.
+"""Speed of :func:`napari_nevus_seg.measure` on synthetic images with 1, 10 and 100 lesions, and one large
+lesion in a 6000 x 4000 image.
 
 Prints, for each case, the image size, the lesions' mean area, and the time for the full measurement
 (with the image: colours and border abruptness included) and for the shape-only measurement (no
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024, help="side of the square image for 10 and 100 lesions")
     args = ap.parse_args(argv)
-    cases = [(1, (576, 768)), (10, (args.size, args.size)), (100, (2 * args.size, 2 * args.size))]
+    cases = [(1, (576, 768)), (10, (args.size, args.size)), (100, (2 * args.size, 2 * args.size)),
+             (1, (4000, 6000))]
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
     print(f"{'lesions':>7s} {'image':>11s} {'mean area px':>13s} {'full ms':>9s} {'ms/lesion':>10s} "
           f"{'shape-only ms':>14s}")

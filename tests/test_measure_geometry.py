@@ -116,3 +116,25 @@ def test_touching_edge_and_centroid():
     assert t.loc[0, "centroid_col_px"] == pytest.approx(84.5)
     assert t.loc[1, ["bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col"]].tolist() == [0, 30, 40, 90]
     assert t.loc[1, "perimeter_px"] == pytest.approx(200, rel=0.02)  # the side on the image edge counts
+
+
+def test_solidity_is_regionprops_own():
+    """solidity's convex area is counted from the outline's hull, row by row: the same pixels as
+    scikit-image's area_convex (which tests each pixel of the bounding box) on lesions, scattered pixels,
+    lines and single pixels."""
+    from skimage.measure import regionprops
+
+    from napari_nevus_seg import synthetic_lesion_image
+
+    rng = np.random.default_rng(0)
+    masks = [synthetic_lesion_image(seed=s, shape=(200, 260), n_lesions=1 + s % 3).labels > 0 for s in range(4)]
+    masks += [rng.random((40, 50)) < 0.1 for _ in range(10)]
+    for cells in ([(5, slice(3, 15))], [(5, 5)], [(slice(3, 10), slice(3, 10))]):
+        m = np.zeros((20, 20), bool)
+        for cell in cells:
+            m[cell] = True
+        masks.append(m)
+    masks[-1][3:10, 3:10] = np.eye(7, dtype=bool)          # a diagonal line
+    for m in masks:
+        row = measure(m.astype(np.int32), None).iloc[0]
+        assert row["solidity"] == pytest.approx(regionprops(m.astype(np.uint8))[0].solidity, abs=1e-12)

@@ -23,6 +23,7 @@ Method notes (see ``docs/measurements.md``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,32 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
         _, _, vt = np.linalg.svd(d, full_matrices=False)
         t = d @ vt[0]
         return pts[[int(np.argmin(t)), int(np.argmax(t))]]
+
+
+def hull_pixel_count(hull_px: np.ndarray) -> int | None:
+    """Pixel centres inside or on a convex polygon given in pixel coordinates, counted row by row.
+
+    With the hull of the lesion's marching-squares contour (the pixel-edge midpoints, as scikit-image
+    offsets pixels for its convex hull) this is ``regionprops``' ``area_convex``, which tests every pixel
+    of the bounding box one by one (5.6 s for a lesion of 3200 x 2400 px). None when the hull has no area.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    eps = 1e-9
+    if len(hull_px) < 3:
+        return None
+    try:
+        eq = ConvexHull(hull_px).equations   # a*row + b*col + c <= 0 inside
+    except QhullError:
+        return None
+    rows = np.arange(math.ceil(hull_px[:, 0].min() - eps), math.floor(hull_px[:, 0].max() + eps) + 1)
+    a, b, c = eq[:, 0], eq[:, 1], eq[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = -(c[None, :] + a[None, :] * rows[:, None]) / b[None, :]
+    hi = np.where(b > eps, bound, np.inf).min(axis=1)
+    lo = np.where(b < -eps, bound, -np.inf).max(axis=1)
+    counts = np.floor(hi + eps) - np.ceil(lo - eps) + 1
+    return int(np.clip(counts[np.isfinite(counts)], 0, None).sum())
 
 
 def feret_diameters(hull: np.ndarray) -> tuple[float, float, float]:

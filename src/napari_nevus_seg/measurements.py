@@ -193,6 +193,12 @@ def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------ one lesion
+def _solidity(area_px: int, hull_px: np.ndarray, region) -> float:
+    """Area / convex area, as ``regionprops`` gives it, from the hull already at hand (fast on big lesions)."""
+    convex = ms.hull_pixel_count(hull_px)
+    return float(area_px / convex) if convex else float(region.solidity)
+
+
 def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
                  unit: str, opts: dict, colour: bool = True, value: int | None = None) -> dict:
     """One table row; ``labels`` may be renumbered, ``value`` is then the user's label value of ``region``."""
@@ -236,7 +242,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
         "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
         "pieces": int(ndimage.label(mask, structure=np.ones((3, 3), bool))[1]),
         "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
-        "eccentricity": float(region.eccentricity), "solidity": float(region.solidity),
+        "eccentricity": float(region.eccentricity), "solidity": _solidity(area_px, hull / s, region),
         # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
         "circularity": min(1.0, 4.0 * math.pi * area / perim ** 2) if perim > 0 else float("nan"),
         "asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
