@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,9 +215,13 @@ def read_checkpoint(source: str | os.PathLike | bytes) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            # name what was refused, without PyTorch's advice to load the file unsafely
+            found = re.search(r"(?:unsupported|Unsupported global:)\s*GLOBAL\s+([\w.]+)", str(exc))
+            what = f" (it asks for {found.group(1)})" if found else ""
             raise CheckpointError(
-                f"refused to load {source!s:.200}: it contains pickled Python objects, which could run "
-                f"code. Only plain napari-nevus-seg checkpoints are accepted. ({msg})") from exc
+                f"refused to load {source!s:.200}: it contains pickled Python objects{what}, which could run "
+                "code when loaded. Only plain napari-nevus-seg checkpoints are accepted; do not load this "
+                "file any other way unless you trust its source completely.") from exc
         raise CheckpointError(f"cannot read model file {source!s:.200}: corrupt or truncated ({msg})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source!s:.200} is not a napari-nevus-seg model (format tag missing)")
