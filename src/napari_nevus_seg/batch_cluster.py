@@ -22,7 +22,7 @@ from .spawning import main_module_hidden
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
-                "pip install 'napari-nevus-seg[cluster]'  (or: pip install 'dask[distributed]')")
+                "pip install 'dask[distributed]'  (or, in a checkout of the plugin: pip install -e '.[cluster]')")
 
 
 def _setup_error(msg: str) -> Exception:

@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="nevus-seg", description="Dermoscopy lesion segmentation, measurement and training.",
-        epilog="Exit status: 0 success, 1 some images failed, 2 usage or setup error, 130 interrupted.")
+        epilog="Exit status: 0 success, 1 some images failed, 2 usage or setup error, 130 interrupted "
+               "(Ctrl-C), 143 stopped by SIGTERM.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

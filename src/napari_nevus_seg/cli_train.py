@@ -52,7 +52,8 @@ def add_train_parser(sub) -> None:
                                    "stops with exit status 2 and saves nothing.")
     p.add_argument("data", metavar="DATA_FOLDER")
     p.add_argument("--out", "-o", required=True, metavar="MODEL.pt", help="where to save the trained model")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (and, with --name, a library model of that name)")
     p.add_argument("--name", help="also save the model in your model library under this name")
     p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
     p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 8)")
@@ -75,7 +76,7 @@ def add_train_parser(sub) -> None:
                    help=f"number of down-sampling levels (default {NEW_MODEL['depth']})")
     p.add_argument("--fill-prob", type=float, default=NEW_MODEL["fill_prob"], metavar="P",
                    help="new models: share of training images cropped inside their lesion, so that lesions larger "
-                        "than the field of view are learnt (default 0; the default model's last stages used 0.4)")
+                        "than the field of view are learnt (default 0; the default model's last stages used 0.4-0.8)")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use at most this many pairs, 1 or more (quick trials)")
     p.add_argument("--seed", type=int, default=0)
