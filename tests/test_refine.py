@@ -6,7 +6,8 @@ import torch
 from skimage.color import rgb2lab
 
 from napari_nevus_seg import dice, load_model, postprocess, refine_outline, segment
-from napari_nevus_seg.refine import _lab, refine_small, work_shape
+from napari_nevus_seg.cielab import lab_u8
+from napari_nevus_seg.refine import refine_small, work_shape
 
 SKIN = (214, 170, 150)
 LESION = (120, 78, 60)
@@ -37,7 +38,7 @@ def loose_probability(dist, radius):
 
 def test_lab_matches_scikit_image():
     x = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    assert np.abs(_lab(x) - rgb2lab(x)).max() < 1e-3
+    assert np.abs(lab_u8(x) - rgb2lab(x)).max() < 1e-3
 
 
 def test_refinement_moves_a_loose_outline_onto_the_pigment_edge():

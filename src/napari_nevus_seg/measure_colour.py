@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 
+from .cielab import lab_u8
+
 COLOUR_NAMES = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
 
 REFERENCE_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
@@ -89,8 +91,9 @@ def reference_lab(references: dict[str, tuple[float, float, float]]) -> tuple[li
 
 
 def lab_pixels(rgb_crop: np.ndarray) -> np.ndarray:
-    """CIE L*a*b* of an (H, W, 3) uint8 crop (float64)."""
-    return rgb2lab(rgb_crop)
+    """CIE L*a*b* of an (H, W, 3) uint8 crop (float64, for exact means and spreads; scikit-image's
+    ``rgb2lab`` within 1e-4)."""
+    return lab_u8(rgb_crop).astype(np.float64)
 
 
 def colour_shares(lab: np.ndarray, references: dict, max_distance: float = DEFAULT_MAX_DISTANCE) -> dict[str, float]:

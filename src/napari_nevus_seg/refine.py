@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
+from .cielab import lab_u8
 from .masks import check_args, default_min_size, labels_from_mask
 from .masks import fill_holes as fill_mask_holes
 
@@ -75,22 +76,6 @@ def _disk(radius: int) -> np.ndarray:
 
 def _sample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x if len(x) <= MAX_SAMPLES else x[rng.choice(len(x), MAX_SAMPLES, replace=False)]
-
-
-_SRGB = np.arange(256, dtype=np.float64) / 255.0
-_LINEAR = np.where(_SRGB > 0.04045, ((_SRGB + 0.055) / 1.055) ** 2.4, _SRGB / 12.92).astype(np.float32)
-_RGB_TO_XYZ_D65 = (np.array([[0.412453, 0.357580, 0.180423],
-                             [0.212671, 0.715160, 0.072169],
-                             [0.019334, 0.119193, 0.950227]])
-                   / np.array([0.95047, 1.0, 1.08883])[:, None]).astype(np.float32)  # white-normalised
-
-
-def _lab(rgb_u8: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 sRGB -> (..., 3) float32 CIE L*a*b* (D65), as ``skimage.color.rgb2lab`` computes it."""
-    t = _LINEAR[rgb_u8] @ _RGB_TO_XYZ_D65.T
-    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16.0 / 116.0)
-    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
-    return np.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1).astype(np.float32)
 
 
 def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, min_size: int | None = None,
@@ -177,7 +162,7 @@ def _refined_mask(image: np.ndarray, lab: np.ndarray, r: float, alpha: float, fi
     ring_all = np.count_nonzero((outside_all > r) & (outside_all <= 2 * r))
     outside = outside_all[pad:-pad, pad:-pad]
     near = outside <= 2 * r                       # colours are needed here only (1-D arrays over `near`)
-    cielab = _lab(image[near])
+    cielab = lab_u8(image[near])
     in_core, in_band = core[near], ~core[near] & (outside[near] <= r)
     in_ring = (outside[near] > r) & (cielab[:, 0] > VIGNETTE_L)
     if np.count_nonzero(in_core) < MIN_SAMPLES \
