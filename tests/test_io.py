@@ -106,6 +106,25 @@ def test_intensity_full_scale(peak, floating, full):
     assert intensity_full_scale(peak, floating) == full
 
 
+def test_a_few_hot_pixels_do_not_make_float_data_0_to_255():
+    """[0, 1] float data with a share of values above 2 up to 1e-3 (hot pixels) stays [0, 1] data, clipped:
+    one pixel of 2.5 used to turn the whole image near-black, in segment() and in measure() alike."""
+    assert intensity_full_scale(2.5, True, over=1e-3) == 1.0
+    assert intensity_full_scale(2.5, True, over=2e-3) == 255.0
+    assert intensity_full_scale(2.5, False, over=0.0) == 255.0        # integers: unchanged
+    from napari_nevus_seg.preprocess import CONVERT_BAND_PIXELS, as_float_rgb, as_uint8_rgb
+
+    clean = np.full((1200, CONVERT_BAND_PIXELS // 1000, 3), 0.5, np.float32)   # banded above 1 Mpx
+    for img in (clean[:100, :100].copy(), clean.copy()):
+        img[3, 3, 0] = 2.5
+        u8 = as_uint8_rgb(img)
+        assert u8[5, 5].tolist() == [128, 128, 128] and u8[3, 3, 0] == 255
+        assert np.array_equal(to_rgb_uint8(img), u8)
+    small = clean[:100, :100].copy()
+    small[3, 3, 0] = 2.5
+    assert as_float_rgb(small)[5, 5, 0] == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("bits", [10, 12, 14])
 def test_high_bit_depth_integers_scaled_by_their_bit_depth(tmp_path, rgb, bits):
     # camera data of 10-14 bits in uint16: scaled by 2**bits - 1, not by 65535 (which made it near black)

@@ -88,14 +88,19 @@ def test_image_conversions_give_the_same_measurements():
 
 def test_an_inferred_intensity_scale_is_announced():
     """Colours hang on the value taken as full intensity; where it is guessed from the brightest pixel,
-    a warning says which (a single hot pixel in a [0, 1] float image makes it 0..255 data: L* near 0)."""
+    a warning says which. A few hot pixels in a [0, 1] float image are clipped (one pixel of 2.5 used to
+    make the whole image 0..255 data: L* near 0); many values above 2 make it 0..255 data."""
     labels, img = _scene()
     ref = measure(labels, img)
     with pytest.warns(UserWarning, match=r"uint16.*full intensity at 4095 \(12-bit data\)"):
         t12 = measure(labels, img.astype(np.uint16) * 16)
     assert np.allclose(t12["lab_L_mean"], ref["lab_L_mean"], atol=1.0)
-    hot = img.astype(np.float32) / 255.0
+    clean = img.astype(np.float32) / 255.0
+    hot = clean.copy()
     hot[0, 0] = 2.5
+    with pytest.warns(UserWarning, match="values above 1: colours are measured as \\[0, 1\\] data"):
+        pd.testing.assert_frame_equal(measure(labels, hot), measure(labels, clean))
+    hot[:, :2] = 2.5                                  # a whole strip: no longer a few hot pixels
     with pytest.warns(UserWarning, match="values above 2: colours are measured as 0..255 data"):
         t = measure(labels, hot)
     assert t["lab_L_mean"].max() < 5 < ref["lab_L_mean"].min()

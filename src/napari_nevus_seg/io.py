@@ -12,8 +12,8 @@ Conversion rules of :func:`read_image` (the result is always (H, W, 3) uint8 RGB
   (:func:`intensity_full_scale`): values within 0..255 are taken as 8-bit, larger ones as 10, 12, 14
   or 16-bit (a 12-bit camera's data in uint16 maps 4095 to white, not 4095/65535 = 6 %); negative
   values or values above 65535 in an integer image are an error;
-- floating point: values in [0, 1] are scaled by 255 (an image whose largest value is at most 2 counts
-  as [0, 1] data, its few values above 1 clipped); NaN and infinite values become 0;
+- floating point: values in [0, 1] are scaled by 255 (an image whose largest value is at most 2, or
+  with at most 0.1 % of its values above 2, counts as [0, 1] data, its values above 1 clipped); NaN and infinite values become 0;
 - multi-page TIFF / stacks: the first page is read (use ``tifffile`` directly for stacks).
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a message that says what is wrong.
@@ -57,6 +57,7 @@ class ImageInfo:
 
 # --------------------------------------------------------------------------------------- images
 FLOAT_UNIT_PEAK = 2.0  # float images whose largest value is at most this are [0, 1] data
+FLOAT_OUTLIER_SHARE = 1e-3  # ... and so are those with at most this share of values above it (hot pixels)
 
 
 def warn_not_finite(count: int, total: int, source: str = "image") -> None:
@@ -67,16 +68,23 @@ def warn_not_finite(count: int, total: int, source: str = "image") -> None:
                       "image's own", UserWarning, stacklevel=3)
 
 
-def intensity_full_scale(peak: float, floating: bool = False) -> float:
+def share_above_unit_peak(values: np.ndarray) -> float:
+    """Share of ``values`` above :data:`FLOAT_UNIT_PEAK` (NaN counts as not above)."""
+    return np.count_nonzero(values > FLOAT_UNIT_PEAK) / max(values.size, 1)
+
+
+def intensity_full_scale(peak: float, floating: bool = False, over: float = 1.0) -> float:
     """The pixel value shown as full intensity for an image whose largest value is ``peak``.
 
     1 for floats up to 2 (data in [0, 1]: a few values above 1, the overshoot of a bicubic resize or of
-    sharpening, are clipped instead of turning the image into near-black 0..255 data); 255 when the
+    sharpening, are clipped instead of turning the image into near-black 0..255 data), and for floats
+    whose share ``over`` of values above 2 is at most :data:`FLOAT_OUTLIER_SHARE` (a few hot pixels in
+    [0, 1] data, clipped, instead of every colour turning near-black); 255 when the
     values fit 8 bits; else ``2**b - 1`` for the smallest even bit depth ``b`` >= 10 that holds ``peak``
     (10, 12, 14, 16 bits: 12-bit camera data stored as uint16 is scaled by 4095, as napari's contrast
     limits would show it, not by 65535).
     """
-    if floating and peak <= FLOAT_UNIT_PEAK:
+    if floating and (peak <= FLOAT_UNIT_PEAK or over <= FLOAT_OUTLIER_SHARE):
         return 1.0
     if peak <= 255.0:
         return 255.0
@@ -117,7 +125,8 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array", min_side: int = MIN_SID
         scaled = arr.astype(np.float32)
         warn_not_finite(int(scaled.size - np.count_nonzero(np.isfinite(scaled))), scaled.size, source)
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-        scaled *= 255.0 / intensity_full_scale(float(scaled.max(initial=0)), floating=True)
+        scaled *= 255.0 / intensity_full_scale(float(scaled.max(initial=0)), floating=True,
+                                               over=share_above_unit_peak(scaled))
     scaled = np.clip(scaled, 0, 255)
     channels = scaled.shape[-1]
     if channels in (2, 4):

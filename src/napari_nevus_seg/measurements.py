@@ -89,7 +89,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
 
     The message names the type and the scale, not the peak, so that a batch of images warns once per scale.
     """
-    from .io import intensity_full_scale
+    from .io import intensity_full_scale, share_above_unit_peak
 
     if arr.dtype.kind not in "uif" or arr.dtype == np.uint8 or arr.size == 0:
         return
@@ -98,7 +98,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
         peak = float(np.max(values, where=np.isfinite(values), initial=0.0))   # no copy of the finite values
         if peak <= 1.0:
             return
-        full = intensity_full_scale(peak, floating=True)
+        full = intensity_full_scale(peak, floating=True, over=share_above_unit_peak(values))
         how = ("has values above 1: colours are measured as [0, 1] data with those values clipped" if full == 1.0
                else f"has values above 2: colours are measured as 0..{full:g} data, not as [0, 1] data")
     else:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import intensity_full_scale, warn_not_finite
+from .io import FLOAT_UNIT_PEAK, intensity_full_scale, share_above_unit_peak, warn_not_finite
 
 
 def as_float_rgb(img: np.ndarray) -> np.ndarray:
@@ -51,7 +51,8 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
         if finite < out.size:
             warn_not_finite(out.size - finite, out.size)
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(out / intensity_full_scale(float(out.max()), floating=True), 0.0, 1.0)
+        scale = intensity_full_scale(float(out.max()), floating=True, over=share_above_unit_peak(out))
+        return np.clip(out / scale, 0.0, 1.0)
     raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
@@ -80,8 +81,11 @@ def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
         scale, floating = intensity_full_scale(hi), False
     else:
         not_finite: list[int] = []
-        scale = intensity_full_scale(max(float(band.max()) for _, band in _float_bands(arr, not_finite)),
-                                     floating=True)
+        peak, above = 0.0, 0
+        for _, band in _float_bands(arr, not_finite):
+            peak = max(peak, float(band.max()))
+            above += int(np.count_nonzero(band > FLOAT_UNIT_PEAK))
+        scale = intensity_full_scale(peak, floating=True, over=above / arr.size)
         warn_not_finite(sum(not_finite), arr.size)
         floating = True
     out = np.empty(arr.shape, np.uint8)
