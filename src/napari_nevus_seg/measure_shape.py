@@ -153,11 +153,14 @@ def hull_pixel_count(hull_px: np.ndarray) -> int | None:
     return int(np.clip(counts[np.isfinite(counts)], 0, None).sum())
 
 
-def feret_diameters(hull: np.ndarray) -> tuple[float, float, float]:
+def feret_diameters(hull: np.ndarray, tol: float = 0.0) -> tuple[float, float, float]:
     """Maximum Feret diameter, minimum Feret diameter (rotating calipers) and the angle of the maximum.
 
     ``hull`` holds the convex hull vertices in order (physical units). The angle is in degrees,
     counter-clockwise from the image's column axis as seen on screen (rows point down), in [0, 180).
+    With ``tol`` (a pixel), the angle is the mean direction of the vertex pairs within ``tol`` of the
+    maximum and within 10 degrees of its direction: on a rounded end (an ellipse's) many pairs are as
+    long as each other to a pixel, and the longest alone lies a few degrees off the axis.
     """
     n = len(hull)
     if n == 0:
@@ -173,6 +176,8 @@ def feret_diameters(hull: np.ndarray) -> tuple[float, float, float]:
         if d2.flat[k] > best:
             best, pair = float(d2.flat[k]), (start + k // n, k % n)
     vec = hull[pair[1]] - hull[pair[0]]
+    if tol > 0 and n <= 1024:   # (all pairs: 16 MB at most)
+        vec = _mean_direction_near(hull, vec, np.sqrt(best) - tol)
     angle = float(np.degrees(np.arctan2(-vec[0], vec[1])) % 180.0)
     if n < 3:
         return float(np.sqrt(best)), 0.0, angle
@@ -191,6 +196,17 @@ def feret_diameters(hull: np.ndarray) -> tuple[float, float, float]:
         widths.append(cross.max(axis=1) / np.hypot(e[:, 0], e[:, 1]))
     min_feret = float(np.min(np.concatenate(widths))) if widths else 0.0
     return float(np.sqrt(best)), min_feret, angle
+
+
+def _mean_direction_near(hull: np.ndarray, best_vec: np.ndarray, min_length: float) -> np.ndarray:
+    """Sum of the vertex-pair vectors at least ``min_length`` long and within 10 degrees of ``best_vec``,
+    each turned to point the way ``best_vec`` does."""
+    vecs = (hull[None, :, :] - hull[:, None, :]).reshape(-1, 2)
+    lengths = np.hypot(vecs[:, 0], vecs[:, 1])
+    unit = best_vec / np.hypot(*best_vec)
+    cos = (vecs @ unit) / np.maximum(lengths, 1e-12)
+    near = (lengths >= min_length) & (cos >= np.cos(np.radians(10.0)))
+    return vecs[near].sum(axis=0) if near.any() else best_vec
 
 
 def polygon_length(hull: np.ndarray) -> float:

@@ -223,7 +223,7 @@ def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, s
     perim = ms.perimeter(contours, spacing)
     raw_pts = np.vstack([c[:-1] for c in contours]) * s
     hull = ms.convex_hull(raw_pts)
-    max_feret, min_feret, feret_angle = ms.feret_diameters(hull)
+    max_feret, min_feret, feret_angle = ms.feret_diameters(hull, tol=float(s.max()))
     asym = ms.mirror_asymmetry(mask, spacing, centroid, coords)
     # the border measures describe the outer outline of the largest piece (holes and other pieces left out)
     outer = ms.outer_contour(contours)
