@@ -95,6 +95,12 @@ def test_an_inferred_intensity_scale_is_announced():
     with pytest.warns(UserWarning, match=r"uint16.*full intensity at 4095 \(12-bit data\)"):
         t12 = measure(labels, img.astype(np.uint16) * 16)
     assert np.allclose(t12["lab_L_mean"], ref["lab_L_mean"], atol=1.0)
+    # alpha counts in the scale as the conversion counts it: 12-bit colours beside a 16-bit opaque alpha
+    # are converted as 16-bit data, and the warning must not claim 4095
+    rgba16 = np.dstack([img.astype(np.uint16) * 16, np.full(img.shape[:2], 65535, np.uint16)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        measure(labels, rgba16)
     clean = img.astype(np.float32) / 255.0
     hot = clean.copy()
     hot[0, 0] = 2.5

@@ -68,9 +68,17 @@ def warn_not_finite(count: int, total: int, source: str = "image") -> None:
                       "image's own", UserWarning, stacklevel=3)
 
 
-def share_above_unit_peak(values: np.ndarray) -> float:
-    """Share of ``values`` above :data:`FLOAT_UNIT_PEAK` (NaN counts as not above)."""
-    return np.count_nonzero(values > FLOAT_UNIT_PEAK) / max(values.size, 1)
+def array_full_scale(arr: np.ndarray) -> tuple[float, float]:
+    """(full scale, peak) of a numeric image array, every channel counted (alpha too), NaN and infinite
+    values left out: the value :func:`to_rgb_uint8` and :func:`~napari_nevus_seg.segment` take as full
+    intensity (:func:`intensity_full_scale`), and the largest value it was inferred from."""
+    if arr.dtype.kind != "f":
+        peak = float(arr.max(initial=0))
+        return intensity_full_scale(peak), peak
+    finite = np.isfinite(arr)
+    peak = float(np.max(arr, where=finite, initial=0.0))
+    over = np.count_nonzero(finite & (arr > FLOAT_UNIT_PEAK)) / max(arr.size, 1)
+    return intensity_full_scale(peak, floating=True, over=over), peak
 
 
 def intensity_full_scale(peak: float, floating: bool = False, over: float = 1.0) -> float:
@@ -118,15 +126,12 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array", min_side: int = MIN_SID
                              "convert the image to 8 or 16 bits")
     if arr.dtype == np.uint8 and arr.shape[-1] == 3:
         return np.ascontiguousarray(arr)  # already RGB uint8: no float copy (a 6000x4000 image is 72 MB, not 700)
-    if arr.dtype.kind in "ui":
-        scaled = arr.astype(np.float32)
-        scaled *= 255.0 / intensity_full_scale(float(arr.max(initial=0)))
-    else:
-        scaled = arr.astype(np.float32)
+    full, _ = array_full_scale(arr)
+    scaled = arr.astype(np.float32)
+    if arr.dtype.kind == "f":
         warn_not_finite(int(scaled.size - np.count_nonzero(np.isfinite(scaled))), scaled.size, source)
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-        scaled *= 255.0 / intensity_full_scale(float(scaled.max(initial=0)), floating=True,
-                                               over=share_above_unit_peak(scaled))
+    scaled *= 255.0 / full
     scaled = np.clip(scaled, 0, 255)
     channels = scaled.shape[-1]
     if channels in (2, 4):

@@ -87,22 +87,20 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
     """Colours depend on the value taken as full intensity; where it is inferred from the brightest pixel
     (integers beyond 8 bits, floats above 1), say which it was: one hot pixel changes every colour.
 
-    The message names the type and the scale, not the peak, so that a batch of images warns once per scale.
+    The scale is the conversion's own (:func:`~napari_nevus_seg.io.array_full_scale`, alpha included). The
+    message names the type and the scale, not the peak, so that a batch of images warns once per scale.
     """
-    from .io import intensity_full_scale, share_above_unit_peak
+    from .io import array_full_scale
 
     if arr.dtype.kind not in "uif" or arr.dtype == np.uint8 or arr.size == 0:
         return
-    values = arr[..., :3] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr
+    full, peak = array_full_scale(arr)
     if arr.dtype.kind == "f":
-        peak = float(np.max(values, where=np.isfinite(values), initial=0.0))   # no copy of the finite values
         if peak <= 1.0:
             return
-        full = intensity_full_scale(peak, floating=True, over=share_above_unit_peak(values))
         how = ("has values above 1: colours are measured as [0, 1] data with those values clipped" if full == 1.0
                else f"has values above 2: colours are measured as 0..{full:g} data, not as [0, 1] data")
     else:
-        full = intensity_full_scale(float(values.max()))
         if full == float(np.iinfo(arr.dtype).max):
             return   # the type's own range
         how = (f"does not use its type's range: colours are measured with full intensity at {full:g} "
@@ -118,8 +116,8 @@ def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bo
         return None, False
     from .io import to_rgb_uint8
 
-    _warn_inferred_scale(np.asarray(image))
     rgb = to_rgb_uint8(image, source="image", min_side=1)  # grayscale, RGBA, 16-bit, float -> RGB uint8
+    _warn_inferred_scale(np.asarray(image))
     if rgb.shape[:2] != tuple(shape):
         raise ValueError(f"labels are {shape[1]}x{shape[0]} (WxH) but the image is {rgb.shape[1]}x{rgb.shape[0]}; "
                          "they must have the same height and width")

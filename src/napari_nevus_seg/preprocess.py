@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import FLOAT_UNIT_PEAK, intensity_full_scale, share_above_unit_peak, warn_not_finite
+from .io import FLOAT_UNIT_PEAK, array_full_scale, intensity_full_scale, warn_not_finite
 
 
 def as_float_rgb(img: np.ndarray) -> np.ndarray:
@@ -44,15 +44,14 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):  # 8 to 16 bits, scaled by the bit depth the values need
         if arr.min() < 0 or arr.max() > 65535:
             raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
-        return arr.astype(np.float32) / intensity_full_scale(float(arr.max()))
+        return arr.astype(np.float32) / array_full_scale(arr)[0]
     if np.issubdtype(arr.dtype, np.floating):
         out = arr.astype(np.float32)
         finite = int(np.count_nonzero(np.isfinite(out)))
         if finite < out.size:
             warn_not_finite(out.size - finite, out.size)
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-        scale = intensity_full_scale(float(out.max()), floating=True, over=share_above_unit_peak(out))
-        return np.clip(out / scale, 0.0, 1.0)
+        return np.clip(out / array_full_scale(out)[0], 0.0, 1.0)
     raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
