@@ -1,0 +1,170 @@
+"""The training campaign of default model 2: ISIC 2017 training set + HAM10000 (+ synthetic images).
+
+Validation is split by lesion: the 200 ISIC images held out since model 1.0 (``split_pairs`` seed 0) and
+about 10 % of the HAM10000 lesions, stratified by diagnosis (every image of a lesion on one side). PH2 is
+never trained on; its 20 ph2-adapt cases are scored at full resolution every few epochs for monitoring.
+
+Resumable: run it again with the same ``--run`` folder and it continues from ``last.pt``. Per-epoch
+metrics (overall, ISIC, HAM per diagnosis) go to ``--log`` (a CSV that is committed with the recipe).
+
+    python scripts/train_model2.py --run runs/m2-w16 --log docs/training_logs/m2-w16.csv \
+        --init src/napari_nevus_seg/weights/default.pt --epochs 16 --lr 3e-4 --synthetic 200
+    python scripts/train_model2.py --run runs/m2-w32 --log docs/training_logs/m2-w32.csv --width 32 ...
+
+Targets are the ISIC/HAM masks as drawn (loose outlines): model 2 learns the archives' convention, and
+the outline refinement (a user's choice) moves outlines onto the visible pigment edge for PH2-style work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_default import synthetic_pairs  # noqa: E402
+
+from napari_nevus_seg.augment import AugmentConfig  # noqa: E402
+from napari_nevus_seg.io import iter_pairs  # noqa: E402
+from napari_nevus_seg.metrics import score_pairs  # noqa: E402
+from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
+from napari_nevus_seg.training import PairSet, TrainConfig, evaluate, init_from, load_pairs, split_pairs, train  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DIAGNOSES = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
+
+
+def ham_metadata(root: Path) -> dict[str, tuple[str, str]]:
+    """image_id -> (lesion_id, dx) from HAM10000's metadata.csv."""
+    with open(root / "metadata.csv", newline="") as f:
+        return {r["image_id"]: (r["lesion_id"], r["dx"]) for r in csv.DictReader(f)}
+
+
+def split_by_lesion(meta: dict[str, tuple[str, str]], fraction: float, seed: int) -> set[str]:
+    """The lesion ids held out: ``fraction`` of each diagnosis's lesions (at least one), drawn with ``seed``."""
+    lesions_by_dx: dict[str, set[str]] = defaultdict(set)
+    for lesion, dx in meta.values():
+        lesions_by_dx[dx].add(lesion)
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for dx in sorted(lesions_by_dx):
+        ids = sorted(lesions_by_dx[dx])
+        k = max(1, int(round(len(ids) * fraction)))
+        held.update(rng.choice(ids, size=k, replace=False).tolist())
+    return held
+
+
+def concat(*sets: PairSet) -> PairSet:
+    return PairSet(torch.cat([s.images for s in sets]), torch.cat([s.masks for s in sets]),
+                   [n for s in sets for n in s.names])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--isic", default=str(DATA / "isic2017-train"))
+    ap.add_argument("--ham", default=str(DATA / "ham10000"))
+    ap.add_argument("--ph2", default=str(DATA / "ph2-adapt"))
+    ap.add_argument("--run", required=True, help="checkpoint folder (resumes from its last.pt)")
+    ap.add_argument("--log", required=True, help="per-epoch CSV (appended)")
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--init", default=None, help="start from this model file (else from scratch)")
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--synthetic", type=int, default=200)
+    ap.add_argument("--ham-val", type=float, default=0.1, help="share of HAM lesions held out per diagnosis")
+    ap.add_argument("--fill-prob", type=float, default=0.4)
+    ap.add_argument("--ink-prob", type=float, default=0.15)
+    ap.add_argument("--sticker-prob", type=float, default=0.05)
+    ap.add_argument("--skin-prob", type=float, default=0.1)
+    ap.add_argument("--ph2-every", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many pairs per archive (smoke runs)")
+    args = ap.parse_args()
+
+    run = Path(args.run).expanduser()
+    run.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    isic = load_pairs(args.isic, args.size, limit=args.limit)
+    isic_tr, isic_va = split_pairs(isic, 0.1, seed=0)
+    ham = load_pairs(args.ham, args.size, limit=args.limit)
+    meta = ham_metadata(Path(args.ham))
+    held = split_by_lesion(meta, args.ham_val, seed=0)
+    va_idx = [i for i, n in enumerate(ham.names) if meta[n][0] in held]
+    ham_tr, ham_va = ham.subset([i for i in range(len(ham)) if meta[ham.names[i]][0] not in held]), ham.subset(va_idx)
+    (run / "ham_val_lesions.txt").write_text("\n".join(sorted(held)) + "\n")
+    parts = [isic_tr, ham_tr]
+    if args.synthetic:
+        parts.append(synthetic_pairs(args.synthetic, args.size))
+    tr, va = concat(*parts), concat(isic_va, ham_va)
+    print(f"loaded in {time.time() - t0:.0f}s: train {len(tr)} (ISIC {len(isic_tr)}, HAM {len(ham_tr)}, "
+          f"synthetic {args.synthetic}), val {len(va)} (ISIC {len(isic_va)}, HAM {len(ham_va)} images of "
+          f"{len(held)} lesions)", flush=True)
+    ham_va_by_dx = {dx: ham_va.subset([i for i, n in enumerate(ham_va.names) if meta[n][1] == dx])
+                    for dx in DIAGNOSES}
+    ph2 = list(iter_pairs(args.ph2)) if Path(args.ph2).is_dir() else []
+
+    if args.init:
+        model = init_from(args.init)
+        model.preprocess = default_preprocess(args.size)
+    else:
+        torch.manual_seed(0)
+        model = build_model("unet", default_preprocess(args.size), width=args.width, depth=args.depth)
+    model.meta.update({"name": "default", "init": args.init, "training_data": (
+        f"ISIC 2017 Challenge Part 1 training set ({len(isic_tr)} train / {len(isic_va)} validation, split seed 0) "
+        f"+ HAM10000 with the Tschandl et al. 2020 masks ({len(ham_tr)} train / {len(ham_va)} validation images, "
+        f"{args.ham_val:.0%} of lesions per diagnosis held out, seed 0)"
+        + (f" + {args.synthetic} synthetic images" if args.synthetic else ""))})
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss="bce+dice",
+                      warmup_epochs=0.5 if args.init else 1.0,
+                      augment=AugmentConfig(fill_prob=args.fill_prob, ink_prob=args.ink_prob,
+                                            sticker_prob=args.sticker_prob, skin_prob=args.skin_prob))
+    log_path = Path(args.log)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fields = (["epoch", "seconds", "loss", "val_dice", "val_jaccard", "isic_dice", "isic_jaccard", "ham_dice"]
+              + [f"ham_{dx}_dice" for dx in DIAGNOSES] + ["ph2_dice"])
+
+    def progress(d):
+        if d["stage"] == "resume":
+            print(f"resuming at epoch {d['epoch'] + 1}", flush=True)
+        if d["stage"] != "val":
+            return
+        row = {k: d.get(k) for k in ("epoch", "seconds", "loss", "val_dice", "val_jaccard")}
+        s = evaluate(model, isic_va)
+        row.update(isic_dice=s["dice"], isic_jaccard=s["jaccard"], ham_dice=evaluate(model, ham_va)["dice"])
+        for dx, sub in ham_va_by_dx.items():
+            row[f"ham_{dx}_dice"] = evaluate(model, sub)["dice"] if len(sub) else None
+        if ph2 and (d["epoch"] % args.ph2_every == 0 or d["epoch"] == args.epochs):
+            from napari_nevus_seg.inference import segment
+
+            row["ph2_dice"] = score_pairs((segment(img, model=model, device="cpu") > 0, m)
+                                          for _, img, m in ph2)["dice"]
+        model.net.train()
+        row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+        print(json.dumps(row), flush=True)
+        new = not log_path.exists()
+        with open(log_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    if not (run / "last.pt").exists() and not log_path.exists():  # the starting point, as epoch 0
+        progress({"stage": "val", "epoch": 0, "seconds": 0.0, "loss": None, **{f"val_{k}": v for k, v in evaluate(model, va).items()}})
+    res = train(model, tr, va, cfg, device="auto", progress=progress, checkpoint_dir=run, resume=True)
+    print(f"done in {res.seconds / 60:.1f} min; best {res.best_val}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
