@@ -43,7 +43,7 @@ def make_images(folder: Path, n: int, shape=(576, 768)) -> None:
 
 
 def naive(src: Path, out: Path, device: str) -> float:
-    from napari_nevus_seg.batch_work import write_output
+    from napari_nevus_seg.batch.work import write_output
 
     model = nseg.load_model()
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def pipeline(src: Path, out: Path, device: str, refine_workers: int, readers: in
 
 
 def dask_run(src: Path, out: Path, warm: Path, workers: int, device: str, rounds: int) -> tuple[list[float], float]:
-    from napari_nevus_seg.batch_cluster import open_client
+    from napari_nevus_seg.batch.cluster import open_client
 
     t0 = time.perf_counter()
     # the same local cluster as `nevus-seg segment --workers N` (each worker gets its share of the cores)
@@ -123,7 +123,7 @@ def main() -> None:
         make_images(tmp / "warm", 4, shape=(576, 768))
         times: dict[str, list[float]] = {}
         startups: dict[str, float] = {}
-        from napari_nevus_seg.batch_refine import auto_refine_workers
+        from napari_nevus_seg.batch.refine_pool import auto_refine_workers
 
         ks = args.refine_workers if args.refine_workers is not None else \
             sorted({0, auto_refine_workers(10**6, args.device)})

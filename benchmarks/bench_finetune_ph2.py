@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from napari_nevus_seg import dice, fine_tune, iter_pairs, load_model, read_image, read_mask, segment
-from napari_nevus_seg.finetune import DEFAULTS, FineTuneResult
-from napari_nevus_seg.io import discover_cases
-from napari_nevus_seg.training import PairSet, split_pairs
+from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult
+from napari_nevus_seg.io.images import discover_cases
+from napari_nevus_seg.training.loop import PairSet, split_pairs
 
 
 def default_data_dir() -> Path:
@@ -62,7 +62,8 @@ def isic_validation_cases(root: Path):
 
 def set_threads(n: int) -> None:
     """Pin torch to ``n`` threads (the library otherwise raises it to every core before each run)."""
-    from napari_nevus_seg import inference, training
+    from napari_nevus_seg.inference import pipeline as inference
+    from napari_nevus_seg.training import loop as training
 
     torch.set_num_threads(n)
     inference.use_all_cpu_threads = training.use_all_cpu_threads = lambda: n

@@ -56,8 +56,8 @@ from napari_nevus_seg import (  # noqa: E402
     segment,
     synthetic_lesion_image,
 )
-from napari_nevus_seg.io import discover_cases  # noqa: E402
-from napari_nevus_seg.preprocess import normalise  # noqa: E402
+from napari_nevus_seg.io.images import discover_cases  # noqa: E402
+from napari_nevus_seg.inference.preprocess import normalise  # noqa: E402
 
 SPEED_SHAPES = [(576, 768), (2000, 3000)]
 MEMORY_SHAPE = (4000, 6000)
@@ -70,7 +70,7 @@ def data_root(arg: str | None) -> Path:
 # ------------------------------------------------------------------------------------------ quality
 def isic_validation_cases(isic_root: Path) -> list:
     """The held-out ISIC validation cases, exactly as the training campaign split them."""
-    from napari_nevus_seg.training import load_pairs, split_pairs
+    from napari_nevus_seg.training.loop import load_pairs, split_pairs
 
     names = set(split_pairs(load_pairs(isic_root, 16), 0.1, seed=0)[1].names)  # tiny size: names only
     return [c for c in discover_cases(isic_root) if c.name in names and c.mask is not None]
@@ -180,8 +180,8 @@ def timed(fn, repeats: int) -> tuple[float, float, object]:
 
 def set_threads(n: int | None) -> int:
     """Use ``n`` CPU threads in torch (None: all cores, as the plugin does); returns the count in use."""
-    import napari_nevus_seg.inference as inf
-    from napari_nevus_seg.devices import use_all_cpu_threads
+    import napari_nevus_seg.inference.pipeline as inf
+    from napari_nevus_seg.model.devices import use_all_cpu_threads
 
     if n is None:
         inf.use_all_cpu_threads = use_all_cpu_threads

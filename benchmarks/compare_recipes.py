@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg import devices  # noqa: E402
-from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
-from napari_nevus_seg.training import TrainConfig, load_pairs, split_pairs, train  # noqa: E402
+from napari_nevus_seg.model import devices  # noqa: E402
+from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
+from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train  # noqa: E402
 
 RECIPES = {  # name: (architecture, loss, CPU precision: "auto" = bf16 where the CPU has it natively)
     "unet bce": ("unet", "bce", "auto"),

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from napari_nevus_seg import iter_pairs, measure
-from napari_nevus_seg.measure_colour import COLOUR_NAMES, DEFAULT_REFERENCES, REFERENCE_SETS
+from napari_nevus_seg.measurements.colour import COLOUR_NAMES, DEFAULT_REFERENCES, REFERENCE_SETS
 
 
 def default_data() -> Path:

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
-from napari_nevus_seg.synthetic import dataset_folder, synthetic_lesion_image  # noqa: E402
+from napari_nevus_seg.io.synthetic import dataset_folder, synthetic_lesion_image  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 PLUGIN = "napari-nevus-seg"

@@ -19,9 +19,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg.atomic import atomic_path  # noqa: E402
-from napari_nevus_seg.inference import predict_proba  # noqa: E402
-from napari_nevus_seg.model import model_from_checkpoint, read_checkpoint  # noqa: E402
+from napari_nevus_seg.io.atomic import atomic_path  # noqa: E402
+from napari_nevus_seg.inference.pipeline import predict_proba  # noqa: E402
+from napari_nevus_seg.model.networks import model_from_checkpoint, read_checkpoint  # noqa: E402
 
 
 def main() -> None:

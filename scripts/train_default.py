@@ -29,19 +29,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baseline import otsu_baseline  # noqa: E402
 
-from napari_nevus_seg.augment import AugmentConfig  # noqa: E402
-from napari_nevus_seg.io import iter_pairs  # noqa: E402
-from napari_nevus_seg.metrics import score_pairs  # noqa: E402
-from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
-from napari_nevus_seg.training import (  # noqa: E402
-    PairSet,
-    TrainConfig,
-    init_from,
-    load_pairs,
-    prepare_pairs,
-    split_pairs,
-    train,
-)
+from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
+from napari_nevus_seg.io.images import iter_pairs  # noqa: E402
+from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
+from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
+from napari_nevus_seg.training.loop import (PairSet, TrainConfig, init_from, load_pairs, prepare_pairs, split_pairs, train)
 
 SYNTHETIC_SEED0 = 100_000
 
@@ -50,7 +42,7 @@ def tightened(pairs: PairSet) -> PairSet:
     """The same pairs with each mask moved onto its image's visible pigment edge (refine_outline)."""
     import numpy as np
 
-    from napari_nevus_seg.refine import refine_outline
+    from napari_nevus_seg.inference.refine import refine_outline
 
     masks = pairs.masks.clone()
     for i in range(len(pairs)):
@@ -64,7 +56,7 @@ def synthetic_pairs(n: int, size: int) -> PairSet:
     """``n`` synthetic training pairs (deterministic): 1-4 lesions, random shape, look and hair."""
     import numpy as np
 
-    from napari_nevus_seg.synthetic import LOOKS, synthetic_lesion_image
+    from napari_nevus_seg.io.synthetic import LOOKS, synthetic_lesion_image
 
     images, masks = [], []
     for i in range(n):
@@ -147,7 +139,7 @@ def main() -> None:
         if d["stage"] == "val":
             line = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if k != "best"}
             if ph2 and (d["epoch"] % args.ph2_every == 0 or d["epoch"] == args.epochs):
-                from napari_nevus_seg.inference import segment
+                from napari_nevus_seg.inference.pipeline import segment
 
                 s = score_pairs((segment(img, model=model, device="cpu") > 0, m) for _, img, m in ph2)
                 model.net.train()

@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_default import synthetic_pairs  # noqa: E402
 
-from napari_nevus_seg.augment import AugmentConfig  # noqa: E402
-from napari_nevus_seg.io import iter_pairs  # noqa: E402
-from napari_nevus_seg.metrics import score_pairs  # noqa: E402
-from napari_nevus_seg.model import build_model, default_preprocess  # noqa: E402
-from napari_nevus_seg.training import PairSet, TrainConfig, evaluate, init_from, load_pairs, split_pairs, train  # noqa: E402
+from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
+from napari_nevus_seg.io.images import iter_pairs  # noqa: E402
+from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
+from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
+from napari_nevus_seg.training.loop import (PairSet, TrainConfig, evaluate, init_from, load_pairs, split_pairs, train)  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DIAGNOSES = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")
@@ -146,7 +146,7 @@ def main() -> None:
         for dx, sub in ham_va_by_dx.items():
             row[f"ham_{dx}_dice"] = evaluate(model, sub)["dice"] if len(sub) else None
         if ph2 and (d["epoch"] % args.ph2_every == 0 or d["epoch"] == args.epochs):
-            from napari_nevus_seg.inference import segment
+            from napari_nevus_seg.inference.pipeline import segment
 
             row["ph2_dice"] = score_pairs((segment(img, model=model, device="cpu") > 0, m)
                                           for _, img, m in ph2)["dice"]

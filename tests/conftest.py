@@ -79,7 +79,7 @@ def pytest_make_collect_report(collector):
 @pytest.fixture
 def synthetic_case():
     """A 512x384 synthetic dermoscopy image with one lesion (seed 0, 0.02 mm pixels)."""
-    from napari_nevus_seg.synthetic import synthetic_lesion_image
+    from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 
     return synthetic_lesion_image(seed=0, pixel_size_mm=0.02)
 
@@ -87,7 +87,7 @@ def synthetic_case():
 @pytest.fixture
 def make_dataset(tmp_path):
     """Factory: ``make_dataset(layout, n=3, seed=0)`` writes a synthetic data-set tree, returns (root, cases)."""
-    from napari_nevus_seg.synthetic import dataset_folder
+    from napari_nevus_seg.io.synthetic import dataset_folder
 
     def make(layout: str = "images_masks", n: int = 3, seed: int = 0, shape=(96, 128)):
         root = tmp_path / f"{layout}_{n}_{seed}"

@@ -2,7 +2,7 @@
 
 import torch
 
-from napari_nevus_seg.augment import AugmentConfig, augment_batch
+from napari_nevus_seg.training.augment import AugmentConfig, augment_batch
 
 NO_PHOTO = dict(brightness=0, contrast=0, saturation=0, channel_gain=0, gamma=0, hair_prob=0, blur_prob=0,
                 flatten_prob=0)

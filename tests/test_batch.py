@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
-from napari_nevus_seg.batch import BatchSetupError, find_images
-from napari_nevus_seg.batch_work import read_output, write_output
-from napari_nevus_seg.io import is_labels_file
+from napari_nevus_seg.batch.folder import BatchSetupError, find_images
+from napari_nevus_seg.batch.work import read_output, write_output
+from napari_nevus_seg.io.images import is_labels_file
 
 SHAPE = (96, 128)
 
@@ -37,7 +37,7 @@ def model():
 def test_outputs_equal_the_api_result(tmp_path, model):
     import tifffile
 
-    from napari_nevus_seg.io import file_pixel_size, is_labels_file
+    from napari_nevus_seg.io.images import file_pixel_size, is_labels_file
 
     paths = make_folder(tmp_path / "in", 3)
     summary = segment_folder(tmp_path / "in", tmp_path / "out", model=model, pixel_size_mm=0.02)
@@ -258,7 +258,7 @@ def test_cancel_stops_and_a_rerun_resumes(tmp_path, model, refine_workers):
 
 
 def test_measure_csv_covers_done_and_skipped_images(tmp_path, model):
-    pytest.importorskip("napari_nevus_seg.measurements")
+    pytest.importorskip("napari_nevus_seg.measurements.table")
     import pandas as pd
 
     make_folder(tmp_path / "in", 3)
@@ -351,7 +351,7 @@ def test_dask_with_an_in_memory_model(tmp_path):
 
 
 def test_pixel_budget_lets_one_oversized_image_through_alone():
-    from napari_nevus_seg.batch_local import PixelBudget
+    from napari_nevus_seg.batch.local import PixelBudget
 
     b = PixelBudget(100)
     assert b.acquire(60, block=False) and b.acquire(40, block=False)
@@ -365,9 +365,9 @@ def test_pixel_budget_lets_one_oversized_image_through_alone():
 
 
 def test_a_tiny_pixel_budget_processes_images_one_at_a_time(tmp_path, model):
-    from napari_nevus_seg.batch import find_images
-    from napari_nevus_seg.batch_local import run_local
-    from napari_nevus_seg.batch_work import SegmentOptions
+    from napari_nevus_seg.batch.folder import find_images
+    from napari_nevus_seg.batch.local import run_local
+    from napari_nevus_seg.batch.work import SegmentOptions
 
     make_folder(tmp_path / "in", 3)
     (tmp_path / "in" / "bad.png").write_bytes(b"junk")
@@ -379,7 +379,7 @@ def test_a_tiny_pixel_budget_processes_images_one_at_a_time(tmp_path, model):
 
 
 def test_refinement_in_worker_processes_gives_the_api_result(tmp_path, model, monkeypatch):
-    from napari_nevus_seg.batch_refine import RefinePool
+    from napari_nevus_seg.batch.refine_pool import RefinePool
 
     submitted = []
     real_submit = RefinePool.submit
@@ -424,7 +424,8 @@ def test_a_script_without_a_main_guard_can_use_worker_processes(tmp_path, proces
 def test_refine_workers_choice_and_thread_cap(monkeypatch):
     import torch
 
-    from napari_nevus_seg import batch_refine, devices
+    from napari_nevus_seg.batch import refine_pool as batch_refine
+    from napari_nevus_seg.model import devices
 
     monkeypatch.setattr(devices, "cpu_cores", lambda: 8)
     assert batch_refine.auto_refine_workers(100, "cpu") == 4       # half the cores beside the network
@@ -444,7 +445,7 @@ def test_refinement_workers_do_not_import_pytorch():
     import subprocess
     import sys
 
-    code = ("import sys, napari_nevus_seg.batch_refine as b, napari_nevus_seg.refine; b._warm_up(); "
+    code = ("import sys, napari_nevus_seg.batch.refine_pool as b, napari_nevus_seg.inference.refine; b._warm_up(); "
             "print(sorted(m for m in ('torch', 'skimage') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -473,7 +474,7 @@ def _photo_folder(root: Path) -> list[Path]:
 
 def _labelled_once(folder: Path, photos: list[Path]) -> dict[str, Path]:
     """Each photo's one label file in ``folder`` (by the source the file records)."""
-    from napari_nevus_seg.labels_io import labels_source
+    from napari_nevus_seg.io.labels import labels_source
 
     by_source: dict[str, list[Path]] = {}
     for p in folder.iterdir():
@@ -579,7 +580,7 @@ def test_pixel_size_out_of_range_is_a_setup_error(tmp_path, model, px):
 def test_main_module_is_put_back_after_starting_processes_even_on_error():
     import sys
 
-    from napari_nevus_seg.spawning import main_module_hidden
+    from napari_nevus_seg.batch.spawning import main_module_hidden
 
     main = sys.modules["__main__"]
     with pytest.raises(RuntimeError), main_module_hidden():
@@ -634,13 +635,13 @@ def test_a_daemonic_process_refines_in_its_own_thread(monkeypatch):
     """A multiprocessing.Pool worker may not start processes: auto picks 0, an explicit number is refused."""
     import multiprocessing
 
-    from napari_nevus_seg import batch_refine
+    from napari_nevus_seg.batch import refine_pool as batch_refine
 
     class Daemon:
         daemon = True
 
     monkeypatch.setattr(batch_refine, "cpu_cores", lambda: 8, raising=False)
-    monkeypatch.setattr("napari_nevus_seg.devices.cpu_cores", lambda: 8)
+    monkeypatch.setattr("napari_nevus_seg.model.devices.cpu_cores", lambda: 8)
     assert batch_refine.auto_refine_workers(100, "cpu") == 4
     monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
     assert batch_refine.auto_refine_workers(100, "cpu") == 0
@@ -660,7 +661,7 @@ def test_very_long_file_names_are_written(tmp_path, model):
 
 def test_ctrl_c_stops_the_caller_with_the_summary_and_a_partial_table(tmp_path, model):
     """A script looping over folders must stop on Ctrl-C (it used to go on with the next folder)."""
-    from napari_nevus_seg.batch import BatchInterrupted
+    from napari_nevus_seg.batch.folder import BatchInterrupted
 
     make_folder(tmp_path / "in", 4)
 

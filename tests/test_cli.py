@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from napari_nevus_seg import build_model, load_model, save_model, segment, synthetic_lesion_image
-from napari_nevus_seg.batch_work import read_output
-from napari_nevus_seg.cli import main
+from napari_nevus_seg.batch.work import read_output
+from napari_nevus_seg.cli.main import main
 
 SHAPE = (96, 128)
 
@@ -97,7 +97,7 @@ def test_usage_errors(tmp_path, capsys):
 
 
 def test_measure_csv_from_the_cli(tmp_path, capsys):
-    pytest.importorskip("napari_nevus_seg.measurements")
+    pytest.importorskip("napari_nevus_seg.measurements.table")
     import pandas as pd
 
     make_folder(tmp_path / "in", 2)
@@ -130,7 +130,7 @@ def test_workers_run_a_local_dask_cluster(tmp_path, tiny_model, capsys):
 
 def test_unreachable_scheduler_is_a_setup_error(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr("napari_nevus_seg.batch_cluster.CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr("napari_nevus_seg.batch.cluster.CONNECT_TIMEOUT", "2s")
     make_folder(tmp_path / "in", 1)
     rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9",
                "-q"])
@@ -156,7 +156,7 @@ def test_installed_console_script(tmp_path):
 
 # ------------------------------------------------------------------------------------------- train
 def dataset(root: Path, n: int = 6) -> Path:
-    from napari_nevus_seg.synthetic import dataset_folder
+    from napari_nevus_seg.io.synthetic import dataset_folder
 
     dataset_folder(root, layout="images_masks", n=n, shape=(64, 80))
     return root
@@ -224,7 +224,7 @@ def test_resume_with_other_network_settings_is_refused(tmp_path, capsys):
 
 
 def test_train_fill_prob_reaches_the_augmentation(tmp_path, monkeypatch, capsys):
-    import napari_nevus_seg.training as training
+    import napari_nevus_seg.training.loop as training
 
     seen = []
     real_train = training.train
@@ -298,8 +298,8 @@ def test_train_init_output_says_what_each_score_is(tmp_path, monkeypatch, capsys
 
 def test_train_init_keeps_the_model_when_its_name_is_taken_while_training_runs(tmp_path, monkeypatch, capsys):
     # a --name free when the run started but saved by another program meanwhile: FileExistsError traceback
-    import napari_nevus_seg.finetune as finetune
-    from napari_nevus_seg.library import ModelLibrary
+    import napari_nevus_seg.training.finetune as finetune
+    from napari_nevus_seg.model.library import ModelLibrary
 
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
     base = _tiny_base(tmp_path)
@@ -371,7 +371,7 @@ def test_no_refine_reaches_the_segmentation(tmp_path, capsys):
 
 
 def test_train_help_states_the_fine_tuning_defaults(capsys):
-    from napari_nevus_seg.finetune import DEFAULTS
+    from napari_nevus_seg.training.finetune import DEFAULTS
 
     assert main(["train", "--help"]) == 0
     assert f"the fine-tuning default, {DEFAULTS['epochs']})" in " ".join(capsys.readouterr().out.split())
@@ -394,10 +394,10 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def test_segment_into_the_input_folder_keeps_every_photo(tmp_path, capsys):
-    pytest.importorskip("napari_nevus_seg.measurements")
+    pytest.importorskip("napari_nevus_seg.measurements.table")
     import tifffile
 
-    from napari_nevus_seg.labels_io import labels_source
+    from napari_nevus_seg.io.labels import labels_source
 
     src = tmp_path / "in"
     src.mkdir()
@@ -582,7 +582,7 @@ def test_progress_rate_of_a_bar_made_after_its_first_step():
     import io
     import time
 
-    from napari_nevus_seg.cli_progress import ProgressBar
+    from napari_nevus_seg.cli.progress import ProgressBar
 
     out = io.StringIO()
     bar = ProgressBar("epoch 1/1", stream=out, log_every=0.0, timed_from_first_update=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_nevus_seg import DeviceUnavailableError, available_devices, devices, resolve_device
+from napari_nevus_seg import DeviceUnavailableError, available_devices, resolve_device
+from napari_nevus_seg.model import devices
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import torch
 from finetune_helpers import cases, tiny_base
 
 from napari_nevus_seg import dice, fine_tune, load_model, save_model, segment
-from napari_nevus_seg.finetune import MIN_PAIRS_FOR_HOLDOUT, FineTuneResult, holdout_count
-from napari_nevus_seg.training import TrainingCancelled
+from napari_nevus_seg.training.finetune import MIN_PAIRS_FOR_HOLDOUT, FineTuneResult, holdout_count
+from napari_nevus_seg.training.loop import TrainingCancelled
 
 FAST = {"epochs": 6, "steps_per_epoch": 5, "batch_size": 8, "lr": 1e-3, "device": "cpu"}
 
@@ -178,7 +178,7 @@ def test_a_change_too_small_to_show_is_no_change_and_a_drop_names_its_pairs():
     model.meta["fine_tune"].update(n_pairs=1, n_holdout=0, before_dice=None)
     assert FineTuneResult.of(model).summary() == "fine-tuned on 1 pair (no score)"
     # worse or better only from what is shown (one decimal of a point) on
-    from napari_nevus_seg.finetune import compare
+    from napari_nevus_seg.training.finetune import compare
 
     assert compare(0.9, 0.9 - 0.0004) == (False, False) and compare(0.9, 0.9 + 0.0004) == (False, False)
     assert compare(0.9, 0.9 - 0.0006) == (False, True) and compare(0.9, 0.9 + 0.0006) == (True, False)
@@ -216,7 +216,7 @@ def test_a_second_round_holds_out_pairs_the_base_was_not_trained_on(tmp_path):
 
 
 def test_the_same_picture_in_another_dtype_is_the_same_image():
-    from napari_nevus_seg.finetune import image_key
+    from napari_nevus_seg.training.finetune import image_key
 
     img = cases([1])[0].image
     assert image_key(img) == image_key(img / 255.0) == image_key(np.dstack([img, np.full(img.shape[:2], 255)]))
@@ -267,8 +267,8 @@ def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
     # nevus-seg train --init reads each pair when fine_tune asks for it (FilesAsArrays)
     from PIL import Image
 
-    from napari_nevus_seg.cli_train import FilesAsArrays
-    from napari_nevus_seg.io import read_image, read_mask
+    from napari_nevus_seg.cli.train import FilesAsArrays
+    from napari_nevus_seg.io.images import read_image, read_mask
 
     paths = []
     for i, c in enumerate(cases(range(300, 306))):
@@ -297,7 +297,7 @@ def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
 
 def test_reported_validation_scores_are_the_returned_models(bluish):
     # with blend < 1 the model returned is base + blend * (tuned - base): its best_val is its own score
-    from napari_nevus_seg.training import evaluate, prepare_pairs
+    from napari_nevus_seg.training.loop import evaluate, prepare_pairs
 
     train_cases, _ = bluish
     images, masks = [c.image for c in train_cases], [c.labels for c in train_cases]
@@ -332,7 +332,7 @@ def test_settings_out_of_range_are_refused_naming_the_argument(setting, value):
 
 @pytest.mark.parametrize("holdout", [0, 0.0, 0.25, 1, None])
 def test_holdout_values_in_range_are_accepted(holdout):
-    from napari_nevus_seg.finetune import _check_settings
+    from napari_nevus_seg.training.finetune import _check_settings
 
     _check_settings(holdout, 1, 1, 1, 1e-3, None, 0.3)
 
@@ -375,8 +375,8 @@ def test_nan_masks_are_refused_and_empty_masks_warned_about():
 def test_a_mask_that_does_not_fit_is_named_by_its_files(tmp_path):
     from PIL import Image
 
-    from napari_nevus_seg.cli_train import FilesAsArrays
-    from napari_nevus_seg.io import read_image, read_mask
+    from napari_nevus_seg.cli.train import FilesAsArrays
+    from napari_nevus_seg.io.images import read_image, read_mask
 
     cs = cases(range(3))
     for i, c in enumerate(cs):

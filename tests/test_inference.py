@@ -12,19 +12,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_nevus_seg import (
-    DeviceUnavailableError,
-    build_model,
-    dice,
-    inference,
-    load_model,
-    postprocess,
-    postprocessing,
-    predict_proba,
-    segment,
-    synthetic_lesion_image,
-)
-from napari_nevus_seg.preprocess import as_float_rgb, as_uint8_rgb, model_input
+from napari_nevus_seg import (DeviceUnavailableError, build_model, dice, load_model, postprocess, predict_proba, segment, synthetic_lesion_image)
+from napari_nevus_seg.inference import pipeline as inference, postprocess as postprocessing
+from napari_nevus_seg.inference.preprocess import as_float_rgb, as_uint8_rgb, model_input
 
 
 def ellipse_image(shape=(240, 320), blobs=((0.5, 0.5, 0.25, 0.3),), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +98,7 @@ def test_uint8_and_float_input_give_the_same_result(model):
 
 
 def test_large_16_bit_and_float_images_are_converted_in_bands_to_the_same_values(monkeypatch):
-    from napari_nevus_seg import preprocess
+    from napari_nevus_seg.inference import preprocess
 
     def whole(a):   # the conversion without bands
         return np.rint(as_float_rgb(a) * 255.0).astype(np.uint8)
@@ -238,7 +228,7 @@ def test_unavailable_device_is_a_clear_error():
 @pytest.fixture(params=["0", "1"], ids=["fp32", "bf16"])
 def cpu_precision(request, monkeypatch):
     """Run a test with CPU bfloat16 autocast off (exact fp32) and forced on (what a bf16-capable CPU does)."""
-    from napari_nevus_seg import devices
+    from napari_nevus_seg.model import devices
 
     monkeypatch.setenv("NEVUS_SEG_CPU_BF16", request.param)
     devices.cpu_has_native_bf16.cache_clear()
@@ -375,7 +365,7 @@ def test_default_model_finds_every_lesion_of_a_multi_lesion_image(model, seed):
 
 @pytest.mark.parametrize("refine", [True, False])
 def test_segment_returns_its_probabilities_from_one_network_pass(model, monkeypatch, refine):
-    import napari_nevus_seg.inference as inference
+    import napari_nevus_seg.inference.pipeline as inference
 
     case = synthetic_lesion_image(seed=2, n_lesions=2)
     stack = np.stack([case.image, case.image[::-1]])

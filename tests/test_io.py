@@ -9,10 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nevus_seg.io import (Case, ImageReadError, discover_cases, file_pixel_size, intensity_full_scale,
-                                 is_labels_file, iter_pairs, mask_for_image, read_image, read_image_with_info,
-                                 read_labels, read_mask, to_rgb_uint8, write_labels)
-from napari_nevus_seg.synthetic import dataset_folder, synthetic_lesion_image
+from napari_nevus_seg.io.images import (Case, ImageReadError, discover_cases, file_pixel_size, intensity_full_scale, is_labels_file, iter_pairs, mask_for_image, read_image, read_image_with_info, read_labels, read_mask, to_rgb_uint8, write_labels)
+from napari_nevus_seg.io.synthetic import dataset_folder, synthetic_lesion_image
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +110,7 @@ def test_a_few_hot_pixels_do_not_make_float_data_0_to_255():
     assert intensity_full_scale(2.5, True, over=1e-3) == 1.0
     assert intensity_full_scale(2.5, True, over=2e-3) == 255.0
     assert intensity_full_scale(2.5, False, over=0.0) == 255.0        # integers: unchanged
-    from napari_nevus_seg.preprocess import CONVERT_BAND_PIXELS, as_float_rgb, as_uint8_rgb
+    from napari_nevus_seg.inference.preprocess import CONVERT_BAND_PIXELS, as_float_rgb, as_uint8_rgb
 
     clean = np.full((1200, CONVERT_BAND_PIXELS // 1000, 3), 0.5, np.float32)   # banded above 1 Mpx
     for img in (clean[:100, :100].copy(), clean.copy()):
@@ -159,7 +157,7 @@ def test_float_nan_becomes_zero_with_a_warning():
 @pytest.mark.parametrize("band_pixels", [None, 1000])
 def test_segmenting_an_image_with_nan_warns(monkeypatch, band_pixels):
     """NaN pixels become black (the colours there are not the image's): say so, whole or in bands."""
-    from napari_nevus_seg import preprocess
+    from napari_nevus_seg.inference import preprocess
 
     if band_pixels:
         monkeypatch.setattr(preprocess, "CONVERT_BAND_PIXELS", band_pixels)
@@ -508,7 +506,7 @@ def test_read_labels_tiff_with_label_255(tmp_path):
 
 
 def test_to_rgb_uint8_returns_rgb_uint8_unchanged():
-    from napari_nevus_seg.io import to_rgb_uint8
+    from napari_nevus_seg.io.images import to_rgb_uint8
 
     img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     out = to_rgb_uint8(img)
@@ -613,7 +611,7 @@ def test_is_labels_file_by_name_and_folder(tmp_path, rgb):
 
 def test_a_colour_photo_named_like_a_mask_is_a_photo(tmp_path, rgb):
     """``arm_lesion.jpg`` alone is a photograph; a mask needs its image beside it, a mask folder or one channel."""
-    from napari_nevus_seg.datasets import is_mask_file
+    from napari_nevus_seg.io.datasets import is_mask_file
 
     Image.fromarray(rgb).save(tmp_path / "arm_lesion.jpg")              # a clinician's name for a photo
     Image.fromarray(rgb).save(tmp_path / "ISIC_1.jpg")                  # an image and its colour mask
@@ -664,7 +662,7 @@ def test_real_data_open_through_reader_with_aligned_masks(data_root):
 
 
 def test_atomic_path_keeps_the_old_file_on_error_and_leaves_no_temporary(tmp_path):
-    from napari_nevus_seg.atomic import atomic_path
+    from napari_nevus_seg.io.atomic import atomic_path
 
     target = tmp_path / "out.tif"
     target.write_bytes(b"old")
@@ -680,6 +678,6 @@ def test_atomic_path_keeps_the_old_file_on_error_and_leaves_no_temporary(tmp_pat
     fresh = tmp_path / "fresh.png"
     with atomic_path(fresh) as tmp:
         tmp.write_bytes(b"x")
-    from napari_nevus_seg import atomic
+    from napari_nevus_seg.io import atomic
 
     assert fresh.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK  # a plain write's mode, not mkstemp's 0600

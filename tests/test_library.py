@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from napari_nevus_seg.inference import default_model_path, load_model
-from napari_nevus_seg.library import ModelLibrary, validate_name
-from napari_nevus_seg.model import CheckpointError, build_model, save_model
-from napari_nevus_seg.synthetic import synthetic_lesion_image
+from napari_nevus_seg.inference.pipeline import default_model_path, load_model
+from napari_nevus_seg.model.library import ModelLibrary, validate_name
+from napari_nevus_seg.model.networks import CheckpointError, build_model, save_model
+from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 
 
 def tiny(seed: int = 0, **meta):
@@ -169,7 +169,7 @@ def test_long_non_latin_names_are_refused_clearly_not_by_the_file_system(tmp_pat
     lib = ModelLibrary(tmp_path / "lib")
     with pytest.raises(ValueError, match="limited in bytes"):
         lib.save(tiny(3), "病" * 90)
-    from napari_nevus_seg.training_store import TrainingStore
+    from napari_nevus_seg.training.store import TrainingStore
 
     c = synthetic_lesion_image(seed=1, shape=(40, 50))
     pair = TrainingStore(tmp_path / "store").add(c.image, c.mask, "病" * 120)

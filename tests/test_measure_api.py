@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from napari_nevus_seg import measure
-from napari_nevus_seg.measurements import MeasureCancelled, column_names, layer_features
+from napari_nevus_seg.measurements.table import MeasureCancelled, column_names, layer_features
 
 
 def _scene():
@@ -298,7 +298,7 @@ def test_negative_labels_are_refused_not_treated_as_background():
 
 def test_measure_is_the_function():
     import napari_nevus_seg
-    import napari_nevus_seg.measurements  # noqa: F401 - importing the module must not shadow the function
+    import napari_nevus_seg.measurements.table  # noqa: F401 - importing the module must not shadow the function
 
     labels, img = _scene()
     assert napari_nevus_seg.measure(labels, img)["label"].tolist() == [2, 7]

@@ -7,7 +7,7 @@ import pytest
 from skimage.color import rgb2lab
 
 from napari_nevus_seg import measure
-from napari_nevus_seg.measure_colour import COLOUR_NAMES, REFERENCE_SETS
+from napari_nevus_seg.measurements.colour import COLOUR_NAMES, REFERENCE_SETS
 
 SKIN = (214, 166, 142)
 H = W = 200

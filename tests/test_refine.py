@@ -6,8 +6,8 @@ import torch
 from skimage.color import rgb2lab
 
 from napari_nevus_seg import dice, load_model, postprocess, refine_outline, segment
-from napari_nevus_seg.cielab import lab_u8
-from napari_nevus_seg.refine import refine_small, work_shape
+from napari_nevus_seg.io.cielab import lab_u8
+from napari_nevus_seg.inference.refine import refine_small, work_shape
 
 SKIN = (214, 170, 150)
 LESION = (120, 78, 60)
@@ -163,7 +163,7 @@ def test_refine_small_works_from_the_network_grid_for_a_large_image():
     small = torch.from_numpy(loose_probability(dist, 264)[::8, ::8].copy())   # a (150, 200) network-like map
     out = refine_small(img, small)
     assert out.shape == work_shape(mask.shape) and out.dtype == torch.float32
-    from napari_nevus_seg.postprocessing import labels_from_small
+    from napari_nevus_seg.inference.postprocess import labels_from_small
     lab = labels_from_small(out, mask.shape, 0.5)
     assert lab.max() == 1 and dice(lab > 0, mask) > 0.97
 
@@ -208,7 +208,7 @@ def test_the_largest_lesion_is_kept_even_when_it_touches_the_frame():
 
 
 def test_labels_from_a_refined_map_on_its_own_grid_match_the_exact_computation():
-    from napari_nevus_seg.postprocessing import labels_from_small, upsample_proba
+    from napari_nevus_seg.inference.postprocess import labels_from_small, upsample_proba
 
     img, mask, dist = disk_image(shape=(1500, 2000), centre=(700, 900), radius=300)
     img[1400:, 1850:] = 20                                   # a dark frame corner

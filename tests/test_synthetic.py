@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nevus_seg.io import discover_cases, read_image, read_mask
-from napari_nevus_seg.synthetic import (DATASET_LAYOUTS, DERMOSCOPIC_COLOURS, LOOKS, dataset_folder,
-                                        synthetic_lesion_image)
+from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
+from napari_nevus_seg.io.synthetic import (DATASET_LAYOUTS, DERMOSCOPIC_COLOURS, LOOKS, dataset_folder, synthetic_lesion_image)
 
 
 def _gray(img):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_nevus_seg import training
-from napari_nevus_seg.model import build_model
-from napari_nevus_seg.synthetic import synthetic_lesion_image
-from napari_nevus_seg.training import TrainConfig, prepare_pairs, train
+from napari_nevus_seg.training import loop as training
+from napari_nevus_seg.model.networks import build_model
+from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+from napari_nevus_seg.training.loop import TrainConfig, prepare_pairs, train
 
 SIZE = 32
 
@@ -92,7 +92,7 @@ def test_load_pairs_names_the_files_of_a_mask_that_does_not_fit(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from napari_nevus_seg.synthetic import dataset_folder
+    from napari_nevus_seg.io.synthetic import dataset_folder
 
     cases = dataset_folder(tmp_path, "images_masks", n=4, shape=(48, 64))
     bad = cases[2]

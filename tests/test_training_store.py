@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nevus_seg.io import discover_cases, read_image, read_mask
-from napari_nevus_seg.synthetic import synthetic_lesion_image
-from napari_nevus_seg.training import load_pairs
-from napari_nevus_seg.training_store import TrainingStore, safe_name
+from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
+from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+from napari_nevus_seg.training.loop import load_pairs
+from napari_nevus_seg.training.store import TrainingStore, safe_name
 
 
 def case(seed: int, shape=(48, 64)):
@@ -129,7 +129,7 @@ def test_two_windows_adding_the_same_name_at_once_keep_their_own_pairs(tmp_path,
     import threading
     import time
 
-    from napari_nevus_seg import training_store as ts
+    from napari_nevus_seg.training import store as ts
 
     real_write = ts._write_png
 

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nevus_seg import load_model, preprocess, segment, synthetic_lesion_image
-from napari_nevus_seg.preprocess import (
-    confirmed_by_whole,
-    model_windows,
-    stitch_windows,
-    window_layout,
-)
-from napari_nevus_seg.refine import work_shape
+from napari_nevus_seg import load_model, segment, synthetic_lesion_image
+from napari_nevus_seg.inference import preprocess
+from napari_nevus_seg.inference.preprocess import (confirmed_by_whole, model_windows, stitch_windows, window_layout)
+from napari_nevus_seg.inference.refine import work_shape
 
 
 @pytest.fixture(scope="module")

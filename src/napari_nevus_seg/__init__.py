@@ -21,28 +21,28 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _API: dict[str, str] = {
     # images and data sets
-    "read_image": "io", "read_image_with_info": "io", "read_mask": "io", "to_rgb_uint8": "io",
-    "discover_cases": "io", "iter_pairs": "io", "write_labels": "io", "ImageReadError": "io", "Case": "io",
-    "read_labels": "io",
+    "read_image": "io.images", "read_image_with_info": "io.images", "read_mask": "io.images", "to_rgb_uint8": "io.images",
+    "discover_cases": "io.images", "iter_pairs": "io.images", "write_labels": "io.images", "ImageReadError": "io.images", "Case": "io.images",
+    "read_labels": "io.images",
     # synthetic dermoscopy-like images with exact masks
-    "synthetic_lesion_image": "synthetic",
+    "synthetic_lesion_image": "io.synthetic",
     # networks and checkpoints
-    "build_model": "model", "save_model": "model", "LesionModel": "model", "CheckpointError": "model",
+    "build_model": "model.networks", "save_model": "model.networks", "LesionModel": "model.networks", "CheckpointError": "model.networks",
     # inference
-    "load_model": "inference", "predict_proba": "inference", "segment": "inference",
-    "postprocess": "inference", "default_model_path": "inference", "refine_outline": "refine",
-    "resolve_device": "devices", "available_devices": "devices", "DeviceUnavailableError": "devices",
+    "load_model": "inference.pipeline", "predict_proba": "inference.pipeline", "segment": "inference.pipeline",
+    "postprocess": "inference.pipeline", "default_model_path": "inference.pipeline", "refine_outline": "inference.refine",
+    "resolve_device": "model.devices", "available_devices": "model.devices", "DeviceUnavailableError": "model.devices",
     # training and fine-tuning
-    "train": "training", "TrainConfig": "training", "load_pairs": "training", "prepare_pairs": "training",
-    "TrainingCancelled": "training",
-    "fine_tune": "finetune", "FineTuneResult": "finetune",
-    "ModelLibrary": "library",
+    "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.loop", "prepare_pairs": "training.loop",
+    "TrainingCancelled": "training.loop",
+    "fine_tune": "training.finetune", "FineTuneResult": "training.finetune",
+    "ModelLibrary": "model.library",
     # measurement
-    "measure": "measurements",
+    "measure": "measurements.table",
     # scores
-    "dice": "metrics", "jaccard": "metrics", "thresholded_jaccard": "metrics", "score_pairs": "metrics",
+    "dice": "inference.metrics", "jaccard": "inference.metrics", "thresholded_jaccard": "inference.metrics", "score_pairs": "inference.metrics",
     # batch processing
-    "segment_folder": "batch",
+    "segment_folder": "batch.folder",
 }
 
 __all__ = sorted(_API) + ["__version__"]
@@ -62,16 +62,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .batch import segment_folder
-    from .devices import DeviceUnavailableError, available_devices, resolve_device
-    from .finetune import FineTuneResult, fine_tune
-    from .inference import default_model_path, load_model, postprocess, predict_proba, segment
-    from .io import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_labels,
-                     read_mask, to_rgb_uint8, write_labels)
-    from .library import ModelLibrary
-    from .measurements import measure
-    from .refine import refine_outline
-    from .metrics import dice, jaccard, score_pairs, thresholded_jaccard
-    from .model import CheckpointError, LesionModel, build_model, save_model
-    from .synthetic import synthetic_lesion_image
-    from .training import TrainConfig, TrainingCancelled, load_pairs, prepare_pairs, train
+    from napari_nevus_seg.batch.folder import segment_folder
+    from napari_nevus_seg.model.devices import DeviceUnavailableError, available_devices, resolve_device
+    from napari_nevus_seg.training.finetune import FineTuneResult, fine_tune
+    from napari_nevus_seg.inference.pipeline import (default_model_path, load_model, postprocess, predict_proba, segment)
+    from napari_nevus_seg.io.images import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_labels, read_mask, to_rgb_uint8, write_labels)
+    from napari_nevus_seg.model.library import ModelLibrary
+    from napari_nevus_seg.measurements.table import measure
+    from napari_nevus_seg.inference.refine import refine_outline
+    from napari_nevus_seg.inference.metrics import dice, jaccard, score_pairs, thresholded_jaccard
+    from napari_nevus_seg.model.networks import CheckpointError, LesionModel, build_model, save_model
+    from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+    from napari_nevus_seg.training.loop import (TrainConfig, TrainingCancelled, load_pairs, prepare_pairs, train)

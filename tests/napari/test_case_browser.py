@@ -10,9 +10,9 @@ from napari.layers import Image, Labels
 from napari_nevus_seg import segment
 from napari_nevus_seg._napari import _case_browser, _shared
 from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
-from napari_nevus_seg.io import read_image, read_mask
-from napari_nevus_seg.library import ModelLibrary
-from napari_nevus_seg.training_store import TrainingStore
+from napari_nevus_seg.io.images import read_image, read_mask
+from napari_nevus_seg.model.library import ModelLibrary
+from napari_nevus_seg.training.store import TrainingStore
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000

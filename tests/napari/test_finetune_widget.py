@@ -10,8 +10,8 @@ from finetune_helpers import cases, tiny_base
 
 from napari_nevus_seg._napari import _finetune_widget, _model_manager, _shared
 from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
-from napari_nevus_seg.library import ModelLibrary
-from napari_nevus_seg.training_store import TrainingStore
+from napari_nevus_seg.model.library import ModelLibrary
+from napari_nevus_seg.training.store import TrainingStore
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 300_000
@@ -206,8 +206,8 @@ def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_
     # bad pair only by its number
     from PIL import Image
 
-    from napari_nevus_seg import training_store
-    from napari_nevus_seg.io import read_image
+    from napari_nevus_seg.training import store as training_store
+    from napari_nevus_seg.io.images import read_image
 
     store = TrainingStore(tmp_path / "big")
     for i, c in enumerate(cases(range(200, 206), "bluish")):

@@ -64,7 +64,7 @@ def test_rerun_updates_the_same_layer(make_napari_viewer, qtbot, case):
 
 @pytest.mark.parametrize("with_prob", [False, True])
 def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case, with_prob, monkeypatch):
-    import napari_nevus_seg.inference as inference
+    import napari_nevus_seg.inference.pipeline as inference
 
     viewer = make_napari_viewer()
     viewer.add_image(case.image, name="skin", rgb=True)
@@ -228,7 +228,7 @@ def test_rerun_over_corrections_can_be_undone(make_napari_viewer, qtbot, case, m
 
 def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
     from napari_nevus_seg import load_model
-    from napari_nevus_seg.library import ModelLibrary
+    from napari_nevus_seg.model.library import ModelLibrary
 
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
     ModelLibrary().save(load_model(), "clinic A")
@@ -245,7 +245,7 @@ def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
 def test_a_chosen_model_renamed_elsewhere_is_not_silently_replaced(make_napari_viewer, tmp_path, monkeypatch):
     from napari_nevus_seg import load_model
     from napari_nevus_seg._napari import _segment_widget as sw
-    from napari_nevus_seg.library import ModelLibrary
+    from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
     monkeypatch.setattr(sw, "show_warning", warned.append)
@@ -375,7 +375,7 @@ def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(ma
     from napari_nevus_seg import load_model
     from napari_nevus_seg._napari import _segment_widget as sw
     from napari_nevus_seg._napari._model_manager import ModelManagerPanel
-    from napari_nevus_seg.library import ModelLibrary
+    from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
     monkeypatch.setattr(sw, "show_warning", warned.append)

@@ -34,16 +34,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..devices import available_devices
-from ..finetune import DEFAULTS, FineTuneResult, fine_tune, plural
-from ..inference import load_model
-from ..library import ModelLibrary
-from ..training import TrainingCancelled
-from ..training_store import TrainingStore
-from ._model_manager import ModelManagerPanel
-from ._segment_widget import ModelChoice
-from ._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, _sync,
-                      qt_deleted, while_open)
+from napari_nevus_seg.model.devices import available_devices
+from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune, plural
+from napari_nevus_seg.inference.pipeline import load_model
+from napari_nevus_seg.model.library import ModelLibrary
+from napari_nevus_seg.training.loop import TrainingCancelled
+from napari_nevus_seg.training.store import TrainingStore
+from napari_nevus_seg._napari._model_manager import ModelManagerPanel
+from napari_nevus_seg._napari._segment_widget import ModelChoice
+from napari_nevus_seg._napari._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, _sync, qt_deleted, while_open)
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:

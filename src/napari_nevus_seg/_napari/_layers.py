@@ -19,7 +19,7 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_warning
 
-from ..io import ImageReadError, to_rgb_uint8
+from napari_nevus_seg.io.images import ImageReadError, to_rgb_uint8
 
 MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
@@ -210,7 +210,7 @@ def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None
     layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
     old = getattr(layer, "features", None)
     if old is not None and len(old):
-        from ..measurements import user_columns
+        from napari_nevus_seg.measurements.table import user_columns
 
         own = user_columns(old.columns)
         if own:   # a user's annotations (a diagnosis, a note) of lesions that no longer exist as they were

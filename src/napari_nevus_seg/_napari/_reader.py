@@ -29,8 +29,7 @@ from typing import Any, Callable
 
 from napari.utils.notifications import show_info, show_warning
 
-from ..io import (IMAGE_SUFFIXES, ImageReadError, discover_cases, file_pixel_size, is_labels_file,
-                  mask_for_image, read_image_with_info, read_labels, read_mask)
+from napari_nevus_seg.io.images import (IMAGE_SUFFIXES, ImageReadError, discover_cases, file_pixel_size, is_labels_file, mask_for_image, read_image_with_info, read_labels, read_mask)
 
 LayerData = tuple[Any, dict, str]
 

@@ -7,7 +7,7 @@ pixel size of 0.02 mm (``scale`` with ``units=("mm", "mm")``), so measurements c
 
 from __future__ import annotations
 
-from ..synthetic import synthetic_lesion_image
+from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 
 PIXEL_SIZE_MM = 0.02
 

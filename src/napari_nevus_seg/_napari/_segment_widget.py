@@ -37,9 +37,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import available_devices, load_model, segment
-from ._layers import KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data
-from ._shared import LayerCombo, StopsWorkWhenRemoved, _sync, qt_deleted, while_open
+from napari_nevus_seg import available_devices, load_model, segment
+from napari_nevus_seg._napari._layers import (KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data)
+from napari_nevus_seg._napari._shared import LayerCombo, StopsWorkWhenRemoved, _sync, qt_deleted, while_open
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
 
@@ -191,7 +191,7 @@ class ModelChoice(QComboBox):
 
 def _library_entries() -> list:
     try:
-        from ..library import ModelLibrary
+        from napari_nevus_seg.model.library import ModelLibrary
 
         return ModelLibrary().list()
     except Exception:  # noqa: BLE001 - an unreadable library must not break the widget

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
-from .batch_work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
-from .devices import cpu_cores
-from .spawning import main_module_hidden
+from napari_nevus_seg.batch.work import (ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one)
+from napari_nevus_seg.model.devices import cpu_cores
+from napari_nevus_seg.batch.spawning import main_module_hidden
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
@@ -26,7 +26,7 @@ MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: 
 
 
 def _setup_error(msg: str) -> Exception:
-    from .batch import BatchSetupError
+    from napari_nevus_seg.batch.folder import BatchSetupError
 
     return BatchSetupError(msg)
 
@@ -120,7 +120,7 @@ def _run(client: Any, tasks: Sequence[ImageTask], opts: SegmentOptions, on_resul
          max_in_flight: int | None, n_local: int) -> bool:
     from distributed import as_completed
 
-    from .model import LesionModel
+    from napari_nevus_seg.model.networks import LesionModel
 
     model_ref = None
     if isinstance(opts.model, LesionModel):   # an in-memory model: send it to every worker once

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .batch_csv import CsvSink
-from .batch_work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
-from .datasets import IMAGE_SUFFIXES, _is_not_a_photo
-from .labels_io import is_labels_file
-from .masks import check_args
+from napari_nevus_seg.batch.csv_sink import CsvSink
+from napari_nevus_seg.batch.work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
+from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, _is_not_a_photo
+from napari_nevus_seg.io.labels import is_labels_file
+from napari_nevus_seg.inference.masks import check_args
 
 ProgressFn = Callable[[ImageResult, int, int], None]
 
@@ -186,7 +186,7 @@ def _spare_sources(sources: list[Path], stems: list[Path], out: Path, fmt: str) 
     folder holding inputs or anywhere else; elsewhere an empty file may be replaced): ``photo.tif`` ->
     ``photo_tif`` (then ``photo_tif_2``, ...). Deterministic for the same inputs and files, so that a
     rerun finds (and skips) the outputs of the first run."""
-    from .batch_work import SUFFIX
+    from napari_nevus_seg.batch.work import SUFFIX
 
     if fmt not in SUFFIX:
         raise ValueError(f"unknown label format {fmt!r}; use one of {FORMATS}")
@@ -347,11 +347,11 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                               f"{'' if recursive else '; sub-folders need --recursive'})")
     if measure is not None:
         try:
-            from . import measure as _measure_module  # noqa: F401
+            from napari_nevus_seg import measure as _measure_module  # noqa: F401
         except ImportError as exc:
             raise BatchSetupError(f"measurements are not available in this installation ({exc})") from exc
     if scheduler is None and client is None:  # this machine does the work (also a local Dask cluster)
-        from .devices import resolve_device
+        from napari_nevus_seg.model.devices import resolve_device
 
         resolve_device(device)   # an unavailable explicit device is a setup error, not N failed images
     if measure is not None:
@@ -383,16 +383,16 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         for r in missing:
             on_result(r)
         if workers is None and scheduler is None and client is None:
-            from .batch_local import run_local
+            from napari_nevus_seg.batch.local import run_local
 
             if refine_workers is None:
-                from .batch_refine import auto_refine_workers
+                from napari_nevus_seg.batch.refine_pool import auto_refine_workers
 
                 refine_workers = auto_refine_workers(len(tasks), device) if refine else 0
             completed = run_local(tasks, opts, on_result, model=loaded, readers=readers, cancel=cancel,
                                   refine_workers=refine_workers)
         else:
-            from .batch_cluster import run_on_dask
+            from napari_nevus_seg.batch.cluster import run_on_dask
 
             completed = run_on_dask(tasks, opts, on_result, workers=workers, scheduler=scheduler, client=client,
                                     threads_per_worker=threads_per_worker, cancel=cancel)

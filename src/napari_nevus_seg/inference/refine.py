@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from .cielab import lab_u8
-from .masks import check_args, default_min_size, labels_from_mask
-from .masks import fill_holes as fill_mask_holes
+from napari_nevus_seg.io.cielab import lab_u8
+from napari_nevus_seg.inference.masks import check_args, default_min_size, labels_from_mask
+from napari_nevus_seg.inference.masks import fill_holes as fill_mask_holes
 
 if TYPE_CHECKING:  # PyTorch is imported where it is used: refine_outline runs in light worker processes
     import torch
@@ -123,7 +123,7 @@ def _rgb_uint8(image) -> np.ndarray:
                          "convert grayscale or RGBA images with napari_nevus_seg.to_rgb_uint8()")
     if arr.dtype == np.uint8:
         return arr
-    from .preprocess import as_uint8_rgb  # imports PyTorch: only for images that are not uint8 already
+    from napari_nevus_seg.inference.preprocess import as_uint8_rgb  # imports PyTorch: only for images that are not uint8 already
 
     return as_uint8_rgb(arr)
 
@@ -223,7 +223,7 @@ def refine_inputs(image_u8: np.ndarray, prob_small: torch.Tensor,
     """
     import torch.nn.functional as F
 
-    from .preprocess import resize_uint8
+    from napari_nevus_seg.inference.preprocess import resize_uint8
 
     shape = image_u8.shape[:2]
     hw, ww = work_shape(shape)

@@ -230,7 +230,7 @@ def iter_pairs(root: str | os.PathLike, require_mask: bool = True) -> Iterator[t
 
     Masks are boolean and checked to have the image's height and width.
     """
-    from .io import ImageReadError, read_image, read_mask
+    from napari_nevus_seg.io.images import ImageReadError, read_image, read_mask
 
     for case in discover_cases(root):
         if require_mask and case.mask is None:

@@ -22,9 +22,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
-from .batch_refine import PendingLabels, RefinePool
-from .batch_work import (ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage, measure_rows,
-                         needs_work, read_output, read_stage, resolve_model, write_stage)
+from napari_nevus_seg.batch.refine_pool import PendingLabels, RefinePool
+from napari_nevus_seg.batch.work import (ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage, measure_rows, needs_work, read_output, read_stage, resolve_model, write_stage)
 
 IN_FLIGHT_PIXELS = 16_000_000   # pixels of all images decoded and not yet written, together
 
@@ -116,7 +115,7 @@ def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Calla
     model = model if model is not None else resolve_model(opts.model)
     if not (opts.refine and refine_workers > 0):
         return _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels, None)
-    from .devices import cpu_cores, cpu_threads_capped, resolve_device
+    from napari_nevus_seg.model.devices import cpu_cores, cpu_threads_capped, resolve_device
 
     on_cpu = resolve_device(opts.device).type == "cpu"
     refiner = RefinePool(refine_workers)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from .cielab import lab_u8
+from napari_nevus_seg.io.cielab import lab_u8
 
 COLOUR_NAMES = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
 

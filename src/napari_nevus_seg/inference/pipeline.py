@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .devices import autocast_dtype, resolve_device, use_all_cpu_threads
-from .model import LesionModel, load_checkpoint
-from .postprocessing import check_args, default_min_size, labels_from_small, postprocess, upsample_proba
-from .preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
-from .refine import refine_small
+from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
+from napari_nevus_seg.model.networks import LesionModel, load_checkpoint
+from napari_nevus_seg.inference.postprocess import (check_args, default_min_size, labels_from_small, postprocess, upsample_proba)
+from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
+from napari_nevus_seg.inference.refine import refine_small
 
 __all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
 

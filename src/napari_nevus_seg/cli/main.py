@@ -30,9 +30,9 @@ class SetupError(Exception):
 
 def setup_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "cannot start": reported in one line, exit status 2."""
-    from .batch import BatchSetupError
-    from .devices import DeviceUnavailableError
-    from .model import CheckpointError
+    from napari_nevus_seg.batch.folder import BatchSetupError
+    from napari_nevus_seg.model.devices import DeviceUnavailableError
+    from napari_nevus_seg.model.networks import CheckpointError
 
     return (SetupError, BatchSetupError, CheckpointError, DeviceUnavailableError, FileNotFoundError,
             NotADirectoryError, PermissionError)
@@ -50,7 +50,7 @@ def resolve_model_arg(value: str | None) -> str | None:
     if p.exists() or p.suffix == ".pt" or os.sep in value or (os.altsep and os.altsep in value):
         return str(p)   # load_model says clearly what is wrong with a bad path
     try:
-        from .library import ModelLibrary
+        from napari_nevus_seg.model.library import ModelLibrary
     except ImportError:
         raise SetupError(f"--model {value!r}: no such file (and no model library in this installation)") from None
     try:
@@ -102,8 +102,8 @@ def add_segment_parser(sub) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .batch import BatchInterrupted, check_pixel_size, segment_folder
-    from .cli_progress import ProgressBar
+    from napari_nevus_seg.batch.folder import BatchInterrupted, check_pixel_size, segment_folder
+    from napari_nevus_seg.cli.progress import ProgressBar
 
     if args.workers is not None and args.workers < 1:
         raise SetupError(f"--workers must be at least 1, got {args.workers}")
@@ -139,8 +139,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .cli_train import add_models_parser, add_train_parser
+    from napari_nevus_seg import __version__
+    from napari_nevus_seg.cli.train import add_models_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="nevus-seg", description="Dermoscopy lesion segmentation, measurement and training.",

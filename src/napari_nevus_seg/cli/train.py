@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err
-from .cli_progress import ProgressBar
+from napari_nevus_seg.cli.main import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err
+from napari_nevus_seg.cli.progress import ProgressBar
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -162,8 +162,8 @@ def _check_out(path: Path, overwrite: bool) -> None:
 
 
 def _load_init(value: str):
-    from .inference import load_model
-    from .library import ModelLibrary
+    from napari_nevus_seg.inference.pipeline import load_model
+    from napari_nevus_seg.model.library import ModelLibrary
 
     try:
         path = ModelLibrary().resolve(value)
@@ -175,7 +175,7 @@ def _load_init(value: str):
 def __getattr__(name: str) -> Any:
     # FilesAsArrays lived here; it moved to training_store (imported when used: `nevus-seg --help` stays quick)
     if name == "FilesAsArrays":
-        from .training_store import FilesAsArrays
+        from napari_nevus_seg.training.store import FilesAsArrays
 
         return FilesAsArrays
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -183,9 +183,9 @@ def __getattr__(name: str) -> Any:
 
 def _fine_tune(args, base, display) -> Any:
     """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
-    from .finetune import fine_tune
-    from .io import discover_cases, read_image, read_mask
-    from .training_store import FilesAsArrays
+    from napari_nevus_seg.training.finetune import fine_tune
+    from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
+    from napari_nevus_seg.training.store import FilesAsArrays
 
     cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
     if not cases:
@@ -207,9 +207,9 @@ def _fine_tune(args, base, display) -> Any:
 
 
 def _train_new(args, display) -> Any:
-    from .augment import AugmentConfig
-    from .model import build_model, default_preprocess
-    from .training import TrainConfig, load_pairs, split_pairs, train
+    from napari_nevus_seg.training.augment import AugmentConfig
+    from napari_nevus_seg.model.networks import build_model, default_preprocess
+    from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train
 
     import torch
 
@@ -235,7 +235,7 @@ def _check_architecture(args: argparse.Namespace) -> None:
         raise SetupError(f"--size must be a multiple of 2**depth = {2 ** args.depth} (the network halves the "
                          f"image {args.depth} times), got {args.size}")
     if args.resume:
-        from .model import CheckpointError, read_checkpoint
+        from napari_nevus_seg.model.networks import CheckpointError, read_checkpoint
 
         last = Path(args.checkpoint_dir) / "last.pt"
         try:
@@ -250,7 +250,7 @@ def _check_architecture(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .model import save_model
+    from napari_nevus_seg.model.networks import save_model
 
     out = Path(args.out)
     if (args.epochs is not None and args.epochs < 1) or (args.batch_size is not None and args.batch_size < 1):
@@ -272,7 +272,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise SetupError(f"{args.data}: no such folder")
     _check_out(out, args.overwrite)
     if args.name:
-        from .library import ModelLibrary, validate_name
+        from napari_nevus_seg.model.library import ModelLibrary, validate_name
 
         try:
             validate_name(args.name)
@@ -324,7 +324,7 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"best validation: {scores} (epoch {best.get('epoch')})")
     if isinstance(ft, dict):
         try:
-            from .finetune import FineTuneResult
+            from napari_nevus_seg.training.finetune import FineTuneResult
 
             print(f"fine-tuning, full resolution as `nevus-seg segment` outlines, base -> returned model: "
                   f"{FineTuneResult.of(model).summary()}")
@@ -337,7 +337,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _save_in_library(model, name: str, overwrite: bool, out: Path) -> int:
     """Save the trained model in the library as ``name``; a name taken while training ran gives ``name-2``, ..."""
-    from .library import ModelLibrary
+    from napari_nevus_seg.model.library import ModelLibrary
 
     lib = ModelLibrary()
     try:
@@ -401,7 +401,7 @@ def _describe(meta: dict[str, Any]) -> str:
 
 def run_models(args: argparse.Namespace) -> int:
     try:
-        from .library import ModelLibrary
+        from napari_nevus_seg.model.library import ModelLibrary
     except ImportError:
         raise SetupError("the model library is not available in this installation") from None
     lib = ModelLibrary(args.library)

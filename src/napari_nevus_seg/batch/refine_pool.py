@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .spawning import main_module_hidden
+from napari_nevus_seg.batch.spawning import main_module_hidden
 
 MIN_TASKS = 16   # fewer images than this: refinement stays in the calling thread (worker start-up ~0.3 s)
 
@@ -34,7 +34,7 @@ def auto_refine_workers(n_tasks: int, device: str) -> int:
 
     0 (refine in the calling thread) for short runs, single-core machines and daemonic processes.
     """
-    from .devices import cpu_cores, resolve_device
+    from napari_nevus_seg.model.devices import cpu_cores, resolve_device
 
     cores = cpu_cores()
     if n_tasks < MIN_TASKS or cores < 2 or multiprocessing.current_process().daemon:
@@ -62,7 +62,7 @@ def _exit_with_parent(sentinel: int) -> None:
 
 
 def _warm_up() -> None:
-    from . import refine  # noqa: F401 - the import (NumPy, SciPy; no PyTorch) is most of a worker's start-up
+    from napari_nevus_seg.inference import refine  # noqa: F401 - the import (NumPy, SciPy; no PyTorch) is most of a worker's start-up
 
 
 class PendingLabels:
@@ -72,8 +72,8 @@ class PendingLabels:
         self.future, self.shape, self.opts = future, shape, opts
 
     def result(self) -> np.ndarray:
-        from .batch_work import compact_labels
-        from .inference import labels_from_refined
+        from napari_nevus_seg.batch.work import compact_labels
+        from napari_nevus_seg.inference.pipeline import labels_from_refined
 
         return compact_labels(labels_from_refined(self.future.result(), self.shape, self.opts.min_size,
                                                   largest_only=self.opts.largest_only))
@@ -92,8 +92,8 @@ class RefinePool:
                 self._pool.submit(_warm_up)
 
     def submit(self, img: np.ndarray, opts: Any, model: Any) -> PendingLabels:
-        from .inference import network_map
-        from .refine import refine_inputs, refine_outline
+        from napari_nevus_seg.inference.pipeline import network_map
+        from napari_nevus_seg.inference.refine import refine_inputs, refine_outline
 
         plane, prob_small = network_map(img, model=model, device=opts.device, tta=opts.tta)
         small, prob, work_min = refine_inputs(plane, prob_small, opts.min_size)

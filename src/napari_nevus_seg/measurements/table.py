@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from . import measure_border as mb
-from . import measure_colour as mc
-from . import measure_shape as ms
+from napari_nevus_seg.measurements import border as mb
+from napari_nevus_seg.measurements import colour as mc
+from napari_nevus_seg.measurements import shape as ms
 
 #: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the A score counts such axes, 0-2)
 ASYMMETRY_THRESHOLD = 0.10
@@ -90,7 +90,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
     The scale is the conversion's own (:func:`~napari_nevus_seg.io.array_full_scale`, alpha included). The
     message names the type and the scale, not the peak, so that a batch of images warns once per scale.
     """
-    from .io import array_full_scale
+    from napari_nevus_seg.io.images import array_full_scale
 
     if arr.dtype.kind not in "uif" or arr.dtype == np.uint8 or arr.size == 0:
         return
@@ -114,7 +114,7 @@ def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bo
     """The image as RGB uint8 and whether it has colour (False for grayscale ones, whatever their layout)."""
     if image is None:
         return None, False
-    from .io import to_rgb_uint8
+    from napari_nevus_seg.io.images import to_rgb_uint8
 
     rgb = to_rgb_uint8(image, source="image", min_side=1)  # grayscale, RGBA, 16-bit, float -> RGB uint8
     _warn_inferred_scale(np.asarray(image))

@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 # data-set discovery lives in .datasets; its names are part of this module's API too
-from .datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discover_cases, is_mask_file,  # noqa: F401
-                       iter_pairs, mask_for_image)
+from napari_nevus_seg.io.datasets import (IMAGE_SUFFIXES, _MASK_WORDS, Case, _is_mask_name, discover_cases, is_mask_file, iter_pairs, mask_for_image)
 
 MIN_SIDE = 8  # smaller images carry no usable lesion
 
@@ -365,11 +364,11 @@ _LABEL_FILE_NAMES = ("LABEL_SUFFIXES", "write_labels", "read_labels", "is_labels
 def __getattr__(name: str):
     """Label-file functions live in :mod:`.labels_io`; they are part of this module's API too."""
     if name in _LABEL_FILE_NAMES:
-        from . import labels_io
+        from napari_nevus_seg.io import labels as labels_io
 
         return getattr(labels_io, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .labels_io import LABEL_SUFFIXES, file_pixel_size, is_labels_file, read_labels, write_labels  # noqa: F401
+    from napari_nevus_seg.io.labels import (LABEL_SUFFIXES, file_pixel_size, is_labels_file, read_labels, write_labels)  # noqa: F401

@@ -45,15 +45,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment import AugmentConfig
-from .devices import resolve_device
-from .inference import load_model, segment
-from .io import to_rgb_uint8
-from .masks import lesion_mask
-from .metrics import dice
-from .model import LesionModel
-from .training import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, describe_pair, evaluate,
-                       init_from, prepare_pairs, train)
+from napari_nevus_seg.training.augment import AugmentConfig
+from napari_nevus_seg.model.devices import resolve_device
+from napari_nevus_seg.inference.pipeline import load_model, segment
+from napari_nevus_seg.io.images import to_rgb_uint8
+from napari_nevus_seg.inference.masks import lesion_mask
+from napari_nevus_seg.inference.metrics import dice
+from napari_nevus_seg.model.networks import LesionModel
+from napari_nevus_seg.training.loop import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, describe_pair, evaluate, init_from, prepare_pairs, train)
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 

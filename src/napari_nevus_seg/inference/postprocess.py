@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from .masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, check_args,  # noqa: F401
-                    default_min_size, fill_holes, labels_from_mask)
+from napari_nevus_seg.inference.masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, check_args, default_min_size, fill_holes, labels_from_mask)
 
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution

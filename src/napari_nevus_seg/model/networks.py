@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from napari_nevus_seg.io.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "napari-nevus-seg/1"
 

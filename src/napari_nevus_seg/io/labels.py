@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .datasets import _MASK_DIRS, is_mask_file
-from .io import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane,
-                 _read_tiff_page, _tiff_pixel_size, read_mask)
+from napari_nevus_seg.io.atomic import atomic_path
+from napari_nevus_seg.io.datasets import _MASK_DIRS, is_mask_file
+from napari_nevus_seg.io.images import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane, _read_tiff_page, _tiff_pixel_size, read_mask)
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)

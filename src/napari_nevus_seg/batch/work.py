@@ -78,7 +78,7 @@ def existing_output(task: ImageTask, fmt: str) -> Path | None:
     Label files without a record (earlier versions, other tools) are taken as they are; a file that is
     no label file (a photograph) is not an output (and :func:`write_output` never replaces it).
     """
-    from .labels_io import is_labels_file, labels_source
+    from napari_nevus_seg.io.labels import is_labels_file, labels_source
 
     p = output_path(task, fmt)
     if not (p.is_file() and p.stat().st_size > 0):
@@ -95,7 +95,7 @@ class NotALabelFileError(RuntimeError):
 
 def check_replaceable(path: str | os.PathLike) -> None:
     """Raise :class:`NotALabelFileError` when ``path`` holds a non-empty file that is no label file."""
-    from .labels_io import is_labels_file, labels_source
+    from napari_nevus_seg.io.labels import is_labels_file, labels_source
 
     path = Path(path)
     if path.is_file() and path.stat().st_size > 0 and labels_source(path) is None and not is_labels_file(path):
@@ -112,7 +112,7 @@ def write_output(labels: np.ndarray, path: str | os.PathLike,
     If writing fails, an earlier file at ``path`` is left exactly as it was; a file there that is no
     label file (a photograph) is never replaced (:class:`NotALabelFileError`).
     """
-    from .io import write_labels
+    from napari_nevus_seg.io.images import write_labels
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def read_output(path: str | os.PathLike) -> np.ndarray:
         return np.squeeze(tifffile.imread(path, key=0)).astype(np.int32, copy=False)
     from scipy import ndimage as ndi
 
-    from .io import read_mask
+    from napari_nevus_seg.io.images import read_mask
 
     lab, n = ndi.label(read_mask(path))
     if n == 0:
@@ -146,7 +146,7 @@ def read_output(path: str | os.PathLike) -> np.ndarray:
 # --------------------------------------------------------------------------------- the stages
 def read_stage(task: ImageTask) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Decode the image: (H, W, 3) uint8 RGB and the pixel size in mm from its metadata (or None)."""
-    from .io import read_image_with_info
+    from napari_nevus_seg.io.images import read_image_with_info
 
     img, info = read_image_with_info(task.source)
     return img, info.pixel_size_mm
@@ -154,8 +154,8 @@ def read_stage(task: ImageTask) -> tuple[np.ndarray, tuple[float, float] | None]
 
 def resolve_model(model: Any):
     """A loaded model from a path, None (the default model) or a model object (returned as is)."""
-    from .inference import load_model
-    from .model import LesionModel
+    from napari_nevus_seg.inference.pipeline import load_model
+    from napari_nevus_seg.model.networks import LesionModel
 
     if isinstance(model, LesionModel):
         return model
@@ -164,7 +164,7 @@ def resolve_model(model: Any):
 
 def infer_stage(img: np.ndarray, opts: SegmentOptions, model=None) -> np.ndarray:
     """Segment one image: (H, W) labels, uint8 when they fit (saves memory on huge images)."""
-    from .inference import segment
+    from napari_nevus_seg.inference.pipeline import segment
 
     return compact_labels(segment(img, model=model if model is not None else resolve_model(opts.model),
                                   device=opts.device, threshold=opts.threshold, tta=opts.tta,
@@ -180,7 +180,7 @@ def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_siz
                  opts: SegmentOptions) -> list[dict[str, Any]]:
     """Per-lesion measurement rows, each with an ``image`` column first."""
     try:
-        from .measurements import measure
+        from napari_nevus_seg.measurements.table import measure
     except ImportError as exc:  # the measurement module is not installed in this version
         raise RuntimeError(f"measurements are not available in this installation ({exc})") from exc
     px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
