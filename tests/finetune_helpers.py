@@ -11,9 +11,9 @@ import functools
 
 import torch
 
-from napari_nevus_seg.training.augment import AugmentConfig
-from napari_nevus_seg.model.networks import LesionModel, build_model
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+from napari_nevus_seg.model.networks import LesionModel, build_model
+from napari_nevus_seg.training.augment import AugmentConfig
 from napari_nevus_seg.training.loop import TrainConfig, init_from, prepare_pairs, train
 
 SHAPE = (60, 80)

@@ -16,7 +16,7 @@ from PIL import Image
 from napari_nevus_seg import CheckpointError, ImageReadError, load_model, read_image, segment, synthetic_lesion_image
 from napari_nevus_seg.batch.work import read_output
 from napari_nevus_seg.cli.main import main
-from napari_nevus_seg.inference.pipeline import default_model_path
+from napari_nevus_seg.model.loading import default_model_path
 
 LESION = synthetic_lesion_image(seed=3, shape=(96, 128)).image
 

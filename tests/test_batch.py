@@ -14,7 +14,7 @@ from PIL import Image
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
 from napari_nevus_seg.batch.folder import BatchSetupError, find_images
 from napari_nevus_seg.batch.work import read_output, write_output
-from napari_nevus_seg.io.images import is_labels_file
+from napari_nevus_seg.io.labels import is_labels_file
 
 SHAPE = (96, 128)
 
@@ -37,7 +37,7 @@ def model():
 def test_outputs_equal_the_api_result(tmp_path, model):
     import tifffile
 
-    from napari_nevus_seg.io.images import file_pixel_size, is_labels_file
+    from napari_nevus_seg.io.labels import file_pixel_size, is_labels_file
 
     paths = make_folder(tmp_path / "in", 3)
     summary = segment_folder(tmp_path / "in", tmp_path / "out", model=model, pixel_size_mm=0.02)
@@ -335,9 +335,9 @@ def test_dask_client_gives_the_same_outputs(tmp_path, model):
 
 def test_dask_with_an_in_memory_model(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from napari_nevus_seg import build_model
-
     import torch
+
+    from napari_nevus_seg import build_model
 
     torch.manual_seed(0)
     tiny = build_model(width=4, depth=2, preprocess={"size": 64, "mean": [0.5] * 3, "std": [0.25] * 3})

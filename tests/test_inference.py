@@ -12,8 +12,18 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_nevus_seg import (DeviceUnavailableError, build_model, dice, load_model, postprocess, predict_proba, segment, synthetic_lesion_image)
-from napari_nevus_seg.inference import pipeline as inference, postprocess as postprocessing
+from napari_nevus_seg import (
+    DeviceUnavailableError,
+    build_model,
+    dice,
+    load_model,
+    postprocess,
+    predict_proba,
+    segment,
+    synthetic_lesion_image,
+)
+from napari_nevus_seg.inference import pipeline as inference
+from napari_nevus_seg.inference import postprocess as postprocessing
 from napari_nevus_seg.inference.preprocess import as_float_rgb, as_uint8_rgb, model_input
 
 

@@ -9,7 +9,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nevus_seg.io.images import (Case, ImageReadError, discover_cases, file_pixel_size, intensity_full_scale, is_labels_file, iter_pairs, mask_for_image, read_image, read_image_with_info, read_labels, read_mask, to_rgb_uint8, write_labels)
+from napari_nevus_seg.io.datasets import Case, discover_cases, iter_pairs, mask_for_image
+from napari_nevus_seg.io.files import ImageReadError
+from napari_nevus_seg.io.images import read_image, read_image_with_info
+from napari_nevus_seg.io.intensity import intensity_full_scale, to_rgb_uint8
+from napari_nevus_seg.io.labels import file_pixel_size, is_labels_file, read_labels, write_labels
+from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.io.synthetic import dataset_folder, synthetic_lesion_image
 
 
@@ -506,7 +511,7 @@ def test_read_labels_tiff_with_label_255(tmp_path):
 
 
 def test_to_rgb_uint8_returns_rgb_uint8_unchanged():
-    from napari_nevus_seg.io.images import to_rgb_uint8
+    from napari_nevus_seg.io.intensity import to_rgb_uint8
 
     img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     out = to_rgb_uint8(img)

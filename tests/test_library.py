@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from napari_nevus_seg.inference.pipeline import default_model_path, load_model
-from napari_nevus_seg.model.library import ModelLibrary, validate_name
-from napari_nevus_seg.model.networks import CheckpointError, build_model, save_model
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+from napari_nevus_seg.model.library import ModelLibrary, validate_name
+from napari_nevus_seg.model.loading import default_model_path, load_model
+from napari_nevus_seg.model.networks import CheckpointError, build_model, save_model
 
 
 def tiny(seed: int = 0, **meta):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_nevus_seg import CheckpointError, build_model, load_model, save_model
-from napari_nevus_seg.inference.pipeline import default_model_path
+from napari_nevus_seg.model.loading import default_model_path
 from napari_nevus_seg.model.networks import CHECKPOINT_FORMAT, SegNet, UNet, read_checkpoint
 
 

@@ -6,8 +6,8 @@ import torch
 from skimage.color import rgb2lab
 
 from napari_nevus_seg import dice, load_model, postprocess, refine_outline, segment
-from napari_nevus_seg.io.cielab import lab_u8
 from napari_nevus_seg.inference.refine import refine_small, work_shape
+from napari_nevus_seg.io.cielab import lab_u8
 
 SKIN = (214, 170, 150)
 LESION = (120, 78, 60)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
-from napari_nevus_seg.io.synthetic import (DATASET_LAYOUTS, DERMOSCOPIC_COLOURS, LOOKS, dataset_folder, synthetic_lesion_image)
+from napari_nevus_seg.io.datasets import discover_cases
+from napari_nevus_seg.io.images import read_image
+from napari_nevus_seg.io.mask_files import read_mask
+from napari_nevus_seg.io.synthetic import (
+    DATASET_LAYOUTS,
+    DERMOSCOPIC_COLOURS,
+    LOOKS,
+    dataset_folder,
+    synthetic_lesion_image,
+)
 
 
 def _gray(img):

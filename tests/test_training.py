@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_nevus_seg.training import loop as training
-from napari_nevus_seg.model.networks import build_model
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+from napari_nevus_seg.model.networks import build_model
+from napari_nevus_seg.training import loop as training
 from napari_nevus_seg.training.loop import TrainConfig, prepare_pairs, train
 
 SIZE = 32

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
+from napari_nevus_seg.io.datasets import discover_cases
+from napari_nevus_seg.io.images import read_image
+from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 from napari_nevus_seg.training.loop import load_pairs
 from napari_nevus_seg.training.store import TrainingStore, safe_name

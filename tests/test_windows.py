@@ -8,7 +8,7 @@ import torch
 
 from napari_nevus_seg import load_model, segment, synthetic_lesion_image
 from napari_nevus_seg.inference import preprocess
-from napari_nevus_seg.inference.preprocess import (confirmed_by_whole, model_windows, stitch_windows, window_layout)
+from napari_nevus_seg.inference.preprocess import confirmed_by_whole, model_windows, stitch_windows, window_layout
 from napari_nevus_seg.inference.refine import work_shape
 
 

@@ -21,26 +21,27 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _API: dict[str, str] = {
     # images and data sets
-    "read_image": "io.images", "read_image_with_info": "io.images", "read_mask": "io.images", "to_rgb_uint8": "io.images",
-    "discover_cases": "io.images", "iter_pairs": "io.images", "write_labels": "io.images", "ImageReadError": "io.images", "Case": "io.images",
-    "read_labels": "io.images",
-    # synthetic dermoscopy-like images with exact masks
+    "read_image": "io.images", "read_image_with_info": "io.images", "read_mask": "io.mask_files",
+    "to_rgb_uint8": "io.intensity", "discover_cases": "io.datasets", "iter_pairs": "io.datasets",
+    "write_labels": "io.labels", "ImageReadError": "io.files", "Case": "io.datasets", "read_labels": "io.labels",
     "synthetic_lesion_image": "io.synthetic",
-    # networks and checkpoints
-    "build_model": "model.networks", "save_model": "model.networks", "LesionModel": "model.networks", "CheckpointError": "model.networks",
+    # networks, checkpoints, the model library
+    "build_model": "model.networks", "save_model": "model.networks", "LesionModel": "model.networks",
+    "CheckpointError": "model.networks", "load_model": "model.loading", "default_model_path": "model.loading",
+    "resolve_device": "model.devices", "available_devices": "model.devices",
+    "DeviceUnavailableError": "model.devices", "ModelLibrary": "model.library",
     # inference
-    "load_model": "inference.pipeline", "predict_proba": "inference.pipeline", "segment": "inference.pipeline",
-    "postprocess": "inference.pipeline", "default_model_path": "inference.pipeline", "refine_outline": "inference.refine",
-    "resolve_device": "model.devices", "available_devices": "model.devices", "DeviceUnavailableError": "model.devices",
+    "predict_proba": "inference.pipeline", "segment": "inference.pipeline", "postprocess": "inference.pipeline",
+    "refine_outline": "inference.refine", "SegmentOptions": "inference.options",
     # training and fine-tuning
-    "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.loop", "prepare_pairs": "training.loop",
-    "TrainingCancelled": "training.loop",
-    "fine_tune": "training.finetune", "FineTuneResult": "training.finetune",
-    "ModelLibrary": "model.library",
+    "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.loop",
+    "prepare_pairs": "training.loop", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
+    "FineTuneResult": "training.finetune",
     # measurement
     "measure": "measurements.table",
     # scores
-    "dice": "inference.metrics", "jaccard": "inference.metrics", "thresholded_jaccard": "inference.metrics", "score_pairs": "inference.metrics",
+    "dice": "inference.metrics", "jaccard": "inference.metrics", "thresholded_jaccard": "inference.metrics",
+    "score_pairs": "inference.metrics",
     # batch processing
     "segment_folder": "batch.folder",
 }
@@ -62,15 +63,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from napari_nevus_seg.batch.folder import segment_folder
-    from napari_nevus_seg.model.devices import DeviceUnavailableError, available_devices, resolve_device
-    from napari_nevus_seg.training.finetune import FineTuneResult, fine_tune
-    from napari_nevus_seg.inference.pipeline import (default_model_path, load_model, postprocess, predict_proba, segment)
-    from napari_nevus_seg.io.images import (Case, ImageReadError, discover_cases, iter_pairs, read_image, read_image_with_info, read_labels, read_mask, to_rgb_uint8, write_labels)
-    from napari_nevus_seg.model.library import ModelLibrary
-    from napari_nevus_seg.measurements.table import measure
-    from napari_nevus_seg.inference.refine import refine_outline
-    from napari_nevus_seg.inference.metrics import dice, jaccard, score_pairs, thresholded_jaccard
-    from napari_nevus_seg.model.networks import CheckpointError, LesionModel, build_model, save_model
-    from napari_nevus_seg.io.synthetic import synthetic_lesion_image
-    from napari_nevus_seg.training.loop import (TrainConfig, TrainingCancelled, load_pairs, prepare_pairs, train)
+    from napari_nevus_seg.batch.folder import segment_folder  # noqa: F401
+    from napari_nevus_seg.inference.metrics import dice, jaccard, score_pairs, thresholded_jaccard  # noqa: F401
+    from napari_nevus_seg.inference.options import SegmentOptions  # noqa: F401
+    from napari_nevus_seg.inference.pipeline import postprocess, predict_proba, segment  # noqa: F401
+    from napari_nevus_seg.inference.refine import refine_outline  # noqa: F401
+    from napari_nevus_seg.io.datasets import Case, discover_cases, iter_pairs  # noqa: F401
+    from napari_nevus_seg.io.files import ImageReadError  # noqa: F401
+    from napari_nevus_seg.io.images import read_image, read_image_with_info  # noqa: F401
+    from napari_nevus_seg.io.intensity import to_rgb_uint8  # noqa: F401
+    from napari_nevus_seg.io.labels import read_labels, write_labels  # noqa: F401
+    from napari_nevus_seg.io.mask_files import read_mask  # noqa: F401
+    from napari_nevus_seg.io.synthetic import synthetic_lesion_image  # noqa: F401
+    from napari_nevus_seg.measurements.table import measure  # noqa: F401
+    from napari_nevus_seg.model.devices import DeviceUnavailableError, available_devices, resolve_device  # noqa: F401
+    from napari_nevus_seg.model.library import ModelLibrary  # noqa: F401
+    from napari_nevus_seg.model.loading import default_model_path, load_model  # noqa: F401
+    from napari_nevus_seg.model.networks import CheckpointError, LesionModel, build_model, save_model  # noqa: F401
+    from napari_nevus_seg.training.finetune import FineTuneResult, fine_tune  # noqa: F401
+    from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, load_pairs, prepare_pairs, train  # noqa: F401

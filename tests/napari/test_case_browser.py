@@ -10,7 +10,8 @@ from napari.layers import Image, Labels
 from napari_nevus_seg import segment
 from napari_nevus_seg._napari import _case_browser, _shared
 from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
-from napari_nevus_seg.io.images import read_image, read_mask
+from napari_nevus_seg.io.images import read_image
+from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg.training.store import TrainingStore
 

@@ -206,8 +206,8 @@ def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_
     # bad pair only by its number
     from PIL import Image
 
-    from napari_nevus_seg.training import store as training_store
     from napari_nevus_seg.io.images import read_image
+    from napari_nevus_seg.training import store as training_store
 
     store = TrainingStore(tmp_path / "big")
     for i, c in enumerate(cases(range(200, 206), "bluish")):

@@ -8,7 +8,8 @@ import tifffile
 from PIL import Image
 
 from napari_nevus_seg._napari import _reader, _writer
-from napari_nevus_seg.io.images import read_labels, read_mask
+from napari_nevus_seg.io.labels import read_labels
+from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.io.synthetic import DATASET_LAYOUTS, dataset_folder, synthetic_lesion_image
 
 pytestmark = pytest.mark.gui
@@ -215,7 +216,7 @@ def _bad_files(tmp_path, rgb):
 def test_bad_files_give_clear_errors_and_keep_layers(make_napari_viewer, tmp_path, rgb):
     """Opening with the plugin chosen (as napari does after the reader dialog): a specific error,
     which napari turns into an error notification; the viewer and its layers are unharmed."""
-    from napari_nevus_seg.io.images import ImageReadError
+    from napari_nevus_seg.io.files import ImageReadError
 
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_lesion")

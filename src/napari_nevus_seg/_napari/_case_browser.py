@@ -20,12 +20,12 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from napari_nevus_seg.inference.pipeline import segment
-from napari_nevus_seg.io.images import Case, discover_cases
 from napari_nevus_seg._napari._layers import add_or_update_labels, image_data_rgb
 from napari_nevus_seg._napari._reader import read_case
 from napari_nevus_seg._napari._segment_widget import ModelChoice
 from napari_nevus_seg._napari._shared import TrainingSetPanel
+from napari_nevus_seg.inference.pipeline import segment
+from napari_nevus_seg.io.datasets import Case, discover_cases
 
 
 def segment_job(image, model_ref: str | None) -> tuple[str, Any]:

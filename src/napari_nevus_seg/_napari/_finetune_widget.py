@@ -34,15 +34,24 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg.model.devices import available_devices
-from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune, plural
-from napari_nevus_seg.inference.pipeline import load_model
-from napari_nevus_seg.model.library import ModelLibrary
-from napari_nevus_seg.training.loop import TrainingCancelled
-from napari_nevus_seg.training.store import TrainingStore
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
 from napari_nevus_seg._napari._segment_widget import ModelChoice
-from napari_nevus_seg._napari._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, TrainingSetPanel, WorkerCancel, _sync, qt_deleted, while_open)
+from napari_nevus_seg._napari._shared import (
+    LayerCombo,
+    ProgressBridge,
+    StopsWorkWhenRemoved,
+    TrainingSetPanel,
+    WorkerCancel,
+    _sync,
+    qt_deleted,
+    while_open,
+)
+from napari_nevus_seg.model.devices import available_devices
+from napari_nevus_seg.model.library import ModelLibrary
+from napari_nevus_seg.model.loading import load_model
+from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune, plural
+from napari_nevus_seg.training.loop import TrainingCancelled
+from napari_nevus_seg.training.store import TrainingStore
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:

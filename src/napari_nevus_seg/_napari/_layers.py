@@ -19,7 +19,8 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_warning
 
-from napari_nevus_seg.io.images import ImageReadError, to_rgb_uint8
+from napari_nevus_seg.io.files import ImageReadError
+from napari_nevus_seg.io.intensity import to_rgb_uint8
 
 MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to

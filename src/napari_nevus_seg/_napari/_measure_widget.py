@@ -28,13 +28,37 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_nevus_seg import measure
+from napari_nevus_seg._napari._layers import (
+    SOURCE_KEY,
+    fingerprint,
+    layer_array,
+    pixel_size_mm_from_layer,
+    source_id,
+    source_image,
+)
+from napari_nevus_seg._napari._shared import (
+    LayerCombo,
+    ProgressBridge,
+    StopsWorkWhenRemoved,
+    WorkerCancel,
+    qt_deleted,
+    while_open,
+)
 from napari_nevus_seg.measurements.table import MeasureCancelled, layer_features, user_columns
-from napari_nevus_seg._napari._layers import (SOURCE_KEY, fingerprint, layer_array, pixel_size_mm_from_layer, source_id, source_image)
-from napari_nevus_seg._napari._shared import (LayerCombo, ProgressBridge, StopsWorkWhenRemoved, WorkerCancel, qt_deleted, while_open)
 
 if TYPE_CHECKING:
     import napari.viewer

@@ -22,8 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg._napari._shared import _describe, _sync
+from napari_nevus_seg.model.library import ModelLibrary
 
 
 class ModelManagerPanel(QWidget):

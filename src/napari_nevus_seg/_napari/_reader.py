@@ -29,7 +29,11 @@ from typing import Any, Callable
 
 from napari.utils.notifications import show_info, show_warning
 
-from napari_nevus_seg.io.images import (IMAGE_SUFFIXES, ImageReadError, discover_cases, file_pixel_size, is_labels_file, mask_for_image, read_image_with_info, read_labels, read_mask)
+from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, discover_cases, mask_for_image
+from napari_nevus_seg.io.files import ImageReadError
+from napari_nevus_seg.io.images import read_image_with_info
+from napari_nevus_seg.io.labels import file_pixel_size, is_labels_file, read_labels
+from napari_nevus_seg.io.mask_files import read_mask
 
 LayerData = tuple[Any, dict, str]
 

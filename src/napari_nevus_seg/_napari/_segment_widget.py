@@ -38,7 +38,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import available_devices, load_model, segment
-from napari_nevus_seg._napari._layers import (KIND_KEY, add_or_update_image, add_or_update_labels, find_result_layer, layer_array, rgb_from_data)
+from napari_nevus_seg._napari._layers import (
+    KIND_KEY,
+    add_or_update_image,
+    add_or_update_labels,
+    find_result_layer,
+    layer_array,
+    rgb_from_data,
+)
 from napari_nevus_seg._napari._shared import LayerCombo, StopsWorkWhenRemoved, _sync, qt_deleted, while_open
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)

@@ -23,9 +23,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from napari_nevus_seg._napari._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id, source_image
 from napari_nevus_seg.training.finetune import FineTuneResult, plural
 from napari_nevus_seg.training.store import TrainingStore, default_store_dir
-from napari_nevus_seg._napari._layers import (KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id, source_image)
 
 
 class WorkerCancel:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
 
-from napari_nevus_seg.io.images import LABEL_SUFFIXES, write_labels as _write_labels
+from napari_nevus_seg.io.labels import LABEL_SUFFIXES
+from napari_nevus_seg.io.labels import write_labels as _write_labels
 
 
 def _pixel_size_mm(meta: dict) -> tuple[float, float] | None:

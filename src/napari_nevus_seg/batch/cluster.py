@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
-from napari_nevus_seg.batch.work import (ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one)
-from napari_nevus_seg.model.devices import cpu_cores
 from napari_nevus_seg.batch.spawning import main_module_hidden
+from napari_nevus_seg.batch.work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
+from napari_nevus_seg.model.devices import cpu_cores
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "

@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from napari_nevus_seg.batch.csv_sink import CsvSink
 from napari_nevus_seg.batch.work import FORMATS, ImageResult, ImageTask, SegmentOptions, resolve_model
-from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, _is_not_a_photo
-from napari_nevus_seg.io.labels import is_labels_file
 from napari_nevus_seg.inference.masks import check_args
+from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, is_not_a_photo
+from napari_nevus_seg.io.labels import is_labels_file
 
 ProgressFn = Callable[[ImageResult, int, int], None]
 
@@ -98,7 +98,7 @@ def _folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[
         stems = {Path(f).stem for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES}
         for f in files:
             p = root_p / f
-            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or _is_not_a_photo(p, stems)
+            if (f.startswith(".") or Path(f).suffix.lower() not in IMAGE_SUFFIXES or is_not_a_photo(p, stems)
                     or not p.is_file() or is_labels_file(p)):   # e.g. --out is the input folder itself
                 continue
             found.append(p)

@@ -23,7 +23,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from napari_nevus_seg.batch.refine_pool import PendingLabels, RefinePool
-from napari_nevus_seg.batch.work import (ImageResult, ImageTask, SegmentOptions, describe_error, infer_stage, measure_rows, needs_work, read_output, read_stage, resolve_model, write_stage)
+from napari_nevus_seg.batch.work import (
+    ImageResult,
+    ImageTask,
+    SegmentOptions,
+    describe_error,
+    infer_stage,
+    measure_rows,
+    needs_work,
+    read_output,
+    read_stage,
+    resolve_model,
+    write_stage,
+)
 
 IN_FLIGHT_PIXELS = 16_000_000   # pixels of all images decoded and not yet written, together
 

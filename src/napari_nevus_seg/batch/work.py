@@ -112,7 +112,7 @@ def write_output(labels: np.ndarray, path: str | os.PathLike,
     If writing fails, an earlier file at ``path`` is left exactly as it was; a file there that is no
     label file (a photograph) is never replaced (:class:`NotALabelFileError`).
     """
-    from napari_nevus_seg.io.images import write_labels
+    from napari_nevus_seg.io.labels import write_labels
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def read_output(path: str | os.PathLike) -> np.ndarray:
         return np.squeeze(tifffile.imread(path, key=0)).astype(np.int32, copy=False)
     from scipy import ndimage as ndi
 
-    from napari_nevus_seg.io.images import read_mask
+    from napari_nevus_seg.io.mask_files import read_mask
 
     lab, n = ndi.label(read_mask(path))
     if n == 0:
@@ -154,7 +154,7 @@ def read_stage(task: ImageTask) -> tuple[np.ndarray, tuple[float, float] | None]
 
 def resolve_model(model: Any):
     """A loaded model from a path, None (the default model) or a model object (returned as is)."""
-    from napari_nevus_seg.inference.pipeline import load_model
+    from napari_nevus_seg.model.loading import load_model
     from napari_nevus_seg.model.networks import LesionModel
 
     if isinstance(model, LesionModel):

@@ -16,7 +16,6 @@ from typing import Any
 from napari_nevus_seg.cli.main import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err
 from napari_nevus_seg.cli.progress import ProgressBar
 
-
 # ---------------------------------------------------------------------------------------- train
 #: the settings of a new model (their defaults); fine-tuning with --init keeps the base model's network
 NEW_MODEL = {"size": 128, "arch": "unet", "width": 16, "depth": 4, "fill_prob": 0.0}
@@ -162,8 +161,8 @@ def _check_out(path: Path, overwrite: bool) -> None:
 
 
 def _load_init(value: str):
-    from napari_nevus_seg.inference.pipeline import load_model
     from napari_nevus_seg.model.library import ModelLibrary
+    from napari_nevus_seg.model.loading import load_model
 
     try:
         path = ModelLibrary().resolve(value)
@@ -183,8 +182,10 @@ def __getattr__(name: str) -> Any:
 
 def _fine_tune(args, base, display) -> Any:
     """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
+    from napari_nevus_seg.io.datasets import discover_cases
+    from napari_nevus_seg.io.images import read_image
+    from napari_nevus_seg.io.mask_files import read_mask
     from napari_nevus_seg.training.finetune import fine_tune
-    from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
     from napari_nevus_seg.training.store import FilesAsArrays
 
     cases = [c for c in discover_cases(args.data) if c.mask is not None][: args.limit]
@@ -207,11 +208,11 @@ def _fine_tune(args, base, display) -> Any:
 
 
 def _train_new(args, display) -> Any:
-    from napari_nevus_seg.training.augment import AugmentConfig
-    from napari_nevus_seg.model.networks import build_model, default_preprocess
-    from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train
-
     import torch
+
+    from napari_nevus_seg.model.networks import build_model, default_preprocess
+    from napari_nevus_seg.training.augment import AugmentConfig
+    from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train
 
     torch.manual_seed(args.seed)   # the starting weights too: --seed makes a run reproducible
     model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)

@@ -63,7 +63,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | is_hole[bg]
 
 
-def _edge_labels(lab: np.ndarray, n: int) -> np.ndarray:
+def edge_labels(lab: np.ndarray, n: int) -> np.ndarray:
     """(n + 1,) bool: which labels of ``lab`` touch the image's border."""
     edge = np.zeros(n + 1, bool)
     edge[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
@@ -71,7 +71,7 @@ def _edge_labels(lab: np.ndarray, n: int) -> np.ndarray:
     return edge
 
 
-def _order(areas: np.ndarray, n: int, min_size: int, largest_only: bool,
+def relabel_table(areas: np.ndarray, n: int, min_size: int, largest_only: bool,
            edge: np.ndarray | None = None) -> np.ndarray:
     """Lookup table: old label -> new label (0 = dropped), lesions >= ``min_size`` by decreasing area.
 
@@ -96,8 +96,8 @@ def _relabel(lab: np.ndarray, n: int, min_size: int, largest_only: bool, drop_ed
     """Drop components smaller than ``min_size`` and number the rest 1..N by decreasing area (in place)."""
     if n == 0:
         return lab
-    edge = _edge_labels(lab, n) if drop_edge_fragments else None
-    remap = _order(np.bincount(lab.ravel(), minlength=n + 1), n, min_size, largest_only, edge)
+    edge = edge_labels(lab, n) if drop_edge_fragments else None
+    remap = relabel_table(np.bincount(lab.ravel(), minlength=n + 1), n, min_size, largest_only, edge)
     return np.take(remap, lab, out=lab)
 
 

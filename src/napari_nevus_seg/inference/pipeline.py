@@ -16,66 +16,30 @@ stacks go through it in batches.
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
-from napari_nevus_seg.model.networks import LesionModel, load_checkpoint
-from napari_nevus_seg.inference.postprocess import (check_args, default_min_size, labels_from_small, postprocess, upsample_proba)
+from napari_nevus_seg.inference.postprocess import (
+    check_args,
+    default_min_size,
+    labels_from_small,
+    postprocess,
+    upsample_proba,
+)
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
 from napari_nevus_seg.inference.refine import refine_small
+from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
+from napari_nevus_seg.model.loading import as_model
+from napari_nevus_seg.model.networks import LesionModel
 
-__all__ = ["default_min_size", "default_model_path", "load_model", "postprocess", "predict_proba", "segment"]
-
-DEFAULT_MODEL_FILE = "default.pt"
-
-
-# ---------------------------------------------------------------------------------------- models
-def default_model_path() -> Path:
-    """Path of the default model shipped inside the package."""
-    return Path(str(resources.files("napari_nevus_seg") / "weights" / DEFAULT_MODEL_FILE))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_cached(path: str, version: tuple) -> LesionModel:
-    return load_checkpoint(path)
-
-
-def load_model(path: str | os.PathLike | None = None) -> LesionModel:
-    """Load the default model shipped with the package, or a saved model file (``.pt``).
-
-    Files are read with ``torch.load(weights_only=True)``: a model file cannot run code.
-    Raises :class:`~napari_nevus_seg.model.CheckpointError` for missing, corrupt or unsafe files.
-    Loaded models are cached per path and file version (a replaced or rewritten file is read again,
-    even when a copy kept its modification time: the inode and change time differ): do not train a
-    loaded model in place; ``copy.deepcopy`` it first.
-    """
-    p = Path(path) if path is not None else default_model_path()
-    if path is None and not p.is_file():
-        raise FileNotFoundError(f"the default model is missing from the installation ({p})")
-    try:
-        st = p.stat()
-        version: tuple = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    except OSError:
-        version = ()
-    return _load_cached(str(p.resolve()) if p.exists() else str(p), version)
-
-
-def _resolve_model(model: LesionModel | str | os.PathLike | None) -> LesionModel:
-    if isinstance(model, LesionModel):
-        return model
-    return load_model(model)
-
+__all__ = ["default_min_size", "postprocess", "predict_proba", "segment"]
 
 # ------------------------------------------------------------------------- the network, made fast
 _FAST: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
@@ -176,7 +140,7 @@ def _uniform(pr: torch.Tensor, plane: np.ndarray, index: int, n_planes: int) -> 
 
 def _setup(img, model, device) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
     planes, stacked = _as_planes(img)
-    m = _resolve_model(model)
+    m = as_model(model)
     dev = resolve_device(device)
     if dev.type == "cpu":
         use_all_cpu_threads()

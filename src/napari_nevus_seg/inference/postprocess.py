@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_nevus_seg.inference.masks import (EDGE_FRAGMENT_FRACTION, _edge_labels, _order, check_args, default_min_size, fill_holes, labels_from_mask)
+from napari_nevus_seg.inference.masks import (
+    check_args,
+    default_min_size,
+    edge_labels,
+    fill_holes,
+    labels_from_mask,
+    relabel_table,
+)
 
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution
@@ -130,8 +137,8 @@ def labels_from_small(prob_small: torch.Tensor, shape: tuple[int, int], threshol
     pos = code > 0
     areas = np.bincount(code[pos], weights=np.outer(row_counts, col_counts)[pos], minlength=n + 1)
     areas += np.bincount(edge_lab, minlength=n + 1)
-    edge = _edge_labels(lab_w, n) if drop_edge_fragments else None
-    remap = _order(areas.astype(np.int64), n, min_size, largest_only, edge)
+    edge = edge_labels(lab_w, n) if drop_edge_fragments else None
+    remap = relabel_table(areas.astype(np.int64), n, min_size, largest_only, edge)
     out = np.repeat(np.repeat(remap[np.maximum(code, 0)], row_counts, axis=0), col_counts, axis=1)
     out.ravel()[edge_idx] = remap[edge_lab]
     return out

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_nevus_seg.io.images import (FLOAT_UNIT_PEAK, array_full_scale, intensity_full_scale, warn_not_finite)
+from napari_nevus_seg.io.intensity import FLOAT_UNIT_PEAK, array_full_scale, intensity_full_scale, warn_not_finite
 
 
 def as_float_rgb(img: np.ndarray) -> np.ndarray:

@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_nevus_seg.io.cielab import lab_u8
 from napari_nevus_seg.inference.masks import check_args, default_min_size, labels_from_mask
 from napari_nevus_seg.inference.masks import fill_holes as fill_mask_holes
+from napari_nevus_seg.io.cielab import lab_u8
 
 if TYPE_CHECKING:  # PyTorch is imported where it is used: refine_outline runs in light worker processes
     import torch
@@ -123,7 +123,9 @@ def _rgb_uint8(image) -> np.ndarray:
                          "convert grayscale or RGBA images with napari_nevus_seg.to_rgb_uint8()")
     if arr.dtype == np.uint8:
         return arr
-    from napari_nevus_seg.inference.preprocess import as_uint8_rgb  # imports PyTorch: only for images that are not uint8 already
+    from napari_nevus_seg.inference.preprocess import (
+        as_uint8_rgb,  # imports PyTorch: only for images that are not uint8 already
+    )
 
     return as_uint8_rgb(arr)
 

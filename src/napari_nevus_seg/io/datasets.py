@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-_MASK_WORDS = ("_segmentation", "_Segmentation", "_mask", "_lesion", "_labels")
+MASK_WORDS = ("_segmentation", "_Segmentation", "_mask", "_lesion", "_labels")
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ def _images_in(folder: Path) -> list[Path]:
 def _mask_base(stem: str) -> str | None:
     """The image stem a mask-like name belongs to (``x`` for ``x_mask``), or None for other names."""
     low = stem.lower()
-    for w in _MASK_WORDS:
+    for w in MASK_WORDS:
         if low.endswith(w.lower()) and len(stem) > len(w):
             return stem[: -len(w)]
     return None
 
 
-def _is_mask_name(stem: str) -> bool:
+def is_mask_name(stem: str) -> bool:
     return _mask_base(stem) is not None
 
 
@@ -84,14 +84,14 @@ def is_mask_file(path: str | os.PathLike, stems_beside: Collection[str] | None =
     base = _mask_base(path.stem)
     if base is None:
         return False
-    if path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
+    if path.parent.name.lower() in {d.lower() for d in MASK_DIRS}:
         return True
     if stems_beside is None:
         stems_beside = {p.stem for p in _images_in(path.parent)}
     return base in stems_beside or _one_channel(path)
 
 
-def _is_not_a_photo(path: Path, stems_beside: Collection[str] | None = None) -> bool:
+def is_not_a_photo(path: Path, stems_beside: Collection[str] | None = None) -> bool:
     """Masks, and the ISIC archives' superpixel maps (``ISIC_0000000_superpixels.png``): not images to segment."""
     return path.stem.lower().endswith("_superpixels") or is_mask_file(path, stems_beside)
 
@@ -99,7 +99,7 @@ def _is_not_a_photo(path: Path, stems_beside: Collection[str] | None = None) -> 
 def _photos(files: list[Path]) -> list[Path]:
     """The files of one folder listing that are photographs to segment."""
     stems = {p.stem for p in files}
-    return [p for p in files if not _is_not_a_photo(p, stems)]
+    return [p for p in files if not is_not_a_photo(p, stems)]
 
 
 def _ph2_case(folder: Path) -> Case | None:
@@ -128,7 +128,7 @@ def _ph2_cases(root: Path) -> list[Case]:
     return out
 
 
-_MASK_DIRS = ("masks", "mask", "labels", "ground_truth", "groundtruth", "gt", "segmentations",
+MASK_DIRS = ("masks", "mask", "labels", "ground_truth", "groundtruth", "gt", "segmentations",
               "ISIC-2017_Training_Part1_GroundTruth", "ISBI2016_ISIC_Part1_Training_GroundTruth")
 _IMAGE_DIRS = ("images", "image", "imgs", "ISIC-2017_Training_Data", "ISBI2016_ISIC_Part1_Training_Data")
 
@@ -141,7 +141,7 @@ def _match_masks(images: list[Path], mask_folders: list[Path]) -> list[Case]:
         for m in _images_in(folder):
             stem = m.stem
             is_mask = False
-            for w in _MASK_WORDS:
+            for w in MASK_WORDS:
                 if stem.lower().endswith(w.lower()):
                     stem, is_mask = stem[: -len(w)], True
                     break
@@ -167,7 +167,7 @@ def mask_for_image(image: str | os.PathLike) -> Path | None:
         return None
     candidates = [folder]
     if folder.parent != folder:
-        sibling = _find_subdir(folder.parent, _MASK_DIRS)
+        sibling = _find_subdir(folder.parent, MASK_DIRS)
         if sibling is not None and sibling != folder:
             candidates.append(sibling)
     for d in candidates:
@@ -214,14 +214,14 @@ def discover_cases(root: str | os.PathLike) -> list[Case]:
     if cases:
         return cases
     img_dir = _find_subdir(root, _IMAGE_DIRS)
-    mask_dir = _find_subdir(root, _MASK_DIRS)
+    mask_dir = _find_subdir(root, MASK_DIRS)
     if img_dir is not None:
         images = _photos(_images_in(img_dir))
         return _match_masks(images, [d for d in (mask_dir, img_dir) if d is not None])
     files = _images_in(root)
     images = _photos(files)
     # the image folder of an images/ + masks/ layout opened itself: its masks are in the sibling folder
-    sibling = _find_subdir(root.parent, _MASK_DIRS) if root.parent != root else None
+    sibling = _find_subdir(root.parent, MASK_DIRS) if root.parent != root else None
     return _match_masks(images, [root] + ([sibling] if sibling is not None and sibling != root else []))
 
 
@@ -230,7 +230,9 @@ def iter_pairs(root: str | os.PathLike, require_mask: bool = True) -> Iterator[t
 
     Masks are boolean and checked to have the image's height and width.
     """
-    from napari_nevus_seg.io.images import ImageReadError, read_image, read_mask
+    from napari_nevus_seg.io.files import ImageReadError
+    from napari_nevus_seg.io.images import read_image
+    from napari_nevus_seg.io.mask_files import read_mask
 
     for case in discover_cases(root):
         if require_mask and case.mask is None:

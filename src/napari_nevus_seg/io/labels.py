@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_nevus_seg.io.atomic import atomic_path
-from napari_nevus_seg.io.datasets import _MASK_DIRS, is_mask_file
-from napari_nevus_seg.io.images import (ImageReadError, _check_file, _decode_error, _is_colour_page, _mask_of_plane, _mask_plane, _read_tiff_page, _tiff_pixel_size, read_mask)
+from napari_nevus_seg.io.datasets import MASK_DIRS, is_mask_file
+from napari_nevus_seg.io.files import ImageReadError, check_file, decode_error
+from napari_nevus_seg.io.images import read_tiff_page, tiff_pixel_size
+from napari_nevus_seg.io.mask_files import is_colour_page, mask_of_plane, mask_plane, read_mask
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)
@@ -183,7 +185,7 @@ def is_labels_file(path: str | os.PathLike) -> bool:
     (``masks/``, ``ground_truth/``, ...). Reads only the file header.
     """
     path = Path(path)
-    if is_mask_file(path) or path.parent.name.lower() in {d.lower() for d in _MASK_DIRS}:
+    if is_mask_file(path) or path.parent.name.lower() in {d.lower() for d in MASK_DIRS}:
         return True
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
@@ -216,7 +218,7 @@ def file_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            return _tiff_pixel_size(tif)
+            return tiff_pixel_size(tif)
     except Exception:  # noqa: BLE001 - metadata is optional
         return None
 
@@ -236,15 +238,15 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return read_mask(path).astype(np.uint8)
-    _check_file(path)
+    check_file(path)
     try:
-        arr = _read_tiff_page(path)
+        arr = read_tiff_page(path)
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise _decode_error(path, exc) from exc
-    colour = _is_colour_page(arr)
-    arr = _mask_plane(arr, path)
+        raise decode_error(path, exc) from exc
+    colour = is_colour_page(arr)
+    arr = mask_plane(arr, path)
     # a 16/32-bit TIFF is instance labels whatever its values; an 8-bit one holding only 0 and 255
     # is a binary mask saved as TIFF (its lesion is label 1); a colour TIFF is a mask
     if arr.dtype.kind in "ui" and not colour and not _is_binary_255(arr):
@@ -252,4 +254,4 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
             raise ImageReadError(f"{path}: the labels hold negative values (down to {arr.min()}); label values "
                                  "must be 0 (background) or positive lesion numbers")
         return arr
-    return _mask_of_plane(arr).astype(np.uint8)
+    return mask_of_plane(arr).astype(np.uint8)

@@ -310,7 +310,7 @@ def dataset_folder(root: str | os.PathLike, layout: str = "images_masks", n: int
     """
     from PIL import Image
 
-    from napari_nevus_seg.io.images import Case
+    from napari_nevus_seg.io.datasets import Case
 
     if layout not in DATASET_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {DATASET_LAYOUTS}")

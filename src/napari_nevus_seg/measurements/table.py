@@ -90,7 +90,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
     The scale is the conversion's own (:func:`~napari_nevus_seg.io.array_full_scale`, alpha included). The
     message names the type and the scale, not the peak, so that a batch of images warns once per scale.
     """
-    from napari_nevus_seg.io.images import array_full_scale
+    from napari_nevus_seg.io.intensity import array_full_scale
 
     if arr.dtype.kind not in "uif" or arr.dtype == np.uint8 or arr.size == 0:
         return
@@ -114,7 +114,7 @@ def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bo
     """The image as RGB uint8 and whether it has colour (False for grayscale ones, whatever their layout)."""
     if image is None:
         return None, False
-    from napari_nevus_seg.io.images import to_rgb_uint8
+    from napari_nevus_seg.io.intensity import to_rgb_uint8
 
     rgb = to_rgb_uint8(image, source="image", min_side=1)  # grayscale, RGBA, 16-bit, float -> RGB uint8
     _warn_inferred_scale(np.asarray(image))

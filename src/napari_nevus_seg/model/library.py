@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_nevus_seg.io.atomic import atomic_path
-from napari_nevus_seg.model.networks import (LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint)
+from napari_nevus_seg.model.networks import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
 
 DEFAULT_NAME = "default"
 _NAME_RE = re.compile(r"^[\w][\w .+()-]{0,99}$")
@@ -165,7 +165,7 @@ class ModelLibrary:
 
     def load(self, name: str) -> LesionModel:
         """Load a saved model by name (``"default"``: the shipped model)."""
-        from napari_nevus_seg.inference.pipeline import load_model
+        from napari_nevus_seg.model.loading import load_model
 
         if name == DEFAULT_NAME:
             return load_model()
@@ -173,7 +173,7 @@ class ModelLibrary:
 
     def resolve(self, name_or_path: str | os.PathLike) -> Path:
         """The model file for ``"default"``, a library name, or a path to a model file."""
-        from napari_nevus_seg.inference.pipeline import default_model_path
+        from napari_nevus_seg.model.loading import default_model_path
 
         if isinstance(name_or_path, str):
             if name_or_path == DEFAULT_NAME:

@@ -45,14 +45,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_nevus_seg.training.augment import AugmentConfig
-from napari_nevus_seg.model.devices import resolve_device
-from napari_nevus_seg.inference.pipeline import load_model, segment
-from napari_nevus_seg.io.images import to_rgb_uint8
 from napari_nevus_seg.inference.masks import lesion_mask
 from napari_nevus_seg.inference.metrics import dice
+from napari_nevus_seg.inference.pipeline import segment
+from napari_nevus_seg.io.intensity import to_rgb_uint8
+from napari_nevus_seg.model.devices import resolve_device
+from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.model.networks import LesionModel
-from napari_nevus_seg.training.loop import (CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, describe_pair, evaluate, init_from, prepare_pairs, train)
+from napari_nevus_seg.training.augment import AugmentConfig
+from napari_nevus_seg.training.loop import (
+    CancelToken,
+    ProgressCallback,
+    TrainConfig,
+    TrainingCancelled,
+    describe_pair,
+    evaluate,
+    init_from,
+    prepare_pairs,
+    train,
+)
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 

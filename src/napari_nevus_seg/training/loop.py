@@ -22,12 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_nevus_seg.training.augment import AugmentConfig, augment_batch
-from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
-from napari_nevus_seg.io.images import discover_cases, read_image, read_mask
 from napari_nevus_seg.inference.masks import lesion_mask
-from napari_nevus_seg.model.networks import (LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint)
 from napari_nevus_seg.inference.preprocess import mask_input, model_input, normalise
+from napari_nevus_seg.io.datasets import discover_cases
+from napari_nevus_seg.io.images import read_image
+from napari_nevus_seg.io.mask_files import read_mask
+from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
+from napari_nevus_seg.model.networks import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
+from napari_nevus_seg.training.augment import AugmentConfig, augment_batch
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 

@@ -25,9 +25,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from napari_nevus_seg.io.atomic import atomic_path
-from napari_nevus_seg.io.images import read_image, read_mask, to_rgb_uint8
 from napari_nevus_seg.inference.masks import lesion_mask
+from napari_nevus_seg.io.atomic import atomic_path
+from napari_nevus_seg.io.images import read_image
+from napari_nevus_seg.io.intensity import to_rgb_uint8
+from napari_nevus_seg.io.mask_files import read_mask
 
 _BAD_CHARS = re.compile(r"[^\w.+()-]+")
 

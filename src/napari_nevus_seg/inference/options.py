@@ -1,0 +1,55 @@
+"""How to segment: one set of options shared by the API, the widgets, the CLI and batch runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The choices of :func:`~napari_nevus_seg.inference.pipeline.segment` that a user makes.
+
+    The Segment widget, the case browser, ``nevus-seg segment`` and
+    :func:`~napari_nevus_seg.batch.folder.segment_folder` all read their settings from one of these, so
+    the same choices give the same outlines everywhere. Picklable (Dask tasks carry it).
+
+    Parameters
+    ----------
+    model
+        A model file path (str), ``None`` for the default model, or a loaded ``LesionModel``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    threshold
+        Probability above which a pixel is lesion.
+    tta
+        Average the network's maps over horizontal and vertical flips (4 passes).
+    min_size
+        Smallest lesion kept, in pixels; ``None``: 0.1 % of the image.
+    largest_only
+        Keep only the largest lesion.
+    refine
+        Move the outline onto the image's visible pigment edge.
+    """
+
+    model: Any = None
+    device: str = "auto"
+    threshold: float = 0.5
+    tta: bool = False
+    min_size: int | None = None
+    largest_only: bool = False
+    refine: bool = True
+
+    def segment_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""
+        return asdict(self) if not _is_model_object(self.model) else {**asdict(replace(self, model=None)),
+                                                                      "model": self.model}
+
+    def with_(self, **changes: Any) -> "SegmentOptions":
+        """A copy with some options changed."""
+        return replace(self, **changes)
+
+
+def _is_model_object(model: Any) -> bool:
+    # asdict() deep-copies values; a loaded network must be passed on as it is
+    return model is not None and not isinstance(model, str) and hasattr(model, "net")
