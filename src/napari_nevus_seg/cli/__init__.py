@@ -1,0 +1,1 @@
+"""The ``nevus-seg`` command line: segment, train, models."""

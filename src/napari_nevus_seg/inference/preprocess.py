@@ -216,12 +216,8 @@ def confirmed_by_whole(stitched: torch.Tensor, whole: torch.Tensor, threshold: f
     A window showing skin only is unlike anything the network learnt (every training image shows a
     lesion), and it tends to outline something there; such a detection (a connected region above
     ``threshold``) is dropped unless the network, seeing the whole image squashed, gives some pixel in
-    it a probability above :data:`WHOLE_SUPPORT`. On held-out synthetic images (12 per shape, 1-3
-    lesions) model 1.4 found 22/20/13 of 24 lesions with the whole image only and 24/24/21 with windows
-    for 3:1, 4:1 and 6:1 images (Dice 0.943/0.862/0.535 -> 0.985/0.984/0.917); its windows without
-    this check outlined skin too (6:1 Dice 0.69). ``WHOLE_SUPPORT`` was chosen among 0.5, 0.25, 0.1,
-    0.05 and 0.02 on other seeds. Model 1.5 (trained on lesion-free skin too) outlines no skin in
-    windows; the check changes nothing for it there (23/19/12 -> 24/21/14 lesions).
+    it a probability above :data:`WHOLE_SUPPORT` (how that value was chosen and what the check gains:
+    docs/model_card.md, Preprocessing).
     """
     from scipy import ndimage as ndi
 

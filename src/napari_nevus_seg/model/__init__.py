@@ -1,0 +1,1 @@
+"""Networks, the checkpoint format, the default model and its cached loading, the model library, devices."""
