@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from napari_nevus_seg.io.atomic import atomic_path
+from napari_nevus_seg.model.checks import check_checkpoint
 
 CHECKPOINT_FORMAT = "napari-nevus-seg/1"
 
@@ -200,6 +201,7 @@ def save_checkpoint(model: LesionModel, path: str | os.PathLike, extra: dict | N
 
 def read_checkpoint(source: str | os.PathLike | bytes) -> dict[str, Any]:
     """Load a checkpoint dictionary safely (``weights_only=True``) and check its structure."""
+    label = "model data" if isinstance(source, bytes) else str(source)
     try:
         if isinstance(source, bytes):
             ckpt = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
@@ -214,20 +216,28 @@ def read_checkpoint(source: str | os.PathLike | bytes) -> dict[str, Any]:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if re.search(r"GLOBAL|Unsupported global", str(exc)):
             # name what was refused, without PyTorch's advice to load the file unsafely
             found = re.search(r"(?:unsupported|Unsupported global:)\s*GLOBAL\s+([\w.]+)", str(exc))
             what = f" (it asks for {found.group(1)})" if found else ""
             raise CheckpointError(
-                f"refused to load {source!s:.200}: it contains pickled Python objects{what}, which could run "
+                f"refused to load {label:.200}: it contains pickled Python objects{what}, which could run "
                 "code when loaded. Only plain napari-nevus-seg checkpoints are accepted; do not load this "
                 "file any other way unless you trust its source completely.") from exc
-        raise CheckpointError(f"cannot read model file {source!s:.200}: corrupt or truncated ({msg})") from exc
+        if "weights_only" in str(exc):   # PyTorch's text for data it cannot parse: say that, not its advice
+            found = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+            msg = found.group(1).strip().splitlines()[0] if found else "not a PyTorch file"
+        raise CheckpointError(f"cannot read model file {label:.200}: not a model file, or corrupt or truncated "
+                              f"({msg[:200]})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{source!s:.200} is not a napari-nevus-seg model (format tag missing)")
+        raise CheckpointError(f"{label:.200} is not a napari-nevus-seg model (format tag missing)")
     for key in ("arch", "config", "preprocess", "state_dict"):
         if key not in ckpt:
-            raise CheckpointError(f"{source!s:.200} lacks {key!r}")
+            raise CheckpointError(f"{label:.200} lacks {key!r}")
+    try:
+        check_checkpoint(ckpt)
+    except ValueError as exc:
+        raise CheckpointError(f"{label:.200} is not a usable napari-nevus-seg model: {exc}") from None
     return ckpt
 
 
