@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import napari_nevus_seg as nseg   # lazy: PyTorch is imported on first use, not when worker processes
+import napari_nevus_seg as nseg  # lazy: PyTorch is imported on first use, not when worker processes
+
                                   # (refinement, spawned) import this file as their main module
 
 

@@ -56,8 +56,8 @@ from napari_nevus_seg import (  # noqa: E402
     segment,
     synthetic_lesion_image,
 )
-from napari_nevus_seg.io.images import discover_cases  # noqa: E402
 from napari_nevus_seg.inference.preprocess import normalise  # noqa: E402
+from napari_nevus_seg.io.datasets import discover_cases  # noqa: E402
 
 SPEED_SHAPES = [(576, 768), (2000, 3000)]
 MEMORY_SHAPE = (4000, 6000)

@@ -19,8 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg.io.atomic import atomic_path  # noqa: E402
 from napari_nevus_seg.inference.pipeline import predict_proba  # noqa: E402
+from napari_nevus_seg.io.atomic import atomic_path  # noqa: E402
 from napari_nevus_seg.model.networks import model_from_checkpoint, read_checkpoint  # noqa: E402
 
 
