@@ -68,6 +68,9 @@ def validate_name(name: str) -> str:
         raise ValueError(f"model name {name!r} must not contain path separators")
     if name.lower() == DEFAULT_NAME:
         raise ValueError(f"{DEFAULT_NAME!r} is reserved for the model shipped with the plugin")
+    if name.lower().endswith(".pt"):
+        raise ValueError(f"model name {name!r} ends in .pt, so it reads as a file name wherever a model is "
+                         f"chosen (--model): name it {name[:-3].rstrip(' .') or 'something else'!r}")
     if not _NAME_RE.match(name) or name.endswith(".") or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ValueError(f"model name {name!r}: use up to 100 letters, digits, spaces and . + ( ) _ -, "
                          "starting with a letter or digit (fewer non-Latin letters: file names are limited "
@@ -161,7 +164,15 @@ class ModelLibrary:
         if p.exists() and not overwrite:
             raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
         named = replace(model, meta={**model.meta, "name": validate_name(name)})
-        return save_checkpoint(named, p)
+        return self._write(named, name, exclusive=not overwrite)
+
+    def _write(self, model: LesionModel, name: str, exclusive: bool) -> Path:
+        """Save under ``name``; ``exclusive``: only if no model has that name, decided by the file system."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            return save_checkpoint(model, self.path(name), exclusive=exclusive)
+        except FileExistsError:
+            raise FileExistsError(f"a model named {name!r} exists already in {self.root}") from None
 
     def load(self, name: str) -> LesionModel:
         """Load a saved model by name (``"default"``: the shipped model)."""
@@ -195,7 +206,7 @@ class ModelLibrary:
         ckpt = read_checkpoint(src)
         model = model_from_checkpoint(ckpt)
         model.meta["name"] = validate_name(new)
-        save_checkpoint(model, dst)
+        self._write(model, new, exclusive=dst != src)
         if dst != src:
             src.unlink()
         return dst
@@ -254,18 +265,27 @@ class ModelLibrary:
             base = re.sub(r"^[^\w]+", "", base)[:90]
             while len(base.encode("utf-8")) > MAX_NAME_BYTES - 8:
                 base = base[:-1]
+            while base.lower().endswith(".pt"):
+                base = base[:-3]
             base = base.rstrip(" .") or "imported"
             if base.lower() == DEFAULT_NAME:
                 base = "imported-default"
-            name, k = base, 1
-            while name in self:
-                k += 1
-                name = f"{base}-{k}"
-        else:
-            name = validate_name(name)
-            if name in self and not overwrite:
-                raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
+            model.meta.setdefault("imported_from", src.name)
+            for k in range(1, 10_000):   # the first free name; another process may take one meanwhile
+                name = base if k == 1 else f"{base}-{k}"
+                if name in self:
+                    continue
+                model.meta["name"] = name
+                try:
+                    self._write(model, name, exclusive=True)
+                    return name
+                except FileExistsError:
+                    continue
+            raise FileExistsError(f"no free name left for {base!r} in {self.root}")
+        name = validate_name(name)
+        if name in self and not overwrite:
+            raise FileExistsError(f"a model named {name!r} exists already in {self.root}")
         model.meta["name"] = name
         model.meta.setdefault("imported_from", src.name)
-        save_checkpoint(model, self.path(name))
+        self._write(model, name, exclusive=not overwrite)
         return name

@@ -187,14 +187,19 @@ def build_model(arch: str = "unet", preprocess: dict | None = None, meta: dict |
     return LesionModel(net, arch, dict(config), preprocess or default_preprocess(), meta or {})
 
 
-def save_checkpoint(model: LesionModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` atomically (a temporary file renamed into place)."""
+def save_checkpoint(model: LesionModel, path: str | os.PathLike, extra: dict | None = None,
+                    exclusive: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (a temporary file renamed into place).
+
+    ``exclusive=True`` refuses (:class:`FileExistsError`) when ``path`` exists, also when another process
+    creates it while this one writes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = model.to_checkpoint()
     if extra:
         ckpt.update(extra)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, exclusive=exclusive) as tmp:
         torch.save(ckpt, tmp)
     return path
 
