@@ -46,12 +46,13 @@ def as_float_rgb(img: np.ndarray) -> np.ndarray:
             raise ValueError(f"integer image of dtype {arr.dtype} has values outside 0..65535")
         return arr.astype(np.float32) / array_full_scale(arr)[0]
     if np.issubdtype(arr.dtype, np.floating):
-        out = arr.astype(np.float32)
+        # in the array's own precision until scaled: float64 values beyond float32's range stay finite
+        out = arr.astype(np.float32) if arr.dtype.itemsize < 4 else arr
         finite = int(np.count_nonzero(np.isfinite(out)))
         if finite < out.size:
             warn_not_finite(out.size - finite, out.size)
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(out / array_full_scale(out)[0], 0.0, 1.0)
+        return np.clip(out / array_full_scale(out)[0], 0.0, 1.0).astype(np.float32)
     raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
@@ -89,10 +90,10 @@ def as_uint8_rgb(img: np.ndarray) -> np.ndarray:
         floating = True
     out = np.empty(arr.shape, np.uint8)
     for r0, band in _float_bands(arr):   # in place: one float32 band at a time
-        band /= np.float32(scale)
+        band /= band.dtype.type(scale)
         if floating:
             np.clip(band, 0.0, 1.0, out=band)
-        band *= np.float32(255.0)
+        band *= band.dtype.type(255.0)
         out[r0:r0 + len(band)] = np.rint(band, out=band)
     return out
 
@@ -103,7 +104,7 @@ def _float_bands(arr: np.ndarray, not_finite: list[int] | None = None):
     rows = max(1, CONVERT_BAND_PIXELS // max(arr.shape[1], 1))
     floating = np.issubdtype(arr.dtype, np.floating)
     for r0 in range(0, arr.shape[0], rows):
-        band = arr[r0:r0 + rows].astype(np.float32)
+        band = arr[r0:r0 + rows].astype(np.float64 if arr.dtype.itemsize > 4 else np.float32)
         if floating:
             if not_finite is not None:
                 not_finite.append(int(band.size - np.count_nonzero(np.isfinite(band))))
@@ -138,6 +139,7 @@ MAX_ASPECT = 2.0          # images more elongated than this are seen in windows 
 WINDOW_ASPECT = 4.0 / 3.0  # long / short side of each window: a dermoscopy frame as the network learnt it
 MIN_OVERLAP = 0.25         # neighbouring windows share at least this fraction of a window
 WHOLE_SUPPORT = 0.1        # a window's detection is kept where the whole-image view exceeds this in it
+MAX_WINDOWS = 16           # at most this many windows (beyond about 12:1 each window is squashed more)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ def window_layout(shape: tuple[int, int], size: int) -> WindowLayout | None:
     if long_side <= MAX_ASPECT * short_side:
         return None
     map_len = round(size * long_side / (WINDOW_ASPECT * short_side))
+    # bounded work for any shape: a 99450 x 8 px strip gets 16 windows, not 12,000
+    map_len = min(map_len, size + math.floor((MAX_WINDOWS - 1) * (1.0 - MIN_OVERLAP) * size))
     n = math.ceil((map_len - size) / ((1.0 - MIN_OVERLAP) * size)) + 1
     starts = tuple(round(i * (map_len - size) / (n - 1)) for i in range(n))
     return WindowLayout(axis=0 if h > w else 1, map_len=map_len, starts=starts, size=size)

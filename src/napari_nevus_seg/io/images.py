@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_nevus_seg.io.files import ImageReadError, check_file, decode_error
+from napari_nevus_seg.io.files import ImageReadError, check_file, check_pixel_count, decode_error, quiet_bomb_warning
 from napari_nevus_seg.io.intensity import to_rgb_uint8
 
 
@@ -94,7 +94,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, str]
 def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with quiet_bomb_warning(), Image.open(path) as im:
+        check_pixel_count(im.height, im.width, path)   # before decoding: the header is read, no pixels yet
+        warn_exif_rotation(im, path)
         im.load()
         mode = ""
         if im.mode in ("P", "PA"):
@@ -107,6 +109,25 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         elif im.mode.startswith("I;16"):
             return np.asarray(im, dtype=np.uint16), "gray"
         return np.asarray(im), mode
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def warn_exif_rotation(im: Any, path: Path) -> None:
+    """Warn when a photo's EXIF orientation asks viewers to rotate or mirror it.
+
+    Images are read as stored, not rotated: masks drawn on the stored pixels, data-set tools and
+    napari's own reader all use that orientation, so rotating here would misalign a mask.
+    """
+    try:
+        orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - EXIF is optional and often malformed
+        return
+    if orientation not in (0, 1):
+        warnings.warn(f"{path.name}: its EXIF orientation tag ({orientation}) asks viewers to rotate or mirror "
+                      "it; it is read as stored, like its masks and napari's own reader (save it upright to "
+                      "change that)", UserWarning, stacklevel=4)
 
 
 def read_image_with_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
@@ -155,9 +176,11 @@ def tiff_first_image(tif, path: Path, stacklevel: int) -> tuple[np.ndarray, Any]
         raise ImageReadError(f"{path}: the TIFF file holds no image")
     page = tif.pages[0]
     series = tif.series[0] if tif.series else None
+    check_pixel_count(page.imagelength, page.imagewidth, path)
     if (series is not None and len(tif.pages) > 1 and len(series.pages) == len(tif.pages)
             and len(series.shape) == 3 and series.shape[-1] in (1, 2, 3, 4)
             and tuple(page.shape) == tuple(series.shape[1:]) and page.samplesperpixel == 1):
+        check_pixel_count(series.shape[0], series.shape[1], path)
         return series.asarray(), page
     if len(tif.pages) > 1:  # a stack, or several images (a thumbnail, a pyramid level) in one file
         warnings.warn(f"{path.name}: the TIFF file holds {len(tif.pages)} pages; only the first "

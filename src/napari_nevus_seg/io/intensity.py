@@ -88,11 +88,13 @@ def to_rgb_uint8(arr: np.ndarray, source: str = "array", min_side: int = MIN_SID
     if arr.dtype == np.uint8 and arr.shape[-1] == 3:
         return np.ascontiguousarray(arr)  # already RGB uint8: no float copy (a 6000x4000 image is 72 MB, not 700)
     full, _ = array_full_scale(arr)
-    scaled = arr.astype(np.float32)
     if arr.dtype.kind == "f":
-        warn_not_finite(int(scaled.size - np.count_nonzero(np.isfinite(scaled))), scaled.size, source)
-        scaled = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-    scaled *= 255.0 / full
+        warn_not_finite(int(arr.size - np.count_nonzero(np.isfinite(arr))), arr.size, source)
+        # scaled in the array's own precision first: float64 values beyond float32's range (1e300) stay finite
+        scaled = np.nan_to_num(arr * (255.0 / full), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    else:
+        scaled = arr.astype(np.float32)
+        scaled *= 255.0 / full
     scaled = np.clip(scaled, 0, 255)
     channels = scaled.shape[-1]
     if channels in (2, 4):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nevus_seg.io.files import ImageReadError, check_file, decode_error
+from napari_nevus_seg.io.files import ImageReadError, check_file, check_pixel_count, decode_error, quiet_bomb_warning
 from napari_nevus_seg.io.images import read_tiff_page
 
 
@@ -63,7 +63,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         else:
             from PIL import Image
 
-            with Image.open(path) as im:
+            with quiet_bomb_warning(), Image.open(path) as im:
+                check_pixel_count(im.height, im.width, path)
                 if im.mode in ("L", "1", "I", "I;16"):
                     arr = np.asarray(im)
                 elif im.mode == "LA":

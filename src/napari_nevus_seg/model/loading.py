@@ -46,4 +46,7 @@ def as_model(model: LesionModel | str | os.PathLike | None) -> LesionModel:
     """``model`` itself when it is a :class:`LesionModel`, else :func:`load_model` of it (a path or None)."""
     if isinstance(model, LesionModel):
         return model
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a LesionModel (load_model()), a model file path or None for the default "
+                        f"model, not {type(model).__name__} {model!r:.60}")
     return load_model(model)
