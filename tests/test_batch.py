@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
-from napari_nevus_seg.batch.folder import BatchSetupError, find_images
+from napari_nevus_seg.batch.errors import BatchSetupError
+from napari_nevus_seg.batch.inputs import find_images
 from napari_nevus_seg.batch.work import read_output, write_output
 from napari_nevus_seg.io.labels import is_labels_file
 
@@ -365,15 +366,14 @@ def test_pixel_budget_lets_one_oversized_image_through_alone():
 
 
 def test_a_tiny_pixel_budget_processes_images_one_at_a_time(tmp_path, model):
-    from napari_nevus_seg.batch.folder import find_images
     from napari_nevus_seg.batch.local import run_local
-    from napari_nevus_seg.batch.work import SegmentOptions
+    from napari_nevus_seg.batch.options import BatchOptions
 
     make_folder(tmp_path / "in", 3)
     (tmp_path / "in" / "bad.png").write_bytes(b"junk")
     tasks, _ = find_images([tmp_path / "in"], tmp_path / "out")
     results = []
-    assert run_local(tasks, SegmentOptions(), results.append, model=model, max_pixels=1)
+    assert run_local(tasks, BatchOptions(), results.append, model=model, max_pixels=1)
     assert sorted((r.name, r.status) for r in results) == [
         ("bad.png", "failed"), ("img0.png", "done"), ("img1.png", "done"), ("img2.png", "done")]
 
@@ -661,7 +661,7 @@ def test_very_long_file_names_are_written(tmp_path, model):
 
 def test_ctrl_c_stops_the_caller_with_the_summary_and_a_partial_table(tmp_path, model):
     """A script looping over folders must stop on Ctrl-C (it used to go on with the next folder)."""
-    from napari_nevus_seg.batch.folder import BatchInterrupted
+    from napari_nevus_seg.batch.errors import BatchInterrupted
 
     make_folder(tmp_path / "in", 4)
 
@@ -677,3 +677,53 @@ def test_ctrl_c_stops_the_caller_with_the_summary_and_a_partial_table(tmp_path, 
     assert s.interrupted and s.done >= 2 and s.results_csv == str(tmp_path / "l.partial.csv")
     assert (tmp_path / "l.partial.csv").is_file() and not (tmp_path / "l.csv").exists()
     assert len(list((tmp_path / "out").glob("*.tif"))) == s.done
+
+
+def test_options_object_and_keywords_give_the_same_segmentation_settings(tmp_path, model, monkeypatch):
+    import napari_nevus_seg.inference.pipeline as pipeline
+    from napari_nevus_seg import SegmentOptions
+
+    make_folder(tmp_path / "in", 1)
+    seen = []
+    real = pipeline.segment
+
+    def spy(img, **kwargs):
+        seen.append({k: v for k, v in kwargs.items() if k != "model"})
+        return real(img, **kwargs)
+
+    monkeypatch.setattr(pipeline, "segment", spy)
+    settings = {"threshold": 0.6, "tta": True, "min_size": 20, "largest_only": True, "refine": False}
+    by_keywords = segment_folder(tmp_path / "in", tmp_path / "a", model=model, device="cpu", **settings)
+    by_options = segment_folder(tmp_path / "in", tmp_path / "b", SegmentOptions(model=model, device="cpu", **settings))
+    assert by_keywords.done == by_options.done == 1
+    assert seen[0] == seen[1] == {"device": "cpu", **settings}
+    assert np.array_equal(read_output(tmp_path / "a" / "img0.tif"), read_output(tmp_path / "b" / "img0.tif"))
+    seen.clear()
+    segment_folder(tmp_path / "in", tmp_path / "c", options=SegmentOptions(model=model))   # the defaults
+    assert seen == [{"device": "auto", "threshold": 0.5, "tta": False, "min_size": None, "largest_only": False,
+                     "refine": True}]
+
+
+def test_options_with_a_segmentation_keyword_is_a_type_error(tmp_path, model):
+    from napari_nevus_seg import SegmentOptions
+
+    make_folder(tmp_path / "in", 1)
+    options = SegmentOptions(model=model)
+    for keyword in ({"tta": True}, {"model": model}, {"threshold": 0.5}, {"min_size": None}):
+        with pytest.raises(TypeError, match=f"got options and also the keyword argument.*{next(iter(keyword))}"):
+            segment_folder(tmp_path / "in", tmp_path / "out", options, **keyword)
+    with pytest.raises(TypeError, match="options must be a SegmentOptions, got dict"):
+        segment_folder(tmp_path / "in", tmp_path / "out", options={"tta": True})
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_options_hold_the_segment_options_and_pickle():
+    import pickle
+
+    from napari_nevus_seg.batch.options import BatchOptions
+    from napari_nevus_seg.inference.options import SegmentOptions
+
+    opts = BatchOptions(SegmentOptions(model="/m.pt", tta=True), fmt="png", measure=True, pixel_size_mm=(0.01, 0.02))
+    assert pickle.loads(pickle.dumps(opts)) == opts
+    moved = opts.with_model(None)
+    assert moved.segment == SegmentOptions(model=None, tta=True) and moved.fmt == "png" and opts.segment.model == "/m.pt"

@@ -1,6 +1,6 @@
 """Running the per-image batch work on Dask (``dask.distributed``): a local cluster or a scheduler.
 
-Each Dask task is :func:`napari_nevus_seg.batch_work.process_one` (read -> segment -> write ->
+Each Dask task is :func:`napari_nevus_seg.batch.work.process_one` (read -> segment -> write ->
 measure one image). Workers load the model once per process (cached by path) and use CUDA when they
 have a GPU (``device="auto"``). Results stream back with ``as_completed`` while a bounded number of
 tasks is in flight, so the client's memory does not grow with the number of images. Input images,
@@ -13,22 +13,16 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
+from napari_nevus_seg.batch.errors import BatchSetupError
+from napari_nevus_seg.batch.options import BatchOptions
 from napari_nevus_seg.batch.spawning import main_module_hidden
-from napari_nevus_seg.batch.work import ImageResult, ImageTask, SegmentOptions, describe_error, needs_work, process_one
-from napari_nevus_seg.model.devices import cpu_cores
+from napari_nevus_seg.batch.work import ImageResult, ImageTask, describe_error, needs_work, process_one
 
 CONNECT_TIMEOUT = "15s"
 MISSING_DASK = ("Dask is needed for --workers/--scheduler but is not installed: "
                 "pip install 'dask[distributed]'  (or, in a checkout of the plugin: pip install -e '.[cluster]')")
-
-
-def _setup_error(msg: str) -> Exception:
-    from napari_nevus_seg.batch.folder import BatchSetupError
-
-    return BatchSetupError(msg)
 
 
 @contextmanager
@@ -38,19 +32,21 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
-        raise _setup_error(MISSING_DASK) from exc
+        raise BatchSetupError(MISSING_DASK) from exc
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise _setup_error(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
+            raise BatchSetupError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
         try:
             yield client
         finally:
             client.close()
         return
     if workers is None or workers < 1:
-        raise _setup_error(f"--workers must be at least 1, got {workers}")
+        raise BatchSetupError(f"--workers must be at least 1, got {workers}")
+    from napari_nevus_seg.model.devices import cpu_cores  # (PyTorch: loaded when a cluster starts)
+
     # each worker process gets its share of the cores for PyTorch and OpenMP from the start, so that
     # the workers' thread pools do not spin against each other
     share = str(max(1, cpu_cores() // workers))
@@ -91,9 +87,9 @@ def _cpu_share(n_local: int) -> None:
         os.sched_setaffinity(0, mine)
 
 
-def _cluster_task(task: ImageTask, opts: SegmentOptions, model: Any, n_local: int) -> ImageResult:
+def _cluster_task(task: ImageTask, opts: BatchOptions, model: Any, n_local: int) -> ImageResult:
     if model is not None:
-        opts = replace(opts, model=model)
+        opts = opts.with_model(model)
     if n_local > 1:
         _cpu_share(n_local)
     return process_one(task, opts)
@@ -106,7 +102,7 @@ def _n_threads(client: Any) -> int:
         return 1
 
 
-def run_on_dask(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
+def run_on_dask(tasks: Sequence[ImageTask], opts: BatchOptions, on_result: Callable[[ImageResult], None],
                 workers: int | None = None, scheduler: str | None = None, client: Any = None,
                 threads_per_worker: int = 1, cancel: Any = None, max_in_flight: int | None = None) -> bool:
     """Process ``tasks`` on Dask; ``on_result`` receives each result as it arrives. False if cancelled."""
@@ -116,16 +112,16 @@ def run_on_dask(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Cal
     return _run(client, tasks, opts, on_result, cancel, max_in_flight, n_local=0)
 
 
-def _run(client: Any, tasks: Sequence[ImageTask], opts: SegmentOptions, on_result, cancel,
+def _run(client: Any, tasks: Sequence[ImageTask], opts: BatchOptions, on_result, cancel,
          max_in_flight: int | None, n_local: int) -> bool:
     from distributed import as_completed
 
     from napari_nevus_seg.model.networks import LesionModel
 
     model_ref = None
-    if isinstance(opts.model, LesionModel):   # an in-memory model: send it to every worker once
-        model_ref = client.scatter(opts.model, broadcast=True)
-        opts = replace(opts, model=None)
+    if isinstance(opts.segment.model, LesionModel):   # an in-memory model: send it to every worker once
+        model_ref = client.scatter(opts.segment.model, broadcast=True)
+        opts = opts.with_model(None)
     limit = max_in_flight or 2 * _n_threads(client) + 1
     todo = iter(tasks)
     owner: dict[Any, ImageTask] = {}

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from napari_nevus_seg.batch.errors import BatchSetupError
 from napari_nevus_seg.io.atomic import atomic_path
 
 SORT_LIMIT_BYTES = 64 * 1024 * 1024  # rows (as JSON) beyond this are left in arrival order (memory)
@@ -27,8 +28,6 @@ class CsvSink:
     """Append measurement rows (dicts) for the table at ``path``; :meth:`close` writes the CSV."""
 
     def __init__(self, path: str | os.PathLike):
-        from napari_nevus_seg.batch.folder import BatchSetupError
-
         self.path = Path(path)   # (segment_folder has refused a folder here before any work)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
         self.columns: list[str] = []

@@ -2,7 +2,7 @@
 
 - Reader threads decode the next images (JPEG/PNG decoders release the GIL) while the network runs.
 - The calling thread runs the network (PyTorch uses every core, or the GPU).
-- With ``refine_workers``, worker processes refine the outlines (:mod:`napari_nevus_seg.batch_refine`)
+- With ``refine_workers``, worker processes refine the outlines (:mod:`napari_nevus_seg.batch.refine_pool`)
   while the network runs on the next images.
 - A writer thread writes the label files (atomically) and measures the lesions.
 
@@ -22,11 +22,11 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
+from napari_nevus_seg.batch.options import BatchOptions
 from napari_nevus_seg.batch.refine_pool import PendingLabels, RefinePool
 from napari_nevus_seg.batch.work import (
     ImageResult,
     ImageTask,
-    SegmentOptions,
     describe_error,
     infer_stage,
     measure_rows,
@@ -80,7 +80,7 @@ def header_pixels(path: str) -> int:
         return 0
 
 
-def _read_task(task: ImageTask, opts: SegmentOptions):
+def _read_task(task: ImageTask, opts: BatchOptions):
     """Reader thread: decode the image; for an image finished earlier, read its labels too."""
     t0 = time.perf_counter()
     try:
@@ -92,7 +92,7 @@ def _read_task(task: ImageTask, opts: SegmentOptions):
         return t0, None, None, None, None, exc
 
 
-def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions, budget: PixelBudget) -> None:
+def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, budget: PixelBudget) -> None:
     while True:
         job = jobs.get()
         if job is None:
@@ -116,20 +116,20 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: SegmentOptions,
         results.put(result)
 
 
-def run_local(tasks: Sequence[ImageTask], opts: SegmentOptions, on_result: Callable[[ImageResult], None],
+def run_local(tasks: Sequence[ImageTask], opts: BatchOptions, on_result: Callable[[ImageResult], None],
               model=None, readers: int = 2, queue_size: int = 2, cancel: Any = None,
               max_pixels: int | None = None, refine_workers: int = 0) -> bool:
     """Process ``tasks`` in this process; ``on_result`` is called here for each image. False if cancelled.
 
-    ``refine_workers`` > 0 (with ``opts.refine``): that many processes refine the outlines, and PyTorch
+    ``refine_workers`` > 0 (with ``opts.segment.refine``): that many processes refine the outlines, and PyTorch
     on the CPU keeps to the remaining cores.
     """
-    model = model if model is not None else resolve_model(opts.model)
-    if not (opts.refine and refine_workers > 0):
+    model = model if model is not None else resolve_model(opts.segment.model)
+    if not (opts.segment.refine and refine_workers > 0):
         return _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels, None)
     from napari_nevus_seg.model.devices import cpu_cores, cpu_threads_capped, resolve_device
 
-    on_cpu = resolve_device(opts.device).type == "cpu"
+    on_cpu = resolve_device(opts.segment.device).type == "cpu"
     refiner = RefinePool(refine_workers)
     try:
         with cpu_threads_capped(max(1, cpu_cores() - refine_workers)) if on_cpu else contextlib.nullcontext():

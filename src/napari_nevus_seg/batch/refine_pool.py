@@ -1,15 +1,15 @@
 """Outline refinement in worker processes, beside the network, for the in-process batch pipeline.
 
-The refinement (:mod:`napari_nevus_seg.refine`) is NumPy/SciPy work that holds Python's GIL, so in
+The refinement (:mod:`napari_nevus_seg.inference.refine`) is NumPy/SciPy work that holds Python's GIL, so in
 one process it runs on one core while the network waits. Here the calling thread runs the network
 and sends the refinement's small inputs (image and map on the <= 384 px work grid, under 1 MB) to a
 pool of worker processes; the writer thread collects each result and builds the full-resolution
-labels. The labels are identical to those of :func:`napari_nevus_seg.segment`.
+labels. The labels are identical to those of :func:`napari_nevus_seg.inference.pipeline.segment`.
 
 Worker processes are started with ``spawn`` (never ``fork``: the parent runs PyTorch's thread pools),
 and PyTorch in the parent is kept to the cores the workers leave free (its idle threads spin and
 would otherwise take those cores). They are started without the caller's main module
-(:mod:`napari_nevus_seg.spawning`), so scripts without an ``if __name__ == "__main__":`` guard work.
+(:mod:`napari_nevus_seg.batch.spawning`), so scripts without an ``if __name__ == "__main__":`` guard work.
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ class PendingLabels:
         from napari_nevus_seg.batch.work import compact_labels
         from napari_nevus_seg.inference.pipeline import labels_from_refined
 
-        return compact_labels(labels_from_refined(self.future.result(), self.shape, self.opts.min_size,
-                                                  largest_only=self.opts.largest_only))
+        seg = self.opts.segment
+        return compact_labels(labels_from_refined(self.future.result(), self.shape, seg.min_size,
+                                                  largest_only=seg.largest_only))
 
 
 class RefinePool:
@@ -95,9 +96,10 @@ class RefinePool:
         from napari_nevus_seg.inference.pipeline import network_map
         from napari_nevus_seg.inference.refine import refine_inputs, refine_outline
 
-        plane, prob_small = network_map(img, model=model, device=opts.device, tta=opts.tta)
-        small, prob, work_min = refine_inputs(plane, prob_small, opts.min_size)
-        future = self._pool.submit(refine_outline, small, prob, opts.threshold, work_min, opts.largest_only)
+        seg = opts.segment
+        plane, prob_small = network_map(img, model=model, device=seg.device, tta=seg.tta)
+        small, prob, work_min = refine_inputs(plane, prob_small, seg.min_size)
+        future = self._pool.submit(refine_outline, small, prob, seg.threshold, work_min, seg.largest_only)
         return PendingLabels(future, plane.shape[:2], opts)
 
     def close(self) -> None:

@@ -1,10 +1,10 @@
 """The work done for one image of a batch: read, segment, write the labels atomically, measure.
 
-The same functions run in the in-process pipeline of :mod:`napari_nevus_seg.batch` (split in stages
+The same functions run in the in-process pipeline of :mod:`napari_nevus_seg.batch.local` (split in stages
 so that reading, inference and writing overlap) and, whole, on Dask workers
-(:mod:`napari_nevus_seg.batch_cluster`). Everything here is picklable: tasks, options and results are
+(:mod:`napari_nevus_seg.batch.cluster`). Everything here is picklable: tasks, options and results are
 plain dataclasses, and models are referred to by path (each process loads a model once: the loader in
-:mod:`napari_nevus_seg.inference` caches it by path and modification time).
+:mod:`napari_nevus_seg.model.loading` caches it by path and modification time).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-FORMATS = ("tif", "png")
-SUFFIX = {"tif": ".tif", "png": ".png"}
+from napari_nevus_seg.batch.options import FORMATS, SUFFIX, BatchOptions
 
 
 @dataclass(frozen=True)
@@ -28,23 +27,6 @@ class ImageTask:
     source: str
     output_stem: str
     name: str  # how the image is named in the summary and in the measurement table
-
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    """Everything a worker needs to process an image (picklable)."""
-
-    model: Any = None            # path (str), None for the default model, or a loaded LesionModel
-    device: str = "auto"
-    threshold: float = 0.5
-    tta: bool = False
-    min_size: int | None = None
-    largest_only: bool = False
-    refine: bool = True          # outline refinement onto the visible pigment edge
-    fmt: str = "tif"             # "tif": instance labels (uint16); "png": binary 0/255 mask (ISIC style)
-    measure: bool = False
-    pixel_size_mm: float | tuple[float, float] | None = None  # overrides the files' metadata
-    overwrite: bool = False
 
 
 @dataclass
@@ -162,13 +144,13 @@ def resolve_model(model: Any):
     return load_model(model)
 
 
-def infer_stage(img: np.ndarray, opts: SegmentOptions, model=None) -> np.ndarray:
+def infer_stage(img: np.ndarray, opts: BatchOptions, model=None) -> np.ndarray:
     """Segment one image: (H, W) labels, uint8 when they fit (saves memory on huge images)."""
     from napari_nevus_seg.inference.pipeline import segment
 
-    return compact_labels(segment(img, model=model if model is not None else resolve_model(opts.model),
-                                  device=opts.device, threshold=opts.threshold, tta=opts.tta,
-                                  min_size=opts.min_size, largest_only=opts.largest_only, refine=opts.refine))
+    kwargs = opts.segment.segment_kwargs()
+    kwargs["model"] = model if model is not None else resolve_model(opts.segment.model)
+    return compact_labels(segment(img, **kwargs))
 
 
 def compact_labels(labels: np.ndarray) -> np.ndarray:
@@ -177,12 +159,10 @@ def compact_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_size_mm,
-                 opts: SegmentOptions) -> list[dict[str, Any]]:
+                 opts: BatchOptions) -> list[dict[str, Any]]:
     """Per-lesion measurement rows, each with an ``image`` column first."""
-    try:
-        from napari_nevus_seg.measurements.table import measure
-    except ImportError as exc:  # the measurement module is not installed in this version
-        raise RuntimeError(f"measurements are not available in this installation ({exc})") from exc
+    from napari_nevus_seg.measurements.table import measure
+
     px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
     table = measure(np.asarray(labels, dtype=np.int32), img, pixel_size_mm=px)
     records = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
@@ -190,7 +170,7 @@ def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_siz
 
 
 def write_stage(labels: np.ndarray, img: np.ndarray | None, pixel_size_mm, task: ImageTask,
-                opts: SegmentOptions) -> tuple[Path, list[dict[str, Any]]]:
+                opts: BatchOptions) -> tuple[Path, list[dict[str, Any]]]:
     """Write the labels atomically, then measure (when asked). Returns (output path, rows)."""
     px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
     out = write_output(labels, output_path(task, opts.fmt), px, source=task.source)
@@ -212,12 +192,12 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
     return msg if known else f"{type(exc).__name__}: {msg}"
 
 
-def needs_work(task: ImageTask, opts: SegmentOptions) -> Path | None:
+def needs_work(task: ImageTask, opts: BatchOptions) -> Path | None:
     """The existing output when ``task`` can be skipped (resume), else None."""
     return None if opts.overwrite else existing_output(task, opts.fmt)
 
 
-def process_one(task: ImageTask, opts: SegmentOptions) -> ImageResult:
+def process_one(task: ImageTask, opts: BatchOptions) -> ImageResult:
     """Read -> segment -> write -> measure one image, never raising: failures become results.
 
     Used whole by Dask workers. An image whose output already exists is skipped (unless

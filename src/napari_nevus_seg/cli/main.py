@@ -20,26 +20,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-class SetupError(Exception):
-    """A problem that stops a command before it starts (exit status 2)."""
-
-
-def setup_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "cannot start": reported in one line, exit status 2."""
-    from napari_nevus_seg.batch.folder import BatchSetupError
-    from napari_nevus_seg.model.devices import DeviceUnavailableError
-    from napari_nevus_seg.model.networks import CheckpointError
-
-    return (SetupError, BatchSetupError, CheckpointError, DeviceUnavailableError, FileNotFoundError,
-            NotADirectoryError, PermissionError)
-
-
-def err(msg: str) -> None:
-    print(f"nevus-seg: error: {msg}", file=sys.stderr)
+from napari_nevus_seg.cli.common import (
+    DEVICES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_TERMINATED,
+    SetupError,
+    drop_stdout,
+    err,
+    say,
+    setup_errors,
+)
 
 
 def resolve_model_arg(value: str | None) -> str | None:
@@ -49,10 +42,8 @@ def resolve_model_arg(value: str | None) -> str | None:
     p = Path(value).expanduser()
     if p.exists() or p.suffix == ".pt" or os.sep in value or (os.altsep and os.altsep in value):
         return str(p)   # load_model says clearly what is wrong with a bad path
-    try:
-        from napari_nevus_seg.model.library import ModelLibrary
-    except ImportError:
-        raise SetupError(f"--model {value!r}: no such file (and no model library in this installation)") from None
+    from napari_nevus_seg.model.library import ModelLibrary
+
     try:
         return str(ModelLibrary().resolve(value))
     except (KeyError, ValueError) as exc:
@@ -62,6 +53,7 @@ def resolve_model_arg(value: str | None) -> str | None:
 
 # ------------------------------------------------------------------------------------- segment
 def add_segment_parser(sub) -> None:
+    """Add the ``segment`` command to the sub-parsers ``sub``."""
     p = sub.add_parser("segment", help="segment images and folders into label images",
                        description="Segment lesions in images (files and folders) and write one label image "
                                    "per input into --out (NAME.tif instance labels, or NAME.png binary masks "
@@ -102,15 +94,25 @@ def add_segment_parser(sub) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from napari_nevus_seg.batch.folder import BatchInterrupted, check_pixel_size, segment_folder
+    """``nevus-seg segment``: one SegmentOptions from the arguments, then :func:`segment_folder`; the exit status."""
+    from napari_nevus_seg.batch.errors import BatchInterrupted
+    from napari_nevus_seg.batch.folder import segment_folder
     from napari_nevus_seg.cli.progress import ProgressBar
+    from napari_nevus_seg.inference.options import SegmentOptions
+    from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
     if args.workers is not None and args.workers < 1:
         raise SetupError(f"--workers must be at least 1, got {args.workers}")
     if args.refine_workers is not None and args.refine_workers < 0:
         raise SetupError(f"--refine-workers must be 0 or more, got {args.refine_workers}")
-    check_pixel_size(args.pixel_size_mm, "--pixel-size-mm")   # before any work: inf, 0, 1e-30 ... refused
-    model = resolve_model_arg(args.model)
+    if args.pixel_size_mm is not None:   # before any work: inf, 0, 1e-30 ... refused
+        try:
+            pixel_size_pair(args.pixel_size_mm, "--pixel-size-mm")
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+    options = SegmentOptions(model=resolve_model_arg(args.model), device=args.device, threshold=args.threshold,
+                             tta=args.tta, min_size=args.min_size, largest_only=args.largest_only,
+                             refine=args.refine)
     bar = ProgressBar("segment", enabled=not args.quiet)
     failed = 0
 
@@ -121,9 +123,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
     try:
         summary = segment_folder(
-            args.inputs, args.out, model=model, device=args.device, threshold=args.threshold, tta=args.tta,
-            min_size=args.min_size, largest_only=args.largest_only, refine=args.refine, fmt=args.fmt,
-            measure=args.measure,
+            args.inputs, args.out, options, fmt=args.fmt, measure=args.measure,
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
             readers=args.readers, refine_workers=args.refine_workers, progress=progress)
@@ -139,8 +139,10 @@ def run_segment(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nevus-seg`` parser with its commands: segment, train, models."""
     from napari_nevus_seg import __version__
-    from napari_nevus_seg.cli.train import add_models_parser, add_train_parser
+    from napari_nevus_seg.cli.models import add_models_parser
+    from napari_nevus_seg.cli.train import add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="nevus-seg", description="Dermoscopy lesion segmentation, measurement and training.",
@@ -153,20 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_models_parser(sub)
     return parser
-
-
-def say(text: str) -> None:
-    """Print to stdout; a reader that has gone (``| head``) is no error: the rest of the output is dropped."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        _drop_stdout()
-
-
-def _drop_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())   # also keeps Python's exit-time flush from failing again
-    os.close(devnull)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -211,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err(str(exc))
         return EXIT_SETUP
     except BrokenPipeError:   # stdout's reader has gone (e.g. `nevus-seg models list | head -1`)
-        _drop_stdout()
+        drop_stdout()
         return EXIT_OK
     finally:
         if main_thread:

@@ -1,4 +1,4 @@
-"""``nevus-seg train`` (train or fine-tune a model from a data-set folder) and ``nevus-seg models``.
+"""``nevus-seg train``: train or fine-tune a model from a data-set folder.
 
 Training reads any data-set layout :func:`napari_nevus_seg.io.discover_cases` knows (PH2, ISIC,
 ``images/`` + ``masks/``), keeps a validation split, shows progress on the terminal, and saves the
@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_nevus_seg.cli.main import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err
+from napari_nevus_seg.cli.common import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err, error_reason
 from napari_nevus_seg.cli.progress import ProgressBar
 
-# ---------------------------------------------------------------------------------------- train
 #: the settings of a new model (their defaults); fine-tuning with --init keeps the base model's network
 NEW_MODEL = {"size": 128, "arch": "unet", "width": 16, "depth": 4, "fill_prob": 0.0}
 
@@ -350,101 +349,8 @@ def _save_in_library(model, name: str, overwrite: bool, out: Path) -> int:
             print(f"note: a model named {taken!r} was saved in the library while training ran; this one is saved "
                   f"as {name!r} (rename it with `nevus-seg models rename`)", file=sys.stderr)
     except (OSError, ValueError) as exc:
-        err(f"not saved in the model library: {_reason(exc)}. The trained model is in {out}: add it with "
+        err(f"not saved in the model library: {error_reason(exc)}. The trained model is in {out}: add it with "
             f"`nevus-seg models import {out} --name NAME`")
         return EXIT_SETUP
     print(f"saved in the model library as {name!r} ({path})")
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------------------- models
-def add_models_parser(sub) -> None:
-    p = sub.add_parser("models", help="list, import, export, rename or delete saved models",
-                       description="Manage your model library (default folder: the user data folder, "
-                                   "or $NEVUS_SEG_MODEL_DIR).")
-    p.add_argument("--library", metavar="DIR", help="library folder (default: the user data folder)")
-    msub = p.add_subparsers(dest="action", metavar="ACTION")
-    msub.required = True
-    msub.add_parser("list", help="list saved models")
-    e = msub.add_parser("export", help="copy a saved model to a file")
-    e.add_argument("name")
-    e.add_argument("path")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing file at PATH")
-    i = msub.add_parser("import", help="check a model file and add it to the library")
-    i.add_argument("path")
-    i.add_argument("--name")
-    i.add_argument("--overwrite", action="store_true")
-    r = msub.add_parser("rename", help="rename a saved model")
-    r.add_argument("old")
-    r.add_argument("new")
-    d = msub.add_parser("delete", help="delete a saved model")
-    d.add_argument("name")
-    p.set_defaults(run=run_models)
-
-
-def _describe(meta: dict[str, Any]) -> str:
-    if "error" in meta:
-        return f"UNREADABLE: {meta['error']}"
-    parts = []
-    for key in ("trained_at", "training_data", "base_model"):
-        if meta.get(key):
-            parts.append(f"{key.replace('_', ' ')} {meta[key]}")
-    ft = meta.get("fine_tune")
-    if isinstance(ft, dict):
-        scores = ", ".join(f"{k} {v:.3f}" for k, v in ft.items() if isinstance(v, float))
-        if scores:
-            parts.append(f"fine-tune: {scores}")
-    best = meta.get("best_val")
-    if isinstance(best, dict) and "dice" in best:
-        parts.append(f"val Dice {best['dice']:.3f}")
-    return "; ".join(parts)
-
-
-def run_models(args: argparse.Namespace) -> int:
-    try:
-        from napari_nevus_seg.model.library import ModelLibrary
-    except ImportError:
-        raise SetupError("the model library is not available in this installation") from None
-    lib = ModelLibrary(args.library)
-    try:
-        if args.action == "list":
-            entries = lib.list()
-            print(f"models in {lib.root}:")
-            print("  default (shipped with the plugin)")
-            for e in entries:
-                print(f"  {e.name}  {_describe(e.meta)}".rstrip())
-        elif args.action == "export":
-            print(f"exported {args.name!r} to {_no_clobber(lib.export, args.name, args.path, args.overwrite)}")
-        elif args.action == "import":
-            print(f"imported {args.path} as {_no_clobber(lib.import_file, args.path, args.name, args.overwrite)!r}")
-        elif args.action == "rename":
-            lib.rename(args.old, args.new)
-            print(f"renamed {args.old!r} to {args.new!r}")
-        elif args.action == "delete":
-            lib.delete(args.name)
-            print(f"deleted {args.name!r}")
-    except BrokenPipeError:   # stdout's reader has gone (`| head`): main() handles it
-        raise
-    except (KeyError, ValueError, OSError) as exc:
-        err(_reason(exc))
-        return EXIT_SETUP
-    return EXIT_OK
-
-
-def _no_clobber(action, source, target, overwrite: bool):
-    """``action(source, target, overwrite=overwrite)``; an existing target's error names ``--overwrite``."""
-    try:
-        return action(source, target, overwrite=overwrite)
-    except FileExistsError as exc:
-        reason = _reason(exc).split(";")[0]
-        raise FileExistsError(f"{reason}; choose another name, or add --overwrite to replace it") from None
-
-
-def _reason(exc: BaseException) -> str:
-    """One line for an error: the message, or for an operating-system error its path and reason
-    (never a bare errno such as "17")."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    if exc.args and isinstance(exc.args[0], str):
-        return exc.args[0]
-    return str(exc) or type(exc).__name__

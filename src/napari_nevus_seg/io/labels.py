@@ -19,6 +19,7 @@ from napari_nevus_seg.io.datasets import MASK_DIRS, is_mask_file
 from napari_nevus_seg.io.files import ImageReadError, check_file, decode_error
 from napari_nevus_seg.io.images import read_tiff_page, tiff_pixel_size
 from napari_nevus_seg.io.mask_files import is_colour_page, mask_of_plane, mask_plane, read_mask
+from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
 LABELS_MARKER = "napari-nevus-seg labels"  # written into label files so that they reopen as labels
 SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: the DocumentName tag)
@@ -51,26 +52,6 @@ def _rational(value: float) -> tuple[int, int]:
 
     f = Fraction(value).limit_denominator(max(1, min(4294967295, int(4294967295 / abs(value)))))
     return f.numerator, f.denominator
-
-
-def _pixel_sizes(pixel_size_mm, path: Path) -> tuple[float, float]:
-    """``(row, column)`` pixel size in mm; ValueError for anything but one or two positive finite numbers."""
-    what = f"{path.name}: pixel_size_mm must be a positive number of mm or a (row, column) pair of them"
-    values = pixel_size_mm if isinstance(pixel_size_mm, (tuple, list, np.ndarray)) else [pixel_size_mm]
-    values = list(np.asarray(values, dtype=object).ravel())
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise ValueError(f"{what}; got {pixel_size_mm!r}")
-    sizes = []
-    for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{what}; got {pixel_size_mm!r} ({type(v).__name__})")  # noqa: TRY004 - a bad value
-        v = float(v)
-        if not np.isfinite(v) or v <= 0:
-            raise ValueError(f"{what}; got {pixel_size_mm!r}")
-        sizes.append(v)
-    return sizes[0], sizes[1]
 
 
 def _tiff_resolution(sizes: tuple[float, float], path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -120,7 +101,7 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
         raise ValueError(f"{path.name}: the labels have no pixels (shape {arr.shape}); nothing to save")
     resolution = None
     if pixel_size_mm is not None:  # checked whatever the format; stored (so checked for storage) in a TIFF
-        sizes = _pixel_sizes(pixel_size_mm, path)
+        sizes = pixel_size_pair(pixel_size_mm, f"{path.name}: pixel_size_mm", limits=None)  # TIFF: checked below
         resolution = _tiff_resolution(sizes, path) if suffix != ".png" else None
     values_max = int(arr.max()) if arr.size else 0
     if binary:

@@ -1,0 +1,41 @@
+"""What a batch run does with each image: how to segment it, and how to write and measure the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from napari_nevus_seg.inference.options import SegmentOptions
+
+FORMATS = ("tif", "png")
+SUFFIX = {"tif": ".tif", "png": ".png"}
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Everything a worker needs to process one image of a batch (picklable: Dask tasks carry it).
+
+    Parameters
+    ----------
+    segment
+        How to segment: model, device, threshold, TTA, smallest lesion, largest only, refinement. Its
+        ``model`` is a path (str), None for the default model, or a loaded ``LesionModel``.
+    fmt
+        ``"tif"``: instance labels (uint16) with the pixel size; ``"png"``: binary 0/255 mask (ISIC style).
+    measure
+        Measure the lesions of each image (rows for the measurement table).
+    pixel_size_mm
+        Pixel size (mm, one number or a ``(row, column)`` pair) used instead of each file's metadata.
+    overwrite
+        Redo images whose output exists already (otherwise they are skipped).
+    """
+
+    segment: SegmentOptions = field(default_factory=SegmentOptions)
+    fmt: str = "tif"
+    measure: bool = False
+    pixel_size_mm: float | tuple[float, float] | None = None
+    overwrite: bool = False
+
+    def with_model(self, model: Any) -> BatchOptions:
+        """A copy whose segmentation uses ``model`` (a path, None or a loaded model)."""
+        return replace(self, segment=replace(self.segment, model=model))

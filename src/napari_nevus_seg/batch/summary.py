@@ -1,0 +1,55 @@
+"""The outcome of a batch run: counts, failures with their reasons, and a report for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from napari_nevus_seg.batch.work import ImageResult
+
+
+@dataclass
+class BatchSummary:
+    """The outcome of :func:`~napari_nevus_seg.batch.folder.segment_folder`."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (image, reason)
+    no_lesion: int = 0           # images segmented with no lesion found (counted in ``done``)
+    measured_rows: int = 0
+    results_csv: str | None = None
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every image was segmented or skipped and the run was not interrupted."""
+        return not self.failed and not self.interrupted
+
+    def add(self, r: ImageResult) -> None:
+        """Count one image's result."""
+        if r.status == "done":
+            self.done += 1
+            self.no_lesion += int(r.n_lesions == 0)
+        elif r.status == "skipped":
+            self.skipped += 1
+        else:
+            self.failed.append((r.name, r.reason or "unknown error"))
+        self.measured_rows += len(r.rows)
+
+    def report(self, max_failures: int = 50) -> str:
+        """A few lines for people: counts, speed and the reason of each failure."""
+        rate = f" ({self.done / self.seconds:.2f} images/s)" if self.done and self.seconds > 0 else ""
+        lines = [f"{self.done} segmented ({self.no_lesion} with no lesion found), {self.skipped} skipped "
+                 f"(output already there), {len(self.failed)} failed, of {self.total} images "
+                 f"in {self.seconds:.1f} s{rate}"]
+        if self.results_csv:
+            so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
+            lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
+        if self.interrupted:
+            lines.append("interrupted: run the same command again to resume (finished outputs are skipped)")
+        for name, reason in self.failed[:max_failures]:
+            lines.append(f"  FAILED {name}: {reason}")
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more failures")
+        return "\n".join(lines)
