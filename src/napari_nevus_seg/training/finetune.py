@@ -53,17 +53,8 @@ from napari_nevus_seg.model.devices import resolve_device
 from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.model.networks import LesionModel
 from napari_nevus_seg.training.augment import AugmentConfig
-from napari_nevus_seg.training.loop import (
-    CancelToken,
-    ProgressCallback,
-    TrainConfig,
-    TrainingCancelled,
-    describe_pair,
-    evaluate,
-    init_from,
-    prepare_pairs,
-    train,
-)
+from napari_nevus_seg.training.data import CancelToken, ProgressCallback, describe_pair, prepare_pairs
+from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, evaluate, init_from, train
 
 MIN_PAIRS_FOR_HOLDOUT = 4
 
