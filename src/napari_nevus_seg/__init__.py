@@ -36,7 +36,7 @@ _API: dict[str, str] = {
     # training and fine-tuning
     "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.data",
     "prepare_pairs": "training.data", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
-    "FineTuneResult": "training.finetune",
+    "FineTuneSettings": "training.finetune", "FineTuneResult": "training.finetune_report",
     # measurement
     "measure": "measurements.table",
     # scores
@@ -81,5 +81,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.model.loading import default_model_path, load_model  # noqa: F401
     from napari_nevus_seg.model.networks import CheckpointError, LesionModel, build_model, save_model  # noqa: F401
     from napari_nevus_seg.training.data import load_pairs, prepare_pairs  # noqa: F401
-    from napari_nevus_seg.training.finetune import FineTuneResult, fine_tune  # noqa: F401
+    from napari_nevus_seg.training.finetune import FineTuneSettings, fine_tune  # noqa: F401
+    from napari_nevus_seg.training.finetune_report import FineTuneResult  # noqa: F401
     from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, train  # noqa: F401
