@@ -35,8 +35,8 @@ import torch
 
 from napari_nevus_seg import dice, fine_tune, iter_pairs, load_model, read_image, read_mask, segment
 from napari_nevus_seg.io.datasets import discover_cases
+from napari_nevus_seg.training.data import PairSet, split_pairs
 from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult
-from napari_nevus_seg.training.loop import PairSet, split_pairs
 
 
 def default_data_dir() -> Path:

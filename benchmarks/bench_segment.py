@@ -70,7 +70,7 @@ def data_root(arg: str | None) -> Path:
 # ------------------------------------------------------------------------------------------ quality
 def isic_validation_cases(isic_root: Path) -> list:
     """The held-out ISIC validation cases, exactly as the training campaign split them."""
-    from napari_nevus_seg.training.loop import load_pairs, split_pairs
+    from napari_nevus_seg.training.data import load_pairs, split_pairs
 
     names = set(split_pairs(load_pairs(isic_root, 16), 0.1, seed=0)[1].names)  # tiny size: names only
     return [c for c in discover_cases(isic_root) if c.name in names and c.mask is not None]

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from napari_nevus_seg.model import devices  # noqa: E402
 from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
-from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train  # noqa: E402
+from napari_nevus_seg.training.data import load_pairs, split_pairs  # noqa: E402
+from napari_nevus_seg.training.loop import TrainConfig, train  # noqa: E402
 
 RECIPES = {  # name: (architecture, loss, CPU precision: "auto" = bf16 where the CPU has it natively)
     "unet bce": ("unet", "bce", "auto"),

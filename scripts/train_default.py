@@ -33,15 +33,8 @@ from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.io.datasets import iter_pairs  # noqa: E402
 from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
 from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
-from napari_nevus_seg.training.loop import (
-    PairSet,
-    TrainConfig,
-    init_from,
-    load_pairs,
-    prepare_pairs,
-    split_pairs,
-    train,
-)
+from napari_nevus_seg.training.data import PairSet, load_pairs, prepare_pairs, split_pairs  # noqa: E402
+from napari_nevus_seg.training.loop import TrainConfig, init_from, train  # noqa: E402
 
 SYNTHETIC_SEED0 = 100_000
 

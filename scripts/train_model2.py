@@ -38,7 +38,8 @@ from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.io.datasets import iter_pairs  # noqa: E402
 from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
 from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
-from napari_nevus_seg.training.loop import PairSet, TrainConfig, evaluate, init_from, load_pairs, split_pairs, train  # noqa: E402
+from napari_nevus_seg.training.data import PairSet, load_pairs, split_pairs  # noqa: E402
+from napari_nevus_seg.training.loop import TrainConfig, evaluate, init_from, train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DIAGNOSES = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")

@@ -14,7 +14,8 @@ import torch
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 from napari_nevus_seg.model.networks import LesionModel, build_model
 from napari_nevus_seg.training.augment import AugmentConfig
-from napari_nevus_seg.training.loop import TrainConfig, init_from, prepare_pairs, train
+from napari_nevus_seg.training.data import prepare_pairs
+from napari_nevus_seg.training.loop import TrainConfig, init_from, train
 
 SHAPE = (60, 80)
 SIZE = 48

@@ -298,7 +298,8 @@ def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
 
 def test_reported_validation_scores_are_the_returned_models(bluish):
     # with blend < 1 the model returned is base + blend * (tuned - base): its best_val is its own score
-    from napari_nevus_seg.training.loop import evaluate, prepare_pairs
+    from napari_nevus_seg.training.data import prepare_pairs
+    from napari_nevus_seg.training.loop import evaluate
 
     train_cases, _ = bluish
     images, masks = [c.image for c in train_cases], [c.labels for c in train_cases]

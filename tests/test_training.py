@@ -8,7 +8,8 @@ import torch
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 from napari_nevus_seg.model.networks import build_model
 from napari_nevus_seg.training import loop as training
-from napari_nevus_seg.training.loop import TrainConfig, prepare_pairs, train
+from napari_nevus_seg.training.data import load_pairs, prepare_pairs
+from napari_nevus_seg.training.loop import TrainConfig, train
 
 SIZE = 32
 
@@ -98,7 +99,7 @@ def test_load_pairs_names_the_files_of_a_mask_that_does_not_fit(tmp_path):
     bad = cases[2]
     Image.fromarray(np.zeros((40, 50), np.uint8)).save(bad.mask)
     with pytest.raises(ValueError, match="does not match") as err:
-        training.load_pairs(tmp_path, SIZE, workers=2)
+        load_pairs(tmp_path, SIZE, workers=2)
     assert str(bad.image) in str(err.value) and str(bad.mask) in str(err.value)
     assert str(cases[0].image) not in str(err.value)
 

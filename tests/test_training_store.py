@@ -9,7 +9,7 @@ from napari_nevus_seg.io.datasets import discover_cases
 from napari_nevus_seg.io.images import read_image
 from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
-from napari_nevus_seg.training.loop import load_pairs
+from napari_nevus_seg.training.data import load_pairs
 from napari_nevus_seg.training.store import TrainingStore, safe_name
 
 

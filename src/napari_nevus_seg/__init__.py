@@ -34,9 +34,9 @@ _API: dict[str, str] = {
     "predict_proba": "inference.pipeline", "segment": "inference.pipeline", "postprocess": "inference.pipeline",
     "refine_outline": "inference.refine", "SegmentOptions": "inference.options",
     # training and fine-tuning
-    "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.loop",
-    "prepare_pairs": "training.loop", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
-    "FineTuneResult": "training.finetune",
+    "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.data",
+    "prepare_pairs": "training.data", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
+    "FineTuneSettings": "training.finetune", "FineTuneResult": "training.finetune_report",
     # measurement
     "measure": "measurements.table",
     # scores
@@ -80,5 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.model.library import ModelLibrary  # noqa: F401
     from napari_nevus_seg.model.loading import default_model_path, load_model  # noqa: F401
     from napari_nevus_seg.model.networks import CheckpointError, LesionModel, build_model, save_model  # noqa: F401
-    from napari_nevus_seg.training.finetune import FineTuneResult, fine_tune  # noqa: F401
-    from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, load_pairs, prepare_pairs, train  # noqa: F401
+    from napari_nevus_seg.training.data import load_pairs, prepare_pairs  # noqa: F401
+    from napari_nevus_seg.training.finetune import FineTuneSettings, fine_tune  # noqa: F401
+    from napari_nevus_seg.training.finetune_report import FineTuneResult  # noqa: F401
+    from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, train  # noqa: F401

@@ -46,10 +46,11 @@ from napari_nevus_seg._napari._shared import (
     qt_deleted,
     while_open,
 )
+from napari_nevus_seg.io.text import plural
 from napari_nevus_seg.model.devices import available_devices
 from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg.model.loading import load_model
-from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune, plural
+from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune
 from napari_nevus_seg.training.loop import TrainingCancelled
 from napari_nevus_seg.training.store import TrainingStore
 

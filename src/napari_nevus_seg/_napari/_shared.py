@@ -24,7 +24,8 @@ from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from napari_nevus_seg._napari._layers import KIND_KEY, SOURCE_KEY, image_data_rgb, layer_array, source_id, source_image
-from napari_nevus_seg.training.finetune import FineTuneResult, plural
+from napari_nevus_seg.io.text import plural
+from napari_nevus_seg.training.finetune_report import FineTuneResult
 from napari_nevus_seg.training.store import TrainingStore, default_store_dir
 
 

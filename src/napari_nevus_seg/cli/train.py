@@ -211,7 +211,8 @@ def _train_new(args, display) -> Any:
 
     from napari_nevus_seg.model.networks import build_model, default_preprocess
     from napari_nevus_seg.training.augment import AugmentConfig
-    from napari_nevus_seg.training.loop import TrainConfig, load_pairs, split_pairs, train
+    from napari_nevus_seg.training.data import load_pairs, split_pairs
+    from napari_nevus_seg.training.loop import TrainConfig, train
 
     torch.manual_seed(args.seed)   # the starting weights too: --seed makes a run reproducible
     model = build_model(args.arch, preprocess=default_preprocess(args.size), width=args.width, depth=args.depth)

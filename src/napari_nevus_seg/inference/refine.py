@@ -1,36 +1,32 @@
 """Outline refinement: move the network's outline onto the visible pigment edge of each image.
 
-The default model learnt the ISIC 2017 convention, whose expert polygons are drawn a little outside
-the visible lesion edge; on tightly outlined images (PH2) its outlines are about 20 % too large in area
-(1.68x on small lesions). Refinement re-decides only a band around the network's outline from the
-image's own colours:
+::
+
+    from napari_nevus_seg.inference.refine import refine_outline
+    refined = refine_outline(image, prob)     # (h, w) map; lesion where refined > 0.5
+    labels = segment(image, refine=True)      # what segment() does by default
+
+Only a band around the network's outline is re-decided, from the image's own colours:
 
 1. lesions of the thresholded map (holes filled, specks and frame fragments dropped);
 2. a band of half-width ``band`` x the largest lesion's equivalent radius around their outlines; the
    lesion colour is sampled inside the band (the core), the skin colour in a ring of the same width
-   outside it (excluding the dark vignette of the dermatoscope, CIE L* < 25);
+   outside it (excluding the dark vignette of the dermatoscope, CIE L* < :data:`VIGNETTE_L`);
 3. a linear discriminant (Fisher LDA in CIE L*a*b*) between lesion and skin; a band pixel is lesion
    when its projection lies past ``alpha`` of the way from the skin mean to the lesion mean
    (``alpha`` < 0.5 keeps the faint pigmented rim that experts include);
-4. an opening (radius 2) removes hairs reaching out of the lesion, holes are filled, only parts
-   attached to a lesion core are kept, and the result is smoothed (Gaussian, sigma 2 px).
+4. an opening (radius :data:`OPEN_RADIUS`) removes hairs reaching out of the lesion, holes are filled,
+   only parts attached to a lesion core are kept, and the result is smoothed (Gaussian,
+   :data:`SMOOTH_SIGMA` px).
 
-Everything runs on a work grid whose long side is at most :data:`REFINE_SIDE` (384) pixels (images are
-never upsampled), so the cost is bounded for any image size; the result is a map whose 0.5 level is the
-refined outline, upsampled to full resolution like the network's probabilities. 384 px is about the
-scale of the ISIC copies (short side 256 px) on which the training pseudo-labels were refined, so the
-fixed pixel sizes above (opening, smoothing) mean the same on both; a 768 px grid (used up to
-2026-11-29) gave the same scores on the ISIC data, 0.0007 less Dice on PH2, at four times the cost
-(PH2 images: 60 -> 16 ms median).
+Everything runs on a work grid whose long side is at most :data:`REFINE_SIDE` pixels (images are never
+upsampled), so the cost is bounded for any image size; the result is a map whose 0.5 level is the
+refined outline, upsampled to full resolution like the network's probabilities.
 
-Images where a colour model cannot be built (no lesion, a lesion too small for a core, a lesion
-filling the frame: less than :data:`MIN_SKIN_SHARE` of the skin ring, as it would be on an unbounded
-image, is visible skin) keep the network's outline unchanged. Measured effect on the default model 1.5
-(docs/benchmarks.md): PH2 mean Dice 0.924 -> 0.934; ISIC validation 0.901 -> 0.890 (its masks are the
-loose ones); on model 1.0, which drew ISIC's loose outlines, PH2 0.905 -> 0.921. ``BAND`` and ``ALPHA``
-were chosen on the 20 PH2 development cases among six pairs, ``MIN_SKIN_SHARE`` on the inside-lesion
-crops of the ISIC validation images (0.3 for model 1.3, 0.8 for model 1.5: crops 0.8866 -> 0.8905;
-docs/model_card.md).
+Images where a colour model cannot be built (no lesion, a lesion too small for a core, a lesion filling
+the frame: less than :data:`MIN_SKIN_SHARE` of the skin ring, as it would be on an unbounded image, is
+visible skin) keep the network's outline unchanged. Why the refinement exists, how its constants were
+chosen and what it scores are in docs/model_card.md ("Outline refinement: history of choices").
 """
 
 from __future__ import annotations

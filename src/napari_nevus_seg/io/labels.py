@@ -1,5 +1,7 @@
 """Label images on disk: :func:`write_labels` (atomic PNG mask or 16/32-bit TIFF) and :func:`read_labels`.
 
+:func:`as_label_array` checks a label image in memory (also for measurement).
+
 A binary mask is saved as an 8-bit PNG (0 / 255, the ISIC convention); instance labels (1..N) as a
 16-bit TIFF (32-bit past 65535 labels), with the pixel size in the resolution tags. Files are written
 to a temporary name and renamed into place, and carry a marker so that the napari reader reopens them
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,23 +29,50 @@ SOURCE_TAG = "napari-nevus-seg source"  # PNG text key of the image path (TIFF: 
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-def _labels_array(labels) -> np.ndarray:
+def as_label_array(labels: Any) -> np.ndarray:
+    """Check a label image and return it as a 2-D array of label values.
+
+    Parameters
+    ----------
+    labels : array-like
+        0 is background, 1, 2, ... are lesions: integers, booleans or whole-number floats. Singleton axes
+        are dropped while more than two axes remain ((1, H, W) from a 3-D napari layer, (H, W, 1)).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W): booleans as uint8 (0/1), integers as given, whole-number floats as int64. An array
+        without pixels is returned as it is (callers name that error themselves).
+
+    Raises
+    ------
+    ValueError
+        For another number of axes, another dtype, NaN or infinite values, fractional floats, negative
+        values, or values above 2**63 - 1.
+    """
     arr = np.asarray(labels)
-    while arr.ndim > 2 and arr.shape[0] == 1:
-        arr = arr[0]
+    while arr.ndim > 2 and 1 in arr.shape:
+        arr = arr.squeeze(axis=arr.shape.index(1))
     if arr.ndim != 2:
-        raise ValueError(f"labels must be a 2-D (H, W) array; got shape {arr.shape}")
+        raise ValueError(f"labels must be a 2-D (H, W) array, got shape {np.asarray(labels).shape}")
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise ValueError("labels must hold whole numbers; got non-integer floating-point values")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("labels contain NaN or infinite values")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("labels must hold whole numbers (label values), got fractional floats; "
+                             "threshold a probability map first (e.g. prob > 0.5)")
+        if arr.size and float(np.abs(arr).max()) >= 2.0 ** 63:
+            raise ValueError("label values are too large (at most 2**63 - 1)")
+        arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "ui":
-        raise ValueError(f"labels must be integers or booleans; got dtype {arr.dtype}")
+        raise ValueError(f"labels must be integers or booleans (or whole-number floats), got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
-        raise ValueError(f"labels must be >= 0; found {arr.min()}")
-    if arr.size and arr.max() > np.iinfo(np.uint32).max:
-        raise ValueError(f"label {arr.max()} does not fit a 32-bit TIFF")
+        raise ValueError(f"labels must not be negative (values >= 0: 0 is background, 1, 2, ... are lesions); "
+                         f"found {arr.min()}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError("label values are too large (at most 2**63 - 1)")
     return arr
 
 
@@ -96,7 +126,9 @@ def write_labels(labels, path: str | os.PathLike, *, binary: bool | None = None,
                          "use .png (binary mask) or .tif (instance labels)")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: the folder does not exist")
-    arr = _labels_array(labels)
+    arr = as_label_array(labels)
+    if arr.size and arr.max() > np.iinfo(np.uint32).max:
+        raise ValueError(f"label {arr.max()} does not fit a 32-bit TIFF")
     if arr.size == 0:
         raise ValueError(f"{path.name}: the labels have no pixels (shape {arr.shape}); nothing to save")
     resolution = None

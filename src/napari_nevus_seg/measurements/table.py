@@ -6,7 +6,7 @@
 Columns carry their unit: ``_mm``/``_mm2`` when the pixel size is known, ``_px``/``_px2`` otherwise;
 fractions, ratios, angles (``_deg``) and counts have none. The method behind every column, its
 thresholds and the references are in ``docs/measurements.md`` and in the docstrings of
-:mod:`.measure_shape`, :mod:`.measure_border` and :mod:`.measure_colour`.
+:mod:`.shape`, :mod:`.border`, :mod:`.colour` and :mod:`.lesion`.
 
 We report the parts of the dermoscopic ABCD rule that can be measured from an outline and colours
 (A from the shape, B, C) and the clinical "diameter > 6 mm" flag; we do not compute a total dermoscopy
@@ -15,18 +15,16 @@ score, because Stolz's D (differential structures) is not measured here.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from napari_nevus_seg.measurements import border as mb
+from napari_nevus_seg.io.labels import as_label_array
 from napari_nevus_seg.measurements import colour as mc
-from napari_nevus_seg.measurements import shape as ms
+from napari_nevus_seg.measurements.lesion import measure_lesion
 
 #: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the A score counts such axes, 0-2)
 ASYMMETRY_THRESHOLD = 0.10
@@ -38,30 +36,10 @@ class MeasureCancelled(RuntimeError):
 
 # --------------------------------------------------------------------------------------- inputs
 def _as_labels(labels: Any) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim > 2:
-        arr = arr.squeeze()
-    if arr.ndim != 2:
-        raise ValueError(f"labels must be a 2-D (H, W) array, got shape {np.asarray(labels).shape}")
+    """The labels as a 2-D int32/int64 array (:func:`~napari_nevus_seg.io.labels.as_label_array`'s checks)."""
+    arr = as_label_array(labels)
     if arr.size == 0:
         raise ValueError(f"labels have no pixels (shape {arr.shape})")
-    if arr.dtype == bool:
-        return arr.astype(np.int32)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("labels contain NaN or infinite values")
-        if not np.all(arr == np.round(arr)):
-            raise ValueError("labels must hold whole numbers (label values), got fractional floats; "
-                             "threshold a probability map first (e.g. prob > 0.5)")
-        if arr.size and float(np.abs(arr).max()) >= 2.0 ** 63:
-            raise ValueError("label values are too large (at most 2**63 - 1)")
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind not in "ui":
-        raise ValueError(f"labels must be an integer, boolean or whole-number float array, got dtype {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise ValueError("labels must not be negative (0 is background, 1, 2, ... are lesions)")
-    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError("label values are too large")
     return arr.astype(np.int64, copy=False) if arr.dtype.itemsize > 4 or arr.dtype.kind == "u" else arr
 
 
@@ -190,102 +168,6 @@ def _typed_frame(rows: list[dict], unit: str) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-# ------------------------------------------------------------------------------------ one lesion
-def _solidity(area_px: int, hull_px: np.ndarray, region) -> float:
-    """Area / convex area, as ``regionprops`` gives it, from the hull already at hand (fast on big lesions)."""
-    convex = ms.hull_pixel_count(hull_px)
-    return float(area_px / convex) if convex else float(region.solidity)
-
-
-def _measure_one(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
-                 unit: str, opts: dict, colour: bool = True, value: int | None = None) -> dict:
-    """One table row; ``labels`` may be renumbered, ``value`` is then the user's label value of ``region``."""
-    s = np.asarray(spacing, dtype=float)
-    H, W = labels.shape
-    r0, c0, r1, c1 = region.bbox
-    label = int(region.label)
-    area_px = int(region.num_pixels)
-    area = float(area_px * s[0] * s[1])
-    r_eq = math.sqrt(area / math.pi)
-    # crop with a margin wide enough for the border band
-    w = mb.band_width(r_eq, spacing)
-    mr, mcol = int(math.ceil(w / s[0])) + 2, int(math.ceil(w / s[1])) + 2
-    R0, C0, R1, C1 = max(r0 - mr, 0), max(c0 - mcol, 0), min(r1 + mr, H), min(c1 + mcol, W)
-    lab_crop = labels[R0:R1, C0:C1]
-    mask = lab_crop == label
-    coords_px = np.argwhere(mask).astype(float)
-    coords = coords_px * s
-    centroid = coords.mean(axis=0)
-
-    contours = ms.lesion_contours(mask)
-    perim = ms.perimeter(contours, spacing)
-    raw_pts = np.vstack([c[:-1] for c in contours]) * s
-    hull = ms.convex_hull(raw_pts)
-    max_feret, min_feret, feret_angle = ms.feret_diameters(hull, tol=float(s.max()))
-    asym = ms.mirror_asymmetry(mask, spacing, centroid, coords)
-    # the border measures describe the outer outline of the largest piece (holes and other pieces left out)
-    outer = ms.outer_contour(contours)
-    outline = ms.resample_closed(outer, spacing)
-    outer_hull = ms.convex_hull(outer[:-1] * s)
-    outline_length = ms.closed_length(outline)
-
-    row: dict[str, Any] = {
-        "label": label if value is None else int(value), "area_px2": area_px, f"perimeter_{unit}": perim,
-        f"equivalent_diameter_{unit}": 2.0 * r_eq, f"max_feret_{unit}": max_feret, f"min_feret_{unit}": min_feret,
-        "max_feret_angle_deg": feret_angle,
-        f"major_axis_{unit}": float(region.axis_major_length), f"minor_axis_{unit}": float(region.axis_minor_length),
-        "orientation_deg": asym.principal_angle_deg,
-        "centroid_row_px": float(R0 + coords_px[:, 0].mean()), "centroid_col_px": float(C0 + coords_px[:, 1].mean()),
-        "bbox_min_row": r0, "bbox_min_col": c0, "bbox_max_row": r1, "bbox_max_col": c1,
-        "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
-        "pieces": int(ndimage.label(mask, structure=np.ones((3, 3), bool))[1]),
-        "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
-        "eccentricity": float(region.eccentricity), "solidity": _solidity(area_px, hull / s, region),
-        # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
-        "circularity": min(1.0, 4.0 * math.pi * area / perim ** 2) if perim > 0 else float("nan"),
-        "asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
-        "asymmetry_axis1_angle_deg": asym.axis1_angle_deg,
-        "asymmetry_score": int(asym.axis1 > opts["asymmetry_threshold"]) + int(asym.axis2 > opts["asymmetry_threshold"]),
-        "asymmetry_principal_major": asym.principal_major, "asymmetry_principal_minor": asym.principal_minor,
-        "border_convexity": (min(1.0, ms.polygon_length(outer_hull) / outline_length) if outline_length > 0
-                             else float("nan")),
-        "border_fractal_dimension": mb.box_counting_dimension(outline, float(s.min()),
-                                                              ms.feret_diameters(outer_hull)[0]),
-        "border_roughness": mb.radial_roughness(outline, ms.polygon_centroid(outline)),
-    }
-    if unit == "mm":
-        row.update({"area_mm2": area, "pixel_size_row_mm": float(s[0]), "pixel_size_col_mm": float(s[1])})
-    if lab_image_rgb is None:
-        return row
-
-    lab = mc.lab_pixels(lab_image_rgb[R0:R1, C0:C1])
-    lesion_lab = lab[mask]
-    if colour:
-        for axis, angle in (("axis1", asym.axis1_angle_deg), ("axis2", asym.axis1_angle_deg + 90.0)):
-            left = ms.side_of_axis(coords, centroid, angle)
-            row[f"colour_asymmetry_{axis}_dE"] = mc.halves_delta_e(lesion_lab, left)
-    usable = (lab_crop == 0) | mask
-    ab = mb.border_abruptness(lab[..., 0], mask, usable, spacing, centroid, asym.axis1_angle_deg, r_eq,
-                              opts["abrupt_sharpness"], opts["abrupt_min_contrast"])
-    if ab["scored_sectors"] > 0:
-        row.update({"border_abrupt_sectors": ab["abrupt_sectors"], "border_scored_sectors": ab["scored_sectors"],
-                    "border_sharpness": ab["sharpness"], "border_contrast_dL": ab["contrast"]})
-    else:
-        row["border_scored_sectors"] = 0
-    stats = mc.lab_statistics(lesion_lab)
-    if not colour:  # a grayscale image: lightness only
-        row.update({"lab_L_mean": stats["L_mean"], "lab_L_std": stats["L_std"]})
-        return row
-    row.update({f"lab_{k}": v for k, v in stats.items() if k != "spread"})
-    row["colour_spread_dE"] = stats["spread"]
-    shares = mc.colour_shares(lesion_lab, opts["references"], opts["colour_max_distance"])
-    for name in mc.COLOUR_NAMES:
-        row[f"share_{name}"] = shares[name]
-        row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
-    row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
-    return row
-
-
 # ----------------------------------------------------------------------------------- public API
 def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, float] | None = None, *,
             asymmetry_threshold: float = ASYMMETRY_THRESHOLD,
@@ -315,7 +197,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     asymmetry_threshold : float
         An axis is asymmetric when more than this share of the lesion misses its mirror image (0.10).
     reference_colours, colour_min_share, colour_max_distance
-        The colour rule (see :mod:`napari_nevus_seg.measure_colour`): reference colours (a set name,
+        The colour rule (see :mod:`napari_nevus_seg.measurements.colour`): reference colours (a set name,
         default ``"normalised_rgb"``, or a dict name -> RGB), minimum share of the lesion (0.05) and
         maximum CIE76 distance to the nearest reference (40).
     abrupt_sharpness, abrupt_min_contrast
@@ -354,7 +236,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         if cancel is not None and cancel.is_set():
             raise MeasureCancelled(f"measurement cancelled after {i} of {len(regions)} lesions")
         value = None if values is None else values[region.label - 1]
-        rows.append(_measure_one(region, lab, rgb, spacing, unit, opts, colour, value))
+        rows.append(measure_lesion(region, lab, rgb, spacing, unit, opts, colour, value))
         if progress is not None:
             progress({"stage": "measure", "step": i + 1, "steps": len(regions)})
     table = _typed_frame(rows, unit)

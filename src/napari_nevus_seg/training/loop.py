@@ -1,10 +1,15 @@
-"""Training and fine-tuning: data preparation, losses, the training loop, checkpoints and resume.
+"""The training loop: :func:`train` (with checkpoints, resume, early stopping and cancel) and :func:`evaluate`.
 
-Images go through :mod:`napari_nevus_seg.preprocess` exactly as at inference (whole image resized to
-the model's square input size), are kept in memory as uint8 tensors, and are augmented per batch
-(:mod:`napari_nevus_seg.augment`). The loop reports progress through a callback, stops within one
-batch when a cancel event is set, writes ``last.pt`` after every epoch (resume) and ``best.pt`` at the
-best validation Dice.
+::
+
+    pairs = load_pairs("ISIC2017/", size=model.input_size)     # training.data
+    train_set, val_set = split_pairs(pairs)
+    result = train(model, train_set, val_set, TrainConfig(epochs=60), checkpoint_dir="runs/a")
+    result.best_val                                              # {"dice": ..., "jaccard": ..., "epoch": ...}
+
+Batches are augmented on the device (:mod:`napari_nevus_seg.training.augment`). The loop reports progress
+through a callback, stops within one batch when a cancel event is set, writes ``last.pt`` after every epoch
+(for a resume) and ``best.pt`` at the best validation Dice.
 """
 
 from __future__ import annotations
@@ -12,30 +17,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Iterator
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from napari_nevus_seg.inference.masks import lesion_mask
-from napari_nevus_seg.inference.preprocess import mask_input, model_input, normalise
-from napari_nevus_seg.io.datasets import discover_cases
-from napari_nevus_seg.io.images import read_image
-from napari_nevus_seg.io.mask_files import read_mask
+from napari_nevus_seg.inference.preprocess import normalise
 from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from napari_nevus_seg.model.networks import LesionModel, model_from_checkpoint, read_checkpoint, save_checkpoint
 from napari_nevus_seg.training.augment import AugmentConfig, augment_batch
-
-ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-class CancelToken(Protocol):
-    def is_set(self) -> bool: ...
+from napari_nevus_seg.training.data import CancelToken, PairSet, ProgressCallback
+from napari_nevus_seg.training.losses import segmentation_loss
 
 
 class TrainingCancelled(RuntimeError):
@@ -46,6 +41,8 @@ class TrainingCancelled(RuntimeError):
 
 @dataclass
 class TrainConfig:
+    """The settings of a training run (stored in checkpoints with :meth:`to_dict`)."""
+
     epochs: int = 60
     batch_size: int = 16
     lr: float = 2e-3
@@ -61,125 +58,19 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data (the augmentation settings nested)."""
         d = asdict(self)
         d["augment"] = asdict(self.augment)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """The settings from :meth:`to_dict`'s dictionary."""
         d = dict(d)
         aug = d.pop("augment", {}) or {}
         if "scale" in aug:
             aug["scale"] = tuple(aug["scale"])
         return cls(augment=AugmentConfig(**aug), **d)
-
-
-@dataclass
-class PairSet:
-    """Training pairs at the model's input size: images (N, 3, S, S) uint8, masks (N, 1, S, S) uint8."""
-
-    images: torch.Tensor
-    masks: torch.Tensor
-    names: list[str]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def subset(self, idx: Sequence[int]) -> "PairSet":
-        idx_t = torch.as_tensor(list(idx), dtype=torch.long)
-        return PairSet(self.images[idx_t], self.masks[idx_t], [self.names[i] for i in idx])
-
-
-# ----------------------------------------------------------------------------------------- data
-def _prepare_one(img: np.ndarray, mask: np.ndarray, size: int,
-                 where: str = "pair") -> tuple[torch.Tensor, torch.Tensor]:
-    img = np.asarray(img)
-    m = lesion_mask(mask, img.shape[:2], where)   # (H, W, 3) colour masks too; ValueError naming ``where``
-    try:
-        x = torch.from_numpy(model_input(img, size).copy()).permute(2, 0, 1)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    y = torch.from_numpy(mask_input(m, size).copy())[None]
-    return x, y
-
-
-def describe_pair(i: int, images: Sequence, masks: Sequence, names: Sequence[str] | None = None) -> str:
-    """How error messages name pair ``i``: by its files when the sequences know them (a ``paths``
-    attribute, as lazy file-reading sequences have), else by its name, else by its number."""
-    ipaths, mpaths = getattr(images, "paths", None), getattr(masks, "paths", None)
-    if ipaths is not None and mpaths is not None and i < len(ipaths) and i < len(mpaths):
-        return f"pair {i} (image {ipaths[i]}, mask {mpaths[i]})"
-    if names is not None and i < len(names):
-        return f"pair {i} ({names[i]!r})"
-    return f"pair {i}"
-
-
-def prepare_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int,
-                  names: Sequence[str] | None = None) -> PairSet:
-    """Turn lists of (H, W, 3) images and (H, W) masks (bool or labels; non-zero is lesion) into a PairSet.
-
-    A pair that does not fit (mask size, NaN mask) raises ``ValueError`` naming it (its files when the
-    sequences have ``paths``, else its name).
-    """
-    if len(images) != len(masks):
-        raise ValueError(f"{len(images)} images but {len(masks)} masks")
-    if len(images) == 0:
-        raise ValueError("no training pairs given")
-    xs, ys = zip(*(_prepare_one(images[i], masks[i], size, describe_pair(i, images, masks, names))
-                   for i in range(len(images))))
-    return PairSet(torch.stack(xs), torch.stack(ys), list(names or [f"pair{i}" for i in range(len(xs))]))
-
-
-def load_pairs(root: str | os.PathLike, size: int, limit: int | None = None,
-               progress: ProgressCallback | None = None, workers: int = 4) -> PairSet:
-    """Read every image/mask pair of a data-set folder (any layout :func:`discover_cases` knows).
-
-    A pair that cannot be used raises ``ValueError`` naming its image and mask files.
-    """
-    cases = [c for c in discover_cases(root) if c.mask is not None][:limit]
-    if not cases:
-        raise ValueError(f"{root}: no image/mask pairs found")
-
-    def work(case):
-        # read errors name their file already; a mask that does not fit its image names both
-        return _prepare_one(read_image(case.image), read_mask(case.mask), size,
-                            f"image {case.image}, mask {case.mask}")
-
-    xs, ys = [], []
-    with ThreadPoolExecutor(workers) as pool:
-        for i, (x, y) in enumerate(pool.map(work, cases)):
-            xs.append(x)
-            ys.append(y)
-            if progress and (i % 100 == 0 or i == len(cases) - 1):
-                progress({"stage": "load", "step": i + 1, "steps": len(cases)})
-    return PairSet(torch.stack(xs), torch.stack(ys), [c.name for c in cases])
-
-
-def split_pairs(pairs: PairSet, val_fraction: float = 0.1, seed: int = 0) -> tuple[PairSet, PairSet]:
-    """Deterministic random split into (train, validation)."""
-    n = len(pairs)
-    n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return pairs.subset(sorted(order[n_val:])), pairs.subset(sorted(order[:n_val]))
-
-
-# --------------------------------------------------------------------------------------- losses
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    p = torch.sigmoid(logits)
-    dims = (1, 2, 3)
-    inter = (p * target).sum(dims)
-    return (1 - (2 * inter + eps) / (p.sum(dims) + target.sum(dims) + eps)).mean()
-
-
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce+dice") -> torch.Tensor:
-    logits = logits.float()
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, target)
-    if kind == "dice":
-        return soft_dice_loss(logits, target)
-    if kind == "bce+dice":
-        return F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
-    raise ValueError(f"unknown loss {kind!r}: use 'bce', 'dice' or 'bce+dice'")
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -254,10 +145,33 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns."""
+
     model: LesionModel            # the best model (highest validation Dice; last epoch if no validation)
     history: list[dict[str, Any]]
     best_val: dict[str, float] | None
     seconds: float
+
+
+@dataclass
+class _Run:
+    """The state that the steps of one :func:`train` run share (and ``last.pt`` keeps for a resume)."""
+
+    net: torch.nn.Module
+    device: torch.device
+    amp: torch.dtype | None
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    batch_size: int
+    steps: int                    # optimiser steps per epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch: int = 0
+    bad_epochs: int = 0           # epochs since the best one (early stopping)
+    step_times: list[float] = field(default_factory=list)
+    t0: float = 0.0
 
 
 def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None,
@@ -266,130 +180,191 @@ def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
     """Train ``model`` in place on ``train_set``; returns the best model by validation Dice.
 
-    ``progress`` receives dicts with ``stage`` ("train" or "val"), ``epoch``, ``epochs``, ``step``,
-    ``steps``, ``loss``, ``val_dice``, ``eta_s``. When ``cancel.is_set()`` becomes true, training stops
-    within one batch and :class:`TrainingCancelled` is raised (``last.pt`` keeps the last whole epoch).
-    With ``checkpoint_dir`` and ``resume=True``, training continues from ``checkpoint_dir/last.pt``.
+    Parameters
+    ----------
+    model : LesionModel
+        Trained in place (a copy first with :func:`init_from` to keep the original).
+    train_set, val_set : PairSet
+        Pairs at the model's input size; without a validation set the last epoch is kept.
+    config : TrainConfig, optional
+        The run's settings (default ``TrainConfig()``).
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    progress : callable, optional
+        Receives dicts with ``stage`` ("resume", "train" or "val"), ``epoch``, ``epochs``, ``step``,
+        ``steps``, ``loss``, ``lr``, ``eta_s``; "val" also the validation scores (``val_dice``, ...) and
+        ``best``.
+    cancel : object with ``is_set()``, optional
+        When it turns true, training stops within one batch and :class:`TrainingCancelled` is raised
+        (``last.pt`` keeps the last whole epoch).
+    checkpoint_dir : path, optional
+        Where ``last.pt`` (every epoch) and ``best.pt`` (each better validation Dice) are written.
+    resume : bool
+        Continue from ``checkpoint_dir/last.pt`` when it exists.
+
+    Returns
+    -------
+    TrainResult
     """
     cfg = config or TrainConfig()
     dev = resolve_device(device)
     if dev.type == "cpu":
         use_all_cpu_threads()
-    amp = autocast_dtype(dev)
     size = model.input_size
     if train_set.images.shape[-1] != size:
         raise ValueError(f"training pairs are {train_set.images.shape[-1]} px but the model expects {size} px")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    net = model.net.to(dev).to(memory_format=torch.channels_last)
+    with _frozen_encoder(model, cfg):   # a cancelled or failed run leaves the encoder trainable again
+        run = _start_run(model, cfg, len(train_set), dev)
+        if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
+            _resume_state(run, model, ckpt_dir, cfg, progress)
+        run.t0 = time.perf_counter()
+        for epoch in range(run.start_epoch, cfg.epochs):
+            loss = _train_epoch(run, model, train_set, cfg, epoch, progress, cancel)
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - run.t0}
+            if val_set is not None and len(val_set):
+                _validate(run, model, val_set, epoch, record)
+            run.history.append(record)
+            model.meta["history"] = run.history
+            if progress:
+                progress({"stage": "val", **record, "epochs": cfg.epochs, "best": run.best})
+            if ckpt_dir:
+                _save_checkpoints(run, model, cfg, epoch, ckpt_dir)
+            if cfg.patience is not None and run.bad_epochs >= cfg.patience:
+                break
+    return _finish(run, model, cfg)
+
+
+@contextmanager
+def _frozen_encoder(model: LesionModel, cfg: TrainConfig) -> Iterator[None]:
+    """With ``cfg.freeze_encoder``, the encoder's parameters need no gradient while the block runs."""
     if cfg.freeze_encoder:
         for p in _encoder_parameters(model):
             p.requires_grad_(False)
-    try:   # a cancelled or failed run leaves the encoder trainable again, as it came
-        params = [p for p in net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        n = len(train_set)
-        bs = min(cfg.batch_size, n)
-        steps = cfg.steps_per_epoch or max(1, n // bs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
-        scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-        history: list[dict[str, Any]] = []
-        best: dict[str, float] | None = None
-        best_state: dict[str, torch.Tensor] | None = None
-        start_epoch = 0
-        if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
-            ck = read_checkpoint(ckpt_dir / "last.pt")
-            try:
-                net.load_state_dict(ck["state_dict"])
-            except RuntimeError:
-                raise ValueError(
-                    f"{ckpt_dir / 'last.pt'} holds a {ck['arch']} {ck['config']} at {ck['preprocess'].get('size')} px, "
-                    f"this run builds a {model.arch} {model.config} at {model.input_size} px: resume with the same "
-                    "settings, or train in another checkpoint folder") from None
-            st = ck["train_state"]
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            history = list(st["history"])
-            best = st.get("best")
-            start_epoch = int(st["epoch"]) + 1
-            if best is not None and (ckpt_dir / "best.pt").is_file():  # (a best.pt of another run is no best of this one)
-                best_state = read_checkpoint(ckpt_dir / "best.pt")["state_dict"]
-            if progress:
-                progress({"stage": "resume", "epoch": start_epoch, "epochs": cfg.epochs})
-        t0 = time.perf_counter()
-        step_times: list[float] = []
-        # epochs since the best one (early stopping's count carries over a resume)
-        bad_epochs = start_epoch - int(best["epoch"]) if best and start_epoch else 0
-        for epoch in range(start_epoch, cfg.epochs):
-            _set_train_mode(model, cfg)
-            g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-            order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(steps * bs / n))])
-            running = 0.0
-            for step in range(steps):
-                if cancel is not None and cancel.is_set():
-                    raise TrainingCancelled(f"cancelled at epoch {epoch + 1}, step {step + 1}")
-                ts = time.perf_counter()
-                idx = order[step * bs:(step + 1) * bs]
-                x = train_set.images[idx].to(dev).float() / 255.0
-                y = train_set.masks[idx].to(dev).float()
-                x, y = augment_batch(x, y, cfg.augment, g)
-                x = normalise(x, model.preprocess["mean"], model.preprocess["std"]).contiguous(
-                    memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    logits = net(x)
-                loss = segmentation_loss(logits, y, cfg.loss)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                running += loss.item()
-                step_times.append(time.perf_counter() - ts)
-                if progress:
-                    recent = step_times[-20:]
-                    left = (cfg.epochs - epoch - 1) * steps + (steps - step - 1)
-                    progress({"stage": "train", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
-                              "steps": steps, "loss": running / (step + 1), "lr": sched.get_last_lr()[0],
-                              "eta_s": left * sum(recent) / len(recent)})
-            record: dict[str, Any] = {"epoch": epoch + 1, "loss": running / steps,
-                                      "seconds": time.perf_counter() - t0}
-            if val_set is not None and len(val_set):
-                scores = evaluate(model, val_set, dev)
-                record.update({f"val_{k}": v for k, v in scores.items()})
-                improved = best is None or scores["dice"] > best["dice"]
-                if improved:
-                    best = dict(scores, epoch=epoch + 1)
-                    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                    bad_epochs = 0
-                else:
-                    bad_epochs += 1
-            history.append(record)
-            model.meta["history"] = history
-            if progress:
-                progress({"stage": "val", **record, "epochs": cfg.epochs, "best": best})
-            if ckpt_dir:
-                if best_state is not None and best and best.get("epoch") == epoch + 1:
-                    model.meta["best_val"] = best
-                    save_checkpoint(model, ckpt_dir / "best.pt")
-                save_checkpoint(model, ckpt_dir / "last.pt", extra={"train_state": {
-                    "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "history": history, "best": best, "config": cfg.to_dict()}})
-            if cfg.patience is not None and bad_epochs >= cfg.patience:
-                break
+    try:
+        yield
     finally:
         if cfg.freeze_encoder:
             for p in _encoder_parameters(model):
                 p.requires_grad_(True)
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    model.meta.update({"history": history, "best_val": best, "train_config": cfg.to_dict(),
+
+
+def _start_run(model: LesionModel, cfg: TrainConfig, n: int, dev: torch.device) -> _Run:
+    """The network on ``dev``, its optimiser (trainable parameters only), schedule and gradient scaler."""
+    amp = autocast_dtype(dev)
+    net = model.net.to(dev).to(memory_format=torch.channels_last)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bs = min(cfg.batch_size, n)
+    steps = cfg.steps_per_epoch or max(1, n // bs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    return _Run(net, dev, amp, opt, sched, scaler, bs, steps)
+
+
+def _resume_state(run: _Run, model: LesionModel, ckpt_dir: Path, cfg: TrainConfig,
+                  progress: ProgressCallback | None) -> None:
+    """Load the weights, optimiser, schedule, history and best scores of ``ckpt_dir/last.pt`` into ``run``."""
+    ck = read_checkpoint(ckpt_dir / "last.pt")
+    try:
+        run.net.load_state_dict(ck["state_dict"])
+    except RuntimeError:
+        raise ValueError(
+            f"{ckpt_dir / 'last.pt'} holds a {ck['arch']} {ck['config']} at {ck['preprocess'].get('size')} px, "
+            f"this run builds a {model.arch} {model.config} at {model.input_size} px: resume with the same "
+            "settings, or train in another checkpoint folder") from None
+    st = ck["train_state"]
+    run.opt.load_state_dict(st["optimizer"])
+    run.sched.load_state_dict(st["scheduler"])
+    run.history = list(st["history"])
+    run.best = st.get("best")
+    run.start_epoch = int(st["epoch"]) + 1
+    if run.best is not None and (ckpt_dir / "best.pt").is_file():  # (a best.pt of another run is no best of this one)
+        run.best_state = read_checkpoint(ckpt_dir / "best.pt")["state_dict"]
+    # early stopping's count carries over a resume
+    run.bad_epochs = run.start_epoch - int(run.best["epoch"]) if run.best and run.start_epoch else 0
+    if progress:
+        progress({"stage": "resume", "epoch": run.start_epoch, "epochs": cfg.epochs})
+
+
+def _train_epoch(run: _Run, model: LesionModel, train_set: PairSet, cfg: TrainConfig, epoch: int,
+                 progress: ProgressCallback | None, cancel: CancelToken | None) -> float:
+    """One epoch of ``run.steps`` augmented batches; returns the mean loss."""
+    _set_train_mode(model, cfg)
+    n, bs, steps = len(train_set), run.batch_size, run.steps
+    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(steps * bs / n))])
+    running = 0.0
+    for step in range(steps):
+        if cancel is not None and cancel.is_set():
+            raise TrainingCancelled(f"cancelled at epoch {epoch + 1}, step {step + 1}")
+        ts = time.perf_counter()
+        running += _train_step(run, model, train_set, order[step * bs:(step + 1) * bs], cfg, g, epoch)
+        run.step_times.append(time.perf_counter() - ts)
+        if progress:
+            recent = run.step_times[-20:]
+            left = (cfg.epochs - epoch - 1) * steps + (steps - step - 1)
+            progress({"stage": "train", "epoch": epoch + 1, "epochs": cfg.epochs, "step": step + 1,
+                      "steps": steps, "loss": running / (step + 1), "lr": run.sched.get_last_lr()[0],
+                      "eta_s": left * sum(recent) / len(recent)})
+    return running / steps
+
+
+def _train_step(run: _Run, model: LesionModel, train_set: PairSet, idx: torch.Tensor, cfg: TrainConfig,
+                g: torch.Generator, epoch: int) -> float:
+    """One optimiser step on the pairs ``idx`` (augmented with ``g``); returns the batch's loss."""
+    dev, amp = run.device, run.amp
+    x = train_set.images[idx].to(dev).float() / 255.0
+    y = train_set.masks[idx].to(dev).float()
+    x, y = augment_batch(x, y, cfg.augment, g)
+    x = normalise(x, model.preprocess["mean"], model.preprocess["std"]).contiguous(
+        memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = run.net(x)
+    loss = segmentation_loss(logits, y, cfg.loss)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}")
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.sched.step()
+    return loss.item()
+
+
+def _validate(run: _Run, model: LesionModel, val_set: PairSet, epoch: int, record: dict[str, Any]) -> None:
+    """Score the validation set into ``record`` (``val_dice``, ...); keep the weights when the Dice is the best."""
+    scores = evaluate(model, val_set, run.device)
+    record.update({f"val_{k}": v for k, v in scores.items()})
+    if run.best is None or scores["dice"] > run.best["dice"]:
+        run.best = dict(scores, epoch=epoch + 1)
+        run.best_state = {k: v.detach().cpu().clone() for k, v in run.net.state_dict().items()}
+        run.bad_epochs = 0
+    else:
+        run.bad_epochs += 1
+
+
+def _save_checkpoints(run: _Run, model: LesionModel, cfg: TrainConfig, epoch: int, ckpt_dir: Path) -> None:
+    """Write ``best.pt`` when this epoch is the best so far, and ``last.pt`` (with the state to resume from)."""
+    if run.best_state is not None and run.best and run.best.get("epoch") == epoch + 1:
+        model.meta["best_val"] = run.best
+        save_checkpoint(model, ckpt_dir / "best.pt")
+    save_checkpoint(model, ckpt_dir / "last.pt", extra={"train_state": {
+        "epoch": epoch, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+        "history": run.history, "best": run.best, "config": cfg.to_dict()}})
+
+
+def _finish(run: _Run, model: LesionModel, cfg: TrainConfig) -> TrainResult:
+    """Keep the best weights, record the run in ``model.meta`` and return the result."""
+    if run.best_state is not None:
+        run.net.load_state_dict(run.best_state)
+    run.net.eval()
+    model.meta.update({"history": run.history, "best_val": run.best, "train_config": cfg.to_dict(),
                        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "train_device": str(dev)})
-    if dev.type == "cuda":
+                       "train_device": str(run.device)})
+    if run.device.type == "cuda":
         torch.cuda.empty_cache()
-    return TrainResult(model, history, best, time.perf_counter() - t0)
+    return TrainResult(model, run.history, run.best, time.perf_counter() - run.t0)
 
 
 def init_from(source: LesionModel | str | os.PathLike) -> LesionModel:

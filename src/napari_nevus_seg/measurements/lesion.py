@@ -1,0 +1,203 @@
+"""The measures of one lesion, by group: size, shape, asymmetry, border, abruptness and colour.
+
+:func:`measure_lesion` gives one row of :func:`napari_nevus_seg.measurements.table.measure`'s table; the
+methods behind each column are in docs/measurements.md and in :mod:`.shape`, :mod:`.border`, :mod:`.colour`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from napari_nevus_seg.measurements import border as mb
+from napari_nevus_seg.measurements import colour as mc
+from napari_nevus_seg.measurements import shape as ms
+
+
+def _solidity(area_px: int, hull_px: np.ndarray, region) -> float:
+    """Area / convex area, as ``regionprops`` gives it, from the hull already at hand (fast on big lesions)."""
+    convex = ms.hull_pixel_count(hull_px)
+    return float(area_px / convex) if convex else float(region.solidity)
+
+
+@dataclass
+class Lesion:
+    """One lesion, cropped with a margin wide enough for the border band, and the geometry its measures share.
+
+    Coordinates are physical (scaled by the pixel size) unless named ``_px``; ``R0``, ``C0`` place the crop.
+    """
+
+    label: int
+    area_px: int
+    area: float
+    r_eq: float                    # radius of the disc of the same area
+    s: np.ndarray                  # (row, col) pixel size
+    R0: int
+    C0: int
+    lab_crop: np.ndarray           # the labels in the crop
+    mask: np.ndarray               # the lesion in the crop
+    coords_px: np.ndarray
+    coords: np.ndarray
+    centroid: np.ndarray
+    contours: list[np.ndarray]
+    perim: float
+    hull: np.ndarray               # convex hull of every piece's outline
+    asym: ms.Asymmetry
+    outline: np.ndarray            # outer outline of the largest piece, resampled
+    outer_hull: np.ndarray
+    outline_length: float
+
+
+def crop_lesion(region, labels: np.ndarray, spacing: tuple[float, float]) -> Lesion:
+    """Crop label ``region.label`` of ``labels`` (a ``regionprops`` region) and compute its shared geometry."""
+    s = np.asarray(spacing, dtype=float)
+    H, W = labels.shape
+    r0, c0, r1, c1 = region.bbox
+    label, area_px = int(region.label), int(region.num_pixels)
+    area = float(area_px * s[0] * s[1])
+    r_eq = math.sqrt(area / math.pi)
+    w = mb.band_width(r_eq, spacing)
+    mr, mcol = int(math.ceil(w / s[0])) + 2, int(math.ceil(w / s[1])) + 2
+    R0, C0, R1, C1 = max(r0 - mr, 0), max(c0 - mcol, 0), min(r1 + mr, H), min(c1 + mcol, W)
+    lab_crop = labels[R0:R1, C0:C1]
+    mask = lab_crop == label
+    coords_px = np.argwhere(mask).astype(float)
+    coords = coords_px * s
+    centroid = coords.mean(axis=0)
+    contours = ms.lesion_contours(mask)
+    hull = ms.convex_hull(np.vstack([c[:-1] for c in contours]) * s)
+    # the border measures describe the outer outline of the largest piece (holes and other pieces left out)
+    outer = ms.outer_contour(contours)
+    outline = ms.resample_closed(outer, spacing)
+    return Lesion(label, area_px, area, r_eq, s, R0, C0, lab_crop, mask, coords_px, coords, centroid, contours,
+                   ms.perimeter(contours, spacing), hull, ms.mirror_asymmetry(mask, spacing, centroid, coords),
+                   outline, ms.convex_hull(outer[:-1] * s), ms.closed_length(outline))
+
+
+def size_rows(les: Lesion, region, shape: tuple[int, int], unit: str, value: int | None) -> dict[str, Any]:
+    """Label, area, perimeter, diameters, axes, position, bounding box, pieces and the 6 mm flag."""
+    H, W = shape
+    r0, c0, r1, c1 = region.bbox
+    max_feret, min_feret, feret_angle = ms.feret_diameters(les.hull, tol=float(les.s.max()))
+    row: dict[str, Any] = {
+        "label": les.label if value is None else int(value), "area_px2": les.area_px,
+        f"perimeter_{unit}": les.perim, f"equivalent_diameter_{unit}": 2.0 * les.r_eq,
+        f"max_feret_{unit}": max_feret, f"min_feret_{unit}": min_feret, "max_feret_angle_deg": feret_angle,
+        f"major_axis_{unit}": float(region.axis_major_length), f"minor_axis_{unit}": float(region.axis_minor_length),
+        "orientation_deg": les.asym.principal_angle_deg,
+        "centroid_row_px": float(les.R0 + les.coords_px[:, 0].mean()),
+        "centroid_col_px": float(les.C0 + les.coords_px[:, 1].mean()),
+        "bbox_min_row": r0, "bbox_min_col": c0, "bbox_max_row": r1, "bbox_max_col": c1,
+        "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
+        "pieces": int(ndimage.label(les.mask, structure=np.ones((3, 3), bool))[1]),
+        "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
+    }
+    if unit == "mm":
+        row.update({"area_mm2": les.area, "pixel_size_row_mm": float(les.s[0]), "pixel_size_col_mm": float(les.s[1])})
+    return row
+
+
+def shape_rows(les: Lesion, region) -> dict[str, Any]:
+    """Eccentricity, solidity and circularity."""
+    return {
+        "eccentricity": float(region.eccentricity), "solidity": _solidity(les.area_px, les.hull / les.s, region),
+        # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
+        "circularity": min(1.0, 4.0 * math.pi * les.area / les.perim ** 2) if les.perim > 0 else float("nan"),
+    }
+
+
+def asymmetry_rows(les: Lesion, opts: dict) -> dict[str, Any]:
+    """Mirror asymmetry about the two axes, the A score, and asymmetry about the principal axes."""
+    asym, threshold = les.asym, opts["asymmetry_threshold"]
+    return {"asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
+            "asymmetry_axis1_angle_deg": asym.axis1_angle_deg,
+            "asymmetry_score": int(asym.axis1 > threshold) + int(asym.axis2 > threshold),
+            "asymmetry_principal_major": asym.principal_major, "asymmetry_principal_minor": asym.principal_minor}
+
+
+def border_rows(les: Lesion) -> dict[str, Any]:
+    """Convexity, fractal dimension and radial roughness of the outer outline (no image needed)."""
+    return {
+        "border_convexity": (min(1.0, ms.polygon_length(les.outer_hull) / les.outline_length)
+                             if les.outline_length > 0 else float("nan")),
+        "border_fractal_dimension": mb.box_counting_dimension(les.outline, float(les.s.min()),
+                                                              ms.feret_diameters(les.outer_hull)[0]),
+        "border_roughness": mb.radial_roughness(les.outline, ms.polygon_centroid(les.outline)),
+    }
+
+
+def abruptness_rows(les: Lesion, lab: np.ndarray, spacing: tuple[float, float], opts: dict) -> dict[str, Any]:
+    """Border abruptness from the image's lightness across the border band, in sectors."""
+    usable = (les.lab_crop == 0) | les.mask
+    ab = mb.border_abruptness(lab[..., 0], les.mask, usable, spacing, les.centroid, les.asym.axis1_angle_deg,
+                              les.r_eq, opts["abrupt_sharpness"], opts["abrupt_min_contrast"])
+    if ab["scored_sectors"] == 0:
+        return {"border_scored_sectors": 0}
+    return {"border_abrupt_sectors": ab["abrupt_sectors"], "border_scored_sectors": ab["scored_sectors"],
+            "border_sharpness": ab["sharpness"], "border_contrast_dL": ab["contrast"]}
+
+
+def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict) -> dict[str, Any]:
+    """Colour asymmetry, CIELAB statistics and the dermoscopic colours present (a colour image)."""
+    row: dict[str, Any] = {}
+    for axis, angle in (("axis1", les.asym.axis1_angle_deg), ("axis2", les.asym.axis1_angle_deg + 90.0)):
+        left = ms.side_of_axis(les.coords, les.centroid, angle)
+        row[f"colour_asymmetry_{axis}_dE"] = mc.halves_delta_e(lesion_lab, left)
+    stats = mc.lab_statistics(lesion_lab)
+    row.update({f"lab_{k}": v for k, v in stats.items() if k != "spread"})
+    row["colour_spread_dE"] = stats["spread"]
+    shares = mc.colour_shares(lesion_lab, opts["references"], opts["colour_max_distance"])
+    for name in mc.COLOUR_NAMES:
+        row[f"share_{name}"] = shares[name]
+        row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
+    row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
+    return row
+
+
+def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
+                 unit: str, opts: dict, colour: bool = True, value: int | None = None) -> dict:
+    """One table row: every measure of one lesion.
+
+    Parameters
+    ----------
+    region : skimage.measure RegionProperties
+        The lesion (from ``regionprops(labels, spacing=spacing)``).
+    labels : (H, W) int array
+        The label image; may be renumbered, ``value`` is then the user's label value of ``region``.
+    lab_image_rgb : (H, W, 3) uint8 array or None
+        The image; without it, colour and abruptness columns are left out.
+    spacing : (float, float)
+        The (row, col) pixel size.
+    unit : str
+        ``"mm"`` or ``"px"``.
+    opts : dict
+        The rule parameters (:func:`~napari_nevus_seg.measurements.table.measure` builds them).
+    colour : bool
+        False for a grayscale image: lightness only.
+    value : int, optional
+        The label value to report.
+
+    Returns
+    -------
+    dict
+        Column name -> value; columns left out are empty in the table.
+    """
+    les = crop_lesion(region, labels, spacing)
+    row = {**size_rows(les, region, labels.shape, unit, value), **shape_rows(les, region),
+           **asymmetry_rows(les, opts), **border_rows(les)}
+    if lab_image_rgb is None:
+        return row
+    R1, C1 = les.R0 + les.mask.shape[0], les.C0 + les.mask.shape[1]
+    lab = mc.lab_pixels(lab_image_rgb[les.R0:R1, les.C0:C1])
+    row.update(abruptness_rows(les, lab, spacing, opts))
+    if colour:
+        row.update(colour_rows(les, lab[les.mask], opts))
+    else:  # a grayscale image: lightness only
+        stats = mc.lab_statistics(lab[les.mask])
+        row.update({"lab_L_mean": stats["L_mean"], "lab_L_std": stats["L_std"]})
+    return row
