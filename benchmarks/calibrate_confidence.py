@@ -1,7 +1,7 @@
 """Fit and check the per-lesion confidence (inference.confidence) on validation images.
 
 For each validation image (ISIC 2017's 200 held-out images and a sample of the HAM10000 validation
-lesions of scripts/train_model2.py): segment it, take the largest lesion's raw margin score and the
+lesions of scripts/train_model2.py): segment it, take the largest lesion's raw margin score (as segment(return_confidence=True) computes it) and the
 image's Dice against the expert mask. A monotone (isotonic) fit of Dice on the raw score gives the
 calibration table; two-fold cross-validation says how well the table predicts Dice on images it was not
 fitted on (Spearman, mean absolute error, and how often 'check this outline' is right).
@@ -12,6 +12,7 @@ fitted on (Spearman, mean absolute error, and how often 'check this outline' is 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -27,10 +28,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from train_model2 import ham_metadata, split_by_lesion  # noqa: E402
 
 from napari_nevus_seg import dice, load_model, read_image, read_mask, segment  # noqa: E402
-from napari_nevus_seg.inference.confidence import REVIEW_BELOW, raw_confidence  # noqa: E402
+from napari_nevus_seg.inference.confidence import REVIEW_BELOW  # noqa: E402
 from napari_nevus_seg.io.datasets import discover_cases  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+IDENTITY = {"raw": [0.0, 1.0], "dice": [0.0, 1.0]}
 
 
 def isic_validation(root: Path) -> list:
@@ -85,17 +87,15 @@ def main() -> None:
     ap.add_argument("--ham-n", type=int, default=300)
     ap.add_argument("--out", default=None, help="write the table and figures as JSON here")
     args = ap.parse_args()
-    model = load_model(args.model)
+    model = copy.copy(load_model(args.model))
+    model.meta = {**model.meta, "confidence_calibration": IDENTITY}
     rows = []
     t0 = time.time()
     for source, cases in (("isic", isic_validation(Path(args.isic))), ("ham", ham_validation(Path(args.ham), args.ham_n))):
         for c in cases:
             img, truth = read_image(c.image), read_mask(c.mask)
-            labels, proba = segment(img, model=model, return_proba=True)
-            if labels.max() == 0:
-                rows.append((source, c.name, float("nan"), dice(labels, truth)))
-                continue
-            rows.append((source, c.name, raw_confidence(proba, labels)[1], dice(labels, truth)))
+            labels, raw = segment(img, model=model, return_confidence=True)   # identity table: raw scores
+            rows.append((source, c.name, raw.get(1, float("nan")), dice(labels, truth)))
     print(f"{len(rows)} images in {time.time() - t0:.0f} s")
     found = [r for r in rows if np.isfinite(r[2])]
     x, y = np.array([r[2] for r in found]), np.array([r[3] for r in found])

@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     # inference
     "predict_proba": "inference.pipeline", "segment": "inference.pipeline", "postprocess": "inference.pipeline",
     "refine_outline": "inference.refine", "SegmentOptions": "inference.options",
+    "lesion_confidence": "inference.confidence",
     # training and fine-tuning
     "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.data",
     "prepare_pairs": "training.data", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
@@ -64,6 +65,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.batch.folder import segment_folder  # noqa: F401
+    from napari_nevus_seg.inference.confidence import lesion_confidence  # noqa: F401
     from napari_nevus_seg.inference.metrics import dice, jaccard, score_pairs, thresholded_jaccard  # noqa: F401
     from napari_nevus_seg.inference.options import SegmentOptions  # noqa: F401
     from napari_nevus_seg.inference.pipeline import postprocess, predict_proba, segment  # noqa: F401

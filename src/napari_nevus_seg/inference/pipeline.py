@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_nevus_seg.inference.confidence import lesion_confidence
 from napari_nevus_seg.inference.postprocess import (
     check_args,
     default_min_size,
@@ -203,7 +204,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
             progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool = True,
-            drop_edge_fragments: bool = True, return_proba: bool = False):
+            drop_edge_fragments: bool = True, return_proba: bool = False, return_confidence: bool = False):
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
     A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
@@ -213,13 +214,18 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     onto the image's visible pigment edge (:func:`~napari_nevus_seg.refine.refine_outline`; the default
     model otherwise draws the loose outlines of its ISIC training masks). ``progress(done, total)`` is
     called per plane. ``return_proba``: return ``(labels, probabilities)``, the probabilities as
-    :func:`predict_proba` gives them, from the same pass of the network.
+    :func:`predict_proba` gives them, from the same pass of the network. ``return_confidence``: also
+    return each lesion's expected Dice, ``{label: value}`` for a single image or a list of such dicts for
+    a stack (:func:`~napari_nevus_seg.inference.confidence.lesion_confidence`; lesions below
+    ``REVIEW_BELOW`` = 0.8 are worth checking). The results come in the order labels, probabilities,
+    confidence.
     """
     check_args(threshold, min_size)
     planes, stacked, m, dev = _setup(img, model, device)
-    out, probs = [], []
+    out, probs, confidence = [], [], []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
         shape = planes[i].shape[:2]
+        net_map = pr
         if return_proba:
             probs.append(upsample_proba(pr, shape))
         if refine:
@@ -228,9 +234,16 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
         else:
             out.append(labels_from_small(pr, shape, threshold, min_size, fill_holes, largest_only,
                                          drop_edge_fragments))
+        if return_confidence:
+            confidence.append(lesion_confidence(net_map.float().cpu().numpy(), out[-1], m))
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     labels = _stack(out, img, stacked, np.int32)
-    return (labels, _stack(probs, img, stacked, np.float32)) if return_proba else labels
+    result: list = [labels]
+    if return_proba:
+        result.append(_stack(probs, img, stacked, np.float32))
+    if return_confidence:
+        result.append(confidence if stacked else confidence[0])
+    return tuple(result) if len(result) > 1 else labels
