@@ -6,7 +6,12 @@ size give ``_mm`` columns, images without one ``_px`` columns: the table has the
 order of first appearance). :meth:`CsvSink.close` sorts the rows by image and lesion label (tables up to
 :data:`SORT_LIMIT_BYTES`; larger ones stay in arrival order) and renames the CSV into place, so the
 table at the final path is always complete: an interrupted run writes ``<name>.partial.csv`` beside it
-and leaves an earlier complete table untouched.
+and leaves an earlier complete table untouched (a later complete run removes that partial table).
+
+Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or
+a carriage return, e.g. an image named ``=1+2.png``) are written with a leading apostrophe, the escape
+spreadsheets understand. When the disk fills up (or any other write error) the sink stops writing, keeps
+what is already on disk consistent, and says so in :attr:`CsvSink.error`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_nevus_seg.batch.errors import BatchSetupError
-from napari_nevus_seg.io.atomic import atomic_path
+from napari_nevus_seg.io.atomic import atomic_path, remove_stale_temporaries
 
 SORT_LIMIT_BYTES = 64 * 1024 * 1024  # rows (as JSON) beyond this are left in arrival order (memory)
 
@@ -32,8 +37,11 @@ class CsvSink:
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
         self.columns: list[str] = []
         self._known: set[str] = set()
+        self.error: str | None = None   # why the table could not be written (a full disk, ...)
+        self.lost_rows = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.path.parent)   # rows files of killed runs
             self._fh = open(self.tmp, "w", encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
             raise BatchSetupError(f"cannot write the measurement table {self.path}: {exc.strerror or exc}") from exc
@@ -44,32 +52,52 @@ class CsvSink:
         return self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.csv'}")
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            plain = _plain(row)
-            for k in plain:
-                if k not in self._known:
-                    self._known.add(k)
-                    self.columns.append(k)
-            self._fh.write(json.dumps(plain) + "\n")
-        if rows:
-            self._fh.flush()
+        """Append rows; after a write error they are counted in :attr:`lost_rows` instead."""
+        if self.error is not None:
+            self.lost_rows += len(rows)
+            return
+        try:
+            for row in rows:
+                plain = _plain(row)
+                for k in plain:
+                    if k not in self._known:
+                        self._known.add(k)
+                        self.columns.append(k)
+                self._fh.write(json.dumps(plain) + "\n")
+            if rows:
+                self._fh.flush()
+        except OSError as exc:
+            self._fail(exc)
+            self.lost_rows += len(rows)
 
-    def close(self, complete: bool = True) -> Path:
+    def _fail(self, exc: OSError) -> None:
+        self.error = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+
+    def close(self, complete: bool = True) -> Path | None:
         """Write the table (sorted by image, then label) to its path, or to :attr:`partial_path` when the
-        run did not complete (the earlier complete table stays); returns the path written."""
-        self._fh.close()
+        run did not complete (the earlier complete table stays); returns the path written, or None when
+        it could not be written (:attr:`error` says why; tables already on disk are left as they were)."""
+        try:
+            self._fh.close()
+        except OSError as exc:
+            self._fail(exc)
         target = self.path if complete else self.partial_path
         columns = self.columns or ["image"]
         try:
-            # surrogateescape: a file name that is not valid UTF-8 is written back as the bytes it was
-            with atomic_path(target) as tmp, \
-                    open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
-                writer = csv.DictWriter(out, fieldnames=columns, restval="")
-                writer.writeheader()
-                writer.writerows(self._rows())
+            if self.error is None:
+                # surrogateescape: a file name that is not valid UTF-8 is written back as the bytes it was
+                with atomic_path(target) as tmp, \
+                        open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
+                    writer = csv.DictWriter(out, fieldnames=columns, restval="")
+                    writer.writeheader()
+                    writer.writerows(self._rows())
+                if complete:
+                    self.partial_path.unlink(missing_ok=True)   # an earlier interrupted run's rows are in it
+        except OSError as exc:
+            self._fail(exc)
         finally:
             self.tmp.unlink(missing_ok=True)
-        return target
+        return None if self.error is not None else target
 
     def _rows(self):
         with open(self.tmp, encoding="utf-8", errors="surrogateescape") as fh:
@@ -88,6 +116,14 @@ def _number(v: Any) -> float:
         return math.inf
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading apostrophe when a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in row.items():
@@ -95,5 +131,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
             v = v.item()   # numpy scalars
         if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "<NA>":
             v = ""         # NaN and pandas' NA: an empty cell
-        out[k] = v
+        elif isinstance(v, str):
+            v = spreadsheet_safe(v)
+        out[spreadsheet_safe(str(k))] = v
     return out

@@ -26,6 +26,7 @@ from napari_nevus_seg.batch.summary import BatchSummary
 from napari_nevus_seg.batch.work import ImageResult, ImageTask, resolve_model
 from napari_nevus_seg.inference.masks import check_args
 from napari_nevus_seg.inference.options import SegmentOptions
+from napari_nevus_seg.io.atomic import remove_stale_temporaries
 from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
@@ -228,6 +229,8 @@ def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions,
         check_measure_path(measure, tasks)
     loaded = resolve_model(segment.model)    # fails here, once, for a bad model file
     check_output_folder(out)  # created only once the inputs and the model are known to be good
+    for folder in {Path(t.output_stem).parent for t in tasks}:   # what runs killed here earlier left behind
+        remove_stale_temporaries(folder)
     model = segment.model
     if isinstance(model, (str, os.PathLike)):
         model = os.path.abspath(model)
@@ -271,7 +274,11 @@ def run_batch(tasks: Sequence[ImageTask], missing: Sequence[ImageResult], opts: 
         interrupt = exc
     finally:
         if sink is not None:   # an interrupted or failed run's rows go beside an earlier complete table, not over it
-            summary.results_csv = str(sink.close(complete=ended and not summary.interrupted))
+            written = sink.close(complete=ended and not summary.interrupted)
+            summary.results_csv = str(written) if written is not None else None
+            if sink.error is not None:
+                summary.table_error = (f"the measurement table {measure} could not be written: {sink.error}"
+                                       + (f"; {sink.lost_rows} lesions' rows not saved" if sink.lost_rows else ""))
         summary.seconds = time.perf_counter() - started
     if interrupt is not None:   # Ctrl-C stops the caller too (a script's loop), with what was done
         raise BatchInterrupted(summary) from interrupt

@@ -20,11 +20,12 @@ class BatchSummary:
     results_csv: str | None = None
     seconds: float = 0.0
     interrupted: bool = False
+    table_error: str | None = None   # the measurement table could not be written (a full disk, ...)
 
     @property
     def ok(self) -> bool:
-        """True when every image was segmented or skipped and the run was not interrupted."""
-        return not self.failed and not self.interrupted
+        """True when every image was segmented or skipped, the table written, and the run not interrupted."""
+        return not self.failed and not self.interrupted and self.table_error is None
 
     def add(self, r: ImageResult) -> None:
         """Count one image's result."""
@@ -46,6 +47,10 @@ class BatchSummary:
         if self.results_csv:
             so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
             lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
+        if self.table_error:
+            lines.append(f"ERROR {self.table_error}. The label images written are complete; free some space "
+                         "and run the same command again: finished images are skipped and measured again "
+                         "from their label files")
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume (finished outputs are skipped)")
         for name, reason in self.failed[:max_failures]:

@@ -8,7 +8,8 @@
 
 Exit status: 0 when everything worked; 1 when some images failed (the others are done); 2 for a
 usage or setup problem (bad arguments, unreadable model, output folder that cannot be written,
-no images found); 130 when interrupted with Ctrl-C, 143 when stopped by SIGTERM (a batch system's
+no images found); 3 when an output could not be written (a full disk: what was written is consistent,
+free space and run again); 130 when interrupted with Ctrl-C, 143 when stopped by SIGTERM (a batch system's
 time limit, ``kill``): run the same command again to resume.
 """
 
@@ -25,6 +26,7 @@ from napari_nevus_seg.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTPUT,
     EXIT_SETUP,
     EXIT_TERMINATED,
     SetupError,
@@ -134,6 +136,8 @@ def run_segment(args: argparse.Namespace) -> int:
     say(summary.report())
     if summary.interrupted:
         return EXIT_INTERRUPTED
+    if summary.table_error:
+        return EXIT_OUTPUT
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
@@ -146,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="nevus-seg", description="Dermoscopy lesion segmentation, measurement and training.",
-        epilog="Exit status: 0 success, 1 some images failed, 2 usage or setup error, 130 interrupted "
-               "(Ctrl-C), 143 stopped by SIGTERM.")
+        epilog="Exit status: 0 success, 1 some images failed, 2 usage or setup error, 3 an output could not "
+               "be written (disk full), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

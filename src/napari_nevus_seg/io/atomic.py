@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False, exclusive: bool = 
     """
     path = Path(path)
     # a short prefix: the temporary name must fit the file system's limit wherever the final name does
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem[:32]}.", suffix=path.suffix[:16], dir=path.parent)
+    # the process id in the name lets a later run remove what a killed one left (remove_stale_temporaries)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem[:32]}.{os.getpid()}.", suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -59,3 +61,40 @@ def _link_exclusive(tmp: Path, path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
     os.close(fd)
     os.replace(tmp, path)
+
+
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.(?:[a-z0-9_]{8}(?P<suffix>\.[^.]*)?|rows)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the hidden temporary files that killed processes left in ``folder`` (not those of running
+    ones): ``.NAME.PID.xxxxxxxx.SUFFIX`` of :func:`atomic_path` and ``.NAME.PID.rows`` of batch tables.
+    Returns how many were removed; a folder that cannot be listed removes none."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TEMPORARY.match(entry.name)
+        if m is None or not entry.is_file(follow_symlinks=False) or pid_alive(int(m.group("pid"))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
