@@ -319,7 +319,7 @@ def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot, ca
     w = make_widget(viewer)
     viewer.window.add_dock_widget(w)
     worker = w.run()
-    qtbot.waitUntil(lambda: w._pbar is not None and w._pbar.n > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.task.pbar is not None and w.task.pbar.n > 0, timeout=TIMEOUT)
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     qtbot.wait(200)   # the worker's last signals are delivered
