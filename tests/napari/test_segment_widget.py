@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import Qt
 
 from napari_nevus_seg import dice, segment, synthetic_lesion_image
+from napari_nevus_seg._napari._job import CancelToken
 from napari_nevus_seg._napari._segment_widget import SegmentWidget
+from napari_nevus_seg.inference.options import SegmentOptions
 
 pytestmark = pytest.mark.gui
 TIMEOUT = 120_000
@@ -25,7 +28,8 @@ def make_widget(viewer) -> SegmentWidget:
 
 
 def run_and_wait(qtbot, widget) -> None:
-    assert widget.run() is not None
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)   # as a user does
+    assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
 
 
@@ -158,9 +162,9 @@ def test_cancel_stops_without_touching_layers(make_napari_viewer, qtbot, case):
     viewer = make_napari_viewer()
     viewer.add_image(np.stack([case.image] * 24), name="long", rgb=True)
     w = make_widget(viewer)
-    assert w.run() is not None
-    assert w.cancel_button.isEnabled() and not w.run_button.isEnabled()
-    w.cancel()
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None and w.cancel_button.isEnabled() and not w.run_button.isEnabled()
+    qtbot.mouseClick(w.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert [ly.name for ly in viewer.layers] == ["long"]
     assert "Cancelled" in w.status.text()
@@ -300,12 +304,10 @@ def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case, monkeypatch):
         def __array__(self, *a, **k):
             raise AssertionError("the whole stack was read at once")
 
-    gen = sw.segment_layer_data(LazyStack(), True, "lazy", None, "cpu", 0.5, False, None, False, False)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as done:
-        labels, prob, _ = done.value
+    steps = []
+    labels, prob, _ = sw.segment_layer_data(LazyStack(), True, "lazy", SegmentOptions(device="cpu"), False,
+                                            cancel=CancelToken(), progress=steps.append)
+    assert steps[-1]["step"] == steps[-1]["steps"] == len(planes)
     assert labels.shape == planes.shape[:3] and prob is None
     assert max(asked) <= sw.BATCH and max(converted) <= sw.BATCH
     np.testing.assert_array_equal(labels[-1], segment(small, device="cpu"))
@@ -392,3 +394,16 @@ def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(ma
     assert w.model_combo.model_ref() == str(ModelLibrary().path("clinic v2"))
     assert manager.delete("other")                                          # the list follows other changes too
     assert "other" not in [w.model_combo.itemText(i) for i in range(w.model_combo.count())]
+
+
+def test_options_are_the_widgets_settings(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = make_widget(viewer)
+    assert w.options() == SegmentOptions(device="cpu")
+    w.threshold.setValue(0.35)
+    w.tta.setChecked(True)
+    w.min_size.setValue(200)
+    w.largest_only.setChecked(True)
+    w.refine.setChecked(False)
+    assert w.options() == SegmentOptions(model=None, device="cpu", threshold=0.35, tta=True, min_size=200,
+                                         largest_only=True, refine=False)

@@ -97,6 +97,8 @@ def segment_layer_data(data: Any, rgb: bool, name: str, options: SegmentOptions,
     report(0, n, "loading model")
     kwargs = options.segment_kwargs()
     kwargs["model"] = load_model(kwargs["model"]) if not hasattr(kwargs["model"], "net") else kwargs["model"]
+    if cancel is not None:
+        cancel.raise_if_set("cancelled (model loaded)")
     labels = np.zeros((n, *plane_shape), np.int32)
     prob = np.zeros((n, *plane_shape), np.float32) if with_prob else None
     for i in range(0, n, BATCH):
