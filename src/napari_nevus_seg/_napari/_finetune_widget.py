@@ -236,11 +236,8 @@ class FineTuneWidget(QWidget):
         """Ask the running fine-tuning to stop (within a few seconds); the model in use is unchanged."""
         self.task.cancel()
 
-    def _on_progress(self, d: dict[str, Any]) -> None:
-        # napari may process events (and finish the run) while the bar redraws: keep a local reference
-        pbar = self._pbar
-        if pbar is None:
-            return
+    def _on_progress(self, d: dict[str, Any], pbar) -> None:
+        """Fine-tuning's progress dicts: steps and loss of training, held-out Dice, scoring stages."""
         stage = d.get("stage")
         if stage == "train":
             if pbar.total != d["steps"]:
