@@ -8,6 +8,7 @@ import torch
 from qtpy.QtCore import Qt
 
 from napari_nevus_seg import dice, segment, synthetic_lesion_image
+from napari_nevus_seg._napari import _controls
 from napari_nevus_seg._napari._job import CancelToken
 from napari_nevus_seg._napari._segment_widget import SegmentWidget
 from napari_nevus_seg.inference.options import SegmentOptions
@@ -248,11 +249,10 @@ def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
 
 def test_a_chosen_model_renamed_elsewhere_is_not_silently_replaced(make_napari_viewer, tmp_path, monkeypatch):
     from napari_nevus_seg import load_model
-    from napari_nevus_seg._napari import _segment_widget as sw
     from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
-    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setattr(_controls, "show_warning", warned.append)
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
     ModelLibrary().save(load_model(), "clinic")
     w = make_widget(make_napari_viewer())
@@ -375,12 +375,11 @@ def test_users_feature_columns_are_kept_aside_when_resegmenting(make_napari_view
 def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(make_napari_viewer, tmp_path,
                                                                               monkeypatch):
     from napari_nevus_seg import load_model
-    from napari_nevus_seg._napari import _segment_widget as sw
     from napari_nevus_seg._napari._model_manager import ModelManagerPanel
     from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
-    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setattr(_controls, "show_warning", warned.append)
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
     ModelLibrary().save(load_model(), "clinic")
     ModelLibrary().save(load_model(), "other")

@@ -75,6 +75,19 @@ def layer_name(target: Any) -> str:
     return f" for {name!r}" if name is not None else ""
 
 
+class _ProgressBridge(QObject):
+    """Carries progress dicts from the worker thread to the GUI thread.
+
+    It has no Qt parent and the worker's ``progress`` callback holds it, so that it outlives a widget
+    deleted while its work still runs (emitting on a deleted object from another thread would crash).
+    """
+
+    changed = Signal(object)
+
+    def emit(self, d: Any) -> None:
+        self.changed.emit(d)
+
+
 class BackgroundJob(QObject):
     """Runs one function at a time in a napari thread worker on behalf of ``widget``.
 
@@ -100,8 +113,6 @@ class BackgroundJob(QObject):
         ``"ok"``, ``"cancelled"`` or ``"error"``.
     """
 
-    progressed = Signal(object)
-
     def __init__(self, widget: QWidget, title: str, *, run_button: QPushButton | None,
                  cancel_button: QPushButton | None, status: QLabel | None,
                  on_result: Callable[[Any, Any], None],
@@ -119,7 +130,7 @@ class BackgroundJob(QObject):
         self.token = CancelToken()
         self.outcome: str | None = None   # of the last run: "ok", "cancelled" or "error"
         self._desc = ""
-        self.progressed.connect(self._on_progress)
+        self._bridge: _ProgressBridge | None = None
         if cancel_button is not None:
             cancel_button.setEnabled(False)
             cancel_button.clicked.connect(self.cancel)
@@ -141,7 +152,9 @@ class BackgroundJob(QObject):
             return None
         self.token = CancelToken()
         self.target, self.outcome, self._desc = target, None, desc
-        worker = create_worker(func, *args, cancel=self.token, progress=self.progressed.emit,
+        self._bridge = _ProgressBridge()
+        self._bridge.changed.connect(self._on_progress)
+        worker = create_worker(func, *args, cancel=self.token, progress=self._bridge.emit,
                                _start_thread=False, _ignore_errors=True, **kwargs)
         self.token.worker = worker
         self.worker = worker
