@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from napari_nevus_seg import measure
-from napari_nevus_seg.measurements.table import MeasureCancelled, column_names, layer_features
+from napari_nevus_seg.measurements.table import MeasureCancelled, column_names
 
 
 def _scene():
@@ -63,7 +63,6 @@ def test_empty_labels_give_empty_table_with_columns(unit):
     t = measure(np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.uint8), 0.01 if unit == "mm" else None)
     assert len(t) == 0 and list(t.columns) == column_names(unit)
     assert t["label"].dtype == np.int64 and t["area_px2"].dtype == np.int64
-    assert layer_features(t).shape[0] == 1  # the background row only
 
 
 def test_mismatched_shapes():
@@ -229,29 +228,6 @@ def test_progress_and_cancel():
         measure(labels, img, cancel=ev)
 
 
-def test_layer_features_rows_match_label_values():
-    labels, img = _scene()
-    t = measure(labels, img, 0.02)
-    f = layer_features(t)
-    assert len(f) == 8  # label values 0..7
-    assert f["index"].tolist() == list(range(8))
-    assert f.loc[2, "area_px2"] == t.loc[0, "area_px2"] and f.loc[7, "area_px2"] == t.loc[1, "area_px2"]
-    assert f.loc[[0, 1, 3, 4, 5, 6], "area_px2"].isna().all()
-    assert f.loc[0, "perimeter_mm"] != f.loc[0, "perimeter_mm"]  # NaN
-    assert str(f["colour_count"].dtype) == "Int64" and str(f["touches_image_edge"].dtype) == "boolean"
-    assert len(layer_features(t, max_label=10)) == 11
-
-
-def test_layer_features_for_very_sparse_label_values():
-    labels = np.zeros((60, 60), np.int64)
-    labels[5:20, 5:20] = 3
-    labels[30:50, 30:50] = 2_000_000
-    t = measure(labels, None)
-    f = layer_features(t, int(labels.max()))
-    assert f["index"].tolist() == [0, 3, 2_000_000]  # not two million empty rows
-    assert f.loc[2, "area_px2"] == 400 and pd.isna(f.loc[0, "area_px2"])
-
-
 @pytest.mark.parametrize("big,dtype", [(2**62, np.int64), (2**40, np.int64), (200_000_000, np.int32),
                                        (2**63 + 5, np.uint64)])
 def test_huge_label_values_are_measured_fast_and_keep_their_value(big, dtype):
@@ -270,8 +246,6 @@ def test_huge_label_values_are_measured_fast_and_keep_their_value(big, dtype):
     assert time.perf_counter() - start < 5
     assert t["label"].tolist() == [2, big] and t["label"].dtype == np.int64
     pd.testing.assert_frame_equal(t.drop(columns="label"), ref.drop(columns="label"))
-    f = layer_features(t, big)
-    assert f["index"].tolist() == [0, 2, big] and f.loc[2, "area_px2"] == ref.loc[1, "area_px2"]
 
 
 def test_one_huge_label_alone_and_with_small_ones_in_order():

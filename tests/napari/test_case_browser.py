@@ -8,7 +8,7 @@ from finetune_helpers import tiny_base
 from napari.layers import Image, Labels
 
 from napari_nevus_seg import segment
-from napari_nevus_seg._napari import _case_browser, _shared
+from napari_nevus_seg._napari import _case_browser, _job, _shared
 from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
 from napari_nevus_seg.io.images import read_image
 from napari_nevus_seg.io.mask_files import read_mask
@@ -25,7 +25,7 @@ def browser(make_napari_viewer, make_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
     ModelLibrary().save(tiny_base(), "tiny")
     notes = []
-    for mod in (_case_browser, _shared):
+    for mod in (_case_browser, _shared, _job):
         for fn in ("show_info", "show_error", "show_warning"):
             if hasattr(mod, fn):
                 monkeypatch.setattr(mod, fn, lambda msg, fn=fn: notes.append((fn, msg)))
@@ -167,3 +167,64 @@ def test_an_outline_drawn_by_hand_is_guarded_too(browser, qtbot):
     assert w.next() and not any(f == "show_warning" for f, m in notes)
     viewer.add_labels(np.zeros((60, 80), np.int32), name="IMD002 lesions")   # nothing drawn: nothing to lose
     assert w.next()
+
+
+def test_the_segment_widgets_settings_are_used_while_it_is_docked(browser, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+
+    from napari_nevus_seg._napari import _segment_widget
+    from napari_nevus_seg._napari._segment_widget import SegmentWidget
+    from napari_nevus_seg.inference.options import SegmentOptions
+
+    viewer, w, root, _, _ = browser
+    w.open_folder(root)
+    tiny = str(ModelLibrary().path("tiny"))
+    assert w.options() == SegmentOptions(model=tiny)             # no Segment widget: the defaults, this model
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg)
+    seg.model_combo.setCurrentIndex(seg.model_combo.findText("tiny"))
+    seg.threshold.setValue(0.7)
+    seg.largest_only.setChecked(True)
+    seg.refine.setChecked(False)
+    seg.device_combo.setCurrentText("cpu")
+    expected = SegmentOptions(model=tiny, device="cpu", threshold=0.7, largest_only=True, refine=False)
+    assert seg.options() == expected and w.options() == expected
+    used = []
+    real = _segment_widget.segment
+    monkeypatch.setattr(_segment_widget, "segment", lambda img, **kw: used.append(kw) or real(img, **kw))
+    qtbot.mouseClick(w.segment_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert used and all(kw["threshold"] == 0.7 and kw["largest_only"] and not kw["refine"] and kw["device"] == "cpu"
+                        for kw in used)
+    np.testing.assert_array_equal(viewer.layers["IMD001 lesions"].data,
+                                  segment(read_image(w.cases[0].image), **expected.with_(
+                                      model=ModelLibrary().load("tiny")).segment_kwargs()))
+    viewer.window.remove_dock_widget(seg)                      # no longer docked: the browser's own defaults
+    assert w.options() == SegmentOptions(model=tiny)
+
+
+def test_cancel_stops_the_segmentation_and_leaves_the_case_unchanged(browser, qtbot, monkeypatch):
+    import threading
+
+    from qtpy.QtCore import Qt
+
+    from napari_nevus_seg._napari import _segment_widget
+
+    viewer, w, root, _, _ = browser
+    w.open_folder(root)
+    release = threading.Event()
+
+    def slow_load(ref):   # holds the worker until the test has pressed Cancel
+        release.wait(30)
+        return ModelLibrary().load("tiny")
+
+    monkeypatch.setattr(_segment_widget, "load_model", slow_load)
+    assert not w.cancel_button.isEnabled()
+    qtbot.mouseClick(w.segment_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None and w.cancel_button.isEnabled() and not w.segment_button.isEnabled()
+    qtbot.mouseClick(w.cancel_button, Qt.MouseButton.LeftButton)
+    release.set()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert "Cancelled" in w.status.text()
+    assert layer_names(viewer) == ["mine", "IMD001", "IMD001 ground truth"]
+    assert w.segment_button.isEnabled() and not w.cancel_button.isEnabled()

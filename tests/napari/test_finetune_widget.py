@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from finetune_helpers import cases, tiny_base
 
-from napari_nevus_seg._napari import _finetune_widget, _model_manager, _shared
+from napari_nevus_seg._napari import _finetune_widget, _job, _model_manager, _shared
 from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
+from napari_nevus_seg._napari._job import CancelToken
 from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg.training.store import TrainingStore
 
@@ -24,7 +25,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
     ModelLibrary().save(tiny_base(), "tiny")
     notes = []
-    for mod in (_finetune_widget, _shared, _model_manager):
+    for mod in (_finetune_widget, _shared, _model_manager, _job):
         for fn in ("show_info", "show_error", "show_warning"):
             if hasattr(mod, fn):
                 monkeypatch.setattr(mod, fn, lambda msg, fn=fn: notes.append((fn, msg)))
@@ -124,7 +125,7 @@ def test_corrected_labels_bring_their_image_and_a_mismatch_is_refused(make_napar
     viewer, w = make_widget(make_napari_viewer, 0)
     c0, c1 = cases([300, 301], "bluish")
     a = viewer.add_image(c0.image, name="A", rgb=True)
-    b = viewer.add_image(c1.image, name="B", rgb=True)
+    viewer.add_image(c1.image, name="B", rgb=True)
     la = add_or_update_labels(viewer, "A lesions", c0.labels, like=a)
     viewer.add_points(name="marks")
     w.labels_combo.select("A lesions")
@@ -226,22 +227,22 @@ def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_
 
     monkeypatch.setattr(training_store, "read_image", reader)
     options = {"device": "cpu", "epochs": 1, "steps_per_epoch": 1}
-    status, model = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
-                                                   None, _shared.WorkerCancel())
-    assert status == "ok", model
+    model = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
+                                           cancel=CancelToken())
     ft = model.meta["fine_tune"]
     assert ft["holdout_names"] == [f"p{i}" for i in ft["holdout_index"]]    # the pairs' names in the folder
     # a mask that no longer fits its image (edited by hand): the message names both files
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(store.mask_dir / "p3.png")
-    status, exc = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options, None,
-                                                 _shared.WorkerCancel())
-    assert status == "error" and "does not match" in str(exc)
+    with pytest.raises(Exception, match="does not match") as raised:  # noqa: B017 - any error, named by its files
+        _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
+                                       cancel=CancelToken())
+    exc = raised.value
     assert f"image {store.image_dir / 'p3.png'}, mask {store.mask_dir / 'p3.png'}" in str(exc), exc
 
 
 def test_a_kept_model_shows_at_once_in_the_other_model_lists(make_napari_viewer, qtbot, env):
     # Keep saved the model but the Segment widget's and the case browser's lists showed it only once opened
-    from napari_nevus_seg._napari._segment_widget import ModelChoice
+    from napari_nevus_seg._napari._controls import ModelChoice
 
     _, w = make_widget(make_napari_viewer, 1)
     elsewhere = ModelChoice()                     # the model list of a Segment widget on screen
@@ -284,3 +285,40 @@ def test_a_new_run_while_a_result_waits_disables_keep_and_says_what_happens_to_i
     assert w.last_status == "ok" and w.pending is not None and w.pending is not earlier
     assert sum(f == "show_warning" and "not kept" in m for f, m in notes) == 2
     assert w.keep_button.isEnabled() and w.keep("second") == "second"
+
+
+def test_corrected_labels_are_the_segmentation_not_the_ground_truth(make_napari_viewer, qtbot, env, tmp_path):
+    # the plugin's reader opens a PH2 case with its expert mask; "Corrected labels" chose that ground truth,
+    # did not follow the selection, and "Add to training set" stored the expert's mask
+    from qtpy.QtCore import Qt
+
+    from napari_nevus_seg._napari._layers import add_or_update_labels
+    from napari_nevus_seg._napari._reader import napari_get_reader
+    from napari_nevus_seg.io.synthetic import dataset_folder
+
+    (case,) = dataset_folder(tmp_path / "ph2", "ph2", n=1, shape=(60, 80))
+    viewer = make_napari_viewer()
+    folder = str(case.image.parents[1])                      # the PH2 case folder IMDxxx
+    for data, kwargs, kind in napari_get_reader(folder)(folder):   # as napari opens it: image and ground truth
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    image = next(ly for ly in viewer.layers if ly.__class__.__name__ == "Image")
+    truth = next(ly for ly in viewer.layers if ly.name.endswith("ground truth"))
+    w = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.labels_combo.layer() is truth and "ground-truth layer" in w.status_label.text()   # the only one
+    corrected = np.zeros(truth.data.shape, np.int32)
+    corrected[10:30, 20:50] = 1
+    result = add_or_update_labels(viewer, f"{image.name} lesions", corrected, like=image)
+    assert w.labels_combo.layer() is result and "ground-truth" not in w.status_label.text()
+    viewer.layers.selection.active = truth                   # the user selects the ground truth: followed, warned
+    assert w.labels_combo.layer() is truth and "ground-truth layer" in w.status_label.text()
+    viewer.layers.selection.active = result
+    assert w.labels_combo.layer() is result and w.image_combo.layer() is image
+    qtbot.mouseClick(w.training.add_button, Qt.MouseButton.LeftButton)
+    store = w.training.store
+    assert len(store) == 1
+    np.testing.assert_array_equal(store.load()[1][0], corrected > 0)          # the correction, not the truth
+    # a Fine-tune widget opened after segmenting starts on the result, even with the ground truth selected
+    viewer.layers.selection.active = truth
+    w2 = FineTuneWidget(viewer)
+    assert w2.labels_combo.layer() is result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_nevus_seg import measure
 from napari_nevus_seg._napari._measure_widget import NO_IMAGE, MeasureWidget, viewer_camera
@@ -37,8 +38,26 @@ def add_layers(viewer, labels, img, scale=(0.02, 0.02), units=("mm", "mm")):
 
 
 def run_and_wait(qtbot, widget, **kw):
-    assert widget.run(**kw) is not None
+    """Measure: with ``kw``, through run(); without, by clicking the Measure button as a user does."""
+    if kw:
+        assert widget.run(**kw) is not None
+    else:
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+
+
+def test_clicking_measure_measures(make_napari_viewer, qtbot):
+    # the button's clicked(bool) went into run(labels=False): AttributeError 'bool' object has no attribute 'scale'
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    w = MeasureWidget(viewer)
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None and not w.run_button.isEnabled() and w.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert w.table is not None and w.table["label"].tolist() == [2, 5]
+    assert len(layer.features) == 6 and w.run_button.isEnabled() and not w.cancel_button.isEnabled()
 
 
 def test_features_match_label_values_and_units(make_napari_viewer, qtbot):
@@ -101,8 +120,9 @@ def test_cancel_leaves_features_unchanged(make_napari_viewer, qtbot):
     labels, img = scene(n_extra=300)
     _, layer = add_layers(viewer, labels, img)
     w = MeasureWidget(viewer)
-    assert w.run() is not None
-    w.cancel()
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None
+    qtbot.mouseClick(w.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert "Cancelled" in w.status.text()
     assert len(layer.features) == 0 and w.table is None
@@ -228,7 +248,7 @@ def test_without_image(make_napari_viewer, qtbot):
 
 
 def test_grayscale_image_measures_shape_and_lightness_only(make_napari_viewer, qtbot, monkeypatch):
-    import napari_nevus_seg._napari._measure_widget as mw
+    from napari_nevus_seg._napari import _job
 
     warned = []
 
@@ -237,8 +257,8 @@ def test_grayscale_image_measures_shape_and_lightness_only(make_napari_viewer, q
         worker.warned.connect(lambda w: warned.append(str(w[0])))  # napari shows these as notifications
         return worker
 
-    create_worker = mw.create_worker
-    monkeypatch.setattr(mw, "create_worker", recording_worker)
+    create_worker = _job.create_worker
+    monkeypatch.setattr(_job, "create_worker", recording_worker)
     viewer = make_napari_viewer()
     labels, img = scene()
     viewer.add_image(img.mean(axis=2).astype(np.uint8), name="skin", scale=(0.02, 0.02))
@@ -316,7 +336,7 @@ def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot):
     w = MeasureWidget(viewer)
     viewer.window.add_dock_widget(w)
     worker = w.run()
-    qtbot.waitUntil(lambda: w._pbar is not None and w._pbar.n > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.task.pbar is not None and w.task.pbar.n > 0, timeout=TIMEOUT)
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     qtbot.wait(200)
@@ -371,3 +391,23 @@ def test_edits_made_during_the_first_measurement_are_measured_too(make_napari_vi
     w.run = lambda *a, **k: runs.append(1) or run(*a, **k)
     qtbot.wait(1500)                                           # it has settled: no endless re-measuring
     assert not runs and w.worker is None and not w._rerun
+
+
+def test_opening_the_measure_widget_loads_neither_torch_nor_the_training_code():
+    # the widgets' shared module imported the fine-tuning code at module level: measuring loaded torch
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, napari\n"
+            "viewer = napari.Viewer(show=False)\n"
+            "_, w = viewer.window.add_plugin_dock_widget('napari-nevus-seg', 'Measure lesions')\n"
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('napari_nevus_seg.training'))\n"
+            "print(type(w).__name__, loaded)\n"
+            "viewer.close()\n")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "MeasureWidget []", out.stdout

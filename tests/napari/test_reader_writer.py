@@ -8,6 +8,7 @@ import tifffile
 from PIL import Image
 
 from napari_nevus_seg._napari import _reader, _writer
+from napari_nevus_seg._napari._layers import pixel_size_mm
 from napari_nevus_seg.io.labels import read_labels
 from napari_nevus_seg.io.mask_files import read_mask
 from napari_nevus_seg.io.synthetic import DATASET_LAYOUTS, dataset_folder, synthetic_lesion_image
@@ -157,7 +158,7 @@ def test_writer_tif_round_trip_keeps_instances_and_scale(make_napari_viewer, tmp
     ((3.0, 3.0), ("s", "s"), None),
 ])
 def test_writer_pixel_size_from_any_length_unit(scale, units, expected):
-    got = _writer._pixel_size_mm({"scale": scale, "units": units})
+    got = pixel_size_mm(scale, units)
     assert got == pytest.approx(expected) if expected else got is None
 
 

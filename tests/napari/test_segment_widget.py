@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import Qt
 
 from napari_nevus_seg import dice, segment, synthetic_lesion_image
+from napari_nevus_seg._napari import _controls
+from napari_nevus_seg._napari._job import CancelToken
 from napari_nevus_seg._napari._segment_widget import SegmentWidget
+from napari_nevus_seg.inference.options import SegmentOptions
 
 pytestmark = pytest.mark.gui
 TIMEOUT = 120_000
@@ -25,7 +29,8 @@ def make_widget(viewer) -> SegmentWidget:
 
 
 def run_and_wait(qtbot, widget) -> None:
-    assert widget.run() is not None
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)   # as a user does
+    assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
 
 
@@ -158,9 +163,9 @@ def test_cancel_stops_without_touching_layers(make_napari_viewer, qtbot, case):
     viewer = make_napari_viewer()
     viewer.add_image(np.stack([case.image] * 24), name="long", rgb=True)
     w = make_widget(viewer)
-    assert w.run() is not None
-    assert w.cancel_button.isEnabled() and not w.run_button.isEnabled()
-    w.cancel()
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None and w.cancel_button.isEnabled() and not w.run_button.isEnabled()
+    qtbot.mouseClick(w.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert [ly.name for ly in viewer.layers] == ["long"]
     assert "Cancelled" in w.status.text()
@@ -244,11 +249,10 @@ def test_library_models_are_offered(make_napari_viewer, tmp_path, monkeypatch):
 
 def test_a_chosen_model_renamed_elsewhere_is_not_silently_replaced(make_napari_viewer, tmp_path, monkeypatch):
     from napari_nevus_seg import load_model
-    from napari_nevus_seg._napari import _segment_widget as sw
     from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
-    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setattr(_controls, "show_warning", warned.append)
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
     ModelLibrary().save(load_model(), "clinic")
     w = make_widget(make_napari_viewer())
@@ -300,12 +304,10 @@ def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case, monkeypatch):
         def __array__(self, *a, **k):
             raise AssertionError("the whole stack was read at once")
 
-    gen = sw.segment_layer_data(LazyStack(), True, "lazy", None, "cpu", 0.5, False, None, False, False)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as done:
-        labels, prob, _ = done.value
+    steps = []
+    labels, prob, _ = sw.segment_layer_data(LazyStack(), True, "lazy", SegmentOptions(device="cpu"), False,
+                                            cancel=CancelToken(), progress=steps.append)
+    assert steps[-1]["step"] == steps[-1]["steps"] == len(planes)
     assert labels.shape == planes.shape[:3] and prob is None
     assert max(asked) <= sw.BATCH and max(converted) <= sw.BATCH
     np.testing.assert_array_equal(labels[-1], segment(small, device="cpu"))
@@ -319,7 +321,7 @@ def test_closing_the_viewer_mid_run_gives_no_error(make_napari_viewer, qtbot, ca
     w = make_widget(viewer)
     viewer.window.add_dock_widget(w)
     worker = w.run()
-    qtbot.waitUntil(lambda: w._pbar is not None and w._pbar.n > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.task.pbar is not None and w.task.pbar.n > 0, timeout=TIMEOUT)
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     qtbot.wait(200)   # the worker's last signals are delivered
@@ -373,12 +375,11 @@ def test_users_feature_columns_are_kept_aside_when_resegmenting(make_napari_view
 def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(make_napari_viewer, tmp_path,
                                                                               monkeypatch):
     from napari_nevus_seg import load_model
-    from napari_nevus_seg._napari import _segment_widget as sw
     from napari_nevus_seg._napari._model_manager import ModelManagerPanel
     from napari_nevus_seg.model.library import ModelLibrary
 
     warned = []
-    monkeypatch.setattr(sw, "show_warning", warned.append)
+    monkeypatch.setattr(_controls, "show_warning", warned.append)
     monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
     ModelLibrary().save(load_model(), "clinic")
     ModelLibrary().save(load_model(), "other")
@@ -392,3 +393,16 @@ def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(ma
     assert w.model_combo.model_ref() == str(ModelLibrary().path("clinic v2"))
     assert manager.delete("other")                                          # the list follows other changes too
     assert "other" not in [w.model_combo.itemText(i) for i in range(w.model_combo.count())]
+
+
+def test_options_are_the_widgets_settings(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = make_widget(viewer)
+    assert w.options() == SegmentOptions(device="cpu")
+    w.threshold.setValue(0.35)
+    w.tta.setChecked(True)
+    w.min_size.setValue(200)
+    w.largest_only.setChecked(True)
+    w.refine.setChecked(False)
+    assert w.options() == SegmentOptions(model=None, device="cpu", threshold=0.35, tta=True, min_size=200,
+                                         largest_only=True, refine=False)

@@ -3,9 +3,11 @@
 Any layout :func:`~napari_nevus_seg.io.discover_cases` knows (PH2, images/ + masks/, ISIC naming, a
 plain folder of images). Each case opens as an image layer named after the case (with its pixel size
 when the file records one); moving to another case replaces the layers of the previous one instead of
-piling them up. "Segment" runs the public :func:`segment` in a background thread and writes
-``"<case> lesions"``; a result that arrives after the user moved on is dropped, never written to
-another case. Corrections that were painted but not added to the training set are not thrown away
+piling them up. "Segment" runs the public :func:`segment` in a
+:class:`~napari_nevus_seg._napari._job.BackgroundJob` (with Cancel) and writes ``"<case> lesions"``; a
+result that arrives after the user moved on is dropped, never written to another case. The settings are
+the Segment widget's (:meth:`SegmentWidget.options`) while one is docked in the viewer, else the
+defaults of :class:`~napari_nevus_seg.inference.options.SegmentOptions` with the model chosen here. Corrections that were painted but not added to the training set are not thrown away
 silently: the first Next/Previous only warns.
 """
 
@@ -16,24 +18,17 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from napari_nevus_seg._napari._layers import add_or_update_labels, image_data_rgb
+from napari_nevus_seg._napari._controls import ModelChoice, segment_settings
+from napari_nevus_seg._napari._job import BackgroundJob
+from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array
 from napari_nevus_seg._napari._reader import read_case
-from napari_nevus_seg._napari._segment_widget import ModelChoice
+from napari_nevus_seg._napari._segment_widget import segment_layer_data
 from napari_nevus_seg._napari._shared import TrainingSetPanel
-from napari_nevus_seg.inference.pipeline import segment
+from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.io.datasets import Case, discover_cases
-
-
-def segment_job(image, model_ref: str | None) -> tuple[str, Any]:
-    """Worker body: ("ok", labels) or ("error", exc)."""
-    try:
-        return "ok", segment(image, model=model_ref, device="auto")
-    except Exception as exc:  # noqa: BLE001 - shown as a notification in the GUI thread
-        return "error", exc
 
 
 class CaseBrowserWidget(QWidget):
@@ -46,7 +41,6 @@ class CaseBrowserWidget(QWidget):
         self.index = -1
         self.image_layer = None
         self.labels_layer = None
-        self.worker = None
         self._dirty = False          # the outline was painted since it was segmented or added
         self._warned = False
         self._added = False          # the current case's outline went to the training set
@@ -63,7 +57,15 @@ class CaseBrowserWidget(QWidget):
         self.position_label = QLabel("no folder open")
         self.model_combo = ModelChoice()
         self.segment_button = QPushButton("Segment")
-        self.segment_button.clicked.connect(self.segment)
+        self.segment_button.clicked.connect(lambda: self.segment())
+        self.cancel_button = QPushButton("Cancel")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.task = BackgroundJob(self, "Case browser", run_button=self.segment_button,
+                                  cancel_button=self.cancel_button, status=self.status,
+                                  on_result=self._on_segmented,
+                                  on_cancelled=lambda target: f"Cancelled; {target.name!r} unchanged",
+                                  on_finished=lambda _outcome: self._update_buttons())
         self.training = TrainingSetPanel(self._current_pair_layers)
         self.training.added.connect(self._on_added)
 
@@ -80,12 +82,26 @@ class CaseBrowserWidget(QWidget):
         lay.addLayout(row)
         lay.addLayout(nav)
         lay.addLayout(form)
-        lay.addWidget(self.segment_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button)
+        buttons.addWidget(self.cancel_button)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
         lay.addWidget(self.training)
         lay.addStretch(1)
         self._reader_layers: list = []   # a data-set case napari's reader opened, taken over (ground truth)
         self._adopt_opened_dataset()
         self._update_buttons()
+
+    @property
+    def worker(self):
+        """The running worker (None when idle)."""
+        return self.task.worker
+
+    def options(self) -> SegmentOptions:
+        """How to segment: the docked Segment widget's settings, else the defaults with the model chosen here."""
+        shared = segment_settings(self.viewer)
+        return shared if shared is not None else SegmentOptions(model=self.model_combo.model_ref())
 
     def _adopt_opened_dataset(self) -> None:
         """Continue from a data-set folder that napari's reader opened (its first case is on screen):
@@ -205,49 +221,40 @@ class CaseBrowserWidget(QWidget):
         n = len(self.cases)
         self.prev_button.setEnabled(self.index > 0)
         self.next_button.setEnabled(0 <= self.index < n - 1)
-        self.segment_button.setEnabled(self.image_layer is not None and self.worker is None)
+        self.segment_button.setEnabled(self.image_layer is not None and not self.task.running)
         if n:
             self.position_label.setText(f"case {self.index + 1}/{n}: {self.cases[self.index].name}")
 
     # ---------------------------------------------------------------------------------- segment
-    def segment(self) -> None:
-        """Segment the current case in a background thread -> Labels layer "<case> lesions"."""
-        if self.image_layer is None or self.worker is not None:
-            return
-        try:
-            model_ref = self.model_combo.model_ref()
-        except (KeyError, ValueError) as exc:
-            show_error(str(exc))
-            return
-        target = self.image_layer
-        try:
-            data = image_data_rgb(target)
-        except ValueError as exc:
-            show_error(str(exc))
-            return
-        self.worker = create_worker(segment_job, data, model_ref, _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(lambda result: self._on_segmented(target, result))
-        self.segment_button.setText("Segmenting ...")
-        self._update_buttons()
-        self.worker.start()
+    def segment(self):
+        """Segment the current case in a background thread -> Labels layer "<case> lesions".
 
-    def _on_segmented(self, target, result: tuple[str, Any]) -> None:
-        self.worker = None
-        self.segment_button.setText("Segment")
-        self._update_buttons()
-        status, value = result
-        if status != "ok":
-            show_error(f"segmentation of {target.name!r} failed: {value}")
-            return
+        Returns the worker, or None when nothing started (no case open, a run going on)."""
+        if self.image_layer is None or self.task.running:
+            return None
+        target = self.image_layer
+        options = self.options()
+        source = "the Segment widget's settings" if segment_settings(self.viewer) is not None else "default settings"
+        return self.task.start(segment_layer_data, layer_array(target), bool(target.rgb), target.name, options,
+                               target=target, desc=f"Segmenting {target.name!r} ({source})")
+
+    def cancel(self) -> None:
+        """Stop the running segmentation; no layer is changed."""
+        self.task.cancel()
+
+    def _on_segmented(self, target, result) -> None:
+        labels = result[0]
         if target is not self.image_layer or target not in self.viewer.layers:
             show_info(f"segmentation of {target.name!r} arrived after moving on: not shown")
+            self.status.setText(f"{target.name!r} was left before its segmentation was ready")
             return
-        layer = add_or_update_labels(self.viewer, f"{target.name} lesions", value, like=target,
+        layer = add_or_update_labels(self.viewer, f"{target.name} lesions", labels, like=target,
                                      target=self.labels_layer)
         if layer is not self.labels_layer:
             self.labels_layer = layer
             layer.events.paint.connect(self._on_paint)
         self._dirty = self._warned = False
+        self.status.setText(f"{int(labels.max())} lesion(s) in {target.name!r}")
 
     def _current_pair_layers(self) -> tuple[Any, Any]:
         labels = self.labels_layer

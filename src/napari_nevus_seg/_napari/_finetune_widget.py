@@ -2,8 +2,10 @@
 
 Workflow: segment an image (Segment widget or case browser), correct the Labels layer with napari's
 brush, eraser and fill, press "Add to training set" (written to disk at once), repeat, press
-"Fine-tune". Training runs in a background thread with a napari progress bar; Cancel stops it within a
-few seconds and changes nothing. The Dice of the base and the tuned model are shown, on held-out pairs
+"Fine-tune". Training runs in a :class:`~napari_nevus_seg._napari._job.BackgroundJob` with a napari
+progress bar; Cancel stops it within a few seconds and changes nothing. "Corrected labels" defaults to
+the segmentation result (the Labels layer the Segment widget or the case browser made) and follows the
+Labels layer selected in the layer list; a ground-truth layer is named as such in the status. The Dice of the base and the tuned model are shown, on held-out pairs
 (on the training pairs, optimistic, when there are too few to hold any out); "Keep"
 saves the tuned model in the model library under a name (then selectable in the Segment widget),
 "Discard" drops it. Everything here is a call to the public API (:func:`fine_tune`,
@@ -16,8 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -34,42 +34,36 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, session_sync
+from napari_nevus_seg._napari._job import BackgroundJob
+from napari_nevus_seg._napari._layers import KIND_KEY
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
-from napari_nevus_seg._napari._segment_widget import ModelChoice
-from napari_nevus_seg._napari._shared import (
-    LayerCombo,
-    ProgressBridge,
-    StopsWorkWhenRemoved,
-    TrainingSetPanel,
-    WorkerCancel,
-    _sync,
-    qt_deleted,
-    while_open,
-)
+from napari_nevus_seg._napari._shared import TrainingSetPanel
 from napari_nevus_seg.io.text import plural
 from napari_nevus_seg.model.devices import available_devices
 from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune
-from napari_nevus_seg.training.loop import TrainingCancelled
 from napari_nevus_seg.training.store import TrainingStore
 
 
-def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], progress, cancel) -> tuple[str, Any]:
-    """Worker body: fine-tune on the training folder; returns ("ok", model), ("cancelled", msg) or ("error", exc).
+def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *, cancel=None, progress=None):
+    """Worker body: fine-tune the model ``base_ref`` on the training folder; returns the tuned model.
 
     The pairs are read from disk when fine-tuning uses them (as ``nevus-seg train --init`` does), never the
-    whole set at once; a bad pair is named by its files."""
-    try:
-        images, masks, names = TrainingStore(folder).lazy()
-        if not len(images):
-            return "error", ValueError(f"the training set in {folder} is empty: add corrected outlines first")
-        base = load_model(base_ref)
-        return "ok", fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
-    except TrainingCancelled as exc:
-        return "cancelled", str(exc)
-    except Exception as exc:  # noqa: BLE001 - reported in the GUI thread as a notification
-        return "error", exc
+    whole set at once; a bad pair is named by its files. Raises ``ValueError`` for an empty training set
+    and :class:`~napari_nevus_seg.training.loop.TrainingCancelled` once ``cancel`` is set."""
+    images, masks, names = TrainingStore(folder).lazy()
+    if not len(images):
+        raise ValueError(f"the training set in {folder} is empty: add corrected outlines first")
+    base = load_model(base_ref)
+    return fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
+
+
+def is_ground_truth(layer: Any) -> bool:
+    """Whether a Labels layer is an expert's mask opened with its image (the reader's "<case> ground truth")."""
+    meta = layer.metadata if isinstance(getattr(layer, "metadata", None), dict) else {}
+    return KIND_KEY not in meta and (meta.get("ground_truth") is True or layer.name.endswith(" ground truth"))
 
 
 def _eta(seconds: float | None) -> str:
@@ -78,21 +72,16 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min left" if seconds >= 90 else f"{seconds:.0f} s left"
 
 
-class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
+class FineTuneWidget(QWidget):
     """Collect corrected outlines, fine-tune the segmentation model on them, keep or discard the result."""
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         super().__init__()
         self.viewer = viewer
-        self.worker = None
         self.pending = None              # the tuned model waiting for Keep / Discard
         self._earlier = None             # a result not kept when another run started: back if that run ends without one
         self.last_status: str = ""       # "ok", "cancelled" or "error" of the last run
         self._base_name = "default"
-        self._cancel = WorkerCancel()
-        self._pbar = None
-        self._bridge = ProgressBridge(self)
-        self._bridge.changed.connect(self._on_progress)
 
         self.image_combo = LayerCombo(viewer, Image)
         self.labels_combo = LayerCombo(viewer, Labels)
@@ -113,12 +102,14 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.freeze_encoder = QCheckBox("freeze encoder (train the decoder only)")
         self.freeze_encoder.setChecked(DEFAULTS["freeze_encoder"])
         self.run_button = QPushButton("Fine-tune")
-        self.run_button.clicked.connect(self.start)
+        self.run_button.clicked.connect(lambda: self.start())
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        self.task = BackgroundJob(self, "Fine-tuning", run_button=self.run_button, cancel_button=self.cancel_button,
+                                  status=self.status_label, on_result=self._on_result,
+                                  on_cancelled=self._on_cancelled, on_progress=self._on_progress,
+                                  on_finished=self._on_finished)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         self.name_edit = QLineEdit()
@@ -131,6 +122,50 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.models.changed.connect(self.base_combo.refresh)
         self._layout()
         self._set_pending(None)
+        self.labels_combo.currentTextChanged.connect(self._check_labels)
+        viewer.layers.selection.events.active.connect(self._follow_selection)
+        viewer.layers.events.inserted.connect(self._on_inserted)
+        self._choose_result_layer()
+
+    @property
+    def worker(self):
+        """The running worker (None when idle)."""
+        return self.task.worker
+
+    # ------------------------------------------------------------------------ corrected labels
+    def _choose_result_layer(self) -> None:
+        """Choose the selected Labels layer, unless it is a ground truth: then the last segmentation result
+        (a Labels layer this plugin made), when there is one."""
+        active = self.viewer.layers.selection.active
+        results = [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.metadata.get(KIND_KEY)]
+        if isinstance(active, Labels) and not (is_ground_truth(active) and results):
+            self.labels_combo.select(active.name)
+        elif results:
+            self.labels_combo.select(results[-1].name)
+        self._check_labels()
+
+    def _follow_selection(self, *_: Any) -> None:
+        """The Labels layer the user selects in the layer list is the one to add."""
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            self.labels_combo.select(active.name)
+
+    def _on_inserted(self, event) -> None:
+        """A new segmentation result is chosen; a new ground truth never replaces the choice."""
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Labels) and layer.metadata.get(KIND_KEY):
+            self.labels_combo.select(layer.name)
+        elif isinstance(layer, Labels) and is_ground_truth(layer):
+            self._choose_result_layer()
+        self._check_labels()
+
+    def _check_labels(self, *_: Any) -> None:
+        labels = self.labels_combo.layer()
+        if labels is not None and is_ground_truth(labels):
+            self.status_label.setText(f"{labels.name!r} is a ground-truth layer (the expert's mask opened with "
+                                      "the image), not your corrected segmentation: choose the result layer")
+        elif self.status_label.text().startswith("'") and "ground-truth layer" in self.status_label.text():
+            self.status_label.setText("")
 
     def _layout(self) -> None:
         data = QFormLayout()
@@ -175,52 +210,35 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
                 "blend": self.blend_spin.value(),
                 "freeze_encoder": self.freeze_encoder.isChecked()}
 
-    def start(self) -> None:
-        """Start fine-tuning on the training folder in a background thread."""
-        if self.worker is not None:
-            return
+    def start(self):
+        """Start fine-tuning on the training folder in a background thread; returns the worker or None."""
+        if self.task.running:
+            return None
         n = len(self.training.store)
         if n == 0:
             show_error("the training set is empty: correct an outline and press 'Add to training set' first")
-            return
-        try:
-            base_ref = self.base_combo.model_ref()
-        except (KeyError, ValueError) as exc:
-            show_error(str(exc))
-            return
+            return None
+        base_ref = self.base_combo.model_ref()
         if self.pending is not None:
             # Keep/Discard are off while the run goes on (they would act on a result that is about to go)
             self._earlier = (self.pending, self.result_label.text(), self.name_edit.text(), self.keep_button.text())
             show_warning("the tuned model shown was not kept: the new run's result replaces it (Cancel the run "
                          "to get it back and keep it)")
             self._set_pending(None)
-        self._cancel = WorkerCancel()
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
-        self._pbar = napari_progress(total=0, desc="Fine-tuning: preparing")
-        self.status_label.setText(f"fine-tuning {self._base_name} on {plural(n, 'pair')} ...")
         self.result_label.setText("" if self._earlier is None else
                                   "the result not kept is replaced when this run ends (back if it is cancelled)")
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.worker = create_worker(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
-                                    self._bridge.emit, self._cancel, _start_thread=False, _ignore_errors=True)
-        self._cancel.worker = self.worker
-        self.worker.returned.connect(self._on_returned)
-        self.worker.finished.connect(self._on_finished)
-        self.worker.start()
+        worker = self.task.start(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
+                                 desc="Fine-tuning")
+        self.status_label.setText(f"fine-tuning {self._base_name} on {plural(n, 'pair')} ...")
+        return worker
 
     def cancel(self) -> None:
         """Ask the running fine-tuning to stop (within a few seconds); the model in use is unchanged."""
-        if self.worker is not None:
-            self._cancel.set()
-            self.status_label.setText("cancelling ...")
+        self.task.cancel()
 
-    @while_open
-    def _on_progress(self, d: dict[str, Any]) -> None:
-        # napari may process events (and finish the run) while the bar redraws: keep a local reference
-        pbar = self._pbar
-        if pbar is None:
-            return
+    def _on_progress(self, d: dict[str, Any], pbar) -> None:
+        """Fine-tuning's progress dicts: steps and loss of training, held-out Dice, scoring stages."""
         stage = d.get("stage")
         if stage == "train":
             if pbar.total != d["steps"]:
@@ -236,19 +254,18 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
             pbar.set_description(f"Fine-tuning: scoring the {which} model")
         pbar.refresh()
 
-    def _on_finished(self) -> None:
-        """After the result (or without one, when napari made the worker quit): the widget is ready again."""
-        cancelled = self.worker is not None and self.worker.abort_requested
-        self.worker = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        if qt_deleted(self):   # closed with the viewer
-            return
-        if cancelled:
-            self.last_status = "cancelled"
-            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
-        if self._earlier is not None:   # the run ended without a result: the one not kept before is back
+    def _on_cancelled(self, _target: Any) -> str:
+        return f"cancelled: the model in use is still {self._base_name!r}"
+
+    def _on_result(self, _target: Any, model) -> None:
+        self._earlier = None        # replaced, as the warning at the start said
+        self._set_pending(model)
+        self.status_label.setText(f"done in {model.meta['fine_tune']['seconds']:.0f} s")
+
+    def _on_finished(self, outcome: str) -> None:
+        """After the run: the result not kept before is back when this one gave none."""
+        self.last_status = outcome
+        if self._earlier is not None:
             model, result_text, name, keep_text = self._earlier
             self._earlier = None
             self.pending = model
@@ -257,27 +274,6 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
             self.result_label.setText(result_text)
             self.name_edit.setText(name)
             self.keep_button.setText(keep_text)
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-
-    @while_open
-    def _on_returned(self, result: tuple[str, Any]) -> None:
-        status, value = result
-        self.last_status = status
-        if status == "ok":
-            self._earlier = None        # replaced, as the warning at the start said
-            self._set_pending(value)
-            self.status_label.setText(f"done in {value.meta['fine_tune']['seconds']:.0f} s")
-        elif status == "cancelled":
-            self.status_label.setText(f"cancelled: the model in use is still {self._base_name!r}")
-            show_info(f"fine-tuning cancelled; nothing changed ({value})")
-        else:
-            self.status_label.setText(f"failed: {value}")
-            show_error(f"fine-tuning failed: {value}")
-
-    def closeEvent(self, event) -> None:
-        self.cancel()                   # a closed widget must not keep training in the background
-        super().closeEvent(event)
 
     # ------------------------------------------------------------------------------ keep/discard
     def _set_pending(self, model) -> None:
@@ -308,7 +304,7 @@ class FineTuneWidget(StopsWorkWhenRemoved, QWidget):
         self.result_label.setText(self.result_label.text() + f"\nsaved as {name!r}")
         self.models.refresh()
         self.base_combo.refresh()
-        _sync().models_changed.emit({})   # the Segment widget's and the case browser's lists follow at once
+        session_sync().models_changed.emit({})   # the Segment widget's and the case browser's lists follow at once
         show_info(f"saved the tuned model as {name!r} ({path}); choose it in the Segment widget")
         return name
 

@@ -4,7 +4,8 @@ No Qt here, only napari layer objects:
 
 - :func:`image_data_rgb`: an Image layer's pixels as (H, W, 3) uint8 RGB (or (N, H, W, 3) for a stack),
   whatever their layout (grayscale, RGBA, 16-bit, float), with a clear error otherwise;
-- :func:`pixel_size_mm_from_layer`: the layer's ``scale`` and ``units`` as a (row, column) pixel size in mm;
+- :func:`pixel_size_mm` / :func:`pixel_size_mm_from_layer`: ``scale`` and ``units`` as a (row, column) pixel
+  size in mm (the one conversion to mm, used by the widgets and the writer);
 - :func:`add_or_update_labels` / :func:`add_or_update_image`: put a result next to the image it was computed
   for, with that image's scale, translate and units, updating the layer of an earlier run instead of
   stacking up copies.
@@ -78,21 +79,38 @@ def image_data_rgb(layer: Image) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- physical units
+def pixel_size_mm(scale: Any, units: Any) -> tuple[float, float] | None:
+    """(row, column) size of a pixel in mm from the last two entries of a layer's ``scale`` and ``units``.
+
+    ``units`` are pint units or their names (mm, µm, um, micrometer, cm, ...); each axis's size is
+    ``scale * unit`` converted to mm with pint. Units that are not lengths (napari's default ``pixel``,
+    ``px``, seconds) and sizes that are not positive give None.
+    """
+    if scale is None or units is None or len(scale) < 2 or len(units) < 2:
+        return None
+    import pint
+
+    ureg = pint.get_application_registry()
+    sizes = []
+    for s, u in zip(list(scale)[-2:], list(units)[-2:]):
+        if str(u).lower() in ("", "px", "pixel", "pixels"):   # napari's default; pint's "px" is a CSS pixel
+            return None
+        try:
+            sizes.append(float(ureg.Quantity(float(s), str(u)).to("mm").magnitude))
+        except Exception:  # noqa: BLE001 - not a length (pint raises several error types)
+            return None
+    return (sizes[0], sizes[1]) if all(v > 0 for v in sizes) else None
+
+
 def pixel_size_mm_from_layer(layer: Layer) -> tuple[float, float] | None:
     """(row, column) size of a pixel in mm from the layer's ``scale`` and ``units``, or None if unknown.
 
-    Units that are not lengths (napari's default ``pixel``) give None, unless the layer's metadata holds
-    ``pixel_size_mm`` (as this plugin's reader and sample data store it).
+    Computed by :func:`pixel_size_mm`; when the units are not lengths, the layer's metadata
+    ``pixel_size_mm`` (as this plugin's reader and sample data store it) is used.
     """
-    scale = tuple(float(s) for s in layer.scale[-2:])
-    units = tuple(getattr(layer, "units", ())[-2:])
-    if len(units) == 2:
-        try:
-            mm = tuple(float((s * u).to("mm").magnitude) for s, u in zip(scale, units))
-            if all(v > 0 for v in mm):
-                return mm  # type: ignore[return-value]
-        except Exception:  # noqa: BLE001 - pint raises DimensionalityError for pixels etc.
-            pass
+    mm = pixel_size_mm(tuple(layer.scale), tuple(getattr(layer, "units", ())))
+    if mm is not None:
+        return mm
     meta = layer.metadata.get("pixel_size_mm") if isinstance(layer.metadata, dict) else None
     if meta is not None:
         arr = np.asarray(meta, dtype=float).ravel()
@@ -122,6 +140,12 @@ def source_image(viewer, labels: Layer | None) -> Image | None:
     if sid is None:
         return None
     return next((ly for ly in viewer.layers if isinstance(ly, Image) and source_id(ly) == sid), None)
+
+
+def viewer_camera(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9 (``viewer.camera`` before, now deprecated)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 # ----------------------------------------------------------------------------- result layers

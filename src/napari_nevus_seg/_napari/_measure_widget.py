@@ -1,9 +1,9 @@
 """The "Measure lesions" dock widget: per-lesion measurements of a Labels layer, stored in its ``features``.
 
-Thin: the work is :func:`napari_nevus_seg.measure` run in a napari thread worker (progress bar, a Cancel
-button that stops it before the next lesion). The table goes to the Labels layer that was measured, even if
-the user selects other layers meanwhile, laid out as napari expects (one row per label value, see
-:func:`napari_nevus_seg.measurements.layer_features`), so napari's own "Features table widget" (Layers >
+Thin: the work is :func:`napari_nevus_seg.measure` run by a :class:`~napari_nevus_seg._napari._job.BackgroundJob`
+(progress bar, a Cancel button that stops it before the next lesion). The table goes to the Labels layer that
+was measured, even if the user selects other layers meanwhile, laid out as napari expects (one row per label
+value, see :func:`napari_nevus_seg._napari._features.layer_features`), so napari's own "Features table widget" (Layers >
 Metadata) shows it, sortable and copyable; "Show table" opens that widget. What it lacks is added here:
 "Export CSV" (one row per lesion, units in the column names), a lesion chooser, and centring the view on
 the lesion selected in the table or the chooser. After the user edits the labels (paint, fill, erase, new
@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -42,23 +37,17 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import measure
+from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
+from napari_nevus_seg._napari._features import arrays_to_measure, layer_features, with_users_columns
+from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import (
     SOURCE_KEY,
     fingerprint,
     layer_array,
-    pixel_size_mm_from_layer,
     source_id,
     source_image,
+    viewer_camera,
 )
-from napari_nevus_seg._napari._shared import (
-    LayerCombo,
-    ProgressBridge,
-    StopsWorkWhenRemoved,
-    WorkerCancel,
-    qt_deleted,
-    while_open,
-)
-from napari_nevus_seg.measurements.table import MeasureCancelled, layer_features, user_columns
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -66,12 +55,6 @@ if TYPE_CHECKING:
 NO_IMAGE = "(none: shape only)"
 TABLE_KEY = "nevus_seg_measurements"  # Labels layer metadata: the lesion-per-row table of the last run
 REFRESH_DELAY_MS = 800
-
-
-def viewer_camera(viewer):
-    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9 (``viewer.camera`` before, now deprecated)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 @dataclass
@@ -82,44 +65,25 @@ class MeasureJob:
     image: Image | None
     pixel_size_mm: tuple[float, float] | None
     fingerprint: int = 0
-    cancel: WorkerCancel = field(default_factory=WorkerCancel)
     started: float = field(default_factory=time.perf_counter)
 
 
-def with_users_columns(features, old):
-    """``features`` plus the columns of ``old`` (the layer's features before) that are not measurements:
-    a user's own per-lesion annotations (a diagnosis, a note) survive re-measuring, matched by label value."""
-    keep = [c for c in user_columns(getattr(old, "columns", [])) if c not in features.columns]
-    if not keep or not len(old):
-        return features
-    labels_before = old["index"].to_numpy() if "index" in old.columns else np.arange(len(old))
-    by_label = old[keep].set_axis(labels_before, axis=0)
-    by_label = by_label[~by_label.index.duplicated()]
-    extra = by_label.reindex(features["index"].to_numpy()).reset_index(drop=True)
-    return pd.concat([features.reset_index(drop=True), extra], axis=1)
-
-
-def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, cancel, progress_cb):
-    """Worker-thread function: the measure() table and the largest label value."""
-    table = measure(labels, image, pixel_size_mm, progress=progress_cb, cancel=cancel)
+def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, *, cancel=None, progress=None):
+    """Worker-thread function: the :func:`~napari_nevus_seg.measure` table and the largest label value."""
+    table = measure(labels, image, pixel_size_mm, progress=progress, cancel=cancel)
     return table, int(np.max(labels)) if np.size(labels) else 0
 
 
-class MeasureWidget(StopsWorkWhenRemoved, QWidget):
+class MeasureWidget(QWidget):
     """Measure the lesions of a Labels layer (with its image for colours and border abruptness)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = viewer
-        self.worker = None
-        self.job: MeasureJob | None = None
         self.table = None             # the last table (pandas.DataFrame, one row per lesion)
         self.labels_layer: Labels | None = None   # the layer of the last table (watched for edits)
         self._last: MeasureJob | None = None
         self._rerun = False
-        self._pbar = None
-        self._bridge = ProgressBridge()
-        self._bridge.changed.connect(self._on_progress)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(REFRESH_DELAY_MS)
@@ -127,17 +91,9 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
 
         self.labels_combo = LayerCombo(viewer, Labels)
         self.image_combo = LayerCombo(viewer, Image, extra=NO_IMAGE)
-        self.pixel_label = QLabel()
-        self.pixel_label.setWordWrap(True)
-        self.set_pixel = QCheckBox("Set pixel size here (mm)")
-        self.set_pixel.setToolTip("Use this pixel size (e.g. from the dermoscope's calibration) instead of the "
-                                  "layer's scale and units")
-        self.px_row = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=100.0, singleStep=0.001, value=0.01)
-        self.px_col = QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=100.0, singleStep=0.001, value=0.01)
-        for box, axis in ((self.px_row, "row (height)"), (self.px_col, "column (width)")):
-            box.setSuffix(" mm")
-            box.setToolTip(f"Size of a pixel along the {axis} in mm")
-            box.setEnabled(False)
+        self.pixel = PixelSizeBox(lambda: (self.labels_combo.layer(), self.image_layer()))
+        self.pixel_label, self.set_pixel, self.px_row, self.px_col = (
+            self.pixel.label, self.pixel.set_here, self.pixel.row, self.pixel.col)
         self.auto_refresh = QCheckBox("Re-measure after edits")
         self.auto_refresh.setChecked(True)
         self.follow = QCheckBox("Centre the view on the selected lesion")
@@ -159,15 +115,9 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         form = QFormLayout()
         form.addRow("Labels:", self.labels_combo)
         form.addRow("Image:", self.image_combo)
-        px = QHBoxLayout()
-        px.addWidget(self.px_row)
-        px.addWidget(QLabel("×"))
-        px.addWidget(self.px_col)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addWidget(self.pixel_label)
-        lay.addWidget(self.set_pixel)
-        lay.addLayout(px)
+        lay.addWidget(self.pixel)
         lay.addWidget(self.auto_refresh)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -184,24 +134,31 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         lay.addWidget(self.status)
         lay.addStretch(1)
 
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.task = BackgroundJob(self, "Measure lesions", run_button=self.run_button,
+                                  cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
+                                  on_cancelled=lambda job: f"Cancelled; the features of {job.labels.name!r} are "
+                                                           "unchanged", on_finished=self._on_finished)
+        self.run_button.clicked.connect(lambda: self.run())   # never clicked(bool) as `labels`
         self.table_button.clicked.connect(self.show_table)
         self.export_button.clicked.connect(self._on_export)
         self.lesion_combo.activated.connect(self._on_lesion_chosen)
-        self.set_pixel.toggled.connect(self._on_set_pixel)
         self.labels_combo.currentTextChanged.connect(self._on_labels_chosen)
-        self.image_combo.currentTextChanged.connect(self._update_pixel_label)
+        self.image_combo.currentTextChanged.connect(self.pixel.update_label)
         viewer.layers.selection.events.active.connect(self._follow_selection)
         self._on_labels_chosen()
         self._follow_selection()
-        self._update_pixel_label()
+        self.pixel.update_label()
+
+    @property
+    def worker(self):
+        """The running worker (None when idle)."""
+        return self.task.worker
 
     # ------------------------------------------------------------------------------- layer choice
     def _on_labels_chosen(self, *_: Any) -> None:
         """Choose the image the labels were segmented from (linked in their metadata), when it is open."""
         self.image_combo.select_source_of(self.labels_combo.layer())
-        self._update_pixel_label()
+        self.pixel.update_label()
 
     def _follow_selection(self, *_: Any) -> None:
         active = self.viewer.layers.selection.active
@@ -222,49 +179,12 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
 
     def pixel_size(self, labels: Labels | None = None, image: Image | None = None) -> tuple[float, float] | None:
         """The pixel size used: the field when "Set pixel size here" is on, else the layers' scale and units."""
-        if self.set_pixel.isChecked():
-            return (float(self.px_row.value()), float(self.px_col.value()))
-        labels = labels if labels is not None else self.labels_combo.layer()
-        image = image if image is not None else self.image_layer()
-        for layer in (labels, image):
-            if layer is not None:
-                px = pixel_size_mm_from_layer(layer)
-                if px is not None:
-                    return px
-        return None
-
-    def _on_set_pixel(self, on: bool) -> None:
-        if on:  # start from what the layers say
-            px = self.pixel_size_from_layers()
-            if px is not None:
-                self.px_row.setValue(px[0])
-                self.px_col.setValue(px[1])
-        self.px_row.setEnabled(on)
-        self.px_col.setEnabled(on)
-        self._update_pixel_label()
-
-    def pixel_size_from_layers(self) -> tuple[float, float] | None:
-        checked = self.set_pixel.isChecked()
-        self.set_pixel.blockSignals(True)
-        self.set_pixel.setChecked(False)
-        px = self.pixel_size()
-        self.set_pixel.setChecked(checked)
-        self.set_pixel.blockSignals(False)
-        return px
-
-    def _update_pixel_label(self, *_: Any) -> None:
-        px = self.pixel_size()
-        if px is None:
-            text = "Pixel size unknown: lengths in pixels (set the layer's scale and units, or set it here)"
-        else:
-            src = "set here" if self.set_pixel.isChecked() else "from the layer's scale and units"
-            text = f"Pixel size {px[0] * 1000:.4g} × {px[1] * 1000:.4g} µm ({src})"
-        self.pixel_label.setText(text)
+        return self.pixel.pixel_size(labels, image)
 
     # ----------------------------------------------------------------------------------- actions
     def run(self, labels: Labels | None = None, image: Image | None = None, pixel_size_mm: Any = "auto"):
         """Measure a Labels layer (default: the chosen one) in a worker thread; returns the worker or None."""
-        if self.worker is not None:
+        if self.task.running:
             show_info("Measure lesions: a measurement is already running")
             return None
         labels = labels if labels is not None else self.labels_combo.layer()
@@ -274,24 +194,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         image = image if image is not None else self.image_layer()
         px = self.pixel_size(labels, image) if isinstance(pixel_size_mm, str) else pixel_size_mm
         try:
-            shape = tuple(layer_array(labels).shape)
-            if len(shape) != 2 and np.prod(shape[:-2]) != 1:
-                raise ValueError(f"Labels layer {labels.name!r} is a stack of {int(np.prod(shape[:-2]))} planes "
-                                 f"{shape}: measurements (and the layer's features) are per 2-D image. Measure "
-                                 "the planes in a script, measure(labels[i], image[i]), or with "
-                                 "'nevus-seg segment --measure' on the image files")
-            lab = np.array(layer_array(labels), copy=True).reshape(shape[-2:])  # the user may keep painting
-            img = None
-            if image is not None:
-                img = np.asarray(layer_array(image))
-                plane = img.shape[-3:-1] if image.rgb else img.shape[-2:]
-                if plane != lab.shape:
-                    raise ValueError(f"Labels layer {labels.name!r} is {lab.shape[1]}x{lab.shape[0]} but image "
-                                     f"{image.name!r} is {plane[1]}x{plane[0]}: choose the image they belong "
-                                     f"to, or '{NO_IMAGE}'")
-                if img.ndim != (3 if image.rgb else 2):
-                    raise ValueError(f"image {image.name!r} is a stack {img.shape}: choose the single image the "
-                                     f"labels belong to, or '{NO_IMAGE}'")
+            lab, img = arrays_to_measure(labels, image, NO_IMAGE)
         except ValueError as exc:
             show_error(f"Measure lesions: {exc}")
             self.status.setText(str(exc))
@@ -302,26 +205,15 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             show_warning(f"Measure lesions: {labels.name!r} was segmented from "
                          f"{own.name if own is not None else 'another image'!r}, but its colours are measured in "
                          f"{image.name!r} (the image chosen here)")
-        self.job = MeasureJob(labels, image, px, fingerprint(lab.reshape(shape)))  # as the layer holds it
-        self.worker = create_worker(measure_arrays, lab, img, px, self.job.cancel, self._bridge.emit,
-                                    _ignore_errors=True, _start_thread=False)
-        self.job.cancel.worker = self.worker
-        self._pbar = progress(total=0, desc=f"Measuring {labels.name}")
-        self.worker.returned.connect(partial(self._on_returned, self.job))
-        self.worker.errored.connect(partial(self._on_errored, self.job))
-        self.worker.finished.connect(self._on_finished)
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.status.setText(f"Measuring {labels.name!r}…")
-        self.worker.start()
-        return self.worker
+        job = MeasureJob(labels, image, px, fingerprint(np.asarray(layer_array(labels))))
+        return self.task.start(measure_arrays, lab, img, px, target=job, desc=f"Measuring {labels.name!r}")
 
     def remeasure(self):
         """Measure the last measured layer again (after edits); queued if a run is going on."""
         last = self._last
         if last is None or last.labels not in self.viewer.layers:
             return None
-        if self.worker is not None:
+        if self.task.running:
             self._rerun = True
             return None
         image = last.image if last.image is not None and last.image in self.viewer.layers else None
@@ -331,9 +223,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
 
     def cancel(self) -> None:
         """Stop the running measurement before the next lesion; the layer's features are left as they were."""
-        if self.job is not None and self.worker is not None:
-            self.job.cancel.set()
-            self.status.setText("Cancelling…")
+        self.task.cancel()
 
     def show_table(self):
         """Open napari's Features table widget on the measured Labels layer; returns the widget."""
@@ -437,16 +327,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
         self.labels_layer = layer
 
     # ----------------------------------------------------------------------------------- results
-    @while_open
-    def _on_progress(self, d: dict) -> None:
-        pbar = self._pbar  # napari may process events while the bar redraws: keep a local reference
-        if pbar is not None:
-            pbar.total = int(d.get("steps", 0))
-            pbar.n = int(d.get("step", 0))
-            pbar.refresh()
-
-    @while_open
-    def _on_returned(self, job: MeasureJob, result) -> None:
+    def _on_result(self, job: MeasureJob, result) -> None:
         table, max_label = result
         layer = job.labels
         if layer not in self.viewer.layers:
@@ -476,25 +357,7 @@ class MeasureWidget(StopsWorkWhenRemoved, QWidget):
             msg += "; grayscale image: colours not measured"
         self.status.setText(msg)
 
-    @while_open
-    def _on_errored(self, job: MeasureJob, exc: Exception) -> None:
-        if isinstance(exc, MeasureCancelled):
-            self.status.setText(f"Cancelled; the features of {job.labels.name!r} are unchanged")
-            show_info(f"Measure lesions: cancelled ({job.labels.name!r} unchanged)")
-            return
-        self.status.setText(f"Failed: {exc}")
-        show_error(f"Measure lesions failed for {job.labels.name!r}: {exc}")
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.worker = None
-        self.job = None
-        if qt_deleted(self):   # closed with the viewer
-            return
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+    def _on_finished(self, outcome: str) -> None:
         if self._rerun:
             self._rerun = False
             self._debounce.start()

@@ -22,7 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg._napari._shared import _describe, _sync
+from napari_nevus_seg._napari._controls import session_sync
+from napari_nevus_seg._napari._shared import describe_model
 from napari_nevus_seg.model.library import ModelLibrary
 
 
@@ -56,7 +57,7 @@ class ModelManagerPanel(QWidget):
         self.list_widget.clear()
         for entry in self.library.list():
             self.list_widget.addItem(entry.name)
-            self.list_widget.item(self.list_widget.count() - 1).setToolTip(_describe(entry.meta))
+            self.list_widget.item(self.list_widget.count() - 1).setToolTip(describe_model(entry.meta))
 
     def names(self) -> list[str]:
         return [self.list_widget.item(i).text() for i in range(self.list_widget.count())]
@@ -74,7 +75,7 @@ class ModelManagerPanel(QWidget):
             return False
         self.refresh()
         self.changed.emit()
-        _sync().models_changed.emit(renamed or {})   # the Segment widget's model choice follows
+        session_sync().models_changed.emit(renamed or {})   # the Segment widget's model choice follows
         show_info(f"{what}: {result if isinstance(result, str) else 'done'}")
         return True
 

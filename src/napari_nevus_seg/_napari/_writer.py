@@ -18,28 +18,9 @@ from typing import Any
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
 
+from napari_nevus_seg._napari._layers import pixel_size_mm
 from napari_nevus_seg.io.labels import LABEL_SUFFIXES
 from napari_nevus_seg.io.labels import write_labels as _write_labels
-
-
-def _pixel_size_mm(meta: dict) -> tuple[float, float] | None:
-    """The layer's (row, column) pixel size in mm from its scale and length units (mm, µm, cm, ...), or None."""
-    units = meta.get("units")
-    scale = meta.get("scale")
-    if units is None or scale is None or len(scale) < 2 or len(units) < 2:
-        return None
-    import pint
-
-    ureg = pint.get_application_registry()
-    sizes = []
-    for s, u in zip(list(scale)[-2:], list(units)[-2:]):
-        if str(u).lower() in ("", "px", "pixel", "pixels"):  # napari's default; pint's "px" is a CSS pixel
-            return None
-        try:
-            sizes.append(float(ureg.Quantity(float(s), str(u)).to("mm").magnitude))
-        except Exception:  # noqa: BLE001 - not a length (pint raises several error types)
-            return None
-    return (sizes[0], sizes[1]) if all(v > 0 for v in sizes) else None
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
@@ -65,5 +46,5 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
             show_warning(f"{target.name}: {n} numbered lesions merged into one 0/255 mask; "
                          "save as .tif to keep each lesion's number")
         binary = True
-    written = _write_labels(arr, target, binary=binary, pixel_size_mm=_pixel_size_mm(meta))
+    written = _write_labels(arr, target, binary=binary, pixel_size_mm=pixel_size_mm(meta.get("scale"), meta.get("units")))
     return [str(written)]

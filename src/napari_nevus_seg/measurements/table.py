@@ -264,31 +264,3 @@ def _warn_pieces(table: pd.DataFrame) -> None:
                       "solidity and asymmetry span all of them (a stray pixel 2 mm away adds 2 mm to the "
                       "greatest diameter). Erase stray pixels, or give each piece its own label, to measure "
                       "each on its own (column 'pieces').", UserWarning, stacklevel=3)
-
-
-def layer_features(table: pd.DataFrame, max_label: int | None = None) -> pd.DataFrame:
-    """Arrange a :func:`measure` table the way a napari Labels layer's ``features`` expects it.
-
-    napari matches feature rows to label values by position (row 0 is the background label), and its
-    features-table widget selects ``selected_label = row``; so the result has one row per label value
-    ``0 .. max_label``, empty (NA) rows for the background and for unused values, and napari's ``index``
-    column holding the label value. When the label values are very sparse (``max_label`` above
-    ``max(10 * lesions, 10000)``), only the background and the lesions get a row; napari's status bar
-    still finds them through ``index``, but its features table then selects by row position.
-    """
-    if max_label is None:
-        max_label = int(table["label"].max()) if len(table) else 0
-    max_label = max(int(max_label), int(table["label"].max()) if len(table) else 0)
-    t = table.copy()
-    for c in t.columns:  # integer / bool columns become nullable so that empty rows can hold NA
-        if c != "label" and pd.api.types.is_bool_dtype(t[c].dtype):
-            t[c] = t[c].astype("boolean")
-        elif c != "label" and pd.api.types.is_integer_dtype(t[c].dtype):
-            t[c] = t[c].astype("Int64")
-    if max_label + 1 > max(10 * len(t), 10_000):
-        values = np.concatenate([[0], t["label"].to_numpy()])
-    else:
-        values = np.arange(max_label + 1)
-    dense = t.set_index("label").reindex(pd.Index(values))
-    dense.insert(0, "index", values)
-    return dense.reset_index(drop=True)

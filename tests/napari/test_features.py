@@ -1,0 +1,63 @@
+"""A measurement table laid out as napari's Labels-layer features (one row per label value)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from napari_nevus_seg import measure
+from napari_nevus_seg._napari._features import layer_features
+from napari_nevus_seg.measurements.table import column_names
+
+
+def _scene():
+    """Two round lesions (labels 2 and 7) on skin, as in tests/test_measure_api.py."""
+    labels = np.zeros((120, 160), np.int32)
+    yy, xx = np.mgrid[:120, :160]
+    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2] = 2
+    labels[(yy - 80) ** 2 + (xx - 115) ** 2 <= 30 ** 2] = 7
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:] = (214, 166, 142)
+    img[labels == 2] = (153, 102, 0)
+    img[labels == 7] = (51, 0, 0)
+    return labels, img
+
+
+def test_empty_table_gives_the_background_row_only():
+    t = measure(np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.uint8), 0.01)
+    assert list(t.columns) == column_names("mm")
+    assert layer_features(t).shape[0] == 1
+
+
+def test_layer_features_rows_match_label_values():
+    labels, img = _scene()
+    t = measure(labels, img, 0.02)
+    f = layer_features(t)
+    assert len(f) == 8  # label values 0..7
+    assert f["index"].tolist() == list(range(8))
+    assert f.loc[2, "area_px2"] == t.loc[0, "area_px2"] and f.loc[7, "area_px2"] == t.loc[1, "area_px2"]
+    assert f.loc[[0, 1, 3, 4, 5, 6], "area_px2"].isna().all()
+    assert f.loc[0, "perimeter_mm"] != f.loc[0, "perimeter_mm"]  # NaN
+    assert str(f["colour_count"].dtype) == "Int64" and str(f["touches_image_edge"].dtype) == "boolean"
+    assert len(layer_features(t, max_label=10)) == 11
+
+
+def test_layer_features_for_very_sparse_label_values():
+    labels = np.zeros((60, 60), np.int64)
+    labels[5:20, 5:20] = 3
+    labels[30:50, 30:50] = 2_000_000
+    t = measure(labels, None)
+    f = layer_features(t, int(labels.max()))
+    assert f["index"].tolist() == [0, 3, 2_000_000]  # not two million empty rows
+    assert f.loc[2, "area_px2"] == 400 and pd.isna(f.loc[0, "area_px2"])
+
+
+
+
+def test_huge_label_values_get_one_row_each():
+    labels, img = _scene()
+    ref = measure(labels, img, 0.02)
+    big = 2**62
+    t = measure(np.where(labels == 7, big, labels.astype(np.int64)), img, 0.02)
+    f = layer_features(t, big)
+    assert f["index"].tolist() == [0, 2, big] and f.loc[2, "area_px2"] == ref.loc[1, "area_px2"]
