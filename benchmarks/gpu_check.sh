@@ -44,7 +44,7 @@ fi
 
 status=0
 echo "== CUDA tests"
-"$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_devices.py 2>&1 | tee "$OUT_DIR/cuda_tests.txt"
+"$PY" -m pytest -q -rs -p no:cacheprovider tests/model/test_cuda.py tests/model/test_devices.py 2>&1 | tee "$OUT_DIR/cuda_tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== GPU benchmark (speed and memory; quality needs the real data, absent here unless NEVUS_SEG_DATA is set)"
