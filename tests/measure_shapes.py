@@ -54,3 +54,16 @@ def triangle(vertices, spacing, extent):
 def ellipse_perimeter(a, b):
     h = ((a - b) / (a + b)) ** 2
     return np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h)))
+
+
+def two_lesion_scene() -> tuple[np.ndarray, np.ndarray]:
+    """Two round lesions (labels 2 and 7: light brown and dark brown) on skin: (labels, RGB image)."""
+    labels = np.zeros((120, 160), np.int32)
+    yy, xx = np.mgrid[:120, :160]
+    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2] = 2
+    labels[(yy - 80) ** 2 + (xx - 115) ** 2 <= 30 ** 2] = 7
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:] = (214, 166, 142)
+    img[labels == 2] = (153, 102, 0)
+    img[labels == 7] = (51, 0, 0)
+    return labels, img

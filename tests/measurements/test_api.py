@@ -8,21 +8,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from measure_shapes import two_lesion_scene
 
 from napari_nevus_seg import measure
 from napari_nevus_seg.measurements.table import MeasureCancelled, column_names
 
-
-def _scene():
-    labels = np.zeros((120, 160), np.int32)
-    yy, xx = np.mgrid[:120, :160]
-    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2] = 2
-    labels[(yy - 80) ** 2 + (xx - 115) ** 2 <= 30 ** 2] = 7
-    img = np.zeros((120, 160, 3), np.uint8)
-    img[:] = (214, 166, 142)
-    img[labels == 2] = (153, 102, 0)
-    img[labels == 7] = (51, 0, 0)
-    return labels, img
+_scene = two_lesion_scene
 
 
 def test_one_row_per_label_sorted_with_label_column():

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from measure_shapes import two_lesion_scene
 
 from napari_nevus_seg import measure
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg.measurements.table import column_names
 
-
-def _scene():
-    """Two round lesions (labels 2 and 7) on skin, as in tests/test_measure_api.py."""
-    labels = np.zeros((120, 160), np.int32)
-    yy, xx = np.mgrid[:120, :160]
-    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2] = 2
-    labels[(yy - 80) ** 2 + (xx - 115) ** 2 <= 30 ** 2] = 7
-    img = np.zeros((120, 160, 3), np.uint8)
-    img[:] = (214, 166, 142)
-    img[labels == 2] = (153, 102, 0)
-    img[labels == 7] = (51, 0, 0)
-    return labels, img
+_scene = two_lesion_scene
 
 
 def test_empty_table_gives_the_background_row_only():

@@ -25,7 +25,7 @@ from napari_nevus_seg.batch.options import FORMATS, BatchOptions
 from napari_nevus_seg.batch.summary import BatchSummary
 from napari_nevus_seg.batch.work import ImageResult, ImageTask, resolve_model
 from napari_nevus_seg.inference.masks import check_args
-from napari_nevus_seg.inference.options import SegmentOptions
+from napari_nevus_seg.inference.options import DEFAULT, SegmentOptions
 from napari_nevus_seg.io.atomic import remove_stale_temporaries
 from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
@@ -33,17 +33,6 @@ from napari_nevus_seg.io.pixel_size import pixel_size_pair
 __all__ = ["BatchInterrupted", "BatchSetupError", "BatchSummary", "segment_folder"]
 
 ProgressFn = Callable[[ImageResult, int, int], None]
-
-
-class _Default:
-    """The default of a segmentation keyword of :func:`segment_folder`: "not given"."""
-
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-#: a segmentation keyword that was not given (its value then comes from ``options`` or SegmentOptions)
-DEFAULT: Any = _Default()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from napari_nevus_seg.cli.common import EXIT_OK, EXIT_SETUP, err, error_reason
+from napari_nevus_seg.io.text import printable
 
 
 def add_models_parser(sub) -> None:
@@ -36,19 +37,21 @@ def add_models_parser(sub) -> None:
 def describe_model(meta: dict[str, Any]) -> str:
     """One line about a saved model from its metadata: when and on what it was trained, its scores."""
     if "error" in meta:
-        return f"UNREADABLE: {meta['error']}"
+        return f"UNREADABLE: {printable(meta['error'])}"
     parts = []
     for key in ("trained_at", "training_data", "base_model"):
         if meta.get(key):
-            parts.append(f"{key.replace('_', ' ')} {meta[key]}")
+            parts.append(f"{key.replace('_', ' ')} {printable(meta[key])}")
     ft = meta.get("fine_tune")
     if isinstance(ft, dict):
-        scores = ", ".join(f"{k} {v:.3f}" for k, v in ft.items() if isinstance(v, float))
+        scores = ", ".join(f"{printable(k, 40)} {v:.3f}" for k, v in ft.items()
+                           if isinstance(v, float) and not isinstance(v, bool))
         if scores:
             parts.append(f"fine-tune: {scores}")
     best = meta.get("best_val")
-    if isinstance(best, dict) and "dice" in best:
-        parts.append(f"val Dice {best['dice']:.3f}")
+    dice = best.get("dice") if isinstance(best, dict) else None
+    if isinstance(dice, (int, float)) and not isinstance(dice, bool):   # a shared file may hold anything here
+        parts.append(f"val Dice {dice:.3f}")
     return "; ".join(parts)
 
 

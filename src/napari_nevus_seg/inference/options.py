@@ -6,6 +6,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
+class _NotGiven:
+    """The default of a keyword that may also come from an options object: "not given"."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+#: a keyword argument that was not given (its value then comes from an options object or its defaults);
+#: used by segment_folder's segmentation keywords and fine_tune's settings keywords
+DEFAULT: Any = _NotGiven()
+
+
 @dataclass(frozen=True)
 class SegmentOptions:
     """The choices of :func:`~napari_nevus_seg.inference.pipeline.segment` that a user makes.

@@ -47,6 +47,7 @@ import torch
 
 from napari_nevus_seg.inference.masks import lesion_mask
 from napari_nevus_seg.inference.metrics import dice
+from napari_nevus_seg.inference.options import DEFAULT
 from napari_nevus_seg.inference.pipeline import segment
 from napari_nevus_seg.model.devices import resolve_device
 from napari_nevus_seg.model.loading import load_model
@@ -74,16 +75,6 @@ __all__ = ["DEFAULTS", "MEASURABLE_POINTS", "MIN_PAIRS_FOR_HOLDOUT", "FineTuneRe
 # benchmarks/bench_finetune_ph2.py).
 DEFAULTS: dict[str, Any] = {"epochs": 8, "steps_per_epoch": 6, "batch_size": 8, "lr": 3e-4, "patience": 3,
                             "freeze_encoder": False, "freeze_norm": True, "holdout": DEFAULT_HOLDOUT, "blend": 0.3}
-
-
-class _Default:
-    """The value of a :func:`fine_tune` keyword that was not given (the settings' value is used)."""
-
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-DEFAULT: Any = _Default()
 
 
 @dataclass(frozen=True)
