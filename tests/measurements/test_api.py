@@ -281,3 +281,10 @@ def test_what_segment_accepts_can_be_measured_with_its_image(shape):
     assert segment(img).shape == shape
     t = measure(labels, img)
     assert t["label"].tolist() == [1] and t["area_px2"].tolist() == [4] and t["lab_L_mean"].notna().all()
+
+
+@pytest.mark.parametrize("bad", [True, "0.1", 1e-30, 0.0, float("nan"), -0.02, (0.02, 0.02, 0.02)])
+def test_pixel_sizes_that_are_not_sizes_are_refused(bad):
+    labels, img = _scene()
+    with pytest.raises(ValueError, match="pixel_size_mm must be a number of mm per pixel"):
+        measure(labels, img, bad)

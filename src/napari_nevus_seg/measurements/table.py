@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nevus_seg.io.labels import as_label_array
+from napari_nevus_seg.io.pixel_size import pixel_size_pair
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements.lesion import measure_lesion
 
@@ -104,18 +105,14 @@ def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bo
 
 
 def pixel_spacing(pixel_size_mm: Any) -> tuple[tuple[float, float], str]:
-    """``(row, col)`` pixel size and the length unit: ``((s, s), "mm")``, ``((sr, sc), "mm")`` or ``((1, 1), "px")``."""
+    """``(row, col)`` pixel size and the length unit: ``((s, s), "mm")``, ``((sr, sc), "mm")`` or ``((1, 1), "px")``.
+
+    The size is checked by :func:`~napari_nevus_seg.io.pixel_size.pixel_size_pair` (``True``, ``"0.1"``,
+    NaN, 0 and sizes outside 1e-6..1000 mm raise ``ValueError``).
+    """
     if pixel_size_mm is None:
         return (1.0, 1.0), "px"
-    try:
-        arr = np.asarray(pixel_size_mm, dtype=float).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"pixel_size_mm must be a positive number or a (row, column) pair, got {pixel_size_mm!r}") from None
-    if arr.size == 1:
-        arr = np.repeat(arr, 2)
-    if arr.size != 2 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"pixel_size_mm must be a positive number or a (row, column) pair, got {pixel_size_mm!r}")
-    return (float(arr[0]), float(arr[1])), "mm"
+    return pixel_size_pair(pixel_size_mm, "pixel_size_mm"), "mm"
 
 
 # -------------------------------------------------------------------------------------- columns
