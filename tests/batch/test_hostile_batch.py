@@ -107,3 +107,18 @@ def test_a_complete_run_removes_an_earlier_partial_table(tmp_path, model):
     s = segment_folder(tmp_path / "in", tmp_path / "out", model=model, measure=tmp_path / "t.csv")
     assert s.ok and (tmp_path / "t.csv").is_file() and not partial.exists()
     assert np.isfinite(s.seconds)
+
+
+def test_batch_warnings_name_their_file(tmp_path, model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((64, 80, 3), 90, np.uint8)).save(folder / "blank.png")        # a single colour
+    Image.fromarray(synthetic_lesion_image(seed=5, shape=SHAPE).image.mean(-1).astype(np.uint8)).save(
+        folder / "gray.png")                                                                # grayscale
+    with pytest.warns(UserWarning) as record:
+        segment_folder(folder, tmp_path / "out", model=model, measure=tmp_path / "t.csv", pixel_size_mm=0.02)
+    texts = [str(w.message) for w in record]
+    single = [t for t in texts if "single colour" in t]
+    assert single and all(t.startswith("blank.png: ") for t in single), texts
+    gray = [t for t in texts if "grayscale" in t]
+    assert all(t.startswith("gray.png: ") for t in gray), texts

@@ -36,6 +36,7 @@ from napari_nevus_seg.batch.work import (
     resolve_model,
     write_stage,
 )
+from napari_nevus_seg.io.text import about
 
 IN_FLIGHT_PIXELS = 16_000_000   # pixels of all images decoded and not yet written, together
 
@@ -85,7 +86,8 @@ def _read_task(task: ImageTask, opts: BatchOptions):
     t0 = time.perf_counter()
     try:
         existing = needs_work(task, opts)
-        img, px = read_stage(task)
+        with about(task.name):
+            img, px = read_stage(task)
         labels = read_output(existing) if existing is not None else None
         return t0, img, px, existing, labels, None
     except Exception as exc:  # noqa: BLE001 - reported per image
@@ -102,10 +104,12 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
             if isinstance(labels, PendingLabels):
                 labels = labels.result()
             if existing is not None:     # finished earlier: measure only
-                rows = measure_rows(labels, img, task, px, opts)
+                with about(task.name):
+                    rows = measure_rows(labels, img, task, px, opts)
                 result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows)
             else:
-                out, rows = write_stage(labels, img, px, task, opts)
+                with about(task.name):
+                    out, rows = write_stage(labels, img, px, task, opts)
                 result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
                                      rows=rows)
         except Exception as exc:  # noqa: BLE001 - MemoryError included
@@ -196,7 +200,8 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                         if refiner is not None and img.ndim == 3:
                             labels = refiner.submit(img, opts, model)
                         else:
-                            labels = infer_stage(img, opts, model)
+                            with about(task.name):
+                                labels = infer_stage(img, opts, model)
                     except Exception as exc:  # noqa: BLE001 - MemoryError included
                         err = exc
                 if err is not None:

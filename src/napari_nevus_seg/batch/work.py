@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_nevus_seg.batch.options import FORMATS, SUFFIX, BatchOptions
+from napari_nevus_seg.io.text import about
 
 
 @dataclass(frozen=True)
@@ -205,20 +206,26 @@ def process_one(task: ImageTask, opts: BatchOptions) -> ImageResult:
     """
     t0 = time.perf_counter()
     try:
-        done = needs_work(task, opts)
-        if done is not None:
-            rows: list[dict[str, Any]] = []
-            if opts.measure:
-                img, px = read_stage(task)
-                labels = read_output(done)
-                rows = measure_rows(labels, img, task, px, opts)
-            return ImageResult(task.source, task.name, "skipped", str(done), rows=rows,
-                               seconds=time.perf_counter() - t0)
-        img, px = read_stage(task)
-        labels = infer_stage(img, opts)
-        out, rows = write_stage(labels, img if opts.measure else None, px, task, opts)
-        return ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
-                           rows=rows, seconds=time.perf_counter() - t0)
+        with about(task.name):
+            return _process(task, opts, t0)
     except Exception as exc:  # noqa: BLE001 - one bad image (MemoryError included) must not stop the batch
         return ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
                            seconds=time.perf_counter() - t0)
+
+
+def _process(task: ImageTask, opts: BatchOptions, t0: float) -> ImageResult:
+    """The steps of :func:`process_one` (its errors become a failed result there)."""
+    done = needs_work(task, opts)
+    if done is not None:
+        rows: list[dict[str, Any]] = []
+        if opts.measure:
+            img, px = read_stage(task)
+            labels = read_output(done)
+            rows = measure_rows(labels, img, task, px, opts)
+        return ImageResult(task.source, task.name, "skipped", str(done), rows=rows,
+                           seconds=time.perf_counter() - t0)
+    img, px = read_stage(task)
+    labels = infer_stage(img, opts)
+    out, rows = write_stage(labels, img if opts.measure else None, px, task, opts)
+    return ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
+                       rows=rows, seconds=time.perf_counter() - t0)

@@ -27,7 +27,8 @@ REVIEW_BELOW = 0.8     # an expected Dice below this flags an outline to check
 # benchmarks/results/confidence_model1.5.json); monotone, flat beyond both ends
 DEFAULT_CALIBRATION: dict[str, list[float]] = {
     "raw": [0, 0.1844, 0.2772, 0.4072, 0.4321, 0.4392, 0.6259, 0.6293, 0.6959, 0.7632, 0.7752, 0.8788, 0.8824, 1],
-    "dice": [0.179, 0.179, 0.6953, 0.7588, 0.7706, 0.821, 0.8583, 0.8603, 0.9014, 0.9035, 0.905, 0.9745, 0.9806, 0.9806],
+    "dice": [0.179, 0.179, 0.6953, 0.7588, 0.7706, 0.821, 0.8583, 0.8603, 0.9014, 0.9035, 0.905, 0.9745, 0.9806,
+             0.9806],
 }
 
 

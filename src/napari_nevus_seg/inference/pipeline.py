@@ -36,6 +36,7 @@ from napari_nevus_seg.inference.postprocess import (
 )
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
 from napari_nevus_seg.inference.refine import refine_small
+from napari_nevus_seg.io.text import named
 from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from napari_nevus_seg.model.loading import as_model
 from napari_nevus_seg.model.networks import LesionModel
@@ -134,8 +135,8 @@ def _uniform(pr: torch.Tensor, plane: np.ndarray, index: int, n_planes: int) -> 
     """A plane of one colour has nothing to outline (the network, which always saw a lesion, outlines
     something even there): its map is zero, with a warning."""
     where = f"plane {index} of the stack" if n_planes > 1 else "the image"
-    warnings.warn(f"{where} is a single colour (RGB {tuple(int(c) for c in plane[0, 0])}): no lesion can be "
-                  "seen in it (an empty or failed read?)", UserWarning, stacklevel=4)
+    warnings.warn(named(f"{where} is a single colour (RGB {tuple(int(c) for c in plane[0, 0])}): no lesion can be "
+                  "seen in it (an empty or failed read?)"), UserWarning, stacklevel=4)
     return torch.zeros_like(pr)
 
 

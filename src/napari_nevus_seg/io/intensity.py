@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from napari_nevus_seg.io.files import ImageReadError
+from napari_nevus_seg.io.text import named
 
 MIN_SIDE = 8  # smaller images carry no usable lesion
 
@@ -24,9 +25,10 @@ FLOAT_OUTLIER_SHARE = 1e-3  # ... and so are those with at most this share of va
 def warn_not_finite(count: int, total: int, source: str = "image") -> None:
     """Warn that ``count`` of ``total`` pixel values are NaN or infinite (they are replaced, not segmented as data)."""
     if count:
-        warnings.warn(f"{source}: {count} of {total} pixel values ({100.0 * count / max(total, 1):.3g} %) are NaN or "
-                      "infinite; they were replaced (NaN by black), so colours and outlines there are not the "
-                      "image's own", UserWarning, stacklevel=3)
+        text = (f"{source}: {count} of {total} pixel values ({100.0 * count / max(total, 1):.3g} %) are NaN or "
+                "infinite; they were replaced (NaN by black), so colours and outlines there are not the image's own")
+        # an array has no name of its own: the file a batch is processing names it
+        warnings.warn(named(text) if source in ("image", "array") else text, UserWarning, stacklevel=3)
 
 
 def array_full_scale(arr: np.ndarray) -> tuple[float, float]:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from napari_nevus_seg.io.labels import as_label_array
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
+from napari_nevus_seg.io.text import named
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements.lesion import measure_lesion
 
@@ -84,9 +85,9 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
             return   # the type's own range
         how = (f"does not use its type's range: colours are measured with full intensity at {full:g} "
                f"({int(np.log2(full + 1))}-bit data)")
-    warnings.warn(f"the image ({arr.dtype}) {how}. This scale is inferred from the brightest pixel, so a single "
+    warnings.warn(named(f"the image ({arr.dtype}) {how}. This scale is inferred from the brightest pixel, so a single "
                   "hot or saturated pixel changes every colour measure; pass an 8-bit RGB image to set the "
-                  "scale yourself.", UserWarning, stacklevel=4)
+                  "scale yourself."), UserWarning, stacklevel=4)
 
 
 def _as_image(image: Any, shape: tuple[int, int]) -> tuple[np.ndarray | None, bool]:
@@ -225,8 +226,8 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     lab, values = _compact_labels(lab)  # renumbered 1..n when label values are large (sorted order is kept)
     regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
     if regions and rgb is not None and not colour:
-        warnings.warn("the image is grayscale: dermoscopic colours, colour asymmetry and a*/b* statistics cannot "
-                      "be measured and are left empty (lightness and border measurements are kept)",
+        warnings.warn(named("the image is grayscale: dermoscopic colours, colour asymmetry and a*/b* statistics cannot "
+                      "be measured and are left empty (lightness and border measurements are kept)"),
                       UserWarning, stacklevel=2)
     rows = []
     for i, region in enumerate(regions):
@@ -257,7 +258,7 @@ def _warn_pieces(table: pd.DataFrame) -> None:
             which = f"label {int(split.iloc[0, 0])} is in {int(split.iloc[0, 1])}"
         else:
             which = f"labels {listed}{more} are in"
-        warnings.warn(f"{which} separate pieces, each label measured as one lesion: its diameters, "
+        warnings.warn(named(f"{which} separate pieces, each label measured as one lesion: its diameters, "
                       "solidity and asymmetry span all of them (a stray pixel 2 mm away adds 2 mm to the "
                       "greatest diameter). Erase stray pixels, or give each piece its own label, to measure "
-                      "each on its own (column 'pieces').", UserWarning, stacklevel=3)
+                      "each on its own (column 'pieces')."), UserWarning, stacklevel=3)
