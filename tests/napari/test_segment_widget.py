@@ -406,3 +406,24 @@ def test_options_are_the_widgets_settings(make_napari_viewer):
     w.refine.setChecked(False)
     assert w.options() == SegmentOptions(model=None, device="cpu", threshold=0.35, tta=True, min_size=200,
                                          largest_only=True, refine=False)
+
+
+def test_results_are_outlines_a_click_fills_them_and_the_expert_mask_has_its_own_colour(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nevus-seg", "synthetic_multi")
+    truth = viewer.layers["synthetic lesions ground truth"]
+    np.testing.assert_allclose(truth.colormap.map(np.array([1, 2, 3])), [[1, 0, 1, 1]] * 3)   # magenta, every lesion
+    assert truth.opacity < 0.5 and truth.contour == 0                                          # pigment shows through
+    w = make_widget(viewer)
+    w.image_combo.setCurrentText("synthetic lesions")
+    run_and_wait(qtbot, w)
+    result = viewer.layers["synthetic lesions lesions"]
+    assert result.contour >= 2 and result.opacity == 1.0        # outlines: the pigment inside stays visible
+    assert truth.contour >= 2                                    # the expert's outline beside the result's
+    w.fill.click()                                               # as a user ticks the box
+    assert result.contour == 0
+    w.fill.click()
+    assert result.contour >= 2
+    w.fill.click()
+    run_and_wait(qtbot, w)                                       # a new run follows the box
+    assert viewer.layers["synthetic lesions lesions"].contour == 0

@@ -223,16 +223,49 @@ def _replace_undoably(layer: Labels, data: np.ndarray) -> None:
                      "Undo (Ctrl+Z on that layer) brings them back.")
 
 
+GROUND_TRUTH_COLOUR = "magenta"   # expert masks: one colour, apart from the skin tones and the results' outlines
+GROUND_TRUTH_OPACITY = 0.45
+
+
+def ground_truth_display() -> dict[str, Any]:
+    """Layer keyword arguments for an expert mask: one colour (magenta) for every label, half transparent,
+    so that it is told apart from the plugin's results; once a result of the same image is drawn, the
+    mask is drawn as an outline too (:func:`add_or_update_labels`), to compare the two outlines."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return {"colormap": DirectLabelColormap(color_dict={None: GROUND_TRUTH_COLOUR, 0: "transparent"}),
+            "opacity": GROUND_TRUTH_OPACITY}
+
+
+def outline_width(shape: tuple[int, ...]) -> int:
+    """Outline thickness in pixels for a result of this shape: about 1/400 of its larger side, at least 2."""
+    return max(2, round(max(shape[-2:]) / 400))
+
+
+def show_outlines(layer: Labels, outlines: bool = True) -> None:
+    """Draw a result layer as outlines (the pigment inside stays visible) or filled."""
+    layer.contour = outline_width(layer.data.shape) if outlines else 0
+    layer.opacity = 1.0 if outlines else 0.6
+
+
 def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None = None,
-                         target: Labels | None = None, kind: str = "lesions") -> Labels:
+                         target: Labels | None = None, kind: str = "lesions", outlines: bool = True) -> Labels:
     """Put ``data`` in a Labels layer: ``target`` if still in the viewer, else the result layer of an earlier
     run for image ``like``, else a new layer ``name`` (napari adds a suffix if that name is taken).
 
     The layer takes ``like``'s scale, translate and units, and records in its metadata the image it
     belongs to (and its pixel size in mm, when known). Measurements stored in its features are cleared
-    (they described the old outlines).
+    (they described the old outlines). ``outlines``: draw the lesions as outlines (default; the pigment
+    stays visible), else filled.
     """
     layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
+    show_outlines(layer, outlines)
+    if like is not None:   # the expert's mask of the same image: an outline too, to compare with the result
+        for truth in viewer.layers:
+            if (isinstance(truth, Labels) and truth.metadata.get("ground_truth")
+                    and truth.name == f"{like.name} ground truth"
+                    and truth.data.shape == layer.data.shape):
+                show_outlines(truth)
     old = getattr(layer, "features", None)
     if old is not None and len(old):
         from napari_nevus_seg.measurements.table import user_columns

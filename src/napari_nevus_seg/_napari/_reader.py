@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from napari.utils.notifications import show_info, show_warning
 
+from napari_nevus_seg._napari._layers import ground_truth_display
 from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, discover_cases, mask_for_image
 from napari_nevus_seg.io.files import ImageReadError
 from napari_nevus_seg.io.images import read_image_with_info
@@ -83,7 +84,7 @@ def _ground_truth(mask_path: Path, name: str, shape: tuple[int, int], spatial: d
                      f"but its image is {shape[1]}x{shape[0]}")
         return []
     kwargs = {"name": f"{name} ground truth", "metadata": {**meta, "path": str(mask_path), "ground_truth": True},
-              **spatial}
+              **spatial, **ground_truth_display()}
     return [(mask.astype("uint8"), kwargs, "labels")]
 
 

@@ -7,6 +7,7 @@ pixel size of 0.02 mm (``scale`` with ``units=("mm", "mm")``), so measurements c
 
 from __future__ import annotations
 
+from napari_nevus_seg._napari._layers import ground_truth_display
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 
 PIXEL_SIZE_MM = 0.02
@@ -18,8 +19,8 @@ def _sample(name: str, seed: int, n_lesions: int) -> list[tuple]:
     meta = {"synthetic": True, "seed": seed, "pixel_size_mm": PIXEL_SIZE_MM, "colours": case.colours}
     return [
         (case.image, {"name": name, "rgb": True, "metadata": meta, **spatial}, "image"),
-        (case.labels, {"name": f"{name} ground truth", "metadata": {**meta, "ground_truth": True}, **spatial},
-         "labels"),
+        (case.labels, {"name": f"{name} ground truth", "metadata": {**meta, "ground_truth": True}, **spatial,
+                       **ground_truth_display()}, "labels"),
     ]
 
 

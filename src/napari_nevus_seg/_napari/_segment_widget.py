@@ -45,6 +45,7 @@ from napari_nevus_seg._napari._layers import (
     find_result_layer,
     layer_array,
     rgb_from_data,
+    show_outlines,
 )
 from napari_nevus_seg.inference.options import SegmentOptions
 
@@ -139,6 +140,9 @@ class SegmentWidget(QWidget):
         self.refine.setChecked(True)
         self.refine.setToolTip("Re-decide a band around the network's outline from the image's own lesion and "
                                "skin colours (tight, PH2-like outlines); off: the network's looser outline")
+        self.fill = QCheckBox("Fill lesions (outlines otherwise)")
+        self.fill.setToolTip("Outlines keep the pigment visible, to judge them against the image; fill to see "
+                             "which label each lesion has")
         self.with_prob = QCheckBox("Also add the probability map")
         self.with_prob.setToolTip("The network's own per-pixel lesion probability (before any outline refinement)")
         self.run_button = QPushButton("Segment")
@@ -158,7 +162,7 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for w in (self.refine, self.tta, self.largest_only, self.with_prob):
+        for w in (self.refine, self.tta, self.largest_only, self.with_prob, self.fill):
             lay.addWidget(w)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
@@ -168,6 +172,7 @@ class SegmentWidget(QWidget):
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
                                   on_cancelled=lambda target: f"Cancelled; {target.image.name!r} unchanged")
         self.run_button.clicked.connect(lambda: self.run())
+        self.fill.toggled.connect(self._show_fill)
         register_segment_settings(self, viewer, self.options)
         viewer.layers.selection.events.active.connect(self._follow_selection)
         self._follow_selection()
@@ -205,6 +210,11 @@ class SegmentWidget(QWidget):
         return self.task.start(segment_layer_data, layer_array(layer), bool(layer.rgb), layer.name, self.options(),
                                self.with_prob.isChecked(), target=target, desc=f"Segmenting {layer.name!r}")
 
+    def _show_fill(self, fill: bool) -> None:
+        """The Fill checkbox: the last result layer drawn filled or as outlines."""
+        if self.labels_layer is not None and self.labels_layer in self.viewer.layers:
+            show_outlines(self.labels_layer, outlines=not fill)
+
     def cancel(self) -> None:
         """Stop the running segmentation (at the next batch of planes or stage); no layer is changed."""
         self.task.cancel()
@@ -215,7 +225,7 @@ class SegmentWidget(QWidget):
         image = target.image
         try:
             self.labels_layer = add_or_update_labels(self.viewer, f"{image.name} lesions", labels, like=image,
-                                                     target=target.labels_target)
+                                                     target=target.labels_target, outlines=not self.fill.isChecked())
             if prob is not None:
                 self.prob_layer = add_or_update_image(
                     self.viewer, f"{image.name} lesion probability", prob, like=image, target=target.prob_target,
