@@ -122,3 +122,10 @@ def test_batch_warnings_name_their_file(tmp_path, model):
     assert single and all(t.startswith("blank.png: ") for t in single), texts
     gray = [t for t in texts if "grayscale" in t]
     assert all(t.startswith("gray.png: ") for t in gray), texts
+
+
+def test_the_summary_says_one_image_in_the_singular():
+    from napari_nevus_seg.batch.summary import BatchSummary
+
+    assert "failed, of 1 image in" in BatchSummary(total=1, done=1).report()
+    assert "failed, of 2 images in" in BatchSummary(total=2, done=2).report()

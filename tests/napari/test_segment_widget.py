@@ -305,9 +305,10 @@ def test_a_large_lazy_stack_is_read_a_batch_at_a_time(case, monkeypatch):
             raise AssertionError("the whole stack was read at once")
 
     steps = []
-    labels, prob, _ = sw.segment_layer_data(LazyStack(), True, "lazy", SegmentOptions(device="cpu"), False,
-                                            cancel=CancelToken(), progress=steps.append)
+    labels, prob, _, confidence = sw.segment_layer_data(LazyStack(), True, "lazy", SegmentOptions(device="cpu"),
+                                                        False, cancel=CancelToken(), progress=steps.append)
     assert steps[-1]["step"] == steps[-1]["steps"] == len(planes)
+    assert len(confidence) == len(planes) and all(set(c) == {1} for c in confidence)
     assert labels.shape == planes.shape[:3] and prob is None
     assert max(asked) <= sw.BATCH and max(converted) <= sw.BATCH
     np.testing.assert_array_equal(labels[-1], segment(small, device="cpu"))
@@ -364,7 +365,7 @@ def test_users_feature_columns_are_kept_aside_when_resegmenting(make_napari_view
     layer = w.labels_layer
     layer.features = pd.DataFrame({"index": [0, 1], "area_px2": [None, 100.0], "diagnosis": [None, "nevus"]})
     run_and_wait(qtbot, w)
-    assert len(layer.features) == 0
+    assert list(layer.features.columns) == ["index", "expected_dice"]   # the old table went; the new outlines' own
     assert layer.metadata[layers_module.FEATURES_BEFORE_KEY]["diagnosis"].iloc[1] == "nevus"
     assert len(warnings) == 1 and "'diagnosis'" in warnings[0]
     layer.features = pd.DataFrame({"index": [0, 1], "area_px2": [None, 100.0]})   # measurements only: quietly
@@ -427,3 +428,25 @@ def test_results_are_outlines_a_click_fills_them_and_the_expert_mask_has_its_own
     w.fill.click()
     run_and_wait(qtbot, w)                                       # a new run follows the box
     assert viewer.layers["synthetic lesions lesions"].contour == 0
+
+
+def test_each_lesion_gets_its_expected_dice_and_doubtful_outlines_are_named(make_napari_viewer, qtbot,
+                                                                             monkeypatch):
+    from napari_nevus_seg.inference import confidence
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nevus-seg", "synthetic_multi")
+    w = make_widget(viewer)
+    w.image_combo.setCurrentText("synthetic lesions")
+    run_and_wait(qtbot, w)
+    layer = viewer.layers["synthetic lesions lesions"]
+    feats = layer.features
+    n = int(layer.data.max())
+    assert list(feats["index"]) == list(range(n + 1))            # napari's rows: one per label value
+    values = feats["expected_dice"].to_numpy(dtype=float)
+    assert np.isnan(values[0]) and np.all((values[1:] >= 0) & (values[1:] <= 1))
+    assert "check" not in w.status.text()                        # crisp synthetic outlines: nothing to check
+    monkeypatch.setattr(confidence, "DEFAULT_CALIBRATION", {"raw": [0, 1], "dice": [0.5, 0.5]})
+    run_and_wait(qtbot, w)
+    assert "check lesion 1 (expected Dice 0.50)" in w.status.text()
+    assert "expected_dice" in viewer.layers["synthetic lesions lesions"].features.columns

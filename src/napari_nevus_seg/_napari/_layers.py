@@ -268,9 +268,10 @@ def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None
                 show_outlines(truth)
     old = getattr(layer, "features", None)
     if old is not None and len(old):
+        from napari_nevus_seg.inference.confidence import CONFIDENCE_COLUMN
         from napari_nevus_seg.measurements.table import user_columns
 
-        own = user_columns(old.columns)
+        own = [c for c in user_columns(old.columns) if c != CONFIDENCE_COLUMN]   # ours, renewed with the outlines
         if own:   # a user's annotations (a diagnosis, a note) of lesions that no longer exist as they were
             layer.metadata[FEATURES_BEFORE_KEY] = old.copy()
             show_warning(f"{layer.name!r}: the features (measurements and your column(s) "

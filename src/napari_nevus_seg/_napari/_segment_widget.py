@@ -21,7 +21,7 @@ from typing import Any
 import napari
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_nevus_seg import available_devices, load_model, segment
 from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
+from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
 from napari_nevus_seg._napari._layers import (
     KIND_KEY,
@@ -47,6 +48,7 @@ from napari_nevus_seg._napari._layers import (
     rgb_from_data,
     show_outlines,
 )
+from napari_nevus_seg.inference.confidence import CONFIDENCE_COLUMN, REVIEW_BELOW
 from napari_nevus_seg.inference.options import SegmentOptions
 
 BATCH = 8  # planes of a stack per step (one network batch; Cancel acts between steps)
@@ -102,17 +104,19 @@ def segment_layer_data(data: Any, rgb: bool, name: str, options: SegmentOptions,
         cancel.raise_if_set("cancelled (model loaded)")
     labels = np.zeros((n, *plane_shape), np.int32)
     prob = np.zeros((n, *plane_shape), np.float32) if with_prob else None
+    confidence: list[dict[int, float]] = []
     for i in range(0, n, BATCH):
         chunk = image[None] if single else rgb_from_data(data[i:i + BATCH], rgb, name)
-        result = segment(chunk, return_proba=with_prob, **kwargs)
-        if with_prob:   # one pass of the network gives both
-            labels[i:i + len(chunk)], prob[i:i + len(chunk)] = result
+        result = segment(chunk, return_proba=with_prob, return_confidence=True, **kwargs)
+        if with_prob:   # one pass of the network gives all three
+            labels[i:i + len(chunk)], prob[i:i + len(chunk)], conf = result
         else:
-            labels[i:i + len(chunk)] = result
+            labels[i:i + len(chunk)], conf = result
+        confidence += conf
         report(i + len(chunk), n, f"segmented {i + len(chunk)}/{n}" if n > 1 else "segmented")
     if single:
         labels, prob = labels[0], None if prob is None else prob[0]
-    return labels, prob, note
+    return labels, prob, note, confidence
 
 
 class SegmentWidget(QWidget):
@@ -221,7 +225,7 @@ class SegmentWidget(QWidget):
 
     # ----------------------------------------------------------------------------------- results
     def _on_result(self, target: SegmentTarget, result) -> None:
-        labels, prob, note = result
+        labels, prob, note, confidence = result
         image = target.image
         try:
             self.labels_layer = add_or_update_labels(self.viewer, f"{image.name} lesions", labels, like=image,
@@ -238,5 +242,27 @@ class SegmentWidget(QWidget):
         msg = f"{found} in {image.name!r} ({time.perf_counter() - target.started:.1f} s)"
         if image not in self.viewer.layers:
             msg += "; its image layer was removed meanwhile"
+        if labels.ndim == 2:
+            self.labels_layer.features = confidence_features(confidence[0], int(labels.max()))
+        doubtful = low_confidence(confidence, labels.ndim == 3)
+        if doubtful:
+            msg += f"; check {doubtful}"
+            show_warning(f"Segment lesions: check {doubtful}: the network was unsure of these outlines")
         self.status.setText(msg + (f"; {note}" if note else ""))
         show_info(f"Segment lesions: {msg}")
+
+
+def confidence_features(confidence: dict[int, float], max_label: int):
+    """The layer's features for fresh results: each lesion's expected Dice (column ``expected_dice``)."""
+    import pandas as pd
+
+    table = pd.DataFrame({"label": list(confidence), CONFIDENCE_COLUMN: [round(v, 3) for v in confidence.values()]})
+    return layer_features(table.astype({"label": "int64"}), max_label)
+
+
+def low_confidence(confidence: list[dict[int, float]], stack: bool) -> str:
+    """'lesion 2 (expected Dice 0.71)' for the lesions whose expected Dice is below REVIEW_BELOW, or ''."""
+    items = [(p, label, v) for p, conf in enumerate(confidence) for label, v in conf.items() if v < REVIEW_BELOW]
+    where = (lambda p, label: f"lesion {label} of plane {p}") if stack else (lambda p, label: f"lesion {label}")
+    return ", ".join(f"{where(p, label)} (expected Dice {v:.2f})" for p, label, v in items[:5]) + (
+        f" and {len(items) - 5} more" if len(items) > 5 else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from napari_nevus_seg.batch.work import ImageResult
+from napari_nevus_seg.io.text import plural
 
 
 @dataclass
@@ -42,7 +43,7 @@ class BatchSummary:
         """A few lines for people: counts, speed and the reason of each failure."""
         rate = f" ({self.done / self.seconds:.2f} images/s)" if self.done and self.seconds > 0 else ""
         lines = [f"{self.done} segmented ({self.no_lesion} with no lesion found), {self.skipped} skipped "
-                 f"(output already there), {len(self.failed)} failed, of {self.total} images "
+                 f"(output already there), {len(self.failed)} failed, of {plural(self.total, 'image')} "
                  f"in {self.seconds:.1f} s{rate}"]
         if self.results_csv:
             so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""

@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 GRID = 256             # the score is computed on a grid of at most this many pixels per side
 BAND_FRACTION = 0.08   # half-width of the band around the outline, as a share of the lesion's equivalent radius
 REVIEW_BELOW = 0.8     # an expected Dice below this flags an outline to check
+CONFIDENCE_COLUMN = "expected_dice"   # the column that holds it in a layer's features and in batch tables
 
 # raw margin -> expected Dice; fitted on the ISIC 2017 validation images with model 1.5
 # and 300 HAM10000 validation images (benchmarks/calibrate_confidence.py, results in
