@@ -124,6 +124,8 @@ class BackgroundJob(QObject):
         self.run_button, self.cancel_button, self.status = run_button, cancel_button, status
         self.on_result, self.on_cancelled = on_result, on_cancelled
         self.on_progress, self.on_finished = on_progress, on_finished
+        self._in_progress = False
+        self._deferred: list[tuple[Callable, tuple]] = []
         self.worker = None
         self.pbar = None
         self.target: Any = None
@@ -206,17 +208,35 @@ class BackgroundJob(QObject):
         pbar = self.pbar   # napari may process events (and end the run) while the bar redraws
         if pbar is None or not isinstance(d, dict):
             return
-        if self.on_progress is not None:
-            self._safely(self.on_progress, d, pbar)
-            return
-        if "steps" in d:
-            pbar.total = int(d["steps"])
-            pbar.n = int(d.get("step", 0))
-        if d.get("text"):
-            pbar.set_description(f"{self._desc}: {d['text']}" if self._desc else str(d["text"]))
-        pbar.refresh()
+        self._in_progress = True
+        try:
+            if self.on_progress is not None:
+                self._safely(self.on_progress, d, pbar)
+                return
+            if "steps" in d:
+                pbar.total = int(d["steps"])
+                pbar.n = int(d.get("step", 0))
+            if d.get("text"):
+                pbar.set_description(f"{self._desc}: {d['text']}" if self._desc else str(d["text"]))
+            pbar.refresh()
+        finally:
+            self._in_progress = False
+            # the run's end, delivered while the bar redrew, comes after this update (else the update
+            # would overwrite the final status, e.g. "Cancelled" with "step 2/2400")
+            while self._deferred:
+                func, args = self._deferred.pop(0)
+                func(*args)
+
+    def _later(self, func: Callable, *args: Any) -> bool:
+        """Queue ``func(*args)`` after the progress update being handled; False when none is."""
+        if getattr(self, "_in_progress", False):
+            self._deferred.append((func, args))
+            return True
+        return False
 
     def _on_returned(self, value: Any) -> None:
+        if self._later(self._on_returned, value):
+            return
         if self.token.is_set():
             self.outcome = "cancelled"
             return
@@ -224,6 +244,8 @@ class BackgroundJob(QObject):
         self._safely(self.on_result, self.target, value)
 
     def _on_errored(self, exc: BaseException) -> None:
+        if self._later(self._on_errored, exc):
+            return
         if self.token.is_set() or isinstance(exc, JobCancelled):
             self.outcome = "cancelled"
             return
@@ -233,6 +255,8 @@ class BackgroundJob(QObject):
             self._safely(self.status.setText, f"Failed: {exc}")
 
     def _on_finished(self) -> None:
+        if self._later(self._on_finished):
+            return
         if self.outcome is None:   # napari quit the worker: no result, no error
             self.outcome = "cancelled"
         if self.pbar is not None:
