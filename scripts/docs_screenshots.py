@@ -63,14 +63,13 @@ def sample(segment: bool) -> None:
         try:
             dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
             _settle(viewer)
-            worker = widget.run()
-            if worker is not None:
-                import time
+            widget.run_button.click()   # as a user does
+            import time
 
-                t0 = time.time()
-                while widget.worker is not None and time.time() - t0 < 300:
-                    _settle(viewer, 5)
-                    time.sleep(0.1)
+            t0 = time.time()
+            while widget.task.running and time.time() - t0 < 300:
+                _settle(viewer, 5)
+                time.sleep(0.1)
             _settle(viewer, 50)
             viewer.layers[f"{viewer.layers[0].name} ground truth"].visible = False
             viewer.layers.selection.active = viewer.layers[-1]
