@@ -224,7 +224,7 @@ def _replace_undoably(layer: Labels, data: np.ndarray) -> None:
 
 
 GROUND_TRUTH_COLOUR = "magenta"   # expert masks: one colour, apart from the skin tones and the results' outlines
-GROUND_TRUTH_OPACITY = 0.45
+GROUND_TRUTH_OPACITY = 0.3
 
 
 def ground_truth_display() -> dict[str, Any]:
