@@ -640,7 +640,6 @@ def test_a_daemonic_process_refines_in_its_own_thread(monkeypatch):
     class Daemon:
         daemon = True
 
-    monkeypatch.setattr(batch_refine, "cpu_cores", lambda: 8, raising=False)
     monkeypatch.setattr("napari_nevus_seg.model.devices.cpu_cores", lambda: 8)
     assert batch_refine.auto_refine_workers(100, "cpu") == 4
     monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())

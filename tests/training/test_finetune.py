@@ -267,9 +267,9 @@ def test_pairs_read_from_files_when_used_are_never_all_in_memory(tmp_path):
     # nevus-seg train --init reads each pair when fine_tune asks for it (FilesAsArrays)
     from PIL import Image
 
-    from napari_nevus_seg.cli.train import FilesAsArrays
     from napari_nevus_seg.io.images import read_image
     from napari_nevus_seg.io.mask_files import read_mask
+    from napari_nevus_seg.training.store import FilesAsArrays
 
     paths = []
     for i, c in enumerate(cases(range(300, 306))):
@@ -377,9 +377,9 @@ def test_nan_masks_are_refused_and_empty_masks_warned_about():
 def test_a_mask_that_does_not_fit_is_named_by_its_files(tmp_path):
     from PIL import Image
 
-    from napari_nevus_seg.cli.train import FilesAsArrays
     from napari_nevus_seg.io.images import read_image
     from napari_nevus_seg.io.mask_files import read_mask
+    from napari_nevus_seg.training.store import FilesAsArrays
 
     cs = cases(range(3))
     for i, c in enumerate(cs):

@@ -1,6 +1,6 @@
 """Widget "Case browser": walk through a folder of dermoscopy images, segment, correct, add to the training set.
 
-Any layout :func:`~napari_nevus_seg.io.discover_cases` knows (PH2, images/ + masks/, ISIC naming, a
+Any layout :func:`~napari_nevus_seg.io.datasets.discover_cases` knows (PH2, images/ + masks/, ISIC naming, a
 plain folder of images). Each case opens as an image layer named after the case (with its pixel size
 when the file records one); moving to another case replaces the layers of the previous one instead of
 piling them up. "Segment" runs the public :func:`segment` in a

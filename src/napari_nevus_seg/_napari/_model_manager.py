@@ -1,4 +1,4 @@
-"""A small panel over :class:`~napari_nevus_seg.library.ModelLibrary`: list, rename, delete, export, import.
+"""A small panel over :class:`~napari_nevus_seg.model.library.ModelLibrary`: list, rename, delete, export, import.
 
 Each button asks for what it needs (a name, a file) and calls the method of the same name, which
 scripts and tests may call directly. Errors appear as napari notifications.

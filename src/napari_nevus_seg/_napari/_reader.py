@@ -3,7 +3,7 @@
 What opens as what:
 
 - an image file (BMP, PNG, JPEG, TIFF; 8/16-bit, float; gray, RGB, RGBA, palette) -> an RGB image
-  layer, converted by :func:`napari_nevus_seg.io.read_image`; when the file carries a pixel size
+  layer, converted by :func:`napari_nevus_seg.io.images.read_image`; when the file carries a pixel size
   (TIFF resolution tags) the layer gets ``scale`` in mm and ``units=("mm", "mm")``. When the image
   belongs to a data set whose expert mask is found by the naming conventions (PH2 ``_lesion``
   folder, ISIC ``_segmentation``, a sibling ``masks/`` folder), a ``"<name> ground truth"`` Labels
@@ -16,7 +16,7 @@ What opens as what:
   says how many cases were found and points to the *Case browser* widget, which goes through
   them one at a time. The layers' metadata record the folder and the number of cases.
 
-Files this reader claims but cannot decode raise :class:`~napari_nevus_seg.io.ImageReadError` with
+Files this reader claims but cannot decode raise :class:`~napari_nevus_seg.io.files.ImageReadError` with
 a message naming the file and the problem; napari shows it (in its reader dialog or as an error
 notification) and keeps the layers already open. Paths it does not handle get ``None``.
 """

@@ -1,6 +1,6 @@
 """napari sample data: synthetic dermoscopy images with their exact ground truth.
 
-Generated on the fly by :func:`napari_nevus_seg.synthetic.synthetic_lesion_image` (no real patient
+Generated on the fly by :func:`napari_nevus_seg.io.synthetic.synthetic_lesion_image` (no real patient
 images are shipped). Each sample gives an RGB image and a ``ground truth`` Labels layer, both at a
 pixel size of 0.02 mm (``scale`` with ``units=("mm", "mm")``), so measurements come out in mm.
 """

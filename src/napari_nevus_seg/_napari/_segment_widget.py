@@ -66,7 +66,8 @@ class SegmentTarget:
 
 def segment_layer_data(data: Any, rgb: bool, name: str, options: SegmentOptions, with_prob: bool = False, *,
                        cancel: CancelToken | None = None, progress: Callable[[dict], None] | None = None):
-    """Segment an image layer's data (run in the worker thread); returns ``(labels, prob, note)``.
+    """Segment an image layer's data (run in the worker thread); returns ``(labels, prob, note, confidence)``
+    (``confidence``: one ``{label: expected Dice}`` per plane).
 
     ``data`` is the layer's array (``rgb`` as the layer says): one image, or a stack along the first
     axis, read ``BATCH`` planes at a time so that a large lazy (dask) stack is never copied whole.

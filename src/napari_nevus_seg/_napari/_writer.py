@@ -7,7 +7,7 @@
   merged into one mask and a warning says so (save as ``.tif`` to keep the numbers).
 - no extension: ``.tif`` is added.
 
-The file is written atomically by :func:`napari_nevus_seg.io.write_labels`.
+The file is written atomically by :func:`napari_nevus_seg.io.labels.write_labels`.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def check_replaceable(path: str | os.PathLike) -> None:
 
 def write_output(labels: np.ndarray, path: str | os.PathLike,
                  pixel_size_mm: float | tuple[float, float] | None = None, source: str | None = None) -> Path:
-    """Write labels with :func:`napari_nevus_seg.io.write_labels` (atomic: temporary file + rename).
+    """Write labels with :func:`napari_nevus_seg.io.labels.write_labels` (atomic: temporary file + rename).
 
     ``.tif``: instance labels (uint16, uint32 beyond 65535 lesions) with the pixel size in the
     resolution tags; ``.png``: the binary lesion mask (0/255), as the ISIC challenge distributes them.

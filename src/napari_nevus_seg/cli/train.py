@@ -1,6 +1,6 @@
 """``nevus-seg train``: train or fine-tune a model from a data-set folder.
 
-Training reads any data-set layout :func:`napari_nevus_seg.io.discover_cases` knows (PH2, ISIC,
+Training reads any data-set layout :func:`napari_nevus_seg.io.datasets.discover_cases` knows (PH2, ISIC,
 ``images/`` + ``masks/``), keeps a validation split, shows progress on the terminal, and saves the
 best epoch. ``--init default|PATH|NAME`` fine-tunes an existing model instead of starting afresh.
 """
@@ -170,17 +170,9 @@ def _load_init(value: str):
     return load_model(path)
 
 
-def __getattr__(name: str) -> Any:
-    # FilesAsArrays lived here; it moved to training_store (imported when used: `nevus-seg --help` stays quick)
-    if name == "FilesAsArrays":
-        from napari_nevus_seg.training.store import FilesAsArrays
-
-        return FilesAsArrays
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def _fine_tune(args, base, display) -> Any:
-    """Fine-tune ``base`` with :func:`napari_nevus_seg.finetune.fine_tune`."""
+    """Fine-tune ``base`` with :func:`napari_nevus_seg.training.finetune.fine_tune`."""
     from napari_nevus_seg.io.datasets import discover_cases
     from napari_nevus_seg.io.images import read_image
     from napari_nevus_seg.io.mask_files import read_mask

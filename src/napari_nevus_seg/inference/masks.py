@@ -1,7 +1,7 @@
 """Lesion masks to instance labels, on NumPy arrays only (no PyTorch: cheap to import in worker processes).
 
 Hole filling, removal of specks and of fragments at the image's frame, and numbering of the lesions
-1..N by decreasing area. :mod:`napari_nevus_seg.postprocessing` builds on these for probability maps.
+1..N by decreasing area. :mod:`napari_nevus_seg.inference.postprocess` builds on these for probability maps.
 """
 
 from __future__ import annotations

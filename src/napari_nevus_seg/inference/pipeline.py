@@ -4,7 +4,7 @@ The network sees the whole image resized to its input size (:func:`preprocess.mo
 with training; images more elongated than 2:1 in overlapping windows, :func:`preprocess.model_windows`);
 its probability map is brought back to the image's own size with bilinear
 interpolation (smooth outlines), in bands so that memory stays bounded for any image size
-(see :mod:`postprocessing`). Post-processing: optional refinement of the outline onto the image's
+(see :mod:`~napari_nevus_seg.inference.postprocess`). Post-processing: optional refinement of the outline onto the image's
 visible pigment edge (:mod:`refine`), threshold, hole filling, removal of specks and of fragments at the
 image's frame, one label per connected lesion (numbered by decreasing area), optionally only the largest lesion.
 
@@ -187,7 +187,7 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
     ``img``: (H, W, 3) RGB (uint8, uint16 or float in [0, 1]) -> (H, W) float32 in [0, 1];
     a stack (N, H, W, 3) -> (N, H, W). ``model``: a loaded model, a file path, or None for the
     default model. ``device``: "auto" (CUDA, then MPS, then CPU), "cuda", "mps" or "cpu"; an
-    unavailable device raises :class:`~napari_nevus_seg.devices.DeviceUnavailableError`.
+    unavailable device raises :class:`~napari_nevus_seg.model.devices.DeviceUnavailableError`.
     ``tta``: average over horizontal and vertical flips. ``progress(done, total)`` is called per plane.
     """
     planes, stacked, m, dev = _setup(img, model, device)
@@ -212,7 +212,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     network in batches of ``batch_size``). See :func:`predict_proba` for ``model``, ``device`` and
     ``tta``, and :func:`postprocess` for ``threshold``, ``min_size`` (pixels; default 0.1 % of the
     image), ``fill_holes``, ``largest_only`` and ``drop_edge_fragments``. ``refine``: move the outline
-    onto the image's visible pigment edge (:func:`~napari_nevus_seg.refine.refine_outline`; the default
+    onto the image's visible pigment edge (:func:`~napari_nevus_seg.inference.refine.refine_outline`; the default
     model otherwise draws the loose outlines of its ISIC training masks). ``progress(done, total)`` is
     called per plane. ``return_proba``: return ``(labels, probabilities)``, the probabilities as
     :func:`predict_proba` gives them, from the same pass of the network. ``return_confidence``: also

@@ -25,8 +25,8 @@ from napari_nevus_seg.io.intensity import FLOAT_UNIT_PEAK, array_full_scale, int
 def as_float_rgb(img: np.ndarray) -> np.ndarray:
     """Return an (H, W, 3) float32 array in [0, 1] from RGB uint8/uint16/float input.
 
-    Integers beyond 8 bits and floats beyond [0, 1] are scaled by :func:`~napari_nevus_seg.io.intensity_full_scale`
-    (as :func:`~napari_nevus_seg.io.to_rgb_uint8` does).
+    Integers beyond 8 bits and floats beyond [0, 1] are scaled by :func:`~napari_nevus_seg.io.intensity.intensity_full_scale`
+    (as :func:`~napari_nevus_seg.io.intensity.to_rgb_uint8` does).
 
     Raises ``ValueError`` with a clear message for arrays that are not RGB images.
     """

@@ -84,7 +84,7 @@ def refine_outline(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, 
     255). Grayscale and RGBA images are refused (convert them with :func:`~napari_nevus_seg.to_rgb_uint8`).
     ``prob``: (h, w) probabilities in [0, 1]; NaN counts as 0 (no lesion).
     ``threshold``, ``min_size``, ``largest_only``, ``drop_edge_fragments`` and ``fill_holes`` decide the
-    lesions to refine as :func:`~napari_nevus_seg.postprocessing.postprocess` does. Where no colour model
+    lesions to refine as :func:`~napari_nevus_seg.inference.postprocess.postprocess` does. Where no colour model
     can be built, the probabilities are returned remapped so that ``threshold`` becomes 0.5 (the outline
     is unchanged). Wrong shapes, types and arguments raise ``ValueError``.
     """
@@ -203,7 +203,7 @@ def refine_small(image_u8: np.ndarray, prob_small: torch.Tensor, threshold: floa
     """The network's (h, w) map for a full (H, W, 3) uint8 image -> the refined map on the work grid.
 
     The result (a float32 tensor on ``prob_small``'s device) is thresholded at 0.5 by the caller
-    (:func:`~napari_nevus_seg.postprocessing.labels_from_small`). ``min_size`` is in full-resolution pixels.
+    (:func:`~napari_nevus_seg.inference.postprocess.labels_from_small`). ``min_size`` is in full-resolution pixels.
     """
     import torch
 

@@ -192,7 +192,7 @@ def is_labels_file(path: str | os.PathLike) -> bool:
     """True when a file holds labels rather than a photograph.
 
     That is: it was written by :func:`write_labels` (marker), it is an expert mask
-    (:func:`~napari_nevus_seg.datasets.is_mask_file`: named ``x_segmentation``, ``x_mask``, ``x_lesion``,
+    (:func:`~napari_nevus_seg.io.datasets.is_mask_file`: named ``x_segmentation``, ``x_mask``, ``x_lesion``,
     ``x_labels``, ... with its image beside it, in a mask folder or single-channel), it is a single-channel
     TIFF of 32/64-bit integers (as napari's own writer saves a Labels layer), or it lies in a mask folder
     (``masks/``, ``ground_truth/``, ...). Reads only the file header.
@@ -245,7 +245,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
 
     Integer TIFFs keep their values and dtype (the first page; one trailing channel or gray + alpha is
     read as its gray channel); any other mask (PNG/BMP/JPEG, 0/255 or 0/1, 1-bit) becomes uint8 0/1 via
-    :func:`read_mask`. Raises :class:`~napari_nevus_seg.io.ImageReadError` for a TIFF holding negative
+    :func:`read_mask`. Raises :class:`~napari_nevus_seg.io.files.ImageReadError` for a TIFF holding negative
     label values or no pixels.
     """
     path = Path(path)

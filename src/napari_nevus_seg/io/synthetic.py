@@ -306,7 +306,7 @@ def dataset_folder(root: str | os.PathLike, layout: str = "images_masks", n: int
       ``root/ISIC-2017_Training_Part1_GroundTruth/ISIC_xxxxxxx_segmentation.png``;
     - ``"images_masks"``: ``root/images/case_xxx.png`` with ``root/masks/case_xxx.png`` (0/255).
 
-    Returns the list of :class:`napari_nevus_seg.io.Case` written, in name order.
+    Returns the list of :class:`napari_nevus_seg.io.datasets.Case` written, in name order.
     """
     from PIL import Image
 

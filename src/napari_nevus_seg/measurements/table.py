@@ -67,7 +67,7 @@ def _warn_inferred_scale(arr: np.ndarray) -> None:
     """Colours depend on the value taken as full intensity; where it is inferred from the brightest pixel
     (integers beyond 8 bits, floats above 1), say which it was: one hot pixel changes every colour.
 
-    The scale is the conversion's own (:func:`~napari_nevus_seg.io.array_full_scale`, alpha included). The
+    The scale is the conversion's own (:func:`~napari_nevus_seg.io.intensity.array_full_scale`, alpha included). The
     message names the type and the scale, not the peak, so that a batch of images warns once per scale.
     """
     from napari_nevus_seg.io.intensity import array_full_scale
@@ -186,7 +186,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         given); negative values are refused with a ValueError.
     image : (H, W, 3) array, optional
         The dermoscopy image (RGB; grayscale, RGBA, 16-bit and float images are converted with
-        :func:`napari_nevus_seg.io.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty;
+        :func:`napari_nevus_seg.io.intensity.to_rgb_uint8`). Without it, colour and border-abruptness columns are empty;
         with a grayscale one (or R = G = B), the colour columns other than ``lab_L_mean`` and ``lab_L_std``
         are empty and a :class:`UserWarning` says so.
     pixel_size_mm : float or (row, col) pair, optional

@@ -252,7 +252,7 @@ class ModelLibrary:
         """Check a model file (safe loading, weights match the architecture) and add it; returns its name.
 
         Without ``name``, the file's stem is used (``-2``, ``-3``, ... appended if taken).
-        Raises :class:`~napari_nevus_seg.model.CheckpointError` for unsafe, corrupt or foreign files.
+        Raises :class:`~napari_nevus_seg.model.networks.CheckpointError` for unsafe, corrupt or foreign files.
         """
         src = Path(path)
         if src.is_dir():

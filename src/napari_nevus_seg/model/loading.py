@@ -26,7 +26,7 @@ def load_model(path: str | os.PathLike | None = None) -> LesionModel:
     """Load the default model shipped with the package, or a saved model file (``.pt``).
 
     Files are read with ``torch.load(weights_only=True)``: a model file cannot run code.
-    Raises :class:`~napari_nevus_seg.model.CheckpointError` for missing, corrupt or unsafe files.
+    Raises :class:`~napari_nevus_seg.model.networks.CheckpointError` for missing, corrupt or unsafe files.
     Loaded models are cached per path and file version (a replaced or rewritten file is read again,
     even when a copy kept its modification time: the inode and change time differ): do not train a
     loaded model in place; ``copy.deepcopy`` it first.

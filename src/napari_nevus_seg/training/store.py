@@ -1,7 +1,7 @@
 """A training set on disk: (image, corrected mask) pairs written the moment the user adds them.
 
-Layout (one a data-set layout that :func:`~napari_nevus_seg.io.discover_cases` already reads, so
-``nevus-seg train`` and :func:`~napari_nevus_seg.training.load_pairs` can use the folder directly)::
+Layout (one a data-set layout that :func:`~napari_nevus_seg.io.datasets.discover_cases` already reads, so
+``nevus-seg train`` and :func:`~napari_nevus_seg.training.data.load_pairs` can use the folder directly)::
 
     <folder>/images/<name>.png     RGB uint8
     <folder>/masks/<name>.png      uint8, 0 background, 255 lesion
