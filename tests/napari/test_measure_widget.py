@@ -99,6 +99,20 @@ def test_pixel_size_unknown_or_set_in_the_field(make_napari_viewer, qtbot):
     assert "area_mm2" in layer.features
 
 
+def test_the_pixel_size_label_follows_what_is_typed(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    viewer.add_image(img, name="skin", rgb=True, scale=(0.02, 0.02), units=("mm", "mm"))
+    viewer.add_labels(labels, name="lesions", scale=(0.02, 0.02), units=("mm", "mm"))
+    w = MeasureWidget(viewer)
+    assert "20 × 20 µm (from the layer's scale and units)" in w.pixel_label.text()
+    w.set_pixel.click()                                      # as a person ticks the box
+    assert "20 × 20 µm (set here)" in w.pixel_label.text()
+    w.px_row.selectAll()
+    qtbot.keyClicks(w.px_row, "0.0125")                      # typed, as a person does
+    assert "12.5 × 20 µm (set here)" in w.pixel_label.text()   # it stayed at 20 × 20 before
+
+
 def test_result_goes_to_the_measured_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     labels, img = scene(n_extra=40)

@@ -250,6 +250,8 @@ class PixelSizeBox(QWidget):
         lay.addWidget(self.set_here)
         lay.addLayout(boxes)
         self.set_here.toggled.connect(self._on_set_here)
+        self.row.valueChanged.connect(self.update_label)   # the label says what is typed, as it is typed
+        self.col.valueChanged.connect(self.update_label)
 
     def from_layers(self, labels: Any = None, image: Any = None) -> tuple[float, float] | None:
         """(row, column) mm from the scale and units of ``labels``, else ``image`` (default: the chosen layers)."""
