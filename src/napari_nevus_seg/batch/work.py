@@ -137,12 +137,9 @@ def read_stage(task: ImageTask) -> tuple[np.ndarray, tuple[float, float] | None]
 
 def resolve_model(model: Any):
     """A loaded model from a path, None (the default model) or a model object (returned as is)."""
-    from napari_nevus_seg.model.loading import load_model
-    from napari_nevus_seg.model.networks import LesionModel
+    from napari_nevus_seg.model.loading import as_model
 
-    if isinstance(model, LesionModel):
-        return model
-    return load_model(model)
+    return as_model(model)
 
 
 def infer_stage(img: np.ndarray, opts: BatchOptions, model=None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 
@@ -54,14 +54,8 @@ class SegmentOptions:
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""
-        return asdict(self) if not _is_model_object(self.model) else {**asdict(replace(self, model=None)),
-                                                                      "model": self.model}
+        return {f.name: getattr(self, f.name) for f in fields(self)}   # no asdict(): it would deep-copy a model
 
     def with_(self, **changes: Any) -> "SegmentOptions":
         """A copy with some options changed."""
         return replace(self, **changes)
-
-
-def _is_model_object(model: Any) -> bool:
-    # asdict() deep-copies values; a loaded network must be passed on as it is
-    return model is not None and not isinstance(model, str) and hasattr(model, "net")
