@@ -726,3 +726,19 @@ def test_batch_options_hold_the_segment_options_and_pickle():
     assert pickle.loads(pickle.dumps(opts)) == opts
     moved = opts.with_model(None)
     assert moved.segment == SegmentOptions(model=None, tta=True) and moved.fmt == "png" and opts.segment.model == "/m.pt"
+
+
+def test_dask_warnings_reach_the_caller_with_the_file_name(tmp_path, model):
+    """A warning raised in a worker process (a grayscale image under --measure) is shown where the user looks
+    (it went to the worker's log before)."""
+    distributed = pytest.importorskip("distributed")
+    make_folder(tmp_path / "in", 1)
+    gray = np.asarray(Image.open(tmp_path / "in" / "img0.png").convert("L"))
+    Image.fromarray(gray).save(tmp_path / "in" / "gray.png")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with pytest.warns(UserWarning, match=r"gray\.png.*grayscale") as caught:
+            s = segment_folder(tmp_path / "in", tmp_path / "out", model=None, client=client,
+                               measure=tmp_path / "t.csv", time_limit_s=600)
+    assert s.done == 2
+    assert not any("img0.png" in str(w.message) for w in caught)

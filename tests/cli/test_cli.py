@@ -77,6 +77,8 @@ def test_some_failures_give_exit_1(tmp_path, capsys):
     (["--workers", "0"], "--workers"),
     (["--model", "no-such-model-name"], "no-such-model-name"),
     (["--model", "missing/model.pt"], "not found"),
+    (["--time-limit", "0"], "time limit must be more than 0"),
+    (["--time-limit", "nan"], "time limit must be more than 0"),
 ])
 def test_setup_errors_give_exit_2(tmp_path, capsys, args, message):
     make_folder(tmp_path / "in", 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -152,6 +153,8 @@ def _run(client: Any, tasks: Sequence[ImageTask], opts: BatchOptions, on_result,
                 result = ImageResult(task.source, task.name, "failed",
                                      reason=f"on the cluster: {describe_error(exc, task.source)}")
             fut.release()
+            for message in result.warnings:   # raised on a worker: shown here, where the user looks
+                warnings.warn(message, UserWarning, stacklevel=2)
             on_result(result)
             if cancel is not None and cancel.is_set():
                 completed = False

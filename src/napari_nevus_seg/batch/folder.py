@@ -28,6 +28,7 @@ from napari_nevus_seg.inference.masks import check_args
 from napari_nevus_seg.inference.options import DEFAULT, SegmentOptions
 from napari_nevus_seg.io.atomic import remove_stale_temporaries
 from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES
+from napari_nevus_seg.io.deadline import check_time_limit
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
 __all__ = ["BatchInterrupted", "BatchSetupError", "BatchSummary", "segment_folder"]
@@ -62,7 +63,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
                    client: Any = None, threads_per_worker: int = 1, readers: int = 2,
                    refine_workers: int | None = None, progress: ProgressFn | None = None,
-                   cancel: Any = None) -> BatchSummary:
+                   cancel: Any = None, time_limit_s: float | None = None) -> BatchSummary:
     """Segment every image of ``inputs`` (files and/or folders) into label images under ``out``.
 
     Each image ``name.ext`` gives ``out/name.tif``: instance labels (uint16; 0 background, 1..N
@@ -114,6 +115,11 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     cancel
         An object whose ``is_set()`` stops the run early (finished outputs stay; the summary has
         ``interrupted`` set).
+    time_limit_s
+        Seconds of work allowed per image (None: no limit; at most a week). An image that needs more
+        fails with "time limit of ... s exceeded" in the summary and the run goes on. The limit is
+        checked between steps (network windows, bands of the upsampling, measured lesions), so an
+        image stops at most one step late; time spent waiting behind other images is not counted.
 
     Returns
     -------
@@ -135,10 +141,11 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                                     min_size=min_size, largest_only=largest_only, refine=refine)
     execution = Execution(workers, scheduler, client, threads_per_worker, readers, refine_workers)
     check_settings(segment, fmt, pixel_size_mm, execution)
+    time_limit_s = checked_time_limit(time_limit_s)
     out = Path(out).absolute()   # this process's working folder, also for workers that run elsewhere (Dask)
     tasks, missing = collect_inputs(inputs, out, recursive, fmt)
     opts, loaded = plan_outputs(tasks, out, segment, execution, fmt=fmt, measure=measure,
-                                pixel_size_mm=pixel_size_mm, overwrite=overwrite)
+                                pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s)
     summary = BatchSummary(total=len(tasks) + len(missing))
     run_batch(tasks, missing, opts, loaded, execution, summary, measure=measure, progress=progress, cancel=cancel,
               started=t0)
@@ -189,6 +196,14 @@ def check_settings(segment: SegmentOptions, fmt: str, pixel_size_mm: Any, execut
             raise BatchSetupError(str(exc)) from None
 
 
+def checked_time_limit(seconds: Any) -> float | None:
+    """The per-image time limit as a float (or None); BatchSetupError for anything but a positive number of seconds."""
+    try:
+        return check_time_limit(seconds)
+    except (TypeError, ValueError) as exc:
+        raise BatchSetupError(str(exc)) from None
+
+
 def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: Path, recursive: bool,
                    fmt: str) -> tuple[list[ImageTask], list[ImageResult]]:
     """The image tasks of ``inputs`` and a failed result per missing input; BatchSetupError if no images."""
@@ -204,7 +219,7 @@ def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
 
 def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions, execution: Execution, *,
                  fmt: str, measure: str | os.PathLike | None, pixel_size_mm: Any,
-                 overwrite: bool) -> tuple[BatchOptions, Any]:
+                 overwrite: bool, time_limit_s: float | None = None) -> tuple[BatchOptions, Any]:
     """Check the device, measurement table, model and output folder; the options every image is processed with.
 
     Returns the :class:`~napari_nevus_seg.batch.options.BatchOptions` (with a model path made absolute,
@@ -226,7 +241,7 @@ def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions,
     elif model is not None:
         model = loaded
     opts = BatchOptions(segment=segment.with_(model=model), fmt=fmt, measure=measure is not None,
-                        pixel_size_mm=pixel_size_mm, overwrite=overwrite)
+                        pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s)
     return opts, loaded
 
 

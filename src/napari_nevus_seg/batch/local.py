@@ -84,14 +84,16 @@ def header_pixels(path: str) -> int:
 def _read_task(task: ImageTask, opts: BatchOptions):
     """Reader thread: decode the image; for an image finished earlier, read its labels too."""
     t0 = time.perf_counter()
+    deadline = opts.deadline()
     try:
         existing = needs_work(task, opts)
-        with about(task.name):
+        with about(task.name), deadline.running():
             img, px = read_stage(task)
-        labels = read_output(existing) if existing is not None else None
-        return t0, img, px, existing, labels, None
+            labels = read_output(existing) if existing is not None else None
+            deadline.check("after reading the image")
+        return t0, deadline, img, px, existing, labels, None
     except Exception as exc:  # noqa: BLE001 - reported per image
-        return t0, None, None, None, None, exc
+        return t0, deadline, None, None, None, None, exc
 
 
 def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, budget: PixelBudget) -> None:
@@ -99,17 +101,19 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
         job = jobs.get()
         if job is None:
             return
-        task, labels, img, px, t0, existing, pixels = job
+        task, labels, img, px, t0, deadline, existing, pixels = job
         try:
-            if isinstance(labels, PendingLabels):
-                labels = labels.result()
-            if existing is not None:     # finished earlier: measure only
-                with about(task.name):
+            with about(task.name), deadline.running():
+                if isinstance(labels, PendingLabels):
+                    labels = labels.result()
+                    deadline.check("after the outline refinement")
+                if existing is not None:     # finished earlier: measure only
                     rows = measure_rows(labels, img, task, px, opts)
+                else:
+                    out, rows = write_stage(labels, img, px, task, opts)
+            if existing is not None:
                 result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows)
             else:
-                with about(task.name):
-                    out, rows = write_stage(labels, img, px, task, opts)
                 result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
                                      rows=rows)
         except Exception as exc:  # noqa: BLE001 - MemoryError included
@@ -194,14 +198,15 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                 if not pending and not submit_next(block=True):
                     break
                 task, fut, pixels = pending.popleft()
-                t0, img, px, existing, labels, err = fut.result()
+                t0, deadline, img, px, existing, labels, err = fut.result()
                 if err is None and existing is None:
                     try:
-                        if refiner is not None and img.ndim == 3:
-                            labels = refiner.submit(img, opts, model)
-                        else:
-                            with about(task.name):
+                        with about(task.name), deadline.running():
+                            if refiner is not None and img.ndim == 3:
+                                labels = refiner.submit(img, opts, model)
+                            else:
                                 labels = infer_stage(img, opts, model)
+                                deadline.check("after the segmentation")
                     except Exception as exc:  # noqa: BLE001 - MemoryError included
                         err = exc
                 if err is not None:
@@ -209,7 +214,7 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                     results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(err, task.source),
                                             seconds=time.perf_counter() - t0))
                 else:
-                    jobs.put((task, labels, img if opts.measure else None, px, t0, existing, pixels))
+                    jobs.put((task, labels, img if opts.measure else None, px, t0, deadline, existing, pixels))
                 del img, labels, fut
         except KeyboardInterrupt:   # the images finished so far are still written (finally), then it goes on up
             completed = False

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from napari_nevus_seg.inference.options import SegmentOptions
+from napari_nevus_seg.io.deadline import Deadline
 
 FORMATS = ("tif", "png")
 SUFFIX = {"tif": ".tif", "png": ".png"}
@@ -28,6 +29,10 @@ class BatchOptions:
         Pixel size (mm, one number or a ``(row, column)`` pair) used instead of each file's metadata.
     overwrite
         Redo images whose output exists already (otherwise they are skipped).
+    time_limit_s
+        Seconds of work allowed per image (None: no limit). An image that needs more fails with
+        "time limit ... exceeded" and the batch goes on; the limit is checked between steps (network
+        windows, bands of the upsampling, lesions of the measurement: :mod:`napari_nevus_seg.io.deadline`).
     """
 
     segment: SegmentOptions = field(default_factory=SegmentOptions)
@@ -35,6 +40,11 @@ class BatchOptions:
     measure: bool = False
     pixel_size_mm: float | tuple[float, float] | None = None
     overwrite: bool = False
+    time_limit_s: float | None = None
+
+    def deadline(self) -> Deadline:
+        """A fresh time budget for one image (unlimited without ``time_limit_s``)."""
+        return Deadline(self.time_limit_s)
 
     def with_model(self, model: Any) -> BatchOptions:
         """A copy whose segmentation uses ``model`` (a path, None or a loaded model)."""

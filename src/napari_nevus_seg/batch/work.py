@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_nevus_seg.batch.options import FORMATS, SUFFIX, BatchOptions
+from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.text import about
 
 
@@ -42,6 +44,7 @@ class ImageResult:
     n_lesions: int | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)  # measurement rows (with --measure)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)   # warnings of a run elsewhere (Dask), shown by the caller
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -184,7 +187,7 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
     if source and msg.startswith(f"{source}: "):
         msg = msg[len(source) + 2:]
     known = type(exc).__name__ in ("ImageReadError", "CheckpointError", "DeviceUnavailableError",
-                                   "NotALabelFileError")
+                                   "NotALabelFileError", "TimeLimitExceeded")
     if not msg:
         return type(exc).__name__
     return msg if known else f"{type(exc).__name__}: {msg}"
@@ -199,15 +202,22 @@ def process_one(task: ImageTask, opts: BatchOptions) -> ImageResult:
     """Read -> segment -> write -> measure one image, never raising: failures become results.
 
     Used whole by Dask workers. An image whose output already exists is skipped (unless
-    ``opts.overwrite``); with ``opts.measure`` it is still measured from the existing labels.
+    ``opts.overwrite``); with ``opts.measure`` it is still measured from the existing labels. The
+    warnings raised meanwhile (a grayscale image, ...) travel in the result's ``warnings``, so that the
+    caller shows them instead of a worker's log (recorded with ``warnings.catch_warnings``, which Python
+    keeps per process: with several threads per worker, one image's warning may land in another's result).
     """
     t0 = time.perf_counter()
-    try:
-        with about(task.name):
-            return _process(task, opts, t0)
-    except Exception as exc:  # noqa: BLE001 - one bad image (MemoryError included) must not stop the batch
-        return ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
-                           seconds=time.perf_counter() - t0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with about(task.name), opts.deadline().running():
+                result = _process(task, opts, t0)
+        except Exception as exc:  # noqa: BLE001 - one bad image (MemoryError included) must not stop the batch
+            result = ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
+                                 seconds=time.perf_counter() - t0)
+    result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
+    return result
 
 
 def _process(task: ImageTask, opts: BatchOptions, t0: float) -> ImageResult:
@@ -222,7 +232,9 @@ def _process(task: ImageTask, opts: BatchOptions, t0: float) -> ImageResult:
         return ImageResult(task.source, task.name, "skipped", str(done), rows=rows,
                            seconds=time.perf_counter() - t0)
     img, px = read_stage(task)
+    check_deadline("after reading the image")
     labels = infer_stage(img, opts)
+    check_deadline("after the segmentation")
     out, rows = write_stage(labels, img if opts.measure else None, px, task, opts)
     return ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
                        rows=rows, seconds=time.perf_counter() - t0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -51,3 +52,18 @@ def error_reason(exc: BaseException) -> str:
     if exc.args and isinstance(exc.args[0], str):
         return exc.args[0]
     return str(exc) or type(exc).__name__
+
+
+def write_error_message(exc: OSError) -> str:
+    """The one line for an operating-system error that stopped a command (exit status 3): its path and
+    reason, and for a full disk what to do."""
+    reason = error_reason(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{reason}: the disk is full. Files are written whole or not at all, so what was written "
+                "before is complete; free some space and run the command again")
+    return reason
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """True for an operating-system error that means "could not write" (full disk, quota, file too big, I/O error)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)

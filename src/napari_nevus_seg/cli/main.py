@@ -34,6 +34,7 @@ from napari_nevus_seg.cli.common import (
     err,
     say,
     setup_errors,
+    write_error_message,
 )
 
 
@@ -89,6 +90,9 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--refine-workers", type=int, metavar="N",
                    help="processes refining outlines beside the network in this process (default: half the "
                         "CPU cores, all but one with a GPU, for 16 images or more; 0: none)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS", dest="time_limit",
+                   help="seconds of work allowed per image: an image that needs more is reported as failed "
+                        "and the run goes on (default: no limit)")
     p.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     p.add_argument("--recursive", "-r", action="store_true", help="include sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -128,7 +132,8 @@ def run_segment(args: argparse.Namespace) -> int:
             args.inputs, args.out, options, fmt=args.fmt, measure=args.measure,
             pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
-            readers=args.readers, refine_workers=args.refine_workers, progress=progress)
+            readers=args.readers, refine_workers=args.refine_workers, progress=progress,
+            time_limit_s=args.time_limit)
     except BatchInterrupted as exc:   # Ctrl-C or SIGTERM: what was done, then exit 130 / 143
         summary = exc.summary
     finally:
@@ -205,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:   # stdout's reader has gone (e.g. `nevus-seg models list | head -1`)
         drop_stdout()
         return EXIT_OK
+    except OSError as exc:    # a write that failed (a full disk): files are written atomically, none is half there
+        err(write_error_message(exc))
+        return EXIT_OUTPUT
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from napari_nevus_seg.cli.common import EXIT_OK, EXIT_SETUP, err, error_reason
+from napari_nevus_seg.cli.common import (
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_SETUP,
+    err,
+    error_reason,
+    is_write_failure,
+    write_error_message,
+)
 from napari_nevus_seg.io.text import printable
 
 
@@ -79,7 +87,13 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"deleted {args.name!r}")
     except BrokenPipeError:   # stdout's reader has gone (`| head`): main() handles it
         raise
-    except (KeyError, ValueError, OSError) as exc:
+    except OSError as exc:
+        if is_write_failure(exc):      # a full disk: the library is unchanged (files are written whole)
+            err(write_error_message(exc))
+            return EXIT_OUTPUT
+        err(error_reason(exc))
+        return EXIT_SETUP
+    except (KeyError, ValueError) as exc:
         err(error_reason(exc))
         return EXIT_SETUP
     return EXIT_OK

@@ -36,6 +36,7 @@ from napari_nevus_seg.inference.postprocess import (
 )
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
 from napari_nevus_seg.inference.refine import refine_small
+from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.text import named
 from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from napari_nevus_seg.model.loading import as_model
@@ -121,7 +122,7 @@ def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tt
             v, layout = model_windows(p, size)
             views += v
             layouts.append((layout, len(v)))
-        probs = torch.cat([_forward(m, np.stack(views[k:k + bs]), dev, tta) for k in range(0, len(views), bs)])
+        probs = torch.cat([_checked_forward(m, views, k, bs, dev, tta) for k in range(0, len(views), bs)])
         k = 0
         for j, (p, (layout, n)) in enumerate(zip(chunk, layouts)):
             pr = probs[k] if layout is None else merge_windows(probs[k:k + n], layout)
@@ -129,6 +130,13 @@ def _small_probs(planes: list[np.ndarray], m: LesionModel, dev: torch.device, tt
                 pr = _uniform(pr, p, i + j, len(planes))
             k += n
             yield i + j, (p if keep_images else None), pr
+
+
+def _checked_forward(m: LesionModel, views: list[np.ndarray], k: int, bs: int, dev: torch.device,
+                     tta: bool) -> torch.Tensor:
+    """The network on ``views[k:k + bs]``, after checking the time limit of the work in progress."""
+    check_deadline(f"in the network, {k} of {len(views)} views done")
+    return _forward(m, np.stack(views[k:k + bs]), dev, tta)
 
 
 def _uniform(pr: torch.Tensor, plane: np.ndarray, index: int, n_planes: int) -> torch.Tensor:
@@ -230,6 +238,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
         if return_proba:
             probs.append(upsample_proba(pr, shape))
         if refine:
+            check_deadline("before the outline refinement")
             pr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
             out.append(labels_from_refined(pr, shape, min_size, fill_holes, largest_only, drop_edge_fragments))
         else:

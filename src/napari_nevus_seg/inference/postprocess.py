@@ -28,6 +28,7 @@ from napari_nevus_seg.inference.masks import (
     labels_from_mask,
     relabel_table,
 )
+from napari_nevus_seg.io.deadline import check_deadline
 
 BAND_PIXELS = 2_000_000    # full-resolution pixels computed per band
 EXACT_PIXELS = 1_000_000   # images up to this many pixels are post-processed at full resolution
@@ -57,6 +58,7 @@ def iter_upsampled(prob_small: torch.Tensor, shape: tuple[int, int], band_pixels
     fy = torch.from_numpy(fy).to(src.device)[:, None]
     band = max(1, band_pixels // max(w_out, 1))
     for r0 in range(0, h_out, band):
+        check_deadline(f"upsampling the map, row {r0} of {h_out}")
         r1 = min(h_out, r0 + band)
         yield r0, r1, torch.lerp(cols[i0[r0:r1]], cols[i1[r0:r1]], fy[r0:r1])
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.labels import as_label_array
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
 from napari_nevus_seg.io.text import named
@@ -233,6 +234,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     for i, region in enumerate(regions):
         if cancel is not None and cancel.is_set():
             raise MeasureCancelled(f"measurement cancelled after {i} of {len(regions)} lesions")
+        check_deadline(f"measuring, {i} of {len(regions)} lesions done")
         value = None if values is None else values[region.label - 1]
         rows.append(measure_lesion(region, lab, rgb, spacing, unit, opts, colour, value))
         if progress is not None:
