@@ -18,6 +18,32 @@ from napari_nevus_seg.measurements import border as mb
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements import shape as ms
 
+MEASURE_PIXELS = 4_000_000   # a lesion's crop above this is measured on a coarser grid (bounded memory)
+
+
+def _inertia_eigenvalues(les: Lesion) -> np.ndarray:
+    """Eigenvalues (largest first) of the covariance of the lesion's physical coordinates on the measuring grid."""
+    return np.sort(np.linalg.eigvalsh(np.cov(les.coords.T, bias=True)))[::-1] if len(les.coords) > 1 else np.zeros(2)
+
+
+def _axes(les: Lesion, region, unit: str) -> dict[str, float]:
+    """Major and minor axis lengths (the ellipse of the same second moments), from ``regionprops`` at full
+    resolution, or from the measuring grid's coordinates for a lesion measured on a coarser grid."""
+    if les.step == 1:
+        return {f"major_axis_{unit}": float(region.axis_major_length),
+                f"minor_axis_{unit}": float(region.axis_minor_length)}
+    ev = _inertia_eigenvalues(les)
+    return {f"major_axis_{unit}": float(4 * np.sqrt(max(ev[0], 0.0))),
+            f"minor_axis_{unit}": float(4 * np.sqrt(max(ev[1], 0.0)))}
+
+
+def _eccentricity(les: Lesion, region) -> float:
+    """As ``regionprops`` gives it; from the measuring grid for a lesion measured on a coarser grid."""
+    if les.step == 1:
+        return float(region.eccentricity)
+    ev = _inertia_eigenvalues(les)
+    return float(np.sqrt(1.0 - ev[1] / ev[0])) if ev[0] > 0 else 0.0
+
 
 def _solidity(area_px: int, hull_px: np.ndarray, region) -> float:
     """Area / convex area, as ``regionprops`` gives it, from the hull already at hand (fast on big lesions)."""
@@ -51,10 +77,26 @@ class Lesion:
     outline: np.ndarray            # outer outline of the largest piece, resampled
     outer_hull: np.ndarray
     outline_length: float
+    step: int = 1                  # the crop is every step-th row and column of the image (``s`` scaled to match)
+
+    @property
+    def pixel_size(self) -> np.ndarray:
+        """The image's own (row, col) pixel size."""
+        return self.s / self.step
+
+    def image_crop(self, image: np.ndarray) -> np.ndarray:
+        """The crop's pixels of ``image`` (same grid as ``mask``)."""
+        rows, cols = self.mask.shape
+        return image[self.R0:self.R0 + rows * self.step:self.step, self.C0:self.C0 + cols * self.step:self.step]
 
 
 def crop_lesion(region, labels: np.ndarray, spacing: tuple[float, float]) -> Lesion:
-    """Crop label ``region.label`` of ``labels`` (a ``regionprops`` region) and compute its shared geometry."""
+    """Crop label ``region.label`` of ``labels`` (a ``regionprops`` region) and compute its shared geometry.
+
+    A crop larger than :data:`MEASURE_PIXELS` is read every ``step``-th row and column (``step`` chosen to
+    bring it under that size, the spacing scaled to match), so that memory and time stay bounded for a
+    lesion filling a 64-megapixel image; its area in pixels stays the exact full-resolution count.
+    """
     s = np.asarray(spacing, dtype=float)
     H, W = labels.shape
     r0, c0, r1, c1 = region.bbox
@@ -64,7 +106,9 @@ def crop_lesion(region, labels: np.ndarray, spacing: tuple[float, float]) -> Les
     w = mb.band_width(r_eq, spacing)
     mr, mcol = int(math.ceil(w / s[0])) + 2, int(math.ceil(w / s[1])) + 2
     R0, C0, R1, C1 = max(r0 - mr, 0), max(c0 - mcol, 0), min(r1 + mr, H), min(c1 + mcol, W)
-    lab_crop = labels[R0:R1, C0:C1]
+    step = measure_step((R1 - R0) * (C1 - C0))
+    s = s * step
+    lab_crop = labels[R0:R1:step, C0:C1:step]
     mask = lab_crop == label
     coords_px = np.argwhere(mask).astype(float)
     coords = coords_px * s
@@ -73,10 +117,20 @@ def crop_lesion(region, labels: np.ndarray, spacing: tuple[float, float]) -> Les
     hull = ms.convex_hull(np.vstack([c[:-1] for c in contours]) * s)
     # the border measures describe the outer outline of the largest piece (holes and other pieces left out)
     outer = ms.outer_contour(contours)
-    outline = ms.resample_closed(outer, spacing)
+    outline = ms.resample_closed(outer, tuple(s))
     return Lesion(label, area_px, area, r_eq, s, R0, C0, lab_crop, mask, coords_px, coords, centroid, contours,
-                   ms.perimeter(contours, spacing), hull, ms.mirror_asymmetry(mask, spacing, centroid, coords),
-                   outline, ms.convex_hull(outer[:-1] * s), ms.closed_length(outline))
+                  ms.perimeter(contours, tuple(s)), hull, ms.mirror_asymmetry(mask, tuple(s), centroid, coords),
+                  outline, ms.convex_hull(outer[:-1] * s), ms.closed_length(outline), step)
+
+
+def measure_step(crop_pixels: int, budget: int | None = None) -> int:
+    """The row and column step at which a crop of ``crop_pixels`` is measured: 1 up to ``budget`` pixels
+    (default :data:`MEASURE_PIXELS`), else the smallest step that brings it under."""
+    budget = MEASURE_PIXELS if budget is None else budget
+    step = 1
+    while crop_pixels / (step * step) > budget:
+        step += 1
+    return step
 
 
 def size_rows(les: Lesion, region, shape: tuple[int, int], unit: str, value: int | None) -> dict[str, Any]:
@@ -88,24 +142,26 @@ def size_rows(les: Lesion, region, shape: tuple[int, int], unit: str, value: int
         "label": les.label if value is None else int(value), "area_px2": les.area_px,
         f"perimeter_{unit}": les.perim, f"equivalent_diameter_{unit}": 2.0 * les.r_eq,
         f"max_feret_{unit}": max_feret, f"min_feret_{unit}": min_feret, "max_feret_angle_deg": feret_angle,
-        f"major_axis_{unit}": float(region.axis_major_length), f"minor_axis_{unit}": float(region.axis_minor_length),
+        **_axes(les, region, unit),
         "orientation_deg": les.asym.principal_angle_deg,
-        "centroid_row_px": float(les.R0 + les.coords_px[:, 0].mean()),
-        "centroid_col_px": float(les.C0 + les.coords_px[:, 1].mean()),
+        "centroid_row_px": float(les.R0 + les.step * les.coords_px[:, 0].mean()),
+        "centroid_col_px": float(les.C0 + les.step * les.coords_px[:, 1].mean()),
         "bbox_min_row": r0, "bbox_min_col": c0, "bbox_max_row": r1, "bbox_max_col": c1,
         "touches_image_edge": bool(r0 == 0 or c0 == 0 or r1 == H or c1 == W),
         "pieces": int(ndimage.label(les.mask, structure=np.ones((3, 3), bool))[1]),
         "diameter_gt_6mm": (max_feret > 6.0) if unit == "mm" else pd.NA,
     }
     if unit == "mm":
-        row.update({"area_mm2": les.area, "pixel_size_row_mm": float(les.s[0]), "pixel_size_col_mm": float(les.s[1])})
+        row.update({"area_mm2": les.area, "pixel_size_row_mm": float(les.pixel_size[0]),
+                    "pixel_size_col_mm": float(les.pixel_size[1])})
     return row
 
 
 def shape_rows(les: Lesion, region) -> dict[str, Any]:
     """Eccentricity, solidity and circularity."""
     return {
-        "eccentricity": float(region.eccentricity), "solidity": _solidity(les.area_px, les.hull / les.s, region),
+        "eccentricity": _eccentricity(les, region),
+        "solidity": _solidity(int(les.mask.sum()) if les.step > 1 else les.area_px, les.hull / les.s, region),
         # capped at 1: below ~15 px the digital perimeter falls short of a disc's (a single pixel would give 2.8)
         "circularity": min(1.0, 4.0 * math.pi * les.area / les.perim ** 2) if les.perim > 0 else float("nan"),
     }
@@ -192,9 +248,8 @@ def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None,
            **asymmetry_rows(les, opts), **border_rows(les)}
     if lab_image_rgb is None:
         return row
-    R1, C1 = les.R0 + les.mask.shape[0], les.C0 + les.mask.shape[1]
-    lab = mc.lab_pixels(lab_image_rgb[les.R0:R1, les.C0:C1])
-    row.update(abruptness_rows(les, lab, spacing, opts))
+    lab = mc.lab_pixels(les.image_crop(lab_image_rgb))
+    row.update(abruptness_rows(les, lab, tuple(les.s), opts))
     if colour:
         row.update(colour_rows(les, lab[les.mask], opts))
     else:  # a grayscale image: lightness only
