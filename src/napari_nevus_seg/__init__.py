@@ -32,6 +32,7 @@ _API: dict[str, str] = {
     "DeviceUnavailableError": "model.devices", "ModelLibrary": "model.library",
     # inference
     "predict_proba": "inference.pipeline", "segment": "inference.pipeline", "postprocess": "inference.pipeline",
+    "network_map": "inference.pipeline", "labels_from_map": "inference.pipeline",
     "refine_outline": "inference.refine", "SegmentOptions": "inference.options",
     "lesion_confidence": "inference.confidence",
     # training and fine-tuning
@@ -68,7 +69,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.inference.confidence import lesion_confidence  # noqa: F401
     from napari_nevus_seg.inference.metrics import dice, jaccard, score_pairs, thresholded_jaccard  # noqa: F401
     from napari_nevus_seg.inference.options import SegmentOptions  # noqa: F401
-    from napari_nevus_seg.inference.pipeline import postprocess, predict_proba, segment  # noqa: F401
+    from napari_nevus_seg.inference.pipeline import (  # noqa: F401
+        labels_from_map,
+        network_map,
+        postprocess,
+        predict_proba,
+        segment,
+    )
     from napari_nevus_seg.inference.refine import refine_outline  # noqa: F401
     from napari_nevus_seg.io.datasets import Case, discover_cases, iter_pairs  # noqa: F401
     from napari_nevus_seg.io.files import ImageReadError  # noqa: F401

@@ -405,3 +405,29 @@ def test_a_single_colour_image_has_no_lesion_and_says_so(model, fill):
     with pytest.warns(UserWarning, match="plane 0 of the stack"):
         lab = segment(stack, model=model)
     assert lab[0].max() == 0 and lab[1].max() >= 1
+
+
+@pytest.mark.parametrize("refine", [True, False])
+def test_labels_from_map_equals_segment_without_running_the_network(refine, monkeypatch):
+    from napari_nevus_seg import labels_from_map, load_model, network_map, segment, synthetic_lesion_image
+    from napari_nevus_seg.inference import pipeline
+
+    img = synthetic_lesion_image(seed=4, shape=(192, 256), n_lesions=2).image
+    model = load_model()
+    plane, small = network_map(img, model=model)
+    calls = []
+    forward = pipeline._forward
+    monkeypatch.setattr(pipeline, "_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    for threshold, min_size, largest in ((0.5, None, False), (0.3, 50, False), (0.7, None, True)):
+        labels, proba, conf = labels_from_map(plane, small, model, threshold=threshold, min_size=min_size,
+                                              largest_only=largest, refine=refine, return_proba=True,
+                                              return_confidence=True)
+        assert not calls   # the map was enough
+        want, want_proba, want_conf = segment(img, model=model, threshold=threshold, min_size=min_size,
+                                              largest_only=largest, refine=refine, return_proba=True,
+                                              return_confidence=True)
+        calls.clear()
+        np.testing.assert_array_equal(labels, want)
+        np.testing.assert_allclose(proba, want_proba, atol=1e-6)
+        assert conf == pytest.approx(want_conf)
+    assert labels_from_map(plane, small, model, threshold=0.5, refine=refine).shape == img.shape[:2]

@@ -84,7 +84,7 @@ def test_refine_checkbox_gives_the_apis_outline(make_napari_viewer, qtbot, case,
     real_forward = inference._forward
     monkeypatch.setattr(inference, "_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
     run_and_wait(qtbot, w)
-    assert len(calls) == 1              # labels and probability map from one pass of the network
+    assert len(calls) == 0              # the refinement is applied to the kept map: no second network pass
     monkeypatch.undo()
     np.testing.assert_array_equal(w.labels_layer.data, segment(case.image, device="cpu"))
     assert ("skin lesion probability" in viewer.layers) == with_prob
@@ -199,7 +199,7 @@ def test_runtime_error_in_the_worker_is_reported_and_the_widget_stays_usable(mak
     viewer.add_image(case.image, name="skin", rgb=True)
     w = make_widget(viewer)
     with monkeypatch.context() as m:
-        m.setattr(sw, "segment", oom)
+        m.setattr(sw, "network_map", oom)
         run_and_wait(qtbot, w)
     assert w.status.text().startswith("Failed") and "out of memory" in w.status.text()
     assert w.run_button.isEnabled() and [ly.name for ly in viewer.layers] == ["skin"]
@@ -450,3 +450,39 @@ def test_each_lesion_gets_its_expected_dice_and_doubtful_outlines_are_named(make
     run_and_wait(qtbot, w)
     assert "check lesion 1 (expected Dice 0.50)" in w.status.text()
     assert "expected_dice" in viewer.layers["synthetic lesions lesions"].features.columns
+
+
+def test_a_new_threshold_reuses_the_probability_map(make_napari_viewer, qtbot, case, monkeypatch):
+    """Typing a new threshold and clicking Segment outlines from the kept map: the network does not run again,
+    and the result is what a full run at that threshold gives. Another model or device does run it."""
+    from napari_nevus_seg.inference import pipeline
+
+    calls = []
+    forward = pipeline._forward
+    monkeypatch.setattr(pipeline, "_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    viewer = make_napari_viewer()
+    viewer.add_image(case.image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    assert len(calls) == 1
+    w.threshold.clear()
+    qtbot.keyClicks(w.threshold, "0.3")            # typed, as a person does
+    qtbot.keyClick(w.threshold, Qt.Key.Key_Enter)
+    assert w.threshold.value() == pytest.approx(0.3)
+    w.with_prob.setChecked(True)
+    run_and_wait(qtbot, w)
+    assert len(calls) == 1                          # no network run
+    assert "from the last probability map" in w.status.text()
+    want, want_prob = segment(case.image, device="cpu", threshold=0.3, return_proba=True)
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data, want)
+    np.testing.assert_allclose(viewer.layers["skin lesion probability"].data, want_prob, atol=1e-6)
+    w.tta.setChecked(True)                          # the map depends on TTA: the network runs
+    run_and_wait(qtbot, w)
+    assert len(calls) > 1
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data,
+                                  segment(case.image, device="cpu", threshold=0.3, tta=True))
+    viewer.layers["skin"].data = case.image.copy()  # new pixels: the network runs again
+    w.tta.setChecked(False)
+    before = len(calls)
+    run_and_wait(qtbot, w)
+    assert len(calls) == before + 1

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg import available_devices, load_model, segment
+from napari_nevus_seg import available_devices, labels_from_map, load_model, network_map, segment
 from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
@@ -62,6 +62,45 @@ class SegmentTarget:
     labels_target: Labels | None
     prob_target: Image | None
     started: float = field(default_factory=time.perf_counter)
+    from_map: bool = False         # outlined from the kept network map (no network run)
+
+
+@dataclass
+class NetworkMap:
+    """The network's map of one image layer's array, kept so that a new threshold needs no network run."""
+
+    data: Any                  # the layer's array it was computed from (compared by identity)
+    key: tuple                 # (model, device, TTA): what the map depends on
+    plane: np.ndarray          # the image as 8-bit RGB
+    small: Any                 # the network's map (network_map)
+    model: Any                 # the loaded model (its calibration gives the confidence)
+
+    def fits(self, data: Any, options: SegmentOptions) -> bool:
+        """True when this map is the network's answer for ``data`` under ``options``."""
+        return data is self.data and self.key == map_key(options)
+
+
+def map_key(options: SegmentOptions) -> tuple:
+    """The settings the network's map depends on (threshold, smallest size, largest-only and the
+    refinement are applied to the map afterwards)."""
+    return (str(options.model), options.device, options.tta)
+
+
+def _reporter(cancel: CancelToken | None, progress: Callable[[dict], None] | None) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, text: str) -> None:
+        if progress is not None:
+            progress({"step": done, "steps": total, "text": text})
+        if cancel is not None:
+            cancel.raise_if_set(f"cancelled ({text})")
+    return report
+
+
+def _loaded_model(options: SegmentOptions, cancel: CancelToken | None) -> Any:
+    model = options.model
+    model = load_model(model) if not hasattr(model, "net") else model
+    if cancel is not None:
+        cancel.raise_if_set("cancelled (model loaded)")
+    return model
 
 
 def segment_layer_data(data: Any, rgb: bool, name: str, options: SegmentOptions, with_prob: bool = False, *,
@@ -76,48 +115,83 @@ def segment_layer_data(data: Any, rgb: bool, name: str, options: SegmentOptions,
     loads and between batches (:class:`~napari_nevus_seg._napari._job.JobCancelled`); ``progress``
     receives ``{"step", "steps", "text"}``.
     """
-    def report(done: int, total: int, text: str) -> None:
-        if progress is not None:
-            progress({"step": done, "steps": total, "text": text})
-        if cancel is not None:
-            cancel.raise_if_set(f"cancelled ({text})")
-
+    report = _reporter(cancel, progress)
     report(0, 1, "reading image")
     shape = tuple(getattr(data, "shape", np.shape(data)))
     note = "" if (rgb and shape[-1:] == (3,) and getattr(data, "dtype", None) == np.uint8) else \
         f"{name!r} was converted to 8-bit RGB for segmentation"
-    single = len(shape) == (3 if rgb else 2)
     if len(shape) > (4 if rgb else 3):
         raise ValueError(f"image {name!r} has shape {shape}: segment a 2-D image, or a stack of them along "
                          "one axis (split the other axes into layers first)")
-    if single:
-        image = rgb_from_data(data, rgb, name)
-        n, plane_shape = 1, image.shape[:2]
-    else:
-        n = shape[0]
-        plane_shape = tuple(shape[1:3] if rgb else shape[1:])
-        if n:
-            rgb_from_data(data[:1], rgb, name)   # shape and size checked before the model loads
+    if len(shape) == (3 if rgb else 2):
+        labels, prob, confidence, _ = _segment_one(data, rgb, name, options, with_prob, report, cancel)
+        return labels, prob, note, [confidence]
+    n = shape[0]
+    plane_shape = tuple(shape[1:3] if rgb else shape[1:])
+    if n:
+        rgb_from_data(data[:1], rgb, name)   # shape and size checked before the model loads
     report(0, n, "loading model")
     kwargs = options.segment_kwargs()
-    kwargs["model"] = load_model(kwargs["model"]) if not hasattr(kwargs["model"], "net") else kwargs["model"]
-    if cancel is not None:
-        cancel.raise_if_set("cancelled (model loaded)")
+    kwargs["model"] = _loaded_model(options, cancel)
     labels = np.zeros((n, *plane_shape), np.int32)
     prob = np.zeros((n, *plane_shape), np.float32) if with_prob else None
     confidence: list[dict[int, float]] = []
     for i in range(0, n, BATCH):
-        chunk = image[None] if single else rgb_from_data(data[i:i + BATCH], rgb, name)
+        chunk = rgb_from_data(data[i:i + BATCH], rgb, name)
         result = segment(chunk, return_proba=with_prob, return_confidence=True, **kwargs)
         if with_prob:   # one pass of the network gives all three
             labels[i:i + len(chunk)], prob[i:i + len(chunk)], conf = result
         else:
             labels[i:i + len(chunk)], conf = result
         confidence += conf
-        report(i + len(chunk), n, f"segmented {i + len(chunk)}/{n}" if n > 1 else "segmented")
-    if single:
-        labels, prob = labels[0], None if prob is None else prob[0]
+        report(i + len(chunk), n, f"segmented {i + len(chunk)}/{n}")
     return labels, prob, note, confidence
+
+
+def segment_image_data(data: Any, rgb: bool, name: str, options: SegmentOptions, with_prob: bool = False, *,
+                       cancel: CancelToken | None = None, progress: Callable[[dict], None] | None = None):
+    """:func:`segment_layer_data` for one 2-D image, also returning the network's map for later thresholds:
+    ``(labels, prob, note, [confidence], NetworkMap)``."""
+    report = _reporter(cancel, progress)
+    report(0, 1, "reading image")
+    labels, prob, confidence, netmap = _segment_one(data, rgb, name, options, with_prob, report, cancel)
+    shape = tuple(getattr(data, "shape", np.shape(data)))
+    note = "" if (rgb and shape[-1:] == (3,) and getattr(data, "dtype", None) == np.uint8) else \
+        f"{name!r} was converted to 8-bit RGB for segmentation"
+    return labels, prob, note, [confidence], netmap
+
+
+def _segment_one(data, rgb, name, options, with_prob, report, cancel):
+    """One image through the network, then its map to labels: (labels, prob or None, confidence, NetworkMap)."""
+    image = rgb_from_data(data, rgb, name)
+    report(0, 1, "loading model")
+    model = _loaded_model(options, cancel)
+    plane, small = network_map(image, model=model, device=options.device, tta=options.tta)
+    report(0, 1, "outlining")
+    netmap = NetworkMap(data, map_key(options), plane, small, model)
+    labels, prob, confidence = labels_from_network_map(netmap, options, with_prob)
+    report(1, 1, "segmented")
+    return labels, prob, confidence, netmap
+
+
+def labels_from_network_map(netmap: NetworkMap, options: SegmentOptions, with_prob: bool = False):
+    """Labels (int32), the probability map (or None) and the confidence from a kept map, without the network."""
+    result = labels_from_map(netmap.plane, netmap.small, netmap.model, threshold=options.threshold,
+                             min_size=options.min_size, largest_only=options.largest_only, refine=options.refine,
+                             return_proba=with_prob, return_confidence=True)
+    labels, prob, confidence = result if with_prob else (result[0], None, result[1])
+    return labels.astype(np.int32, copy=False), prob, confidence
+
+
+def relabel_from_map(netmap: NetworkMap, options: SegmentOptions, with_prob: bool = False, *,
+                     cancel: CancelToken | None = None, progress: Callable[[dict], None] | None = None):
+    """A new threshold (smallest size, largest only, refinement) on a kept map: the result of
+    :func:`segment_image_data` without the network (run in the worker thread)."""
+    report = _reporter(cancel, progress)
+    report(0, 1, "outlining from the last probability map")
+    labels, prob, confidence = labels_from_network_map(netmap, options, with_prob)
+    report(1, 1, "outlined")
+    return labels, prob, "", [confidence], netmap
 
 
 class SegmentWidget(QWidget):
@@ -128,6 +202,7 @@ class SegmentWidget(QWidget):
         self.viewer = viewer
         self.labels_layer: Labels | None = None
         self.prob_layer: Image | None = None
+        self._netmap: NetworkMap | None = None   # the last single image's network map (a new threshold reuses it)
 
         self.image_combo = LayerCombo(viewer, Image)
         self.model_combo = ModelChoice()
@@ -212,8 +287,15 @@ class SegmentWidget(QWidget):
             return None
         target = SegmentTarget(layer, find_result_layer(self.viewer, layer, "lesions"),
                                find_result_layer(self.viewer, layer, "probability", Image))
-        return self.task.start(segment_layer_data, layer_array(layer), bool(layer.rgb), layer.name, self.options(),
-                               self.with_prob.isChecked(), target=target, desc=f"Segmenting {layer.name!r}")
+        data, options, with_prob = layer_array(layer), self.options(), self.with_prob.isChecked()
+        if self._netmap is not None and self._netmap.fits(data, options):
+            target.from_map = True   # only the threshold, size or refinement changed: no network run
+            return self.task.start(relabel_from_map, self._netmap, options, with_prob, target=target,
+                                   desc=f"Outlining {layer.name!r} from its probability map")
+        single = np.ndim(data) == (3 if layer.rgb else 2)
+        job = segment_image_data if single else segment_layer_data
+        return self.task.start(job, data, bool(layer.rgb), layer.name, options, with_prob, target=target,
+                               desc=f"Segmenting {layer.name!r}")
 
     def _show_fill(self, fill: bool) -> None:
         """The Fill checkbox: the last result layer drawn filled or as outlines."""
@@ -226,7 +308,8 @@ class SegmentWidget(QWidget):
 
     # ----------------------------------------------------------------------------------- results
     def _on_result(self, target: SegmentTarget, result) -> None:
-        labels, prob, note, confidence = result
+        labels, prob, note, confidence = result[:4]
+        self._netmap = result[4] if len(result) > 4 else None
         image = target.image
         try:
             self.labels_layer = add_or_update_labels(self.viewer, f"{image.name} lesions", labels, like=image,
@@ -240,7 +323,8 @@ class SegmentWidget(QWidget):
             return
         counts = [int(labels[i].max()) for i in range(len(labels))] if labels.ndim == 3 else [int(labels.max())]
         found = f"{sum(counts)} lesion(s) in {len(counts)} planes" if labels.ndim == 3 else f"{counts[0]} lesion(s)"
-        msg = f"{found} in {image.name!r} ({time.perf_counter() - target.started:.1f} s)"
+        how = ", from the last probability map: no network run" if target.from_map else ""
+        msg = f"{found} in {image.name!r} ({time.perf_counter() - target.started:.1f} s{how})"
         if image not in self.viewer.layers:
             msg += "; its image layer was removed meanwhile"
         if labels.ndim == 2:

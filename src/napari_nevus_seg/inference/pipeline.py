@@ -42,7 +42,7 @@ from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_a
 from napari_nevus_seg.model.loading import as_model
 from napari_nevus_seg.model.networks import LesionModel
 
-__all__ = ["default_min_size", "postprocess", "predict_proba", "segment"]
+__all__ = ["default_min_size", "labels_from_map", "network_map", "postprocess", "predict_proba", "segment"]
 
 # ------------------------------------------------------------------------- the network, made fast
 _FAST: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
@@ -186,6 +186,44 @@ def network_map(img: np.ndarray, model: LesionModel | str | os.PathLike | None =
     return plane, pr
 
 
+def _labels_and_confidence(plane, shape, prob_small, m, threshold, min_size, largest_only, refine, fill_holes,
+                           drop_edge_fragments, with_confidence: bool) -> tuple[np.ndarray, dict[int, float] | None]:
+    """The second half of :func:`segment` for one plane: labels from the network's small map, and each
+    lesion's expected Dice when asked (``plane``: the uint8 image, needed only to ``refine``)."""
+    if refine:
+        check_deadline("before the outline refinement")
+        refined = refine_small(plane, prob_small, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
+        labels = labels_from_refined(refined, shape, min_size, fill_holes, largest_only, drop_edge_fragments)
+    else:
+        labels = labels_from_small(prob_small, shape, threshold, min_size, fill_holes, largest_only,
+                                   drop_edge_fragments)
+    conf = lesion_confidence(prob_small.float().cpu().numpy(), labels, m) if with_confidence else None
+    return labels, conf
+
+
+def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionModel | str | os.PathLike | None = None,
+                    threshold: float = 0.5, min_size: int | None = None, largest_only: bool = False,
+                    refine: bool = True, fill_holes: bool = True, drop_edge_fragments: bool = True,
+                    return_proba: bool = False, return_confidence: bool = False):
+    """:func:`segment`'s result from a map :func:`network_map` gave, without running the network again.
+
+    For a new threshold, smallest lesion size or "largest only" on the same image: ``image`` and
+    ``prob_small`` are what :func:`network_map` returned for it, ``model`` the model that made the map
+    (its calibration gives the confidence). The labels equal ``segment(image, threshold=..., ...)``'s;
+    ``return_proba`` and ``return_confidence`` add the same results in the same order as there.
+    """
+    check_args(threshold, min_size)
+    m = as_model(model)
+    labels, conf = _labels_and_confidence(image, image.shape[:2], prob_small, m, threshold, min_size, largest_only,
+                                          refine, fill_holes, drop_edge_fragments, return_confidence)
+    result: list = [labels]
+    if return_proba:
+        result.append(upsample_proba(prob_small, image.shape[:2]))
+    if return_confidence:
+        result.append(conf)
+    return tuple(result) if len(result) > 1 else labels
+
+
 # ------------------------------------------------------------------------------------ public API
 def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
                   device: str | torch.device = "auto", tta: bool = False, batch_size: int = 8,
@@ -234,18 +272,13 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     out, probs, confidence = [], [], []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
         shape = planes[i].shape[:2]
-        net_map = pr
         if return_proba:
             probs.append(upsample_proba(pr, shape))
-        if refine:
-            check_deadline("before the outline refinement")
-            pr = refine_small(plane, pr, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
-            out.append(labels_from_refined(pr, shape, min_size, fill_holes, largest_only, drop_edge_fragments))
-        else:
-            out.append(labels_from_small(pr, shape, threshold, min_size, fill_holes, largest_only,
-                                         drop_edge_fragments))
+        labels, conf = _labels_and_confidence(plane, shape, pr, m, threshold, min_size, largest_only, refine,
+                                              fill_holes, drop_edge_fragments, return_confidence)
+        out.append(labels)
         if return_confidence:
-            confidence.append(lesion_confidence(net_map.float().cpu().numpy(), out[-1], m))
+            confidence.append(conf)
         if progress:
             progress(i + 1, len(planes))
     if dev.type == "cuda":
