@@ -287,3 +287,33 @@ def test_labels_saved_by_napari_own_writer_reopen_as_labels(make_napari_viewer, 
     layer.save(str(path))                                   # napari's built-in writer: no plugin marker
     back = viewer.open(str(path), plugin=PLUGIN)
     assert back[0]._type_string == "labels" and np.array_equal(back[0].data, labels)
+
+
+def test_the_segment_widgets_box_makes_the_plugin_naparis_reader(make_napari_viewer, qtbot, tmp_path):
+    """Ticking "Open image files with this plugin" lets File > Open and a dropped file use the plugin's reader
+    without asking which reader: the expert mask opens too. Unticking gives the choice back to napari."""
+    from napari.settings import get_settings
+    from qtpy.QtCore import QPoint, Qt
+
+    from napari_nevus_seg._napari._reader_choice import reader_patterns
+    from napari_nevus_seg._napari._segment_widget import SegmentWidget
+
+    settings = get_settings().plugins
+    settings.extension2reader = {"*.czi": "another-plugin"}      # a preference of the user's: kept
+    case = dataset_folder(tmp_path, "isic_flat", n=1, seed=31)[0]
+    viewer = make_napari_viewer()
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert not w.default_reader.isChecked()
+    box = w.default_reader
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
+    assert box.isChecked()
+    prefs = settings.extension2reader
+    assert {p: prefs[p] for p in reader_patterns()} == dict.fromkeys(reader_patterns(), PLUGIN)
+    assert prefs["*.czi"] == "another-plugin" and "*.png" in reader_patterns()
+    viewer.window._qt_viewer._qt_open([str(case.image)], stack=False)   # what File > Open and a drop call
+    assert [la.name for la in viewer.layers] == [case.name, f"{case.name} ground truth"]   # no dialog, both layers
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
+    assert not box.isChecked()
+    assert settings.extension2reader == {"*.czi": "another-plugin"}
+    assert SegmentWidget(viewer).default_reader.isChecked() is False   # a new widget shows the saved state

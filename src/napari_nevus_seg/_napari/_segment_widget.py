@@ -48,6 +48,8 @@ from napari_nevus_seg._napari._layers import (
     rgb_from_data,
     show_outlines,
 )
+from napari_nevus_seg._napari._reader_choice import is_default_reader, set_default_reader
+from napari_nevus_seg._napari._shortcuts import bind_shortcut, shortcut_text
 from napari_nevus_seg.inference.confidence import CONFIDENCE_COLUMN, REVIEW_BELOW
 from napari_nevus_seg.inference.options import SegmentOptions
 
@@ -223,6 +225,13 @@ class SegmentWidget(QWidget):
         self.fill = QCheckBox("Fill lesions (outlines otherwise)")
         self.fill.setToolTip("Outlines keep the pigment visible, to judge them against the image; fill to see "
                              "which label each lesion has")
+        self.default_reader = QCheckBox("Open image files with this plugin (with expert masks)")
+        self.default_reader.setToolTip("napari opens PNG, JPEG, BMP and TIFF files with this plugin's reader "
+                                       "without asking which reader to use, and adds the expert mask found "
+                                       "beside an image (PH2, ISIC). Saved in napari's preferences "
+                                       "(Preferences > Plugins); untick to let napari ask again")
+        self.default_reader.setChecked(is_default_reader())
+        self.default_reader.toggled.connect(set_default_reader)
         self.with_prob = QCheckBox("Also add the probability map")
         self.with_prob.setToolTip("The network's own per-pixel lesion probability (before any outline refinement)")
         self.run_button = QPushButton("Segment")
@@ -246,12 +255,15 @@ class SegmentWidget(QWidget):
             lay.addWidget(w)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
+        lay.addWidget(self.default_reader)
         lay.addStretch(1)
 
         self.task = BackgroundJob(self, "Segment lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
                                   on_cancelled=lambda target: f"Cancelled; {target.image.name!r} unchanged")
         self.run_button.clicked.connect(lambda: self.run())
+        self.run_button.setToolTip(f"Segment the chosen image ({shortcut_text('segment')} in the viewer)")
+        bind_shortcut(self, viewer, "segment", self.run)
         self.fill.toggled.connect(self._show_fill)
         register_segment_settings(self, viewer, self.options)
         viewer.layers.selection.events.active.connect(self._follow_selection)
