@@ -41,6 +41,8 @@ def test_early_stopping_count_carries_over_a_resume(tmp_path, split, monkeypatch
     result = train(tiny(), *split, cfg(10, patience=3), device="cpu", checkpoint_dir=tmp_path, resume=True)
     assert [h["epoch"] for h in result.model.meta["history"]] == [1, 2, 3, 4]   # not 6: the count went on
     assert result.model.meta["best_val"]["epoch"] == 1
+    seconds = [h["seconds"] for h in result.model.meta["history"]]
+    assert seconds == sorted(seconds) and seconds[3] > seconds[2] > 0   # training time adds up across the resume
 
 
 def test_resume_without_validation_ignores_an_old_best(tmp_path, pairs, split):

@@ -219,9 +219,11 @@ def train(model: LesionModel, train_set: PairSet, val_set: PairSet | None = None
         if resume and ckpt_dir and (ckpt_dir / "last.pt").is_file():
             _resume_state(run, model, ckpt_dir, cfg, progress)
         run.t0 = time.perf_counter()
+        earlier = float(run.history[-1].get("seconds", 0.0)) if run.history else 0.0   # training time before a resume
         for epoch in range(run.start_epoch, cfg.epochs):
             loss = _train_epoch(run, model, train_set, cfg, epoch, progress, cancel)
-            record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - run.t0}
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss,
+                                      "seconds": earlier + time.perf_counter() - run.t0}
             if val_set is not None and len(val_set):
                 _validate(run, model, val_set, epoch, record)
             run.history.append(record)
