@@ -79,6 +79,7 @@ def test_far_colours_stay_unassigned_and_custom_references():
     row = measure(labels, _paint(labels, rgb)).iloc[0]
     assert row["colour_count"] == 0
     assert sum(row[f"share_{c}"] for c in COLOUR_NAMES) == pytest.approx(0.0)
+    assert row["share_unassigned"] == pytest.approx(1.0)
     row = measure(labels, _paint(labels, rgb), reference_colours={"red": (40, 200, 40)}).iloc[0]
     assert _found(row) == {"red"}
     for bad in ({"purple": (1, 2, 3)}, {"red": (1, 2)}, {"red": (300, 0, 0)}, "no_such_set", {}):
@@ -135,3 +136,32 @@ def test_synthetic_lesions_colours_match_what_was_painted(seed):
     assert len(t) == 2
     for i, row in t.iterrows():
         assert _found(row) == set(case.colours[i]), (i, case.colours[i], _found(row))
+
+
+@pytest.mark.parametrize("look", ["dermoscopy", "bluish", "dim"])
+def test_shares_add_up_to_one_on_synthetic_images(look):
+    from napari_nevus_seg import synthetic_lesion_image
+
+    names = [f"share_{c}" for c in COLOUR_NAMES] + ["share_unassigned"]
+    for seed in (0, 5):
+        case = synthetic_lesion_image(seed=seed, n_lesions=2, pixel_size_mm=0.02, look=look)
+        t = measure(case.labels, case.image, case.pixel_size_mm)
+        assert len(t) == 2
+        np.testing.assert_allclose(t[names].sum(axis=1).to_numpy(float), 1.0, atol=1e-9)
+        assert (t[names] >= 0).all().all()
+
+
+def test_pixels_near_no_reference_are_the_unassigned_share():
+    labels = _disc()
+    ref = REFERENCE_SETS["normalised_rgb"]
+    rgb = np.empty((H, W, 3), float)
+    rgb[:] = ref["dark_brown"]
+    rgb[:, 100:] = (40, 200, 40)                                 # green: no dermoscopic colour
+    row = measure(labels, _paint(labels, rgb, noise=0)).iloc[0]
+    right = (labels[:, 100:] > 0).sum() / (labels > 0).sum()
+    assert row["share_unassigned"] == pytest.approx(right, abs=1e-9)
+    assert row["share_dark_brown"] == pytest.approx(1 - right, abs=1e-9)
+    assert "colour_unassigned" not in row.index                # not a colour: never counted in C
+    assert row["colour_count"] == 1
+    no_image = measure(labels, None).iloc[0]
+    assert np.isnan(no_image["share_unassigned"])

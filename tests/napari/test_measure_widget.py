@@ -71,14 +71,18 @@ def test_features_match_label_values_and_units(make_napari_viewer, qtbot):
     expected = measure(labels, img, (0.02, 0.03))
     pd.testing.assert_frame_equal(w.table, expected)
     f = layer.features
-    assert len(f) == 6 and f["index"].tolist() == list(range(6))  # one row per label value 0..5
+    assert len(f) == 6 and "index" not in f.columns  # one row per label value 0..5: the position is the value
     assert f.loc[2, "area_mm2"] == pytest.approx(expected.loc[0, "area_mm2"])
     assert f.loc[5, "max_feret_mm"] == pytest.approx(expected.loc[1, "max_feret_mm"])
     assert f.loc[[0, 1, 3, 4], "area_mm2"].isna().all()
     assert layer.metadata["nevus_seg_measurements"] is w.table
     assert "2 lesion(s)" in w.status.text() and "mm" in w.status.text()
-    # napari's status bar reads the features of the label under the cursor through the `index` column
+    # napari's status bar finds the features of the label under the cursor at the row of its value
+    from napari.utils.status_messages import format_feature_value
+
+    props = layer._get_properties((130 * 0.02, 210 * 0.03), world=True)   # the cursor on lesion 5
     assert layer._label_index[5] == 5
+    assert f"max_feret_mm: {format_feature_value(expected.loc[1, 'max_feret_mm'])}" in props
     assert image in viewer.layers
 
 
@@ -230,8 +234,9 @@ def test_napari_features_table_rows_select_lesions(make_napari_viewer, qtbot):
     table_widget = w.show_table()
     assert table_widget is not None
     model = table_widget.table.model()
-    assert model.rowCount() == 6  # label values 0..5, row = label value
-    table_widget.table.selectRow(5)
+    assert model.rowCount() == 2  # the lesions 2 and 5 only: no background row, no unused label values
+    assert [model.index(r, 0).data() for r in range(2)] == [2, 5]   # "Index": the label value
+    table_widget.table.selectRow(1)
     assert layer.selected_label == 5
     np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (130 * 0.02, 210 * 0.02), atol=0.02)
 
@@ -425,3 +430,119 @@ def test_opening_the_measure_widget_loads_neither_torch_nor_the_training_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "MeasureWidget []", out.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the selected lesion's key figures in the dock, napari's table without the background row and a second index
+
+
+def numbers(text: str) -> list[float]:
+    import re
+
+    return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", text)]
+
+
+def synthetic_in_a_docked_widget(make_napari_viewer, qtbot, pixel_size=True):
+    """napari in a 1280 x 1000 window, a synthetic image with two lesions (exact labels 1, 2), the Measure
+    dock about 350 px wide, Measure clicked: (viewer, labels layer, widget, case, the reference table)."""
+    from napari_nevus_seg import synthetic_lesion_image
+
+    case = synthetic_lesion_image(seed=3, n_lesions=2, pixel_size_mm=0.02)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 1000)
+    kw = {"scale": (0.02, 0.02), "units": ("mm", "mm")} if pixel_size else {}
+    viewer.add_image(case.image, name="skin", rgb=True, **kw)
+    layer = viewer.add_labels(case.labels, name="lesions", **kw)
+    dock, w = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")
+    viewer.window._qt_window.resizeDocks([dock], [350], Qt.Orientation.Horizontal)
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None and w.table is not None, timeout=TIMEOUT)
+    reference = measure(case.labels, case.image, 0.02 if pixel_size else None).set_index("label")
+    return viewer, layer, w, case, reference
+
+
+def assert_readable(box):
+    """Every row of the figures box gets the height its wrapped text needs, and no two rows overlap."""
+    from itertools import pairwise
+
+    from qtpy.QtWidgets import QLabel
+
+    wrapped = sorted((lb for lb in box.findChildren(QLabel) if lb.isVisible() and lb.wordWrap()), key=lambda lb: lb.y())
+    for lb in wrapped:
+        assert lb.height() >= lb.heightForWidth(lb.width()), lb.text()
+    for a, b in pairwise(wrapped):
+        assert a.y() + a.height() <= b.y(), (a.text(), b.text())
+
+
+def test_the_dock_shows_the_selected_lesions_key_figures(make_napari_viewer, qtbot):
+    viewer, layer, w, case, ref = synthetic_in_a_docked_widget(make_napari_viewer, qtbot)
+    assert layer.selected_label == 1 and w.figures.shown()[""] == "Lesion 1"   # napari selects label 1 at first
+    layer.selected_label = 2                          # as the label spin box, the picker or napari's table do
+    shown = w.figures.shown()
+    row = ref.loc[2]
+    assert shown[""] == "Lesion 2" and w.lesion_combo.currentData() == 2
+    assert numbers(shown["Area"])[0] == pytest.approx(row["area_mm2"], rel=5e-3) and "mm²" in shown["Area"]
+    assert numbers(shown["Max. diameter"])[0] == pytest.approx(row["max_feret_mm"], rel=5e-3)
+    a = numbers(shown["Asymmetry A"])
+    assert a[0] == row["asymmetry_score"] and a[1] == 2
+    assert a[2:4] == pytest.approx([100 * row["asymmetry_axis1"], 100 * row["asymmetry_axis2"]], abs=0.051)
+    b = numbers(shown["Border B"])
+    assert b[:2] == [row["border_abrupt_sectors"], row["border_scored_sectors"]]
+    assert b[2] == pytest.approx(row["border_convexity"], abs=0.006)
+    colours = shown["Colours C"].replace("\u00a0", " ")   # no-break spaces keep "light brown 59 %" together
+    assert numbers(colours)[0] == row["colour_count"] == len(case.colours[1])
+    for name in case.colours[1]:                      # the colours painted into lesion 2, with their shares
+        assert f"{name.replace('_', ' ').replace('blue gray', 'blue-gray')} " in colours
+    listed = numbers(colours.replace("under 5 %:", ""))[1:]   # every share shown: they add up to 100 %
+    assert sum(listed) == pytest.approx(100, abs=0.5 * len(listed))
+    assert listed[-1] == pytest.approx(100 * row["share_unassigned"], abs=0.51)
+    assert "Expected Dice" not in shown               # measured outlines of their own: no network estimate
+    assert_readable(w.figures)
+    # layer.features: rows = label values as napari wants, no column repeating them, shares adding up
+    f = layer.features
+    assert "index" not in f.columns and "label" not in f.columns and len(f) == 3
+    shares = f.loc[[1, 2], [c for c in f.columns if c.startswith("share_")]]
+    assert shares.shape[1] == 7 and np.allclose(shares.sum(axis=1).to_numpy(float), 1.0)
+    # "Show full table": napari's table, docked at the bottom, lesion rows only, one "Index" column
+    qtbot.mouseClick(w.table_button, Qt.MouseButton.LeftButton)
+    table = viewer.window.dock_widgets["Features table widget (napari)"]
+    model = table.table.model()
+    headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    assert headers[0] == "Index" and len({h.lower() for h in headers}) == len(headers) == 1 + f.shape[1]
+    assert [model.index(r, 0).data() for r in range(model.rowCount())] == [1, 2]   # no background row 0
+    main = viewer.window._qt_window
+    assert main.dockWidgetArea(table.parentWidget()) == Qt.DockWidgetArea.BottomDockWidgetArea
+    qtbot.wait(50)
+    assert_readable(w.figures)                        # the right column did not get squeezed
+    table.table.selectRow(0)                          # a click in the table selects that lesion ...
+    assert layer.selected_label == 1 and w.figures.shown()[""] == "Lesion 1"   # ... and the dock follows
+    viewer.layers.selection.active = viewer.layers["skin"]   # another layer in the table: all its rows
+    viewer.layers.selection.active = layer
+    assert model.rowCount() == 2
+
+
+def test_a_selected_label_without_lesion_shows_the_largest(make_napari_viewer, qtbot):
+    _, layer, w, _, ref = synthetic_in_a_docked_widget(make_napari_viewer, qtbot, pixel_size=False)
+    layer.selected_label = 7                          # e.g. about to paint a new lesion
+    shown = w.figures.shown()
+    largest = int(ref["area_px2"].idxmax())
+    assert shown[""] == f"Lesion {largest} (the largest)" and "Label 7" in shown["message"]
+    assert shown["Area"].startswith(f"{int(ref.loc[largest, 'area_px2'])}\u00a0px²")
+    assert numbers(shown["Max. diameter"])[0] == pytest.approx(ref.loc[largest, "max_feret_px"], rel=5e-3)
+
+
+def test_expected_dice_from_the_segmentation_is_shown_and_kept(make_napari_viewer, qtbot):
+    from napari_nevus_seg._napari._segment_widget import confidence_features
+
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    _, layer = add_layers(viewer, labels, img)
+    layer.features = confidence_features({2: 0.934, 5: 0.712}, 5)   # what the Segment widget leaves
+    w = MeasureWidget(viewer)
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None and w.table is not None, timeout=TIMEOUT)
+    layer.selected_label = 5
+    assert w.figures.shown()["Expected Dice"] == "0.71"
+    layer.selected_label = 2
+    assert w.figures.shown()["Expected Dice"] == "0.93"
+    assert layer.features.loc[5, "expected_dice"] == pytest.approx(0.712)

@@ -4,10 +4,13 @@ Thin: the work is :func:`napari_nevus_seg.measure` run by a :class:`~napari_nevu
 (progress bar, a Cancel button that stops it before the next lesion). The table goes to the Labels layer that
 was measured, even if the user selects other layers meanwhile, laid out as napari expects (one row per label
 value, see :func:`napari_nevus_seg._napari._features.layer_features`), so napari's own "Features table widget" (Layers >
-Metadata) shows it, sortable and copyable; "Show table" opens that widget. What it lacks is added here:
-"Export CSV" (one row per lesion, units in the column names), a lesion chooser, and centring the view on
-the lesion selected in the table or the chooser. After the user edits the labels (paint, fill, erase, new
-data), the measurements are refreshed (debounced). From the console::
+Metadata) shows it, sortable and copyable. The dock itself shows the key figures of the lesion selected in
+the Labels layer (``selected_label``; the largest lesion when the selected label is none), see
+:class:`~napari_nevus_seg._napari._lesion_figures.LesionFigures`; "Show full table" opens napari's table in
+the bottom dock area, lesion rows only (:class:`~napari_nevus_seg._napari._features_view.LesionTable`), and
+"Export CSV" writes one row per lesion, units in the column names. A lesion chooser centres the view on the
+lesion chosen there or in the table. After the user edits the labels (paint, fill, erase, new data), the
+measurements are refreshed (debounced). From the console::
 
     w = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")[1]
     w.run()                     # returns the worker; w.table is the result once it has returned
@@ -38,7 +41,8 @@ from qtpy.QtWidgets import (
 
 from napari_nevus_seg import measure
 from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
-from napari_nevus_seg._napari._features import arrays_to_measure, layer_features, with_users_columns
+from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
+from napari_nevus_seg._napari._features_view import LesionTable
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import (
     SOURCE_KEY,
@@ -48,6 +52,8 @@ from napari_nevus_seg._napari._layers import (
     source_image,
     viewer_camera,
 )
+from napari_nevus_seg._napari._lesion_figures import LesionFigures, scrolling
+from napari_nevus_seg.measurements.colour import DEFAULT_MIN_SHARE
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -101,12 +107,15 @@ class MeasureWidget(QWidget):
         self.run_button = QPushButton("Measure")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.table_button = QPushButton("Show table")
-        self.table_button.setToolTip("Open napari's Features table widget for the measured Labels layer")
+        self.table_button = QPushButton("Show full table")
+        self.table_button.setToolTip("Every measurement of every lesion (about 60 columns) in napari's Features "
+                                     "table, docked at the bottom of the window")
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("One row per lesion; column names carry the units")
         self.lesion_combo = QComboBox()
         self.lesion_combo.setToolTip("Select a lesion and centre the view on it")
+        self.figures = LesionFigures()
+        self.lesion_table = LesionTable(viewer)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         for b in (self.table_button, self.export_button, self.lesion_combo):
@@ -123,6 +132,7 @@ class MeasureWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         lay.addLayout(buttons)
+        lay.addWidget(self.status)
         results = QHBoxLayout()
         results.addWidget(self.table_button)
         results.addWidget(self.export_button)
@@ -131,8 +141,7 @@ class MeasureWidget(QWidget):
         lesion.addRow("Lesion:", self.lesion_combo)
         lay.addLayout(lesion)
         lay.addWidget(self.follow)
-        lay.addWidget(self.status)
-        lay.addStretch(1)
+        lay.addWidget(scrolling(self.figures), 1)   # the rest of the dock; scrolls when the dock is squeezed
 
         self.task = BackgroundJob(self, "Measure lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
@@ -226,17 +235,15 @@ class MeasureWidget(QWidget):
         self.task.cancel()
 
     def show_table(self):
-        """Open napari's Features table widget on the measured Labels layer; returns the widget."""
+        """Open napari's Features table widget on the measured Labels layer (lesion rows only); returns it."""
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             show_info("Measure lesions: measure a Labels layer first")
             return None
-        self.viewer.layers.selection.active = self.labels_layer
         try:
-            _, widget = self.viewer.window.add_plugin_dock_widget("napari", "Features table widget")
+            return self.lesion_table.open(self.labels_layer)
         except Exception as exc:  # noqa: BLE001 - older napari without the builtin widget
             show_error(f"Measure lesions: napari's features table is not available ({exc}); use Export CSV")
             return None
-        return widget
 
     def export_csv(self, path) -> None:
         """Write the last table (one row per lesion, ``label`` first) to ``path``."""
@@ -286,16 +293,36 @@ class MeasureWidget(QWidget):
             self.select_lesion(int(label), centre=True)
 
     def _on_selected_label(self, event=None) -> None:
-        """The user (or napari's features table) selected a label: centre on it when not editing."""
+        """The user (or napari's features table) selected a label: show its figures, centre on it when not editing."""
         layer = self.labels_layer
-        if layer is None or self.table is None or not self.follow.isChecked():
+        if layer is None or self.table is None:
             return
-        label = int(layer.selected_label)
+        label = self.show_figures()
+        if label == int(layer.selected_label) and self.follow.isChecked() and str(layer.mode) in (
+                "pan_zoom", "transform", "Mode.PAN_ZOOM", "Mode.TRANSFORM"):
+            self._centre_on(label)
+
+    def show_figures(self) -> int | None:
+        """Show the key figures of the label selected in the measured layer, or of the largest lesion when the
+        selected label is no measured lesion; returns the label shown (None when there is no lesion)."""
+        layer, table = self.labels_layer, self.table
+        if layer is None or table is None or not len(table):
+            self.figures.empty("No lesion in this layer: draw or segment one, then press Measure.")
+            return None
+        selected = int(layer.selected_label)
+        measured = table["label"].to_numpy()
+        label = selected if selected in measured else int(measured[np.argmax(table["area_px2"].to_numpy())])
+        row = feature_row(layer.features, label) or table.loc[table["label"] == label].iloc[0].to_dict()
+        rule = table.attrs.get("colour_min_share", DEFAULT_MIN_SHARE)
+        if label == selected:
+            self.figures.show_lesion(f"Lesion {label}", row, min_share=rule)
+        else:
+            self.figures.show_lesion(f"Lesion {label} (the largest)", row, min_share=rule,
+                                     note=f"Label {selected}, selected in {layer.name!r}, is no measured lesion.")
         i = self.lesion_combo.findData(label)
         if i >= 0:
             self.lesion_combo.setCurrentIndex(i)
-            if str(layer.mode) in ("pan_zoom", "transform", "Mode.PAN_ZOOM", "Mode.TRANSFORM"):
-                self._centre_on(label)
+        return label
 
     def _on_edit(self, event=None) -> None:
         if self.auto_refresh.isChecked():
@@ -344,9 +371,11 @@ class MeasureWidget(QWidget):
         self._watch(layer)
         if self.auto_refresh.isChecked() and self._edited_since(job):
             self._rerun = True   # painted while it was being measured: measure again once this run is over
+        self.lesion_table.follow(layer)
         self.lesion_combo.clear()
         for lbl in table["label"]:
             self.lesion_combo.addItem(f"lesion {int(lbl)}", int(lbl))
+        self.show_figures()
         for b in (self.table_button, self.export_button, self.lesion_combo):
             b.setEnabled(len(table) > 0 or b is self.table_button)
         unit = "mm" if job.pixel_size_mm is not None else "px"

@@ -11,6 +11,12 @@ reference colours and count a colour when it covers at least 5 % of the lesion):
 3. a colour is present when its pixels make up at least ``min_share`` (5 %) of the lesion;
 4. the C count is the number of colours present (0-6; Stolz's C starts at 1, we report what we find).
 
+The shares (``share_<colour>`` columns) are fractions of the lesion's pixels, and the pixels farther than
+``max_distance`` from every reference are counted in ``share_unassigned``: the seven shares of a lesion
+add up to 1. The unassigned share is not small on real images: on 20 PH2 cases (expert outlines) its median
+was 5 %, a quarter of the lesions had more than 17 % and the largest 55 % (pinkish, greyish or skin-coloured
+parts, reflections); it grows when a dermoscope's colour balance differs from the reference colours.
+
 Reference colours (``REFERENCE_SETS``, RGB 0-255):
 
 - ``"normalised_rgb"`` (default): white (1, 1, 1), red (0.8, 0.2, 0.2), light brown (0.6, 0.4, 0),
@@ -34,6 +40,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from napari_nevus_seg.io.cielab import lab_u8
 
 COLOUR_NAMES = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
+#: the share of the lesion's pixels near none of the reference colours (column ``share_unassigned``)
+UNASSIGNED = "unassigned"
 
 REFERENCE_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
     "normalised_rgb": {
@@ -97,9 +105,14 @@ def lab_pixels(rgb_crop: np.ndarray) -> np.ndarray:
 
 
 def colour_shares(lab: np.ndarray, references: dict, max_distance: float = DEFAULT_MAX_DISTANCE) -> dict[str, float]:
-    """Share of the pixels (N, 3 Lab) assigned to each reference colour by the nearest-colour rule."""
+    """Share of the pixels (N, 3 Lab) assigned to each reference colour by the nearest-colour rule, and the
+    share assigned to none (key :data:`UNASSIGNED`: farther than ``max_distance`` from every reference).
+
+    Each pixel is counted once, so the shares of the six colours and the unassigned share add up to 1
+    (all 0 for no pixels). Colours missing from ``references`` get 0.
+    """
     names, ref = reference_lab(references)
-    shares = {n: 0.0 for n in COLOUR_NAMES}
+    shares = {n: 0.0 for n in (*COLOUR_NAMES, UNASSIGNED)}
     if len(lab) == 0:
         return shares
     counts = np.zeros(len(names), dtype=np.int64)
@@ -111,6 +124,7 @@ def colour_shares(lab: np.ndarray, references: dict, max_distance: float = DEFAU
         counts += np.bincount(nearest[within], minlength=len(names))
     for n, c in zip(names, counts):
         shares[n] = float(c) / len(lab)
+    shares[UNASSIGNED] = float(len(lab) - counts.sum()) / len(lab)
     return shares
 
 

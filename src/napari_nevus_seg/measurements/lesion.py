@@ -211,6 +211,7 @@ def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict) -> dict[str, An
     for name in mc.COLOUR_NAMES:
         row[f"share_{name}"] = shares[name]
         row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
+    row[f"share_{mc.UNASSIGNED}"] = shares[mc.UNASSIGNED]   # the seven shares add up to 1
     row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
     return row
 

@@ -132,7 +132,8 @@ def column_names(unit: str = "mm") -> list[str]:
     border = ["border_convexity", "border_fractal_dimension", "border_roughness",
               "border_abrupt_sectors", "border_scored_sectors", "border_sharpness", "border_contrast_dL"]
     colour = ["lab_L_mean", "lab_a_mean", "lab_b_mean", "lab_L_std", "lab_a_std", "lab_b_std", "colour_spread_dE"]
-    colour += [f"share_{c}" for c in mc.COLOUR_NAMES] + [f"colour_{c}" for c in mc.COLOUR_NAMES] + ["colour_count"]
+    colour += [f"share_{c}" for c in (*mc.COLOUR_NAMES, mc.UNASSIGNED)]    # shares of the lesion, adding up to 1
+    colour += [f"colour_{c}" for c in mc.COLOUR_NAMES] + ["colour_count"]
     return size + shape + asym + border + colour
 
 
