@@ -333,6 +333,12 @@ def test_save_mask_refuses_the_data_sets_own_folders(browser, qtbot, monkeypatch
     elsewhere = tmp_path / "my masks"
     elsewhere.mkdir()
     monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(elsewhere))
+    gone = tmp_path / "removed since" / "masks"                 # a folder that cannot be written: says what helps
+    monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(gone))
+    click(qtbot, w.folder_button)
+    click(qtbot, w.save_button)
+    assert w.status.text().startswith("Not saved") and "choose another folder with 'Folder...'" in w.status.text()
+    monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(elsewhere))
     click(qtbot, w.folder_button)                               # a folder of the user's: kept for the session
     click(qtbot, w.save_button)
     np.testing.assert_array_equal(read_labels(elsewhere / "IMD001_lesions.tif"), w.labels_layer.data)

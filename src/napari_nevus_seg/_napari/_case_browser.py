@@ -364,9 +364,10 @@ class CaseBrowserWidget(QWidget):
         folder = self.mask_folder or default_mask_folder(self.folder_edit.text())
         try:
             path = save_case_mask(layer_array(labels), case, folder, self.cases, pixel_size_mm_from_layer(labels))
-        except (ValueError, OSError) as exc:
-            show_error(f"mask of {case.name} not saved: {exc}")
-            self.status.setText(f"Not saved: {exc}")
+        except (ValueError, OSError) as exc:   # e.g. no permission beside the data set: another folder helps
+            hint = "" if isinstance(exc, ValueError) else " (choose another folder with 'Folder...')"
+            show_error(f"mask of {case.name} not saved: {exc}{hint}")
+            self.status.setText(f"Not saved: {exc}{hint}")
             return None
         self._saved, self._dirty, self._warned = True, False, False
         self.status.setText(f"Saved {labels.name!r} to {path}")
