@@ -1,5 +1,7 @@
 """Regenerate the screenshots in docs/images/ (run under Xvfb: `xvfb-run -a python scripts/docs_screenshots.py`).
 
+Arguments choose which: readme, guide (the default: both), case_browser, fine_tune.
+
 Only synthetic images appear in them: real data-set images are never committed.
 """
 
@@ -126,6 +128,75 @@ def measure_widget() -> None:
     widget.table_button.click()
     _settle(viewer, 30)
     _save(viewer, "measure_full_table.png")
+def _wait(widget, limit_s=600):
+    import time
+
+    t0 = time.time()
+    while widget.task.running and time.time() - t0 < limit_s:
+        _settle(None, 5)
+        time.sleep(0.1)
+    _settle(None, 30)
+
+
+def _grab(viewer, name):
+    """The whole window, docks included (``viewer.screenshot`` leaves docks out in some napari versions)."""
+    viewer.reset_view()
+    _settle(viewer)
+    _close_toasts(viewer)
+    _settle(viewer)
+    viewer.window._qt_window.grab().save(str(OUT / name))
+    print("wrote", OUT / name)
+
+
+def case_browser() -> None:
+    """The case browser after three cases were segmented (default model), one corrected and saved."""
+    tmp = Path(tempfile.mkdtemp())
+    root = tmp / "PH2Dataset"
+    dataset_folder(root, "ph2", n=3, seed=21, shape=(384, 512))
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 900)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Case browser")
+    w.open_folder(root)
+    for i in range(3):
+        if i:
+            w.next_button.click()
+        w.segment_button.click()
+        _wait(w)
+    w.prev_button.click()                      # back to case 2: its figures come back
+    w.segment_button.click()                   # and its outline, segmented again
+    _wait(w)
+    w.labels_layer.paint((167, 234), 1)        # a correction with the brush: a bump on the outline
+    w.save_button.click()
+    _settle(viewer, 30)
+    viewer.layers.selection.active = w.labels_layer
+    _grab(viewer, "case_browser.png")
+    viewer.close()
+
+
+def fine_tune_widget() -> None:
+    """The fine-tuning dock in a 1000 px tall window after a short run, its advanced settings open."""
+    from napari_nevus_seg._napari._layers import add_or_update_labels
+
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["NEVUS_SEG_MODEL_DIR"] = str(tmp / "models")
+    os.environ["NEVUS_SEG_TRAINING_DIR"] = str(tmp / "training")
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 1000)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune on corrections")
+    for i in range(5):
+        sc = synthetic_lesion_image(seed=40 + i, shape=(192, 256), look="bluish")
+        image = viewer.add_image(sc.image, name=f"clinic {i + 1}", rgb=True)
+        add_or_update_labels(viewer, f"clinic {i + 1} lesions", sc.labels, like=image)   # as a result is drawn
+        w.image_combo.select(f"clinic {i + 1}")
+        w.labels_combo.select(f"clinic {i + 1} lesions")
+        w.training.add_button.click()
+    w.advanced.toggle.click()
+    w.epochs_spin.setValue(2)
+    w.steps_spin.setValue(2)
+    w.device_combo.setCurrentText("cpu")
+    w.run_button.click()
+    _wait(w, 900)
+    _grab(viewer, "fine_tune_widget.png")
     viewer.close()
 
 
@@ -138,3 +209,7 @@ if __name__ == "__main__":
         guide()
     if "measure" in what:
         measure_widget()
+    if "case_browser" in what:
+        case_browser()
+    if "fine_tune" in what:
+        fine_tune_widget()

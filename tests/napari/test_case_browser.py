@@ -230,3 +230,136 @@ def test_cancel_stops_the_segmentation_and_leaves_the_case_unchanged(browser, qt
     assert "Cancelled" in w.status.text()
     assert layer_names(viewer) == ["mine", "IMD001", "IMD001 ground truth"]
     assert w.segment_button.isEnabled() and not w.cancel_button.isEnabled()
+
+
+def click(qtbot, button):
+    from qtpy.QtCore import Qt
+
+    assert button.isVisible() and button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def dock(viewer, w):
+    """Dock the browser and show the window, as napari does for a person (the buttons are on screen)."""
+    viewer.window.add_dock_widget(w)
+    viewer.window.show()
+
+
+def data_set_files(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_figures_and_saved_masks_through_three_cases(browser, qtbot, monkeypatch):
+    """A person types the folder, then for each case clicks Segment, reads the figures, paints a correction,
+    clicks Save mask and Next; coming back shows each case's figures again."""
+    import re
+    import time
+
+    from qtpy.QtCore import Qt
+
+    from napari_nevus_seg import dice, jaccard
+    from napari_nevus_seg._napari import _segment_widget
+    from napari_nevus_seg.io.labels import read_labels
+
+    viewer, w, root, cases, notes = browser
+    dock(viewer, w)
+    before = data_set_files(root)
+    qtbot.keyClicks(w.folder_edit, str(root))
+    qtbot.keyClick(w.folder_edit, Qt.Key.Key_Return)
+    assert w.position_label.text() == "case 1/3: IMD001" and w.lesions_label.text() == "not segmented yet"
+
+    click(qtbot, w.save_button)                                 # nothing segmented yet: refused, nothing written
+    assert "no result to save" in w.status.text()
+    assert any("no result to save" in m for f, m in notes if f == "show_warning")
+    masks = root.parent / f"{root.name}_nevus-seg-masks"      # beside the data set, not inside it
+    assert not masks.exists()
+
+    model = ModelLibrary().load("tiny")
+
+    def slow_load(ref):   # the time shown is the segmentation's, model loading included
+        time.sleep(0.3)
+        return model
+
+    monkeypatch.setattr(_segment_widget, "load_model", slow_load)
+    scores, shown = [], {}
+    for i, case in enumerate(cases):
+        if i:
+            click(qtbot, w.next_button)                         # saved corrections: no warning, it moves on
+            assert w.position_label.text() == f"case {i + 1}/3: {case.name}"
+            assert w.lesions_label.text() == "not segmented yet" and w.dice_label.text() == "–"
+        click(qtbot, w.segment_button)
+        qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+        lab = viewer.layers[f"{case.name} lesions"]
+        np.testing.assert_array_equal(lab.data, segment(read_image(case.image), model=model))
+        truth = viewer.layers[f"{case.name} ground truth"].data
+        scores.append(dice(lab.data, truth))
+        assert w.dice_label.text() == f"{scores[-1]:.3f} (Jaccard {jaccard(lab.data, truth):.3f})"
+        assert w.lesions_label.text() == str(np.unique(lab.data[lab.data > 0]).size)
+        assert re.fullmatch(r"\d+\.\d+ s", w.time_label.text()) and 0.3 <= float(w.time_label.text()[:-2]) < 60
+        n = i + 1
+        assert w.mean_label.text() == f"{np.mean(scores):.3f} over {n} case{'s' if n > 1 else ''}"
+        shown[case.name] = (w.lesions_label.text(), w.time_label.text(), w.dice_label.text())
+
+        lab.paint((10 + 5 * i, 12), 2 + i)                      # a correction with its own lesion number
+        click(qtbot, w.save_button)
+        saved = masks / f"{case.name}_lesions.tif"
+        assert w.status.text() == f"Saved '{case.name} lesions' to {saved}"
+        np.testing.assert_array_equal(read_labels(saved), lab.data)   # the painted layer, numbers kept
+        assert (lab.data == 2 + i).any()
+    assert not any("has corrections" in m for f, m in notes)
+    assert sorted(p.name for p in masks.iterdir()) == [f"{c.name}_lesions.tif" for c in cases]
+
+    for i in (1, 0):                                            # back: each case's own figures, and the mean
+        click(qtbot, w.prev_button)
+        assert (w.lesions_label.text(), w.time_label.text(), w.dice_label.text()) == shown[cases[i].name]
+        assert w.mean_label.text() == f"{np.mean(scores):.3f} over 3 cases"
+    assert data_set_files(root) == before                       # images and expert masks untouched, none added
+
+
+def test_save_mask_refuses_the_data_sets_own_folders(browser, qtbot, monkeypatch, tmp_path):
+    from napari_nevus_seg.io.labels import read_labels
+
+    viewer, w, root, cases, _ = browser
+    dock(viewer, w)
+    before = data_set_files(root)
+    w.open_folder(root)
+    click(qtbot, w.segment_button)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    for chosen in (cases[0].mask.parent, cases[0].image.parent):   # the expert masks' folder, the images'
+        monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a, c=chosen: str(c))
+        click(qtbot, w.folder_button)
+        click(qtbot, w.save_button)
+        assert w.status.text().startswith("Not saved") and "holds the data set's images or expert masks" \
+            in w.status.text()
+    assert data_set_files(root) == before
+    elsewhere = tmp_path / "my masks"
+    elsewhere.mkdir()
+    monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(elsewhere))
+    gone = tmp_path / "removed since" / "masks"                 # a folder that cannot be written: says what helps
+    monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(gone))
+    click(qtbot, w.folder_button)
+    click(qtbot, w.save_button)
+    assert w.status.text().startswith("Not saved") and "choose another folder with 'Folder...'" in w.status.text()
+    monkeypatch.setattr(_case_browser.QFileDialog, "getExistingDirectory", lambda *a: str(elsewhere))
+    click(qtbot, w.folder_button)                               # a folder of the user's: kept for the session
+    click(qtbot, w.save_button)
+    np.testing.assert_array_equal(read_labels(elsewhere / "IMD001_lesions.tif"), w.labels_layer.data)
+    click(qtbot, w.next_button)
+    viewer.add_labels(np.ones((60, 80), np.int32), name="IMD002 lesions")   # drawn by hand, no Segment
+    click(qtbot, w.save_button)
+    assert (elsewhere / "IMD002_lesions.tif").is_file() and w.dice_label.text() == "–"
+
+
+def test_a_case_without_expert_mask_has_no_dice(browser, qtbot):
+    viewer, w, root, cases, _ = browser
+    dock(viewer, w)
+    cases[1].mask.unlink()
+    w.open_folder(root)
+    for i in range(2):
+        if i:
+            click(qtbot, w.next_button)
+        click(qtbot, w.segment_button)
+        qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert "IMD002 ground truth" not in layer_names(viewer)
+    assert w.dice_label.text() == "no expert mask for this case" and w.lesions_label.text().isdigit()
+    assert w.mean_label.text().endswith("over 1 case, 1 without expert mask")

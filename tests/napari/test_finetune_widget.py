@@ -322,3 +322,74 @@ def test_corrected_labels_are_the_segmentation_not_the_ground_truth(make_napari_
     viewer.layers.selection.active = truth
     w2 = FineTuneWidget(viewer)
     assert w2.labels_combo.layer() is result
+
+
+def click(qtbot, button):
+    from qtpy.QtCore import Qt
+
+    assert button.isVisible() and button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def docked(make_napari_viewer, qtbot):
+    """The widget docked in a shown napari window 1000 px tall (a laptop screen)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 1000)
+    w = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    qtbot.wait(50)
+    return viewer, w
+
+
+def test_the_dock_fits_a_1000_px_screen(make_napari_viewer, qtbot, env):
+    # the dock asked for 723 px (at least 660): taller than napari's dock area on a 1000 px screen
+    _, w = docked(make_napari_viewer, qtbot)
+    assert not w.advanced.expanded() and not w.epochs_spin.isVisible() and not w.models.isVisible()
+    assert w.run_button.isVisible() and w.base_combo.isVisible()      # what a run needs is on screen
+    assert w.sizeHint().height() <= 600 and w.minimumSizeHint().height() <= 600
+    click(qtbot, w.advanced.toggle)                                  # the settings, one click away
+    assert w.advanced.expanded() and w.epochs_spin.isVisible() and w.adapt_spin.isVisible()
+    assert w.sizeHint().height() <= 700
+    click(qtbot, w.saved_models.toggle)                             # everything open still fits the dock area
+    assert w.models.isVisible() and w.minimumSizeHint().height() <= 850
+    click(qtbot, w.advanced.toggle)
+    assert not w.epochs_spin.isVisible()
+
+
+def test_the_plainly_named_settings_drive_fine_tuning(make_napari_viewer, qtbot, env, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QLabel
+
+    viewer, w = docked(make_napari_viewer, qtbot)
+    for i, c in enumerate(cases(range(200, 203), "bluish")):
+        viewer.add_image(c.image, name=f"case{i}", rgb=True)
+        viewer.add_labels(c.labels, name=f"case{i} lesions")
+        w.training.add_button.click()
+    w.base_combo.refresh()
+    w.base_combo.setCurrentIndex(w.base_combo.findText("tiny"))
+    texts = {lab.text() for lab in w.findChildren(QLabel)}
+    assert {"Start from:", "Run on:", "Training rounds (at most):", "Steps per round:", "Adapt to your images:",
+            "Corrected outline:"} <= texts
+    assert not any("blend" in t.lower() or "epoch" in t.lower() or "encoder" in t.lower() for t in texts)
+    assert w.freeze_encoder.text() == "Train the outlining part only"
+    assert "starting model" in w.adapt_spin.toolTip() and "100 %" in w.adapt_spin.toolTip()
+    assert w.adapt_spin.text() == "30 %" and w.options()["blend"] == pytest.approx(0.3)   # the default blend
+
+    click(qtbot, w.advanced.toggle)
+    for spin, value in ((w.adapt_spin, "100"), (w.epochs_spin, "1"), (w.steps_spin, "2")):
+        spin.selectAll()
+        qtbot.keyClicks(spin, value)                                  # typed, as a person does
+        qtbot.keyClick(spin, Qt.Key.Key_Tab)
+    w.device_combo.setCurrentText("cpu")
+    qtbot.mouseClick(w.freeze_encoder, Qt.MouseButton.LeftButton)
+    calls = []
+    real = _finetune_widget.fine_tune
+    monkeypatch.setattr(_finetune_widget, "fine_tune", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    click(qtbot, w.run_button)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.last_status == "ok"
+    (kw,) = calls
+    assert kw["blend"] == 1.0 and kw["freeze_encoder"] is True and kw["epochs"] == 1 and kw["steps_per_epoch"] == 2
+    assert kw["device"] == "cpu" and kw["lr"] == pytest.approx(3e-4)
+    settings = w.pending.meta["fine_tune"]["settings"]
+    assert settings["blend"] == 1.0 and settings["freeze_encoder"] is True

@@ -3,6 +3,7 @@
 - :class:`LayerCombo`: a combo box of the viewer's layers of one type, kept in sync with the layer list;
 - :class:`PixelSizeBox`: the pixel size in mm, from the layers' scale and units or typed in;
 - :class:`ModelChoice`: the model dropdown ("Default", the model library, model files, "From file…");
+- :class:`Collapsible`: a titled section that opens and closes (rarely used settings stay out of the way);
 - :func:`session_sync`: the signals that keep the widgets of a session in step (training folder, pairs
   added, models saved or renamed);
 - :func:`register_segment_settings` / :func:`segment_settings`: where the case browser finds the
@@ -20,8 +21,18 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_nevus_seg._napari._job import qt_deleted
 from napari_nevus_seg._napari._layers import KIND_KEY, pixel_size_mm_from_layer, source_image
@@ -287,3 +298,38 @@ class PixelSizeBox(QWidget):
             src = "set here" if self.set_here.isChecked() else "from the layer's scale and units"
             text = f"Pixel size {px[0] * 1000:.4g} × {px[1] * 1000:.4g} µm ({src})"
         self.label.setText(text)
+
+
+class Collapsible(QWidget):
+    """A section with a title that opens and closes: ``toggle`` (an arrow and the title) shows or hides ``content``.
+
+    Closed, it takes one line: a dock of settings fits a small screen, and the settings are one click away.
+    """
+
+    def __init__(self, title: str, content: QWidget, expanded: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.content = content
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setAutoRaise(True)
+        self.toggle.toggled.connect(self.set_expanded)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.toggle)
+        lay.addWidget(content)
+        self.set_expanded(expanded)
+
+    def set_expanded(self, on: bool) -> None:
+        """Open (``True``) or close the section."""
+        if self.toggle.isChecked() != on:
+            self.toggle.setChecked(on)       # comes back here through ``toggled``
+            return
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.content.setVisible(on)
+
+    def expanded(self) -> bool:
+        """Whether the section is open."""
+        return self.toggle.isChecked()
