@@ -1,6 +1,9 @@
 """Regenerate the screenshots in docs/images/ (run under Xvfb: `xvfb-run -a python scripts/docs_screenshots.py`).
 
-Arguments choose which: readme, guide (the default: both), case_browser, fine_tune.
+Arguments choose which: readme, guide, measure (the default: these three), case_browser, fine_tune; every
+widget is clicked through by one of them. ``real`` does the same on real images (a PH2 case, the case
+browser on ph2-adapt; data from ``NEVUS_SEG_DATA`` or ../shared/data) and writes to
+``NEVUS_SEG_REAL_SHOTS`` (default /tmp/nevus-seg-real-shots), never into the repository.
 
 Only synthetic images appear in them: real data-set images are never committed.
 """
@@ -15,12 +18,12 @@ from pathlib import Path
 # throw-away napari settings, so that hiding notifications does not change the user's own
 os.environ.setdefault("NAPARI_CONFIG", str(Path(tempfile.mkdtemp()) / "settings.yaml"))
 
-import napari  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
+import napari
+import numpy as np
+from PIL import Image
+from qtpy.QtWidgets import QApplication
 
-from napari_nevus_seg.io.synthetic import dataset_folder, synthetic_lesion_image  # noqa: E402
+from napari_nevus_seg.io.synthetic import dataset_folder, synthetic_lesion_image
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 PLUGIN = "napari-nevus-seg"
@@ -63,7 +66,7 @@ def sample(segment: bool) -> None:
     viewer.open_sample(PLUGIN, "synthetic_multi")
     if segment:
         try:
-            dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
+            _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
             _settle(viewer)
             widget.run_button.click()   # as a user does
             import time
@@ -128,6 +131,9 @@ def measure_widget() -> None:
     widget.table_button.click()
     _settle(viewer, 30)
     _save(viewer, "measure_full_table.png")
+    viewer.close()
+
+
 def _wait(widget, limit_s=600):
     import time
 
@@ -138,14 +144,15 @@ def _wait(widget, limit_s=600):
     _settle(None, 30)
 
 
-def _grab(viewer, name):
+def _grab(viewer, name, out=None):
     """The whole window, docks included (``viewer.screenshot`` leaves docks out in some napari versions)."""
+    out = OUT if out is None else out
     viewer.reset_view()
     _settle(viewer)
     _close_toasts(viewer)
     _settle(viewer)
-    viewer.window._qt_window.grab().save(str(OUT / name))
-    print("wrote", OUT / name)
+    viewer.window._qt_window.grab().save(str(out / name))
+    print("wrote", out / name)
 
 
 def case_browser() -> None:
@@ -200,7 +207,47 @@ def fine_tune_widget() -> None:
     viewer.close()
 
 
+def real_data(data: Path, out: Path) -> None:
+    """Every widget on real images: a PH2 case opened with the plugin, segmented, measured; the case
+    browser through three cases of ph2-adapt. The screenshots go to ``out``, outside the repository:
+    real data-set images are never committed."""
+    repo = Path(__file__).resolve().parents[1]
+    if out.resolve().is_relative_to(repo):
+        raise SystemExit(f"{out} is inside the repository: real images must not be committed")
+    out.mkdir(parents=True, exist_ok=True)
+    cases = sorted((data / "ph2-adapt" / "PH2 Dataset images").glob("IMD*"))
+    if not cases:
+        raise SystemExit(f"no PH2 cases under {data / 'ph2-adapt'}")
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 1000)
+    viewer.open(str(cases[0]), plugin=PLUGIN)
+    _, seg = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
+    seg.run_button.click()
+    _wait(seg)
+    _grab(viewer, "real_1_segment.png", out)
+    _, meas = viewer.window.add_plugin_dock_widget(PLUGIN, "Measure lesions")
+    meas.run_button.click()
+    _wait(meas)
+    _grab(viewer, "real_2_measure.png", out)
+    viewer.close()
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 1000)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Case browser")
+    w.open_folder(data / "ph2-adapt")
+    for i in range(3):
+        if i:
+            w.next_button.click()
+        w.segment_button.click()
+        _wait(w)
+        _grab(viewer, f"real_3_case_browser_{i + 1}.png", out)
+    viewer.close()
+
+
 if __name__ == "__main__":
+    if "real" in sys.argv[1:]:   # real images: to a folder outside the repository, never into docs/
+        data = Path(os.environ.get("NEVUS_SEG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        real_data(data, Path(os.environ.get("NEVUS_SEG_REAL_SHOTS", "/tmp/nevus-seg-real-shots")))
+        sys.exit(0)
     OUT.mkdir(parents=True, exist_ok=True)
     what = sys.argv[1:] or ["readme", "guide", "measure"]
     if "readme" in what:

@@ -363,3 +363,32 @@ def test_a_case_without_expert_mask_has_no_dice(browser, qtbot):
     assert "IMD002 ground truth" not in layer_names(viewer)
     assert w.dice_label.text() == "no expert mask for this case" and w.lesions_label.text().isdigit()
     assert w.mean_label.text().endswith("over 1 case, 1 without expert mask")
+
+
+def test_keyboard_shortcuts_drive_the_browser(browser, qtbot, tmp_path):
+    """Shift+S segments the case, Shift+T adds the corrected pair, Shift+N and Shift+B move between cases:
+    pressed on napari's canvas, as a person does."""
+    from qtpy.QtCore import Qt
+
+    viewer, w, root, cases, _ = browser
+    viewer.window.add_dock_widget(w)
+    w.open_folder(root)
+    canvas = viewer.window._qt_viewer.canvas.native
+
+    def press(letter):
+        canvas.setFocus()
+        qtbot.keyClick(canvas, getattr(Qt.Key, f"Key_{letter}"), Qt.KeyboardModifier.ShiftModifier)
+
+    press("S")
+    qtbot.waitUntil(lambda: w.worker is None and "IMD001 lesions" in viewer.layers, timeout=TIMEOUT_MS)
+    lab = viewer.layers["IMD001 lesions"]
+    lab.paint((2, 2), 1)                                       # a correction with the brush
+    press("T")
+    assert TrainingStore(tmp_path / "training").names() == ["IMD001"]
+    press("N")
+    assert w.position_label.text() == "case 2/3: IMD002"
+    press("B")
+    assert w.position_label.text() == "case 1/3: IMD001"
+    press("B")                                                 # the first case: the button is off, nothing happens
+    assert w.position_label.text() == "case 1/3: IMD001"
+    assert "Shift+N" in w.next_button.toolTip() and "Shift+T" in w.training.add_button.toolTip()

@@ -421,6 +421,12 @@ def test_results_are_outlines_a_click_fills_them_and_the_expert_mask_has_its_own
     result = viewer.layers["synthetic lesions lesions"]
     assert result.contour >= 2 and result.opacity == 1.0        # outlines: the pigment inside stays visible
     assert truth.contour >= 2                                    # the expert's outline beside the result's
+    # bright outlines that stand out against the pigment: far from every pixel colour of the lesions
+    colours = result.colormap.map(np.arange(1, int(result.data.max()) + 1))[:, :3]
+    image = viewer.layers["synthetic lesions"].data[result.data > 0].reshape(-1, 3) / 255.0
+    nearest = np.sqrt(((colours[:, None, :] - image[None, ::50, :]) ** 2).sum(-1)).min(axis=1)
+    assert (nearest > 0.25).all(), nearest
+    assert len({tuple(c) for c in colours}) == len(colours)      # lesions told apart
     w.fill.click()                                               # as a user ticks the box
     assert result.contour == 0
     w.fill.click()

@@ -55,3 +55,22 @@ def test_shift_s_segments_and_closing_the_widget_frees_the_key(make_napari_viewe
     w.deleteLater()
     qtbot.waitUntil(lambda: key not in viewer.keymap, timeout=5000)
     press(viewer, qtbot, "S")   # nothing bound any more: no error
+
+
+def test_shift_t_adds_the_corrected_pair_in_the_fine_tune_widget(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
+    from napari_nevus_seg.training.store import TrainingStore
+
+    monkeypatch.setenv("NEVUS_SEG_TRAINING_DIR", str(tmp_path / "training"))
+    viewer = make_napari_viewer()
+    case = synthetic_lesion_image(seed=3, shape=(64, 80))
+    viewer.add_image(case.image, name="clinic", rgb=True)
+    viewer.add_labels(case.labels, name="clinic lesions")
+    w = FineTuneWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image_combo.select("clinic")
+    w.labels_combo.select("clinic lesions")
+    press(viewer, qtbot, "T")
+    store = TrainingStore(tmp_path / "training")
+    assert store.names() == ["clinic"]
+    assert (store.load()[1][0] > 0).sum() == (case.labels > 0).sum()

@@ -48,6 +48,7 @@ from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array, 
 from napari_nevus_seg._napari._reader import read_case
 from napari_nevus_seg._napari._segment_widget import segment_layer_data
 from napari_nevus_seg._napari._shared import TrainingSetPanel
+from napari_nevus_seg._napari._shortcuts import bind_shortcut, shortcut_text
 from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.io.datasets import Case, discover_cases
 from napari_nevus_seg.io.text import plural
@@ -110,6 +111,10 @@ class CaseBrowserWidget(QWidget):
         self.folder_button.clicked.connect(self._choose_mask_folder)
         self.training = TrainingSetPanel(self._current_pair_layers)
         self.training.added.connect(self._on_added)
+        for name, button in (("previous_case", self.prev_button), ("next_case", self.next_button),
+                             ("segment", self.segment_button), ("add_pair", self.training.add_button)):
+            bind_shortcut(self, viewer, name, button.click)   # as if the button were clicked (disabled: nothing)
+            button.setToolTip(f"{button.toolTip()} ({shortcut_text(name)} in the viewer)".lstrip(" "))
 
         row = QHBoxLayout()
         row.addWidget(self.folder_edit, 1)

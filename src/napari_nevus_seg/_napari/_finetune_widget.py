@@ -44,6 +44,7 @@ from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import KIND_KEY
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
 from napari_nevus_seg._napari._shared import TrainingSetPanel
+from napari_nevus_seg._napari._shortcuts import bind_shortcut, shortcut_text
 from napari_nevus_seg.io.text import plural
 from napari_nevus_seg.model.devices import available_devices
 from napari_nevus_seg.model.library import ModelLibrary
@@ -91,6 +92,9 @@ class FineTuneWidget(QWidget):
         self.image_combo = LayerCombo(viewer, Image)
         self.labels_combo = LayerCombo(viewer, Labels)
         self.training = TrainingSetPanel(lambda: (self.image_combo.layer(), self.labels_combo.layer()))
+        bind_shortcut(self, viewer, "add_pair", self.training.add_button.click)
+        self.training.add_button.setToolTip(f"{self.training.add_button.toolTip()} "
+                                            f"({shortcut_text('add_pair')} in the viewer)")
         # corrected labels chosen: the image they were segmented from is chosen with them
         self.labels_combo.currentTextChanged.connect(lambda *_: self.image_combo.select_source_of(
             self.labels_combo.layer()))

@@ -237,6 +237,21 @@ def ground_truth_display() -> dict[str, Any]:
             "opacity": GROUND_TRUTH_OPACITY}
 
 
+# results: bright colours that stand out against skin (pinks, beiges) and pigment (browns, black, blue-gray);
+# napari's default label colours include dark reds and browns that vanish on a pigmented lesion
+RESULT_COLOURS = ("#00ffff", "#ffff00", "#66ff33", "#00bfff", "#ffffff", "#00ff99")
+
+
+def result_colormap(max_label: int):
+    """The colours of a result layer: lesion i in ``RESULT_COLOURS[(i - 1) % 6]``, labels painted above
+    ``max_label`` in the first colour, background transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours: dict = {None: RESULT_COLOURS[0], 0: "transparent"}
+    colours.update({i: RESULT_COLOURS[(i - 1) % len(RESULT_COLOURS)] for i in range(1, max(1, max_label) + 1)})
+    return DirectLabelColormap(color_dict=colours)
+
+
 def outline_width(shape: tuple[int, ...]) -> int:
     """Outline thickness in pixels for a result of this shape: about 1/400 of its larger side, at least 2."""
     return max(2, round(max(shape[-2:]) / 400))
@@ -259,6 +274,7 @@ def add_or_update_labels(viewer, name: str, data: np.ndarray, like: Layer | None
     stays visible), else filled.
     """
     layer = _add_or_update(viewer, Labels, name, np.asarray(data), like, kind, target)
+    layer.colormap = result_colormap(int(np.max(layer.data, initial=0)) if np.size(layer.data) else 0)
     show_outlines(layer, outlines)
     if like is not None:   # the expert's mask of the same image: an outline too, to compare with the result
         for truth in viewer.layers:
