@@ -207,6 +207,28 @@ def fine_tune_widget() -> None:
     viewer.close()
 
 
+def scale_widget() -> None:
+    """The "Set scale from a ruler" dock after a line along 5 mm of a ruler drawn into a synthetic image."""
+    case = synthetic_lesion_image(seed=8, shape=(384, 512))
+    img = case.image.copy()
+    img[330:334, 60:312] = 20                      # a ruler: a bar with a tick every 1 mm (50 px at 0.02 mm)
+    for x in range(60, 311, 50):
+        img[310:334, x:x + 3] = 20
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.add_image(img, name="lesion with ruler", rgb=True)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Set scale from a ruler")
+    w.draw_button.click()
+    viewer.layers["lesion with ruler ruler"].add_lines(np.array([[320.0, 61.0], [320.0, 311.0]]))
+    w.length.setValue(5.0)
+    w.set_button.click()
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.unit = "mm"
+    _settle(viewer, 30)
+    _grab(viewer, "scale_widget.png")
+    viewer.close()
+
+
 def real_data(data: Path, out: Path) -> None:
     """Every widget on real images: a PH2 case opened with the plugin, segmented, measured; the case
     browser through three cases of ph2-adapt. The screenshots go to ``out``, outside the repository:
@@ -258,5 +280,7 @@ if __name__ == "__main__":
         measure_widget()
     if "case_browser" in what:
         case_browser()
+    if "scale" in what:
+        scale_widget()
     if "fine_tune" in what:
         fine_tune_widget()

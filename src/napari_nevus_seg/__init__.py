@@ -24,6 +24,7 @@ _API: dict[str, str] = {
     "read_image": "io.images", "read_image_with_info": "io.images", "read_mask": "io.mask_files",
     "to_rgb_uint8": "io.intensity", "discover_cases": "io.datasets", "iter_pairs": "io.datasets",
     "write_labels": "io.labels", "ImageReadError": "io.files", "Case": "io.datasets", "read_labels": "io.labels",
+    "pixel_size_from_ruler": "io.pixel_size",
     "synthetic_lesion_image": "io.synthetic",
     # networks, checkpoints, the model library
     "build_model": "model.networks", "save_model": "model.networks", "LesionModel": "model.networks",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.io.datasets import Case, discover_cases, iter_pairs  # noqa: F401
     from napari_nevus_seg.io.files import ImageReadError  # noqa: F401
     from napari_nevus_seg.io.images import read_image, read_image_with_info  # noqa: F401
+    from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler  # noqa: F401
     from napari_nevus_seg.io.intensity import to_rgb_uint8  # noqa: F401
     from napari_nevus_seg.io.labels import read_labels, write_labels  # noqa: F401
     from napari_nevus_seg.io.mask_files import read_mask  # noqa: F401

@@ -63,3 +63,30 @@ def pixel_size_pair(value: Any, where: str = "pixel_size_mm", *,
             raise ValueError(f"{what}, got {value!r}")
         sizes.append(v)
     return sizes[0], sizes[1]
+
+
+def pixel_size_from_ruler(start: Any, end: Any, length_mm: float,
+                          pixel_aspect: tuple[float, float] = (1.0, 1.0)) -> float:
+    """The size of a pixel in mm from a line drawn along ``length_mm`` of a ruler in the image.
+
+    ``start`` and ``end`` are the line's ends as (row, column) pixel coordinates (fractions allowed, as
+    a line drawn in napari gives them); ``pixel_aspect`` is the image's (row, column) pixel shape when
+    its pixels are not square (the result is then the column size). Returns mm per pixel, checked
+    against :data:`PIXEL_SIZE_RANGE_MM`. ValueError for ends that are not two finite (row, column)
+    pairs, ends less than 2 pixels apart, or a length that is not a positive finite number of mm.
+    """
+    pts = []
+    for name, p in (("start", start), ("end", end)):
+        arr = np.asarray(p, dtype=float).ravel() if not isinstance(p, (str, bytes)) else np.array([])
+        if arr.size != 2 or not np.all(np.isfinite(arr)):
+            raise ValueError(f"ruler {name} must be a (row, column) pair of pixel coordinates, got {p!r}")
+        pts.append(arr)
+    if isinstance(length_mm, (bool, np.bool_)) or not isinstance(length_mm, numbers.Real) \
+            or not math.isfinite(length_mm) or length_mm <= 0:
+        raise ValueError(f"ruler length must be a positive number of mm, got {length_mm!r}")
+    aspect = np.asarray(pixel_aspect, dtype=float) / float(pixel_aspect[1])
+    pixels = float(np.hypot(*((pts[1] - pts[0]) * aspect)))
+    if pixels < 2.0:
+        raise ValueError(f"the ruler line is {pixels:.1f} px long: draw it along the ruler's marks, "
+                         "at least a few pixels long")
+    return pixel_size_pair(float(length_mm) / pixels, "pixel size from the ruler")[0]

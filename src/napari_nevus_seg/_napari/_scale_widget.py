@@ -1,0 +1,117 @@
+"""The "Set scale from a ruler" dock widget: the pixel size from a line drawn along N mm of a ruler.
+
+Many dermoscopy photographs show a millimetre ruler. The user clicks *Draw a line on the ruler* (a
+Shapes layer ``<image> ruler`` opens in line mode over the image), draws a line from one mark to another,
+types how many mm it spans, and clicks *Set scale*. The pixel size
+(:func:`napari_nevus_seg.pixel_size_from_ruler`) goes to the image's ``scale`` and ``units`` (mm) and to
+every result layer of that image, so that napari's scale bar, the Measure widget, the measurement table
+and the saved label TIFFs use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from napari.layers import Image, Labels, Shapes
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from napari_nevus_seg._napari._controls import LayerCombo
+from napari_nevus_seg._napari._layers import SOURCE_KEY, source_id
+from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
+
+RULER_KEY = "nevus_seg_ruler_of"   # metadata of a ruler layer: the image it measures
+
+
+class ScaleWidget(QWidget):
+    """Set an image's pixel size from a line drawn along a ruler in it."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.image_combo = LayerCombo(viewer, Image)
+        self.draw_button = QPushButton("Draw a line on the ruler")
+        self.draw_button.setToolTip("Opens a line layer over the image: draw from one ruler mark to another")
+        self.length = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1000.0, singleStep=1.0, value=1.0)
+        self.length.setSuffix(" mm")
+        self.length.setToolTip("How many millimetres of the ruler the line spans")
+        self.set_button = QPushButton("Set scale")
+        self.set_button.setToolTip("The pixel size from the line goes to the image and its results")
+        self.status = QLabel("Draw a line along the ruler's marks, type its length, then Set scale.")
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Image:", self.image_combo)
+        form.addRow("Line spans:", self.length)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.draw_button)
+        lay.addWidget(self.set_button)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self.draw_button.clicked.connect(lambda: self.draw())
+        self.set_button.clicked.connect(lambda: self.set_scale())
+
+    def ruler_layer(self, image: Image) -> Shapes | None:
+        """The ruler layer opened for ``image`` (None if there is none)."""
+        sid = source_id(image)
+        return next((ly for ly in self.viewer.layers if isinstance(ly, Shapes) and ly.metadata.get(RULER_KEY) == sid),
+                    None)
+
+    def draw(self) -> Shapes | None:
+        """Open (or select) the ruler layer of the chosen image, in line-drawing mode."""
+        image = self.image_combo.layer()
+        if image is None:
+            show_error("Set scale: open or choose an image layer first")
+            return None
+        ruler = self.ruler_layer(image)
+        if ruler is None:
+            width = max(1.0, max(image.data.shape[:2]) / 300) * float(image.scale[-1])
+            ruler = self.viewer.add_shapes(ndim=2, name=f"{image.name} ruler", scale=tuple(image.scale[-2:]),
+                                           translate=tuple(image.translate[-2:]), edge_color="yellow",
+                                           edge_width=width, metadata={RULER_KEY: source_id(image)})
+        self.viewer.layers.selection.active = ruler
+        ruler.mode = "add_line"
+        self.status.setText("Draw a line from one ruler mark to another (click, move, click), "
+                            "then type its length and press Set scale.")
+        return ruler
+
+    def set_scale(self) -> float | None:
+        """Compute the pixel size from the last line of the ruler layer and give it to the image and its results."""
+        image = self.image_combo.layer()
+        ruler = self.ruler_layer(image) if image is not None else None
+        lines = [d for d, kind in zip(ruler.data, ruler.shape_type) if kind in ("line", "path")] if ruler else []
+        if not lines:
+            show_error("Set scale: draw a line along the ruler first (Draw a line on the ruler)")
+            return None
+        ends = np.asarray(lines[-1])[[0, -1], -2:]
+        pixels = [np.asarray(image.world_to_data(ruler.data_to_world(p)))[-2:] for p in ends]
+        try:
+            size = pixel_size_from_ruler(pixels[0], pixels[1], float(self.length.value()))
+        except ValueError as exc:
+            show_error(f"Set scale: {exc}")
+            self.status.setText(str(exc))
+            return None
+        changed = apply_pixel_size(self.viewer, image, size, ruler)
+        length_px = float(np.hypot(*(pixels[1] - pixels[0])))
+        msg = (f"Pixel size {size * 1000:.2f} µm ({self.length.value():g} mm over {length_px:.0f} px), "
+               f"set on {', '.join(repr(ly.name) for ly in changed)}")
+        self.status.setText(msg)
+        show_info(f"Set scale: {msg}")
+        return size
+
+
+def apply_pixel_size(viewer: Any, image: Image, size_mm: float, ruler: Shapes | None = None) -> list:
+    """Give ``image``, its result layers (linked in their metadata) and its ruler a square pixel size in mm."""
+    sid = source_id(image)
+    layers = [image] + [ly for ly in viewer.layers if isinstance(ly, Labels) and ly.metadata.get(SOURCE_KEY) == sid]
+    for ly in layers:
+        ly.scale = (*tuple(ly.scale)[:-2], size_mm, size_mm)
+        ly.units = (*tuple(ly.units)[:-2], "mm", "mm")
+        ly.metadata["pixel_size_mm"] = (size_mm, size_mm)
+    if ruler is not None:
+        ruler.scale = (size_mm, size_mm)
+        ruler.units = ("mm", "mm")
+    viewer.reset_view()
+    return layers

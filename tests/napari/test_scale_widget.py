@@ -1,0 +1,78 @@
+"""The "Set scale from a ruler" widget: draw a line, type its length, click; the pixel size reaches the image,
+its results, the measurements and the saved TIFF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_nevus_seg import synthetic_lesion_image
+from napari_nevus_seg._napari._layers import add_or_update_labels, pixel_size_mm_from_layer
+from napari_nevus_seg._napari._scale_widget import ScaleWidget
+from napari_nevus_seg.io.labels import file_pixel_size, read_labels
+
+pytestmark = pytest.mark.gui
+
+
+def click(qtbot, button):
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_a_line_along_the_ruler_sets_the_scale_everywhere(make_napari_viewer, qtbot, tmp_path):
+    case = synthetic_lesion_image(seed=5, shape=(192, 256))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(case.image, name="skin", rgb=True)
+    result = add_or_update_labels(viewer, "skin lesions", case.labels, like=image)   # a segmentation result
+    w = ScaleWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    click(qtbot, w.draw_button)
+    ruler = viewer.layers["skin ruler"]
+    assert ruler.mode == "add_line" and viewer.layers.selection.active is ruler
+    ruler.add_lines(np.array([[10.0, 20.0], [10.0, 220.0]]))   # what drawing a line adds: 200 px along the ruler
+    w.length.lineEdit().selectAll()
+    qtbot.keyClicks(w.length.lineEdit(), "5")
+    qtbot.keyClick(w.length.lineEdit(), Qt.Key.Key_Enter)
+    assert w.length.value() == 5
+    click(qtbot, w.set_button)
+    for layer in (image, result):
+        np.testing.assert_allclose(layer.scale, (0.025, 0.025))
+        assert [str(u) for u in layer.units] == ["millimeter", "millimeter"]
+        assert pixel_size_mm_from_layer(layer) == pytest.approx((0.025, 0.025))
+    assert "25.00 µm" in w.status.text() and "200 px" in w.status.text()
+    # a second line after the view is in mm (the ruler layer's data stay image pixels): the same answer
+    ruler.add_lines(np.array([[20.0, 40.0], [20.0, 140.0]]))   # 100 px along 2.5 mm of the ruler
+    w.length.setValue(2.5)
+    click(qtbot, w.set_button)
+    np.testing.assert_allclose(image.scale, (0.025, 0.025))
+    # the measurements and the saved label file use it
+    from napari_nevus_seg._napari._measure_widget import MeasureWidget
+
+    m = MeasureWidget(viewer)
+    m.labels_combo.select("skin lesions")
+    click(qtbot, m.run_button)
+    qtbot.waitUntil(lambda: m.worker is None, timeout=60_000)
+    assert m.table["area_mm2"].iloc[0] == pytest.approx((case.labels == 1).sum() * 0.025 ** 2)
+    out = viewer.layers["skin lesions"].save(str(tmp_path / "skin_lesions.tif"), plugin="napari-nevus-seg")
+    saved = out[0] if isinstance(out, list) else out
+    assert file_pixel_size(saved) == pytest.approx((0.025, 0.025))
+    np.testing.assert_array_equal(read_labels(saved), case.labels)
+
+
+def test_without_a_line_or_image_the_widget_says_what_to_do(make_napari_viewer, qtbot, monkeypatch):
+    from napari_nevus_seg._napari import _scale_widget
+
+    errors = []
+    monkeypatch.setattr(_scale_widget, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    w = ScaleWidget(viewer)
+    click(qtbot, w.draw_button)
+    assert errors and "open or choose an image" in errors[-1]
+    viewer.add_image(synthetic_lesion_image(seed=6, shape=(64, 64)).image, name="skin", rgb=True)
+    click(qtbot, w.set_button)
+    assert "draw a line along the ruler first" in errors[-1]
+    click(qtbot, w.draw_button)
+    viewer.layers["skin ruler"].add_lines(np.array([[5.0, 5.0], [5.0, 5.5]]))   # half a pixel: refused
+    click(qtbot, w.set_button)
+    assert "at least a few pixels" in errors[-1]
+    np.testing.assert_allclose(viewer.layers["skin"].scale, (1, 1))          # nothing changed
