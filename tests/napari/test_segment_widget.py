@@ -492,3 +492,27 @@ def test_a_new_threshold_reuses_the_probability_map(make_napari_viewer, qtbot, c
     before = len(calls)
     run_and_wait(qtbot, w)
     assert len(calls) == before + 1
+
+
+def test_the_refine_box_follows_the_chosen_model(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A model fine-tuned on unrefined outlines unticks the box when chosen (the user may tick it again),
+    and the result is what that choice gives."""
+    from napari_nevus_seg import load_model
+    from napari_nevus_seg.model.library import ModelLibrary
+    from napari_nevus_seg.training.loop import init_from
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    loose = init_from(load_model())
+    loose.meta["refine"] = False
+    ModelLibrary().save(loose, "loose outlines")
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_lesion_image(seed=2).image, name="skin", rgb=True)
+    w = make_widget(viewer)
+    assert w.refine.isChecked()
+    w.model_combo.setCurrentIndex(w.model_combo.findText("loose outlines"))   # as a choice in the list
+    assert not w.refine.isChecked()
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data,
+                                  segment(viewer.layers["skin"].data, device="cpu", refine=False))
+    w.model_combo.setCurrentIndex(w.model_combo.findText("Default"))
+    assert w.refine.isChecked()

@@ -24,8 +24,8 @@ def same_state(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def mean_dice(model, cs) -> float:
-    return float(np.mean([dice(segment(c.image, model=model, device="cpu") > 0, c.mask) for c in cs]))
+def mean_dice(model, cs, refine=None) -> float:
+    return float(np.mean([dice(segment(c.image, model=model, device="cpu", refine=refine) > 0, c.mask) for c in cs]))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,14 @@ def test_fine_tuning_on_a_new_look_improves_it_and_leaves_the_base_alone(bluish)
     # the before/after figures are the full-resolution Dice of the held-out pairs
     held = [train_cases[i] for i in ft["holdout_index"]]
     assert ft["before_dice"] == pytest.approx(mean_dice(base, held))
-    assert ft["after_dice"] == pytest.approx(mean_dice(tuned, held))
+    assert ft["after_dice"] == pytest.approx(mean_dice(tuned, held))   # segment() follows the tuned model's choice
+    # the refinement setting the tuned model keeps is the one its held-out pairs scored better with
+    choice = ft["refine"]
+    assert choice["chosen"] is tuned.meta["refine"] is tuned.refines and choice["base"] is base.refines
+    scored = {True: choice["refined_dice"], False: choice["unrefined_dice"]}
+    assert scored[True] == pytest.approx(mean_dice(tuned, held, refine=True))
+    assert scored[False] == pytest.approx(mean_dice(tuned, held, refine=False))
+    assert scored[tuned.refines] >= scored[not tuned.refines] - 0.005
     assert ft["seconds"] > 0 and ft["date"][:2] == "20" and ft["device"] == "cpu"
     assert next(tuned.net.parameters()).device.type == "cpu"
     report = FineTuneResult.of(tuned)

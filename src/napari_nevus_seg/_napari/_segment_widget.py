@@ -221,7 +221,9 @@ class SegmentWidget(QWidget):
         self.refine = QCheckBox("Refine outline to the visible pigment edge")
         self.refine.setChecked(True)
         self.refine.setToolTip("Re-decide a band around the network's outline from the image's own lesion and "
-                               "skin colours (tight, PH2-like outlines); off: the network's looser outline")
+                               "skin colours (tight, PH2-like outlines); off: the network's looser outline. "
+                               "Set from the chosen model (a model fine-tuned on your outlines says which of "
+                               "the two matched them better); you may change it")
         self.fill = QCheckBox("Fill lesions (outlines otherwise)")
         self.fill.setToolTip("Outlines keep the pigment visible, to judge them against the image; fill to see "
                              "which label each lesion has")
@@ -261,6 +263,7 @@ class SegmentWidget(QWidget):
         self.task = BackgroundJob(self, "Segment lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
                                   on_cancelled=lambda target: f"Cancelled; {target.image.name!r} unchanged")
+        self.model_combo.currentIndexChanged.connect(lambda *_: self._follow_model())
         self.run_button.clicked.connect(lambda: self.run())
         self.run_button.setToolTip(f"Segment the chosen image ({shortcut_text('segment')} in the viewer)")
         bind_shortcut(self, viewer, "segment", self.run)
@@ -280,6 +283,14 @@ class SegmentWidget(QWidget):
         # a running job keeps its own layer; a probability map this widget added is not followed
         if isinstance(active, Image) and KIND_KEY not in active.metadata:
             self.image_combo.select(active.name)
+
+    def _follow_model(self) -> None:
+        """Tick the refinement box as the chosen model says (a fine-tuned model records its users' convention)."""
+        try:
+            refines = load_model(self.model_combo.model_ref()).refines
+        except Exception:  # noqa: BLE001 - an unreadable model is reported when it is used, not here
+            return
+        self.refine.setChecked(refines)
 
     def options(self) -> SegmentOptions:
         """The segmentation settings chosen in the widget."""

@@ -240,7 +240,8 @@ def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions,
         model = os.path.abspath(model)
     elif model is not None:
         model = loaded
-    opts = BatchOptions(segment=segment.with_(model=model), fmt=fmt, measure=measure is not None,
+    refine = loaded.refines if segment.refine is None else segment.refine   # the model's choice unless given
+    opts = BatchOptions(segment=segment.with_(model=model, refine=refine), fmt=fmt, measure=measure is not None,
                         pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s)
     return opts, loaded
 

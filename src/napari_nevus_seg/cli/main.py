@@ -77,8 +77,12 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips; ~4x slower)")
     p.add_argument("--min-size", type=int, metavar="PIXELS", help="smallest lesion kept (default 0.1%% of image)")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest lesion per image")
-    p.add_argument("--no-refine", action="store_false", dest="refine",
-                   help="keep the network's own outline (default: refined onto the visible pigment edge)")
+    refine = p.add_mutually_exclusive_group()
+    refine.add_argument("--no-refine", action="store_false", dest="refine", default=None,
+                        help="keep the network's own outline (default: as the model says: refined onto the "
+                             "visible pigment edge, unless a fine-tuned model found its outlines better unrefined)")
+    refine.add_argument("--refine", action="store_true", dest="refine", default=None,
+                        help="refine the outline onto the visible pigment edge whatever the model says")
     p.add_argument("--format", choices=("tif", "png"), default="tif", dest="fmt",
                    help="tif: instance labels, uint16, with the pixel size (default); "
                         "png: binary 0/255 lesion mask, ISIC style")

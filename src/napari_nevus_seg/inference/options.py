@@ -41,7 +41,9 @@ class SegmentOptions:
     largest_only
         Keep only the largest lesion.
     refine
-        Move the outline onto the image's visible pigment edge.
+        Move the outline onto the image's visible pigment edge; None: as the model says
+        (:attr:`~napari_nevus_seg.model.networks.LesionModel.refines`, yes unless a fine-tuned model recorded
+        that its outlines scored better unrefined).
     """
 
     model: Any = None
@@ -50,7 +52,7 @@ class SegmentOptions:
     tta: bool = False
     min_size: int | None = None
     largest_only: bool = False
-    refine: bool = True
+    refine: bool | None = None
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""

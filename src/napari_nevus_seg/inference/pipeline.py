@@ -203,7 +203,7 @@ def _labels_and_confidence(plane, shape, prob_small, m, threshold, min_size, lar
 
 def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionModel | str | os.PathLike | None = None,
                     threshold: float = 0.5, min_size: int | None = None, largest_only: bool = False,
-                    refine: bool = True, fill_holes: bool = True, drop_edge_fragments: bool = True,
+                    refine: bool | None = None, fill_holes: bool = True, drop_edge_fragments: bool = True,
                     return_proba: bool = False, return_confidence: bool = False):
     """:func:`segment`'s result from a map :func:`network_map` gave, without running the network again.
 
@@ -214,6 +214,7 @@ def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionMo
     """
     check_args(threshold, min_size)
     m = as_model(model)
+    refine = m.refines if refine is None else refine
     labels, conf = _labels_and_confidence(image, image.shape[:2], prob_small, m, threshold, min_size, largest_only,
                                           refine, fill_holes, drop_edge_fragments, return_confidence)
     result: list = [labels]
@@ -250,7 +251,7 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
 def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
-            progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool = True,
+            progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool | None = None,
             drop_edge_fragments: bool = True, return_proba: bool = False, return_confidence: bool = False):
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
@@ -259,7 +260,9 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     ``tta``, and :func:`postprocess` for ``threshold``, ``min_size`` (pixels; default 0.1 % of the
     image), ``fill_holes``, ``largest_only`` and ``drop_edge_fragments``. ``refine``: move the outline
     onto the image's visible pigment edge (:func:`~napari_nevus_seg.inference.refine.refine_outline`; the default
-    model otherwise draws the loose outlines of its ISIC training masks). ``progress(done, total)`` is
+    model otherwise draws the loose outlines of its ISIC training masks); None (the default) follows the
+    model (:attr:`~napari_nevus_seg.model.networks.LesionModel.refines`: yes, unless a model fine-tuned on
+    a user's outlines found them better unrefined). ``progress(done, total)`` is
     called per plane. ``return_proba``: return ``(labels, probabilities)``, the probabilities as
     :func:`predict_proba` gives them, from the same pass of the network. ``return_confidence``: also
     return each lesion's expected Dice, ``{label: value}`` for a single image or a list of such dicts for
@@ -269,6 +272,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     """
     check_args(threshold, min_size)
     planes, stacked, m, dev = _setup(img, model, device)
+    refine = m.refines if refine is None else refine
     out, probs, confidence = [], [], []
     for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
         shape = planes[i].shape[:2]

@@ -159,6 +159,13 @@ class LesionModel:
     def name(self) -> str:
         return str(self.meta.get("name", "unnamed"))
 
+    @property
+    def refines(self) -> bool:
+        """Whether this model's outlines are refined onto the pigment edge unless the user says otherwise:
+        ``meta["refine"]`` (a fine-tuned model records what scored better on its held-out pairs), else True."""
+        value = self.meta.get("refine", True)
+        return value if isinstance(value, bool) else True
+
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 

@@ -20,9 +20,11 @@ model was not trained on. A tuned model records the images it was trained on (sh
 ``meta["trained_images"]``, its base's and its own), so a second round of fine-tuning, from a model
 kept from the first, never scores on a pair the base learnt while another pair is left; when too few
 are left, the report says how many held-out pairs the base was trained on (optimistic scores). They decide
-when to stop (early stopping, the best epoch is kept) and are scored at full resolution through
-:func:`~napari_nevus_seg.inference.pipeline.segment` with the base model and with the tuned model: the
-"before" and "after" Dice that the widget shows. With fewer pairs every pair is used for training and the
+when to stop (early stopping, the best epoch is kept) and are scored at full resolution with the base
+model (refined as it says) and with the tuned model, refined and not (:mod:`~napari_nevus_seg.training.scoring`):
+the tuned model keeps the better setting as ``meta["refine"]`` (the user's outline convention, which the
+refinement could otherwise undo), and the "before" and "after" Dice that the widget shows are those of the
+base's and the kept setting. With fewer pairs every pair is used for training and the
 scores are taken on the training pairs (flagged ``"scored_on": "training pairs"``: optimistic).
 
 Blending: the returned weights are ``base + blend * (tuned - base)`` (weight-space ensembling, "WiSE-FT",
@@ -46,9 +48,7 @@ import numpy as np
 import torch
 
 from napari_nevus_seg.inference.masks import lesion_mask
-from napari_nevus_seg.inference.metrics import dice
 from napari_nevus_seg.inference.options import DEFAULT
-from napari_nevus_seg.inference.pipeline import segment
 from napari_nevus_seg.model.devices import resolve_device
 from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.model.networks import LesionModel
@@ -66,6 +66,7 @@ from napari_nevus_seg.training.holdout import (
     pair_names,
 )
 from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, TrainResult, evaluate, init_from, train
+from napari_nevus_seg.training.scoring import choose_refine, score_both
 
 # FineTuneResult, compare and MEASURABLE_POINTS are defined in finetune_report and importable from here too
 __all__ = ["DEFAULTS", "MEASURABLE_POINTS", "MIN_PAIRS_FOR_HOLDOUT", "FineTuneResult", "FineTuneSettings", "compare",
@@ -204,15 +205,21 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     score_imgs, score_masks = PickedPairs(images, score_idx), PickedPairs(masks, score_idx)
     _stop_if_cancelled(cancel, "cancelled before training")
     try:
-        before = _score(model, score_imgs, score_masks, dev, cancel, progress, "score_before")
+        base_refines = model.refines
+        before = _score(model, score_imgs, score_masks, dev, cancel, progress, "score_before")[base_refines]
         result = _train(model, train_set, val_set, s, dev, progress, cancel)
         if s.blend < 1.0:
             _blend(model, base_state, s.blend, val_set, result, dev)
-        after = _score(model, score_imgs, score_masks, dev, cancel, progress, "score_after")
+        both = _score(model, score_imgs, score_masks, dev, cancel, progress, "score_after")
+        model.meta["refine"] = choose_refine(both, base_refines)   # what its outlines scored better with
+        after = both[model.meta["refine"]]
     finally:
         _release(model, dev)
     _record(model, base, s, names, keys, seen, train_idx, hold_idx, before, after, result,
             time.perf_counter() - t0, dev)
+    model.meta["fine_tune"]["refine"] = {"chosen": model.meta["refine"], "base": base_refines,
+                                         **{k: float(np.mean(both[v])) for k, v in (("refined_dice", True),
+                                                                                     ("unrefined_dice", False))}}
     if progress:
         ft = model.meta["fine_tune"]
         progress({"stage": "done", "step": 1, "steps": 1, "before_dice": ft["before_dice"],
@@ -376,14 +383,17 @@ def _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, 
         raise ValueError(f"blend must lie in (0, 1], got {blend!r}")
 
 
-def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> list[float]:
-    out = []
-    for i, (img, m) in enumerate(zip(images, masks)):
+def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> dict[bool, list[float]]:
+    """Dice on each pair with and without the refinement (one network pass per image)."""
+    def check(i: int) -> None:
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled(f"cancelled while scoring ({stage})")
-        out.append(dice(segment(img, model=model, device=dev) > 0, lesion_mask(m)))
-        if progress:
-            progress({"stage": stage, "step": i + 1, "steps": len(images)})
-    return out
+        if progress and i:
+            progress({"stage": stage, "step": i, "steps": len(images)})
+
+    scores = score_both(model, images, masks, dev, check)
+    if progress:
+        progress({"stage": stage, "step": len(images), "steps": len(images)})
+    return scores
 
 
