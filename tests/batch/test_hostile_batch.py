@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import numpy as np
 import pytest
@@ -93,11 +94,15 @@ def test_temporaries_of_killed_runs_are_removed_and_live_ones_kept(tmp_path, mod
     dead = 2**22 + 12345   # above Linux's default pid_max: no such process
     stale = [out / f".a.{dead}.k3j_x9q1.tif", tmp_path / f".t.csv.{dead}.rows"]
     live = out / f".b.{os.getpid()}.abcdefgh.tif"
-    for p in [*stale, live]:
+    elsewhere = out / f".c.{dead}.zyxwvuts.tif"   # a run on another machine writing now: its pid is unknown here
+    for p in [*stale, live, elsewhere]:
         p.write_bytes(b"half-written")
+    old = time.time() - 3600
+    for p in [*stale, live]:
+        os.utime(p, (old, old))                   # an hour untouched
     segment_folder(tmp_path / "in", out, model=model, measure=tmp_path / "t.csv")
     assert not any(p.exists() for p in stale)
-    assert live.exists()
+    assert live.exists() and elsewhere.exists()
 
 
 def test_a_complete_run_removes_an_earlier_partial_table(tmp_path, model):
@@ -129,3 +134,32 @@ def test_the_summary_says_one_image_in_the_singular():
 
     assert "failed, of 1 image in" in BatchSummary(total=1, done=1).report()
     assert "failed, of 2 images in" in BatchSummary(total=2, done=2).report()
+
+
+def test_a_full_disk_under_the_label_images_stops_the_run_with_exit_3(tmp_path, capsys, monkeypatch):
+    """The first label image fits, then the disk is full: the run stops (no more images tried, each would
+    fail the same way), says so, exits 3; the written label image is complete and nothing half-written stays."""
+    from napari_nevus_seg.batch import work
+
+    _images(tmp_path / "in", [f"img{i}.png" for i in range(6)])
+    real = work.write_output
+    written = []
+
+    def write_output(labels, path, *args, **kwargs):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written.append(path)
+        return real(labels, path, *args, **kwargs)
+
+    monkeypatch.setattr(work, "write_output", write_output)
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q", "--refine-workers", "0"])
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert "ERROR the disk is full" in out and "not processed" in out and "free some space" in out
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["img0.tif"]                                   # complete, and no temporary file
+    from napari_nevus_seg import read_labels
+
+    assert read_labels(tmp_path / "out" / "img0.tif").max() >= 1
+    failed = out.count("FAILED")
+    assert 1 <= failed <= 3                                        # the images in flight, not all five left

@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_nevus_seg import synthetic_lesion_image
-from napari_nevus_seg._napari._layers import add_or_update_labels, pixel_size_mm_from_layer
+from napari_nevus_seg._napari._layers import add_or_update_image, add_or_update_labels, pixel_size_mm_from_layer
 from napari_nevus_seg._napari._scale_widget import ScaleWidget
 from napari_nevus_seg.io.labels import file_pixel_size, read_labels
 
@@ -24,6 +24,9 @@ def test_a_line_along_the_ruler_sets_the_scale_everywhere(make_napari_viewer, qt
     viewer = make_napari_viewer()
     image = viewer.add_image(case.image, name="skin", rgb=True)
     result = add_or_update_labels(viewer, "skin lesions", case.labels, like=image)   # a segmentation result
+    prob = add_or_update_image(viewer, "skin lesion probability", case.labels.astype(np.float32), like=image)
+    truth = viewer.add_labels(case.labels, name="skin ground truth", metadata={"ground_truth": True})
+    other = viewer.add_labels(np.zeros((10, 10), np.int32), name="unrelated")
     w = ScaleWidget(viewer)
     viewer.window.add_dock_widget(w)
     click(qtbot, w.draw_button)
@@ -35,7 +38,8 @@ def test_a_line_along_the_ruler_sets_the_scale_everywhere(make_napari_viewer, qt
     qtbot.keyClick(w.length.lineEdit(), Qt.Key.Key_Enter)
     assert w.length.value() == 5
     click(qtbot, w.set_button)
-    for layer in (image, result):
+    np.testing.assert_allclose(other.scale, (1, 1))                 # a layer of the user's is left alone
+    for layer in (image, result, prob, truth):                      # the expert outline stays over the lesion
         np.testing.assert_allclose(layer.scale, (0.025, 0.025))
         assert [str(u) for u in layer.units] == ["millimeter", "millimeter"]
         assert pixel_size_mm_from_layer(layer) == pytest.approx((0.025, 0.025))

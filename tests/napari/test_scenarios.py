@@ -91,10 +91,12 @@ def test_segment_correct_add_fine_tune_keep_and_segment_again(make_napari_viewer
         wait(qtbot, seg)
         result = viewer.layers[f"{image.name} lesions"]
         h, w = result.data.shape
+        before = result.data.copy()
         result.brush_size = max(4, h // 12)
         result.selected_label = 1
-        result.paint((h // 2, w // 2), 1)                          # the brush: a lesion where the person sees one
-        result.paint((h // 2 + 3, w // 2 + 3), 1)
+        spot = np.argwhere(before == 0)[len(np.argwhere(before == 0)) // 3]   # background the network left out
+        result.paint(tuple(spot), 1)                               # the brush: lesion where the person sees one
+        assert (result.data != before).any()                       # the correction changed the outline
         viewer.layers.selection.active = result                    # the corrected outline
         assert ft.labels_combo.layer() is result and ft.image_combo.layer() is image
         click(qtbot, ft.training.add_button)
@@ -117,8 +119,10 @@ def test_segment_correct_add_fine_tune_keep_and_segment_again(make_napari_viewer
     click(qtbot, ft.keep_button)
     assert "my clinic" in [e.name for e in ModelLibrary().list()]
 
-    seg.model_combo.refresh()
-    seg.model_combo.setCurrentIndex(seg.model_combo.findText("my clinic"))   # the kept model, offered at once
+    seg.model_combo.showPopup()                                  # the person opens the model list ...
+    seg.model_combo.hidePopup()
+    seg.model_combo.setCurrentIndex(seg.model_combo.findText("my clinic"))   # ... and picks the kept model
+    assert seg.model_combo.currentText() == "my clinic"
     first = next(iter(painted))
     viewer.layers.selection.active = viewer.layers[first]
     click(qtbot, seg.run_button)

@@ -74,3 +74,28 @@ def test_shift_t_adds_the_corrected_pair_in_the_fine_tune_widget(make_napari_vie
     store = TrainingStore(tmp_path / "training")
     assert store.names() == ["clinic"]
     assert (store.load()[1][0] > 0).sum() == (case.labels > 0).sum()
+
+
+def test_closing_the_panel_that_took_a_key_gives_it_back(make_napari_viewer, qtbot):
+    """Segment panel, then the case browser (both Shift+S); closing the browser gives Shift+S back to the
+    Segment panel, which segments again."""
+    from napari.utils.key_bindings import coerce_keybinding
+
+    from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_lesion_image(seed=2).image, name="skin", rgb=True)
+    seg = SegmentWidget(viewer)
+    seg.device_combo.setCurrentText("cpu")
+    viewer.window.add_dock_widget(seg)
+    browser = CaseBrowserWidget(viewer)
+    viewer.window.add_dock_widget(browser)
+    key = coerce_keybinding("Shift-S")
+    assert viewer.keymap[key].owner is browser                  # the panel opened last has the key
+    viewer.window.remove_dock_widget(browser)
+    browser.deleteLater()
+    qtbot.waitUntil(lambda: getattr(viewer.keymap.get(key), "owner", None) is seg, timeout=5000)
+    press(viewer, qtbot, "S")
+    assert seg.worker is not None
+    qtbot.waitUntil(lambda: seg.worker is None, timeout=TIMEOUT)
+    assert "skin lesions" in viewer.layers

@@ -3,8 +3,8 @@
 Many dermoscopy photographs show a millimetre ruler. The user clicks *Draw a line on the ruler* (a
 Shapes layer ``<image> ruler`` opens in line mode over the image), draws a line from one mark to another,
 types how many mm it spans, and clicks *Set scale*. The pixel size
-(:func:`napari_nevus_seg.pixel_size_from_ruler`) goes to the image's ``scale`` and ``units`` (mm) and to
-every result layer of that image, so that napari's scale bar, the Measure widget, the measurement table
+(:func:`napari_nevus_seg.pixel_size_from_ruler`) goes to the image's ``scale`` and ``units`` (mm), to
+every result layer of that image (labels, probability map) and to its expert mask, so that napari's scale bar, the Measure widget, the measurement table
 and the saved label TIFFs use it.
 """
 
@@ -67,7 +67,7 @@ class ScaleWidget(QWidget):
             return None
         ruler = self.ruler_layer(image)
         if ruler is None:
-            width = max(1.0, max(image.data.shape[:2]) / 300) * float(image.scale[-1])
+            width = max(1.0, max(_plane_shape(image)) / 300) * float(image.scale[-1])
             ruler = self.viewer.add_shapes(ndim=2, name=f"{image.name} ruler", scale=tuple(image.scale[-2:]),
                                            translate=tuple(image.translate[-2:]), edge_color="yellow",
                                            edge_width=width, metadata={RULER_KEY: source_id(image)})
@@ -102,10 +102,26 @@ class ScaleWidget(QWidget):
         return size
 
 
+def belongs_to(layer: Any, image: Image) -> bool:
+    """Whether ``layer`` is drawn over ``image``: a result of it (linked in the metadata, labels or probability
+    map) or the expert mask opened with it (``<image> ground truth`` of the same size)."""
+    if layer is image or isinstance(layer, Shapes):
+        return False
+    if layer.metadata.get(SOURCE_KEY) == source_id(image):
+        return True
+    return (isinstance(layer, Labels) and bool(layer.metadata.get("ground_truth"))
+            and layer.name == f"{image.name} ground truth" and tuple(layer.data.shape[-2:]) == _plane_shape(image))
+
+
+def _plane_shape(image: Image) -> tuple[int, int]:
+    """(rows, columns) of an image layer's planes (its largest level when multiscale)."""
+    shape = tuple(image.level_shapes[0]) if image.multiscale else tuple(image.data.shape)
+    return shape[-3:-1] if image.rgb else shape[-2:]
+
+
 def apply_pixel_size(viewer: Any, image: Image, size_mm: float, ruler: Shapes | None = None) -> list:
-    """Give ``image``, its result layers (linked in their metadata) and its ruler a square pixel size in mm."""
-    sid = source_id(image)
-    layers = [image] + [ly for ly in viewer.layers if isinstance(ly, Labels) and ly.metadata.get(SOURCE_KEY) == sid]
+    """Give ``image``, the layers drawn over it (:func:`belongs_to`) and its ruler a square pixel size in mm."""
+    layers = [image] + [ly for ly in viewer.layers if belongs_to(ly, image)]
     for ly in layers:
         ly.scale = (*tuple(ly.scale)[:-2], size_mm, size_mm)
         ly.units = (*tuple(ly.units)[:-2], "mm", "mm")

@@ -84,8 +84,16 @@ class NetworkMap:
 
 def map_key(options: SegmentOptions) -> tuple:
     """The settings the network's map depends on (threshold, smallest size, largest-only and the
-    refinement are applied to the map afterwards)."""
-    return (str(options.model), options.device, options.tta)
+    refinement are applied to the map afterwards), with a model file's modification time (a model saved
+    again under the same name is another model)."""
+    import os
+
+    model = options.model
+    try:
+        stamp = os.stat(model).st_mtime_ns if isinstance(model, (str, os.PathLike)) else id(model)
+    except OSError:
+        stamp = None
+    return (str(model), stamp, options.device, options.tta)
 
 
 def _reporter(cancel: CancelToken | None, progress: Callable[[dict], None] | None) -> Callable[[int, int, str], None]:

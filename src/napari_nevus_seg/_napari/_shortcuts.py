@@ -2,8 +2,9 @@
 
 napari gives keys to the canvas: a shortcut works when the image (not a text field of a dock) has the
 keyboard focus, as napari's own layer shortcuts do. Every key here is free in napari's default keymap
-(checked by the tests); a second widget of the same kind takes the key over, and closing a widget
-frees its key only if it still holds it.
+(checked by the tests). A panel opened later takes a key over (Shift+S of the Segment panel and of the
+case browser, Shift+T of the case browser and of the fine-tuning panel); closing it gives the key back
+to the panel that had it, if that one is still open.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ def bind_shortcut(widget: QWidget, viewer: Any, name: str, action: Callable[[], 
         if not qt_deleted(widget):
             action()
 
+    previous = viewer.keymap.get(key)      # another open panel's binding: given back when this one closes
     viewer.bind_key(key, handler, overwrite=True)
 
     def release(*_: Any) -> None:
         if viewer.keymap.get(key) is handler:
             viewer.bind_key(key, None)
+            if previous is not None and getattr(previous, "alive", lambda: True)():
+                viewer.bind_key(key, previous)
+
+    handler.alive = lambda: not qt_deleted(widget)   # type: ignore[attr-defined]
+    handler.owner = widget                            # type: ignore[attr-defined]
 
     widget.destroyed.connect(release)

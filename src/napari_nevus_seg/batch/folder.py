@@ -262,6 +262,8 @@ def run_batch(tasks: Sequence[ImageTask], missing: Sequence[ImageResult], opts: 
         nonlocal finished
         finished += 1
         summary.add(r)
+        if r.disk_full and summary.output_error is None:   # every further image would fail the same way
+            summary.output_error = f"the disk is full: {r.name}'s labels could not be written ({r.reason})"
         if sink is not None and r.rows:
             sink.write(r.rows)
         if progress is not None:
@@ -272,8 +274,10 @@ def run_batch(tasks: Sequence[ImageTask], missing: Sequence[ImageResult], opts: 
     try:
         for r in missing:
             on_result(r)
-        summary.interrupted = not run_tasks(tasks, opts, loaded, execution, on_result, cancel)
-        ended = True
+        stop = StopWhen(cancel, lambda: summary.output_error is not None)
+        completed = run_tasks(tasks, opts, loaded, execution, on_result, stop)
+        summary.interrupted = not completed and summary.output_error is None
+        ended = completed
     except KeyboardInterrupt as exc:
         summary.interrupted = ended = True
         interrupt = exc
@@ -287,6 +291,16 @@ def run_batch(tasks: Sequence[ImageTask], missing: Sequence[ImageResult], opts: 
         summary.seconds = time.perf_counter() - started
     if interrupt is not None:   # Ctrl-C stops the caller too (a script's loop), with what was done
         raise BatchInterrupted(summary) from interrupt
+
+
+class StopWhen:
+    """A cancel event that is set when the user's ``cancel`` is, or when ``condition()`` holds."""
+
+    def __init__(self, cancel: Any, condition: Callable[[], bool]):
+        self.cancel, self.condition = cancel, condition
+
+    def is_set(self) -> bool:
+        return self.condition() or (self.cancel is not None and self.cancel.is_set())
 
 
 def run_tasks(tasks: Sequence[ImageTask], opts: BatchOptions, loaded: Any, execution: Execution,

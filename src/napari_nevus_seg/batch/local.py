@@ -28,6 +28,7 @@ from napari_nevus_seg.batch.work import (
     ImageResult,
     ImageTask,
     describe_error,
+    failed_result,
     infer_stage,
     measure_rows,
     needs_work,
@@ -103,10 +104,11 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
             return
         task, labels, img, px, t0, deadline, existing, pixels = job
         try:
+            if isinstance(labels, PendingLabels):
+                with about(task.name):   # its wait in the pool's queue is not charged to the image (nor the
+                    labels = labels.result()   # refinement itself: bounded work on at most 384 px)
             with about(task.name), deadline.running():
-                if isinstance(labels, PendingLabels):
-                    labels = labels.result()
-                    deadline.check("after the outline refinement")
+                deadline.check("after the outline refinement")
                 if existing is not None:     # finished earlier: measure only
                     rows = measure_rows(labels, img, task, px, opts)
                 else:
@@ -117,7 +119,7 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
                 result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
                                      rows=rows)
         except Exception as exc:  # noqa: BLE001 - MemoryError included
-            result = ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source))
+            result = failed_result(task, exc)
         del job, labels, img
         budget.release(pixels)
         result.seconds = time.perf_counter() - t0

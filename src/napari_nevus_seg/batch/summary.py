@@ -22,11 +22,12 @@ class BatchSummary:
     seconds: float = 0.0
     interrupted: bool = False
     table_error: str | None = None   # the measurement table could not be written (a full disk, ...)
+    output_error: str | None = None  # label images could not be written (a full disk): the run stopped
 
     @property
     def ok(self) -> bool:
         """True when every image was segmented or skipped, the table written, and the run not interrupted."""
-        return not self.failed and not self.interrupted and self.table_error is None
+        return not self.failed and not self.interrupted and self.table_error is None and self.output_error is None
 
     def add(self, r: ImageResult) -> None:
         """Count one image's result."""
@@ -52,6 +53,11 @@ class BatchSummary:
             lines.append(f"ERROR {self.table_error}. The label images written are complete; free some space "
                          "and run the same command again: finished images are skipped and measured again "
                          "from their label files")
+        if self.output_error:
+            left = self.total - self.done - self.skipped - len(self.failed)
+            lines.append(f"ERROR {self.output_error}: the run stopped ({plural(left, 'image')} not processed). The "
+                         "label images written are complete; free some space and run the same command again: "
+                         "finished images are skipped")
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume (finished outputs are skipped)")
         for name, reason in self.failed[:max_failures]:

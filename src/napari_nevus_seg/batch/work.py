@@ -45,6 +45,7 @@ class ImageResult:
     rows: list[dict[str, Any]] = field(default_factory=list)  # measurement rows (with --measure)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # warnings of a run elsewhere (Dask), shown by the caller
+    disk_full: bool = False      # failed because the output disk is full: the run stops
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -193,6 +194,14 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
     return msg if known else f"{type(exc).__name__}: {msg}"
 
 
+def failed_result(task: ImageTask, exc: BaseException, seconds: float = 0.0) -> ImageResult:
+    """The result of an image whose processing raised ``exc`` (a full disk marked as such)."""
+    from napari_nevus_seg.batch.errors import is_disk_full
+
+    return ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source), seconds=seconds,
+                       disk_full=is_disk_full(exc))
+
+
 def needs_work(task: ImageTask, opts: BatchOptions) -> Path | None:
     """The existing output when ``task`` can be skipped (resume), else None."""
     return None if opts.overwrite else existing_output(task, opts.fmt)
@@ -214,8 +223,7 @@ def process_one(task: ImageTask, opts: BatchOptions) -> ImageResult:
             with about(task.name), opts.deadline().running():
                 result = _process(task, opts, t0)
         except Exception as exc:  # noqa: BLE001 - one bad image (MemoryError included) must not stop the batch
-            result = ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source),
-                                 seconds=time.perf_counter() - t0)
+            result = failed_result(task, exc, time.perf_counter() - t0)
     result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
     return result
 

@@ -145,7 +145,7 @@ def run_segment(args: argparse.Namespace) -> int:
     say(summary.report())
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    if summary.table_error:
+    if summary.table_error or summary.output_error:
         return EXIT_OUTPUT
     return EXIT_OK if summary.ok else EXIT_FAILED
 

@@ -79,10 +79,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+STALE_AFTER_S = 15 * 60   # a temporary file untouched this long is no write in progress
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, min_age_s: float = STALE_AFTER_S) -> int:
     """Delete the hidden temporary files that killed processes left in ``folder`` (not those of running
     ones): ``.NAME.PID.xxxxxxxx.SUFFIX`` of :func:`atomic_path` and ``.NAME.PID.rows`` of batch tables.
+
+    A file is left alone while its process id runs on this machine, and while it was modified less than
+    ``min_age_s`` ago: a run on another machine writing into the same shared folder (a Dask cluster, a
+    network drive) has process ids this machine cannot check, and its files in progress are fresh.
     Returns how many were removed; a folder that cannot be listed removes none."""
+    import time
+
+    now = time.time()
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -91,6 +101,11 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     for entry in entries:
         m = _TEMPORARY.match(entry.name)
         if m is None or not entry.is_file(follow_symlinks=False) or pid_alive(int(m.group("pid"))):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+        except OSError:
             continue
         try:
             os.unlink(entry.path)
