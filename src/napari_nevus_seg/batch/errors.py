@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - for the annotation only
@@ -28,8 +27,3 @@ class BatchInterrupted(KeyboardInterrupt):
     def __init__(self, summary: BatchSummary):
         super().__init__(f"interrupted: {summary.done} segmented, {summary.skipped} skipped of {summary.total}")
         self.summary = summary
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the user's quota) is full: writing more images cannot work."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -196,7 +196,7 @@ def describe_error(exc: BaseException, source: str | None = None) -> str:
 
 def failed_result(task: ImageTask, exc: BaseException, seconds: float = 0.0) -> ImageResult:
     """The result of an image whose processing raised ``exc`` (a full disk marked as such)."""
-    from napari_nevus_seg.batch.errors import is_disk_full
+    from napari_nevus_seg.io.atomic import is_disk_full
 
     return ImageResult(task.source, task.name, "failed", reason=describe_error(exc, task.source), seconds=seconds,
                        disk_full=is_disk_full(exc))

@@ -113,3 +113,10 @@ def remove_stale_temporaries(folder: str | os.PathLike, min_age_s: float = STALE
         except OSError:
             pass
     return removed
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full: writing more files cannot work."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
