@@ -69,13 +69,7 @@ def sample(segment: bool) -> None:
             _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
             _settle(viewer)
             widget.run_button.click()   # as a user does
-            import time
-
-            t0 = time.time()
-            while widget.task.running and time.time() - t0 < 300:
-                _settle(viewer, 5)
-                time.sleep(0.1)
-            _settle(viewer, 50)
+            _wait(widget, 300)
             viewer.layers[f"{viewer.layers[0].name} ground truth"].visible = False
             viewer.layers.selection.active = viewer.layers[-1]
         except Exception as exc:  # noqa: BLE001 - the widget may not exist yet
@@ -119,12 +113,7 @@ def measure_widget() -> None:
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Measure lesions")
     _settle(viewer)
     widget.run_button.click()   # as a user does
-    import time
-
-    t0 = time.time()
-    while widget.task.running and time.time() - t0 < 120:
-        _settle(viewer, 5)
-        time.sleep(0.05)
+    _wait(widget, 120)
     labels.selected_label = 2
     _settle(viewer, 30)
     _save(viewer, "measure_widget.png")
