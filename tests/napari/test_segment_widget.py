@@ -399,7 +399,7 @@ def test_a_model_renamed_in_the_model_manager_stays_chosen_under_its_new_name(ma
 def test_options_are_the_widgets_settings(make_napari_viewer):
     viewer = make_napari_viewer()
     w = make_widget(viewer)
-    assert w.options() == SegmentOptions(device="cpu")
+    assert w.options() == SegmentOptions(device="cpu", refine=True)   # the box: ticked, as the default model says
     w.threshold.setValue(0.35)
     w.tta.setChecked(True)
     w.min_size.setValue(200)
