@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from napari_nevus_seg.measurements import asymmetry as ma
 from napari_nevus_seg.measurements import border as mb
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements import shape as ms
@@ -214,6 +215,26 @@ def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict) -> dict[str, An
     row[f"share_{mc.UNASSIGNED}"] = shares[mc.UNASSIGNED]   # the seven shares add up to 1
     row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
     return row
+
+
+def model_features(les: Lesion, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of the calibrated rules (:mod:`.calibrated`): the colour detector's features
+    (:func:`.colour.detector_features`) and the asymmetry score's (:func:`.asymmetry.asymmetry_features`),
+    from the crop's CIE L*a*b* ``lab`` (a colour image)."""
+    lesion_lab = lab[les.mask]
+    angle = les.asym.axis1_angle_deg
+    halves = tuple(ms.side_of_axis(les.coords, les.centroid, a) for a in (angle, angle + 90.0))
+    texture = ma.fine_texture(lab[..., 0], les.mask)
+    return (mc.detector_features(lesion_lab),
+            ma.asymmetry_features((les.asym.axis1, les.asym.axis2), lesion_lab, texture, halves))
+
+
+def lesion_model_features(region, labels: np.ndarray, rgb: np.ndarray,
+                          spacing: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`model_features` of one lesion (a ``regionprops`` region of ``labels``) in an RGB uint8 image,
+    computed exactly as :func:`measure_lesion` computes them (used to calibrate the rules)."""
+    les = crop_lesion(region, labels, spacing)
+    return model_features(les, mc.lab_pixels(les.image_crop(rgb)))
 
 
 def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
