@@ -8,9 +8,11 @@ this module (``colour_model.json``, ``asymmetry_model.json``), read and checked 
   features (:data:`.colour.DETECTOR_FEATURES`: percentiles of L*, a*, b*, chroma and their spreads),
   fitted with presence and absence weighted equally. ``probability`` is that model's probability that
   the experts would call the colour present, as if half of all lesions had it; the colour is called
-  present at ``probability >= 0.5``, or when it covers at least ``dominant_share`` (half) of the lesion
-  by the nearest-reference shares (so that a lesion of one clear colour always has it: the model reads
-  colour statistics, which in PH2 also say how varied a lesion is). A colour whose cross-validated balanced accuracy was too low (see
+  present at ``probability >= 0.5`` provided some of the lesion's pixels are nearest its reference colour
+  (share above ``evidence_share``, 0), or when it covers at least ``dominant_share`` (half) of the lesion
+  by those shares. The model reads colour statistics, which in PH2 also say how varied a lesion is (a
+  varied lesion is often a melanoma, with white, blue-gray or black): the two share conditions keep it
+  from calling a colour no pixel has, and make sure that a lesion of one clear colour has it. A colour whose cross-validated balanced accuracy was too low (see
   the file) has status ``"not_assessed"``: it is never called and its columns stay empty.
 - **Asymmetry score.** A proportional-odds model of the experts' 0/1/2 score on the lesion's shape,
   colour and structure asymmetry (:data:`.asymmetry.ASYMMETRY_FEATURES`) and its colour spreads; the
@@ -68,6 +70,7 @@ class ColourDetector:
     version: str
     source: str
     dominant_share: float | None = None
+    evidence_share: float = 0.0
 
     def predict(self, features: np.ndarray) -> dict[str, float]:
         """Probability of each colour (NaN when not assessed or when a feature is missing)."""
@@ -82,17 +85,18 @@ class ColourDetector:
         return out
 
     def calls(self, probabilities: dict[str, float], shares: dict[str, float]) -> dict[str, bool | None]:
-        """Whether each colour is present: ``probability >= 0.5``, or its share of the lesion (nearest
-        reference colour) is at least ``dominant_share``; ``None`` for a colour not assessed or without a
-        probability (a missing feature)."""
+        """Whether each colour is present: ``probability >= 0.5`` with a share of the lesion (nearest
+        reference colour) above ``evidence_share`` (some pixels of that colour), or a share of at least
+        ``dominant_share``; ``None`` for a colour not assessed or without a probability (a missing feature)."""
         out: dict[str, bool | None] = {}
         for name in COLOUR_NAMES:
             p = probabilities.get(name, float("nan"))
             if self.rules.get(name) is None or not math.isfinite(p):
                 out[name] = None
                 continue
-            dominant = self.dominant_share is not None and shares.get(name, 0.0) >= self.dominant_share
-            out[name] = bool(p >= 0.5 or dominant)
+            share = shares.get(name, 0.0)
+            dominant = self.dominant_share is not None and share >= self.dominant_share
+            out[name] = bool((p >= 0.5 and share > self.evidence_share) or dominant)
         return out
 
     def assessed(self) -> list[str]:
@@ -174,8 +178,11 @@ def _check_colour(data: dict, path: Path) -> ColourDetector:
     dominant = data.get("dominant_share")
     if dominant is not None and (not isinstance(dominant, (int, float)) or not 0 < dominant <= 1):
         raise ModelFileError(f"{path}: 'dominant_share' must be a number in (0, 1] or null, got {dominant!r}")
+    evidence = data.get("evidence_share", 0.0)
+    if not isinstance(evidence, (int, float)) or not 0 <= evidence < 1:
+        raise ModelFileError(f"{path}: 'evidence_share' must be a number in [0, 1), got {evidence!r}")
     return ColourDetector(rules, str(data.get("model_version", "")), str(data.get("source", "")),
-                          None if dominant is None else float(dominant))
+                          None if dominant is None else float(dominant), float(evidence))
 
 
 def _check_asymmetry(data: dict, path: Path) -> AsymmetryScorer:
