@@ -9,8 +9,11 @@ and compared with the experts' annotations in ``PH2_annotations.csv``:
 - colours: for each of the six dermoscopic colours, accuracy, sensitivity and specificity of
   "present" against the experts' 1/0, and the correlation of the colour counts.
 
-The rules are the package defaults, fixed before this comparison; only the reference colour set is
-a choice (``--references``, every set by default). Run::
+The rules are the fixed rules of earlier versions, set before this comparison: the shape-only asymmetry
+score and the reference colour rule (``colour_rule="reference"``); only the reference colour set is a
+choice (``--references``, every set by default). The calibrated rules, fitted on 80 PH2 cases that
+include these 20, are cross-validated by ``benchmarks/calibrate_colours.py``; scoring them here would
+report their fit on their own training cases. Run::
 
     python benchmarks/ph2_agreement.py [--data ../shared/data/ph2-adapt] [--markdown]
 """
@@ -67,7 +70,7 @@ def measure_cases(data: Path, references: list[str]) -> tuple[list[dict], dict[s
         rows.append(ann[name])
         labels = mask.astype(np.int32)
         for ref in references:
-            t = measure(labels, img, None, reference_colours=ref)
+            t = measure(labels, img, None, reference_colours=ref, colour_rule="reference")
             if len(t) != 1:
                 raise RuntimeError(f"{name}: expected one lesion, got {len(t)}")
             tables[ref].append(t.iloc[0])

@@ -1,8 +1,13 @@
-"""Dermoscopic colours, CIE Lab statistics and colour asymmetry on synthetic patches with known colours."""
+"""Dermoscopic colours, CIE Lab statistics and colour asymmetry on synthetic patches with known colours.
+
+The shares and the fixed reference rule (``colour_rule="reference"``) are tested here; the calibrated
+detector (the default) in ``test_colour_detector.py``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from skimage.color import rgb2lab
 
@@ -28,7 +33,7 @@ def _paint(labels, colour_of_pixel, noise=3.0, seed=0):
 
 
 def _found(row):
-    return {c for c in COLOUR_NAMES if bool(row[f"colour_{c}"])}
+    return {c for c in COLOUR_NAMES if row[f"colour_{c}"] is not pd.NA and bool(row[f"colour_{c}"])}
 
 
 @pytest.mark.parametrize("ref_set", sorted(REFERENCE_SETS))
@@ -36,7 +41,7 @@ def _found(row):
 def test_each_reference_colour_found_and_only_it(ref_set, colour):
     labels = _disc()
     rgb = np.broadcast_to(np.array(REFERENCE_SETS[ref_set][colour], float), (H, W, 3))
-    row = measure(labels, _paint(labels, rgb), reference_colours=ref_set).iloc[0]
+    row = measure(labels, _paint(labels, rgb), reference_colours=ref_set, colour_rule="reference").iloc[0]
     assert _found(row) == {colour}
     assert row["colour_count"] == 1
     assert row[f"share_{colour}"] > 0.95
@@ -51,7 +56,7 @@ def test_three_colour_lesion_gives_exactly_those_three():
     rgb[ang < 120] = ref["light_brown"]
     rgb[(ang >= 120) & (ang < 240)] = ref["dark_brown"]
     rgb[ang >= 240] = ref["blue_gray"]
-    row = measure(labels, _paint(labels, rgb)).iloc[0]
+    row = measure(labels, _paint(labels, rgb), colour_rule="reference").iloc[0]
     assert _found(row) == {"light_brown", "dark_brown", "blue_gray"}
     assert row["colour_count"] == 3
     for c in ("light_brown", "dark_brown", "blue_gray"):
@@ -67,7 +72,7 @@ def test_minimum_share_of_five_percent(share, present):
     inside = np.flatnonzero(labels.ravel())
     k = int(round(share * inside.size))
     rgb.reshape(-1, 3)[inside[:k]] = ref["black"]  # the first k lesion pixels (top rows) are black
-    row = measure(labels, _paint(labels, rgb)).iloc[0]
+    row = measure(labels, _paint(labels, rgb), colour_rule="reference").iloc[0]
     assert row["share_black"] == pytest.approx(share, abs=0.005)
     assert bool(row["colour_black"]) is present
     assert row["colour_count"] == 1 + present
@@ -80,7 +85,7 @@ def test_far_colours_stay_unassigned_and_custom_references():
     assert row["colour_count"] == 0
     assert sum(row[f"share_{c}"] for c in COLOUR_NAMES) == pytest.approx(0.0)
     assert row["share_unassigned"] == pytest.approx(1.0)
-    row = measure(labels, _paint(labels, rgb), reference_colours={"red": (40, 200, 40)}).iloc[0]
+    row = measure(labels, _paint(labels, rgb), reference_colours={"red": (40, 200, 40)}, colour_rule="reference").iloc[0]
     assert _found(row) == {"red"}
     for bad in ({"purple": (1, 2, 3)}, {"red": (1, 2)}, {"red": (300, 0, 0)}, "no_such_set", {}):
         with pytest.raises(ValueError):
@@ -132,7 +137,7 @@ def test_synthetic_lesions_colours_match_what_was_painted(seed):
     from napari_nevus_seg import synthetic_lesion_image
 
     case = synthetic_lesion_image(seed=seed, n_lesions=2, pixel_size_mm=0.02)
-    t = measure(case.labels, case.image, case.pixel_size_mm)
+    t = measure(case.labels, case.image, case.pixel_size_mm, colour_rule="reference")
     assert len(t) == 2
     for i, row in t.iterrows():
         assert _found(row) == set(case.colours[i]), (i, case.colours[i], _found(row))
@@ -157,7 +162,7 @@ def test_pixels_near_no_reference_are_the_unassigned_share():
     rgb = np.empty((H, W, 3), float)
     rgb[:] = ref["dark_brown"]
     rgb[:, 100:] = (40, 200, 40)                                 # green: no dermoscopic colour
-    row = measure(labels, _paint(labels, rgb, noise=0)).iloc[0]
+    row = measure(labels, _paint(labels, rgb, noise=0), colour_rule="reference").iloc[0]
     right = (labels[:, 100:] > 0).sum() / (labels > 0).sum()
     assert row["share_unassigned"] == pytest.approx(right, abs=1e-9)
     assert row["share_dark_brown"] == pytest.approx(1 - right, abs=1e-9)

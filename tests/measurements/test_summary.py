@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_nevus_seg import measure, synthetic_lesion_image
@@ -42,19 +43,39 @@ def test_key_figures_are_the_tables_numbers(case):
         assert (abrupt, scored) == (row["border_abrupt_sectors"], row["border_scored_sectors"])
         assert convexity == pytest.approx(row["border_convexity"], abs=0.006)
         text = shown["Colours C"].replace("\u00a0", " ")   # no-break spaces keep "light brown 59 %" together
+        # "2: light brown, dark brown; pixels: light brown 59 %, ..., unassigned 9 %; not assessed: red"
+        counted, pixels, unassessed = text.split("; ")
+        assert numbers(counted)[0] == row["colour_count"] and pixels.startswith("pixels: ")
+        assert unassessed == "not assessed: red" and row["colour_red"] is pd.NA
+        for c in ("white", "light_brown", "dark_brown", "blue_gray", "black"):
+            name = "blue-gray" if c == "blue_gray" else c.replace("_", " ")
+            assert (name in counted) == bool(row[f"colour_{c}"])
+        _check_shares(row, pixels)
+
+
+def _check_shares(row, text):
+    for c in ("white", "red", "light_brown", "dark_brown", "blue_gray", "black"):
+        name = "blue-gray" if c == "blue_gray" else c.replace("_", " ")
+        listed = re.search(rf"{name} (\d+) %", text)
+        assert (listed is not None) == (row[f"share_{c}"] >= 0.005)
+        if listed:
+            assert float(listed.group(1)) == pytest.approx(100 * row[f"share_{c}"], abs=0.51)
+    unassigned = re.search(r"unassigned (\d+) %", text)
+    assert float(unassigned.group(1)) == pytest.approx(100 * row["share_unassigned"], abs=0.51)
+    shares = numbers(text.replace("under 5 %:", ""))    # every share shown: 100 %, but for rounding
+    assert sum(shares) == pytest.approx(100, abs=0.5 * len(shares) + 0.5 * (7 - len(shares)))
+
+
+def test_key_figures_of_the_reference_rule(case):
+    table = measure(case.labels, case.image, case.pixel_size_mm, colour_rule="reference")
+    for _, row in table.iterrows():
+        text = dict(key_figures(row))["Colours C"].replace("\u00a0", " ")
         counted = text.split("; ")[0]                 # "2: light brown 59 %, ..." then traces, then unassigned
         assert numbers(counted)[0] == row["colour_count"]
         for c in ("white", "red", "light_brown", "dark_brown", "blue_gray", "black"):
             name = "blue-gray" if c == "blue_gray" else c.replace("_", " ")
-            listed = re.search(rf"{name} (\d+) %", text)
             assert (re.search(rf"{name} ", counted) is not None) == bool(row[f"colour_{c}"])
-            assert (listed is not None) == (row[f"share_{c}"] >= 0.005)
-            if listed:
-                assert float(listed.group(1)) == pytest.approx(100 * row[f"share_{c}"], abs=0.51)
-        unassigned = re.search(r"unassigned (\d+) %", text)
-        assert float(unassigned.group(1)) == pytest.approx(100 * row["share_unassigned"], abs=0.51)
-        shares = numbers(text.replace("under 5 %:", ""))[1:]   # every share shown: 100 %, but for rounding
-        assert sum(shares) == pytest.approx(100, abs=0.5 * len(shares) + 0.5 * (7 - len(shares)))
+        _check_shares(row, text[text.index(":") + 1:])
     assert "under 5\u00a0%: black\u00a02\u00a0%" in dict(key_figures(table.iloc[1]))["Colours C"]   # lesion 2's trace
 
 

@@ -490,9 +490,12 @@ def test_the_dock_shows_the_selected_lesions_key_figures(make_napari_viewer, qtb
     assert b[:2] == [row["border_abrupt_sectors"], row["border_scored_sectors"]]
     assert b[2] == pytest.approx(row["border_convexity"], abs=0.006)
     colours = shown["Colours C"].replace("\u00a0", " ")   # no-break spaces keep "light brown 59 %" together
-    assert numbers(colours)[0] == row["colour_count"] == len(case.colours[1])
+    assert numbers(colours)[0] == row["colour_count"]
+    called = colours.split("; ")[0]                   # "1: light brown", then the pixel shares
+    for name in ("white", "light_brown", "dark_brown", "blue_gray", "black"):
+        assert (name.replace("_", " ").replace("blue gray", "blue-gray") in called) == bool(row[f"colour_{name}"])
     for name in case.colours[1]:                      # the colours painted into lesion 2, with their shares
-        assert f"{name.replace('_', ' ').replace('blue gray', 'blue-gray')} " in colours
+        assert f"{name.replace('_', ' ').replace('blue gray', 'blue-gray')} " in colours.split("; pixels: ")[1]
     listed = numbers(colours.replace("under 5 %:", ""))[1:]   # every share shown: they add up to 100 %
     assert sum(listed) == pytest.approx(100, abs=0.5 * len(listed))
     assert listed[-1] == pytest.approx(100 * row["share_unassigned"], abs=0.51)

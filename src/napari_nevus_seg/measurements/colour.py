@@ -146,3 +146,24 @@ def halves_delta_e(lab: np.ndarray, left: np.ndarray) -> float:
     a = lab[left].mean(axis=0)
     b = lab[~left].mean(axis=0)
     return float(deltaE_ciede2000(a[None], b[None])[0])
+
+
+#: the per-lesion colour features of the calibrated detector (:mod:`.calibrated`), in order: the 5th,
+#: 50th and 95th percentiles of L*, a*, b* and chroma C*ab over the lesion's pixels, and the spreads
+#: (95th minus 5th percentile) of L*, b* and C*ab, which say how varied the lesion is
+DETECTOR_FEATURES = tuple(f"{v}_p{p}" for v in ("L", "a", "b", "C") for p in (5, 50, 95)) + (
+    "L_spread", "b_spread", "C_spread")
+
+
+def detector_features(lab: np.ndarray) -> np.ndarray:
+    """The :data:`DETECTOR_FEATURES` of a lesion's pixels ``lab`` (N, 3 CIE L*a*b*), as a float array.
+
+    Percentiles are linear-interpolated (numpy's default); NaN for no pixels.
+    """
+    if len(lab) == 0:
+        return np.full(len(DETECTOR_FEATURES), np.nan)
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    values = np.stack([lab[:, 0], lab[:, 1], lab[:, 2], chroma], axis=1)
+    pct = np.percentile(values, [5, 50, 95], axis=0)            # (3 percentiles, 4 channels)
+    spreads = pct[2, [0, 2, 3]] - pct[0, [0, 2, 3]]
+    return np.concatenate([pct.T.ravel(), spreads]).astype(float)

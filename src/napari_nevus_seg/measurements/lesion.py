@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from napari_nevus_seg.measurements import asymmetry as ma
 from napari_nevus_seg.measurements import border as mb
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements import shape as ms
@@ -198,8 +199,12 @@ def abruptness_rows(les: Lesion, lab: np.ndarray, spacing: tuple[float, float], 
             "border_sharpness": ab["sharpness"], "border_contrast_dL": ab["contrast"]}
 
 
-def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict) -> dict[str, Any]:
-    """Colour asymmetry, CIELAB statistics and the dermoscopic colours present (a colour image)."""
+def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict, features: np.ndarray | None = None) -> dict[str, Any]:
+    """Colour asymmetry, CIELAB statistics and the dermoscopic colours present (a colour image).
+
+    The colours present come from the calibrated detector ``opts["colour_detector"]`` (given the lesion's
+    detector ``features``) or, when that is ``None``, from the fixed reference rule (share >= minimum share).
+    """
     row: dict[str, Any] = {}
     for axis, angle in (("axis1", les.asym.axis1_angle_deg), ("axis2", les.asym.axis1_angle_deg + 90.0)):
         left = ms.side_of_axis(les.coords, les.centroid, angle)
@@ -208,12 +213,40 @@ def colour_rows(les: Lesion, lesion_lab: np.ndarray, opts: dict) -> dict[str, An
     row.update({f"lab_{k}": v for k, v in stats.items() if k != "spread"})
     row["colour_spread_dE"] = stats["spread"]
     shares = mc.colour_shares(lesion_lab, opts["references"], opts["colour_max_distance"])
+    detector = opts.get("colour_detector")
+    if detector is not None:
+        probabilities = detector.predict(features)
+        called = detector.calls(probabilities, shares)
     for name in mc.COLOUR_NAMES:
         row[f"share_{name}"] = shares[name]
-        row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
+        if detector is None:
+            row[f"colour_{name}"] = shares[name] >= opts["colour_min_share"]
+        else:   # a colour the detector does not assess stays empty (pd.NA)
+            row[f"colour_{name}"] = pd.NA if called[name] is None else called[name]
+            row[f"colour_{name}_probability"] = probabilities[name]
     row[f"share_{mc.UNASSIGNED}"] = shares[mc.UNASSIGNED]   # the seven shares add up to 1
-    row["colour_count"] = int(sum(row[f"colour_{n}"] for n in mc.COLOUR_NAMES))
+    row["colour_count"] = int(sum(row[f"colour_{n}"] is not pd.NA and bool(row[f"colour_{n}"]) for n in mc.COLOUR_NAMES))
     return row
+
+
+def model_features(les: Lesion, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of the calibrated rules (:mod:`.calibrated`): the colour detector's features
+    (:func:`.colour.detector_features`) and the asymmetry score's (:func:`.asymmetry.asymmetry_features`),
+    from the crop's CIE L*a*b* ``lab`` (a colour image)."""
+    lesion_lab = lab[les.mask]
+    angle = les.asym.axis1_angle_deg
+    halves = tuple(ms.side_of_axis(les.coords, les.centroid, a) for a in (angle, angle + 90.0))
+    texture = ma.fine_texture(lab[..., 0], les.mask)
+    return (mc.detector_features(lesion_lab),
+            ma.asymmetry_features((les.asym.axis1, les.asym.axis2), lesion_lab, texture, halves))
+
+
+def lesion_model_features(region, labels: np.ndarray, rgb: np.ndarray,
+                          spacing: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`model_features` of one lesion (a ``regionprops`` region of ``labels``) in an RGB uint8 image,
+    computed exactly as :func:`measure_lesion` computes them (used to calibrate the rules)."""
+    les = crop_lesion(region, labels, spacing)
+    return model_features(les, mc.lab_pixels(les.image_crop(rgb)))
 
 
 def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
@@ -252,7 +285,8 @@ def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None,
     lab = mc.lab_pixels(les.image_crop(lab_image_rgb))
     row.update(abruptness_rows(les, lab, tuple(les.s), opts))
     if colour:
-        row.update(colour_rows(les, lab[les.mask], opts))
+        colour_features, _ = model_features(les, lab)
+        row.update(colour_rows(les, lab[les.mask], opts, colour_features))
     else:  # a grayscale image: lightness only
         stats = mc.lab_statistics(lab[les.mask])
         row.update({"lab_L_mean": stats["L_mean"], "lab_L_std": stats["L_std"]})

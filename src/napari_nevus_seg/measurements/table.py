@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from napari_nevus_seg.io.labels import as_label_array
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
 from napari_nevus_seg.io.text import named
 from napari_nevus_seg.measurements import colour as mc
+from napari_nevus_seg.measurements.calibrated import load_colour_detector
 from napari_nevus_seg.measurements.lesion import measure_lesion
 
 #: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the A score counts such axes, 0-2)
@@ -134,6 +136,7 @@ def column_names(unit: str = "mm") -> list[str]:
     colour = ["lab_L_mean", "lab_a_mean", "lab_b_mean", "lab_L_std", "lab_a_std", "lab_b_std", "colour_spread_dE"]
     colour += [f"share_{c}" for c in (*mc.COLOUR_NAMES, mc.UNASSIGNED)]    # shares of the lesion, adding up to 1
     colour += [f"colour_{c}" for c in mc.COLOUR_NAMES] + ["colour_count"]
+    colour += [f"colour_{c}_probability" for c in mc.COLOUR_NAMES]      # the calibrated detector's
     return size + shape + asym + border + colour
 
 
@@ -174,6 +177,8 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
             reference_colours: dict | str | None = None,
             colour_min_share: float = mc.DEFAULT_MIN_SHARE,
             colour_max_distance: float = mc.DEFAULT_MAX_DISTANCE,
+            colour_rule: str = "calibrated",
+            colour_model: str | Path | None = None,
             abrupt_sharpness: float = 2.0 / 3.0,
             abrupt_min_contrast: float = 4.0,
             progress: Callable[[dict], None] | None = None,
@@ -196,10 +201,18 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         ``None``, lengths are in pixels and the column names say ``_px``.
     asymmetry_threshold : float
         An axis is asymmetric when more than this share of the lesion misses its mirror image (0.10).
-    reference_colours, colour_min_share, colour_max_distance
-        The colour rule (see :mod:`napari_nevus_seg.measurements.colour`): reference colours (a set name,
-        default ``"normalised_rgb"``, or a dict name -> RGB), minimum share of the lesion (0.05) and
-        maximum CIE76 distance to the nearest reference (40).
+    reference_colours, colour_max_distance
+        The colour shares (see :mod:`napari_nevus_seg.measurements.colour`): reference colours (a set name,
+        default ``"normalised_rgb"``, or a dict name -> RGB) and maximum CIE76 distance to the nearest
+        reference (40); each pixel is counted in the share of its nearest reference colour.
+    colour_rule : ``"calibrated"`` or ``"reference"``
+        Which rule says whether a colour is present (``colour_<name>``, ``colour_count``):
+        ``"calibrated"`` (default), the detector fitted on 80 annotated PH2 cases
+        (:mod:`napari_nevus_seg.measurements.calibrated`; it also gives ``colour_<name>_probability``; a
+        colour it does not assess is left empty), or ``"reference"``, the fixed rule of earlier versions:
+        present when its share is at least ``colour_min_share`` (0.05).
+    colour_model : path, optional
+        A colour detector file of one's own (the format of ``colour_model.json``) for the calibrated rule.
     abrupt_sharpness, abrupt_min_contrast
         A border sector is abrupt when its sharpness >= ``abrupt_sharpness`` and |ΔL*| >= ``abrupt_min_contrast``.
     progress : callable, optional
@@ -222,9 +235,13 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         raise ValueError("asymmetry_threshold must lie in [0, 1]")
     if not 0.0 < float(colour_min_share) <= 1.0:
         raise ValueError("colour_min_share must lie in (0, 1]")
+    if colour_rule not in ("calibrated", "reference"):
+        raise ValueError(f"colour_rule must be 'calibrated' or 'reference', got {colour_rule!r}")
+    detector = load_colour_detector(colour_model) if colour_rule == "calibrated" else None
     opts = {"asymmetry_threshold": float(asymmetry_threshold), "references": mc.check_references(reference_colours),
             "colour_min_share": float(colour_min_share), "colour_max_distance": float(colour_max_distance),
-            "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast)}
+            "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast),
+            "colour_detector": detector}
     lab, values = _compact_labels(lab)  # renumbered 1..n when label values are large (sorted order is kept)
     regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
     if regions and rgb is not None and not colour:
@@ -247,7 +264,11 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
                         "reference_colours": opts["references"], "colour_min_share": opts["colour_min_share"],
                         "colour_max_distance": opts["colour_max_distance"],
                         "abrupt_sharpness": opts["abrupt_sharpness"],
-                        "abrupt_min_contrast": opts["abrupt_min_contrast"], "colour_image": colour})
+                        "abrupt_min_contrast": opts["abrupt_min_contrast"], "colour_image": colour,
+                        "colour_rule": colour_rule})
+    if detector is not None:
+        table.attrs.update({"colour_model_version": detector.version, "colour_model_source": detector.source,
+                            "colours_assessed": detector.assessed(), "colour_dominant_share": detector.dominant_share})
     return table
 
 
