@@ -142,9 +142,12 @@ def _calibrated_colours(row: Mapping[str, Any], count: int) -> str:
     present.sort(key=lambda c: -float(row.get(f"share_{c}", 0.0)))
     text = f"{count}: " + ", ".join(colour_label(c).replace(" ", "\u00a0") for c in present) if present else (
         "0 (no colour called)")
-    shares = [c for c in COLOUR_NAMES if not _missing(row.get(f"share_{c}")) and float(row[f"share_{c}"]) >= 0.005]
+    # every colour with 0.5 % of the pixels or more, and the colours called (a called colour may have fewer)
+    shares = [c for c in COLOUR_NAMES if not _missing(row.get(f"share_{c}"))
+              and (float(row[f"share_{c}"]) >= 0.005 or c in present)]
     shares.sort(key=lambda c: -float(row[f"share_{c}"]))
-    items = [_share_item(row, c) for c in shares]
+    items = [_share_item(row, c) if float(row[f"share_{c}"]) >= 0.005 else
+             f"{colour_label(c)} {percent(row[f'share_{c}'], 1)}".replace(" ", "\u00a0") for c in shares]
     unassigned = row.get(f"share_{UNASSIGNED}")
     if not _missing(unassigned):
         items.append(f"unassigned\u00a0{percent(unassigned)}")
