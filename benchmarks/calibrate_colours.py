@@ -52,12 +52,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg import iter_pairs, measure  # noqa: E402
-from napari_nevus_seg.measurements import calibrated as mcal  # noqa: E402
-from napari_nevus_seg.measurements import calibration as cal  # noqa: E402
-from napari_nevus_seg.measurements.colour import COLOUR_NAMES, DEFAULT_MIN_SHARE  # noqa: E402
-from napari_nevus_seg.measurements.lesion import lesion_model_features  # noqa: E402
-from napari_nevus_seg.measurements.table import ASYMMETRY_THRESHOLD  # noqa: E402
+from napari_nevus_seg import iter_pairs, measure
+from napari_nevus_seg.measurements import calibrated as mcal
+from napari_nevus_seg.measurements import calibration as cal
+from napari_nevus_seg.measurements.colour import COLOUR_NAMES, DEFAULT_MIN_SHARE
+from napari_nevus_seg.measurements.lesion import lesion_model_features
+from napari_nevus_seg.measurements.table import ASYMMETRY_THRESHOLD
 
 SUBSETS = ("ph2-adapt", "ph2-calib")
 PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)

@@ -80,7 +80,7 @@ def measure_cases(data: Path, references: list[str]) -> tuple[list[dict], dict[s
 def report(rows: list[dict], tables: dict[str, list], markdown: bool) -> None:
     expert_a = np.array([int(r["asymmetry"]) for r in rows])
     first = next(iter(tables.values()))
-    ours_a = np.array([int(t["asymmetry_score"]) for t in first])
+    ours_a = np.array([int(t["asymmetry_shape_score"]) for t in first])
     shape_sum = np.array([t["asymmetry_axis1"] + t["asymmetry_axis2"] for t in first])
     colour_max = np.array([max(t["colour_asymmetry_axis1_dE"], t["colour_asymmetry_axis2_dE"]) for t in first])
     conf = np.zeros((3, 3), int)
@@ -124,7 +124,7 @@ def report(rows: list[dict], tables: dict[str, list], markdown: bool) -> None:
         for r, t in zip(rows, first):
             ec = ", ".join(c for c in COLOUR_NAMES if int(r[c]) == 1)
             oc = ", ".join(c for c in COLOUR_NAMES if bool(t[f"colour_{c}"]))
-            print(f"| {r['name']} | {r['asymmetry']} | {int(t['asymmetry_score'])} | {t['asymmetry_axis1']:.3f} | "
+            print(f"| {r['name']} | {r['asymmetry']} | {int(t['asymmetry_shape_score'])} | {t['asymmetry_axis1']:.3f} | "
                   f"{t['asymmetry_axis2']:.3f} | {max(t['colour_asymmetry_axis1_dE'], t['colour_asymmetry_axis2_dE']):.1f} | "
                   f"{ec} | {oc} |")
 

@@ -52,7 +52,7 @@ def test_symmetric_shapes_score_zero(name):
     row = _row(SYMMETRIC[name]())
     assert row["asymmetry_axis1"] < 0.03
     assert row["asymmetry_axis2"] < 0.03
-    assert row["asymmetry_score"] == 0
+    assert row["asymmetry_shape_score"] == 0
 
 
 def test_square_principal_axes_are_arbitrary_but_best_axes_are_not():
@@ -69,13 +69,13 @@ def test_teardrop_is_asymmetric_about_one_axis():
     assert row["asymmetry_axis1"] < 0.03           # the axis through both discs
     assert row["asymmetry_axis2"] > 0.10           # the perpendicular one
     assert row["asymmetry_axis1_angle_deg"] % 180 == pytest.approx(0, abs=2)
-    assert row["asymmetry_score"] == 1
+    assert row["asymmetry_shape_score"] == 1
 
 
 def test_z_shape_is_asymmetric_about_both_axes():
     row = _row(z_shape())
     assert min(row["asymmetry_axis1"], row["asymmetry_axis2"]) > 0.2
-    assert row["asymmetry_score"] == 2
+    assert row["asymmetry_shape_score"] == 2
 
 
 def test_ellipse_principal_axes_match_best_axes():
@@ -89,7 +89,7 @@ def test_ellipse_principal_axes_match_best_axes():
 def test_rotation_invariance(name, angle):
     mask = SYMMETRIC[name]() if name in SYMMETRIC else LOPSIDED[name][0]()
     ref, rot = _row(mask), _row(_rotated(mask, angle))
-    assert rot["asymmetry_score"] == ref["asymmetry_score"]
+    assert rot["asymmetry_shape_score"] == ref["asymmetry_shape_score"]
     assert rot["asymmetry_axis1"] == pytest.approx(ref["asymmetry_axis1"], abs=0.015)
     assert rot["asymmetry_axis2"] == pytest.approx(ref["asymmetry_axis2"], abs=0.015)
     assert rot["area_mm2"] == pytest.approx(ref["area_mm2"], rel=0.01)
@@ -105,9 +105,9 @@ def test_rotation_invariance(name, angle):
 
 def test_threshold_is_a_parameter():
     mask = teardrop()
-    assert _row(mask)["asymmetry_score"] == 1
+    assert _row(mask)["asymmetry_shape_score"] == 1
     t = measure(mask.astype(np.int32), None, pixel_size_mm=S, asymmetry_threshold=0.5)
-    assert t.loc[0, "asymmetry_score"] == 0
+    assert t.loc[0, "asymmetry_shape_score"] == 0
     with pytest.raises(ValueError):
         measure(mask.astype(np.int32), None, asymmetry_threshold=1.5)
 
@@ -116,4 +116,4 @@ def test_anisotropic_pixels_keep_symmetry():
     # the same physical teardrop sampled with 2:1 pixels
     row = _row(teardrop((0.02, 0.04)), (0.02, 0.04))
     assert row["asymmetry_axis1"] < 0.04 and row["asymmetry_axis2"] > 0.10
-    assert row["asymmetry_score"] == 1
+    assert row["asymmetry_shape_score"] == 1

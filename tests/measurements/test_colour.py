@@ -121,7 +121,9 @@ def test_colour_asymmetry_sees_a_two_tone_lesion():
     hi = max(row["colour_asymmetry_axis1_dE"], row["colour_asymmetry_axis2_dE"])
     lo = min(row["colour_asymmetry_axis1_dE"], row["colour_asymmetry_axis2_dE"])
     assert hi > 15 and lo < 2
-    assert row["asymmetry_score"] == 0  # the shape is still a disc
+    assert row["asymmetry_shape_score"] == 0  # the shape is still a disc
+    # the calibrated score sees the colours: higher for the two-tone disc than for the uniform one
+    assert row["asymmetry_score_expected"] > uniform["asymmetry_score_expected"] + 0.3
 
 
 def test_no_image_leaves_colour_columns_empty():

@@ -73,25 +73,38 @@ def test_a_lesion_of_one_clear_colour_has_that_colour_only(tones, colour):
         assert 0.0 <= row[f"colour_{c}_probability"] <= 1.0
 
 
-@pytest.mark.parametrize("base,other", [("dark_brown", "light_brown"), ("dark_brown", "blue_gray"),
-                                        ("dark_brown", "black"), ("dark_brown", "white"),
-                                        ("light_brown", "blue_gray"), ("light_brown", "black"),
-                                        ("light_brown", "white")])
-def test_two_painted_colours_are_both_called_and_nothing_else(base, other):
+#: painted two-colour lesions in which the detector misses a colour (the second, painted on 45 % of the
+#: lesion): documented in docs/measurements.md; kept as strict expected failures, so that a better
+#: detector shows up here
+KNOWN_MISSES = {("white", "black"), ("light_brown", "dark_brown"), ("blue_gray", "white"), ("blue_gray", "dark_brown"),
+                ("black", "white"), ("black", "light_brown"), ("black", "dark_brown")}
+PAIRS = [pytest.param(a, b, marks=pytest.mark.xfail(strict=True, reason="known miss")) if (a, b) in KNOWN_MISSES
+         else (a, b) for a in ASSESSED for b in ASSESSED if a != b]
+
+
+def _two_colours(base, other, share):
+    """The disc painted ``base``, with its leftmost ``share`` painted ``other``."""
+    labels = _disc()
+    cut = int(np.searchsorted(np.cumsum(labels.sum(0)) / labels.sum(), share))
     rgb = _uniform(DERMOSCOPIC_COLOURS[base])
-    rgb[:, :90] = DERMOSCOPIC_COLOURS[other]            # about 40 % of the disc
-    row = measure(_disc(), _paint(_disc(), rgb)).iloc[0]
+    rgb[:, :cut] = DERMOSCOPIC_COLOURS[other]
+    return labels, _paint(labels, rgb)
+
+
+@pytest.mark.parametrize("base,other", PAIRS)
+def test_two_painted_colours_are_both_called_and_nothing_else(base, other):
+    row = measure(*_two_colours(base, other, 0.45)).iloc[0]
+    assert row[f"share_{other}"] == pytest.approx(0.45, abs=0.03)
     assert _called(row) == {base, other}
     assert row["colour_count"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="known miss, documented in docs/measurements.md: in a saturated light-brown "
-                   "lesion, a dark brown part of 20-40 % gets a dark-brown probability of about 0.45 (not called)")
-def test_dark_brown_in_a_light_brown_lesion():
-    rgb = _uniform(DERMOSCOPIC_COLOURS["light_brown"])
-    rgb[:, :90] = DERMOSCOPIC_COLOURS["dark_brown"]
-    row = measure(_disc(), _paint(_disc(), rgb)).iloc[0]
-    assert _called(row) == {"light_brown", "dark_brown"}
+@pytest.mark.parametrize("base,other", sorted(KNOWN_MISSES))
+def test_the_missed_colour_is_still_shared_and_never_a_colour_not_painted(base, other):
+    """Where a colour is missed, the other is called, nothing unpainted is, and the share is measured."""
+    row = measure(*_two_colours(base, other, 0.45)).iloc[0]
+    assert _called(row) == {base}
+    assert row[f"share_{other}"] == pytest.approx(0.45, abs=0.03)
 
 
 def test_no_colour_without_pixels_of_it():

@@ -36,9 +36,10 @@ def test_key_figures_are_the_tables_numbers(case):
         feret = row["max_feret_mm"]
         assert numbers(shown["Max. diameter"])[0] == pytest.approx(feret, rel=5e-3)
         assert ("> 6" in shown["Max. diameter"]) == (feret > 6)
-        score, a1, a2 = numbers(shown["Asymmetry A"])[0], *numbers(shown["Asymmetry A"])[2:4]
-        assert score == row["asymmetry_score"]
+        score, of, a1, a2, expected = numbers(shown["Asymmetry A"])   # "1 of 2 (outline 3.1 %, 12.0 % ...; expected 0.84)"
+        assert (score, of) == (row["asymmetry_score"], 2)
         assert [a1, a2] == pytest.approx([100 * row["asymmetry_axis1"], 100 * row["asymmetry_axis2"]], abs=0.051)
+        assert expected == pytest.approx(row["asymmetry_score_expected"], abs=0.0051)
         abrupt, scored, convexity = numbers(shown["Border B"])
         assert (abrupt, scored) == (row["border_abrupt_sectors"], row["border_scored_sectors"])
         assert convexity == pytest.approx(row["border_convexity"], abs=0.006)
@@ -84,6 +85,8 @@ def test_without_pixel_size_image_or_colour(case):
     shown = dict(key_figures(row))
     assert shown["Area"].startswith(f"{int(row['area_px2'])}\u00a0px²") and "px" in shown["Max. diameter"]
     assert "not measured (no image)" in shown["Colours C"] and "not measured" in shown["Border B"]
+    assert shown["Asymmetry A"].startswith(f"{row['asymmetry_shape_score']} of 2 axes, outline only (")
+    assert row["asymmetry_score"] is pd.NA        # the calibrated score needs the colours
     grey = measure(case.labels, case.image.mean(axis=2).astype(np.uint8)).iloc[0]
     assert dict(key_figures(grey))["Colours C"] == "not measured (grayscale image)"
 

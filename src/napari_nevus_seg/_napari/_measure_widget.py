@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import measure
+from napari_nevus_seg._napari._colour_map import ColourMapButton
 from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
 from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
 from napari_nevus_seg._napari._features_view import LesionTable
@@ -112,6 +113,7 @@ class MeasureWidget(QWidget):
                                      "table, docked at the bottom of the window")
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("One row per lesion; column names carry the units")
+        self.colour_map_button = ColourMapButton(self)
         self.lesion_combo = QComboBox()
         self.lesion_combo.setToolTip("Select a lesion and centre the view on it")
         self.figures = LesionFigures()
@@ -136,6 +138,7 @@ class MeasureWidget(QWidget):
         results = QHBoxLayout()
         results.addWidget(self.table_button)
         results.addWidget(self.export_button)
+        results.addWidget(self.colour_map_button)
         lay.addLayout(results)
         lesion = QFormLayout()
         lesion.addRow("Lesion:", self.lesion_combo)
@@ -376,7 +379,7 @@ class MeasureWidget(QWidget):
         for lbl in table["label"]:
             self.lesion_combo.addItem(f"lesion {int(lbl)}", int(lbl))
         self.show_figures()
-        for b in (self.table_button, self.export_button, self.lesion_combo):
+        for b in (self.table_button, self.export_button, self.lesion_combo, self.colour_map_button):
             b.setEnabled(len(table) > 0 or b is self.table_button)
         unit = "mm" if job.pixel_size_mm is not None else "px"
         msg = f"{len(table)} lesion(s) measured in {layer.name!r} ({time.perf_counter() - job.started:.1f} s, lengths in {unit})"

@@ -99,7 +99,7 @@ def fit_ordinal(X: np.ndarray, y: np.ndarray, lam: float, n_classes: int = 3) ->
     """
     Z, mean, scale = _standardise(X)
     y = np.asarray(y, int)
-    n, d = Z.shape
+    d = Z.shape[1]
     k = n_classes - 1
 
     def cuts(t):

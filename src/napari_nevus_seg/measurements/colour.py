@@ -111,21 +111,30 @@ def colour_shares(lab: np.ndarray, references: dict, max_distance: float = DEFAU
     Each pixel is counted once, so the shares of the six colours and the unassigned share add up to 1
     (all 0 for no pixels). Colours missing from ``references`` get 0.
     """
-    names, ref = reference_lab(references)
+    names = list(references)
     shares = {n: 0.0 for n in (*COLOUR_NAMES, UNASSIGNED)}
     if len(lab) == 0:
         return shares
-    counts = np.zeros(len(names), dtype=np.int64)
+    nearest = nearest_reference(lab, references, max_distance)
+    counts = np.bincount(nearest[nearest >= 0], minlength=len(names))
+    for n, c in zip(names, counts):
+        shares[n] = float(c) / len(lab)
+    shares[UNASSIGNED] = float(len(lab) - counts.sum()) / len(lab)
+    return shares
+
+
+def nearest_reference(lab: np.ndarray, references: dict, max_distance: float = DEFAULT_MAX_DISTANCE) -> np.ndarray:
+    """For each pixel (N, 3 Lab), the index (in ``references``' order) of the nearest reference colour by
+    CIE76 ΔE*ab, or -1 when that is farther than ``max_distance`` (the assignment behind :func:`colour_shares`)."""
+    _, ref = reference_lab(references)
+    out = np.empty(len(lab), dtype=np.int64)
     for start in range(0, len(lab), 100_000):  # bounded memory on large lesions
         block = lab[start:start + 100_000]
         dist = np.sqrt(((block[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
         nearest = np.argmin(dist, axis=1)
         within = dist[np.arange(len(block)), nearest] <= max_distance
-        counts += np.bincount(nearest[within], minlength=len(names))
-    for n, c in zip(names, counts):
-        shares[n] = float(c) / len(lab)
-    shares[UNASSIGNED] = float(len(lab) - counts.sum()) / len(lab)
-    return shares
+        out[start:start + len(block)] = np.where(within, nearest, -1)
+    return out
 
 
 def lab_statistics(lab: np.ndarray) -> dict[str, float]:

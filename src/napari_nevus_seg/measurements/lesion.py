@@ -18,6 +18,7 @@ from napari_nevus_seg.measurements import asymmetry as ma
 from napari_nevus_seg.measurements import border as mb
 from napari_nevus_seg.measurements import colour as mc
 from napari_nevus_seg.measurements import shape as ms
+from napari_nevus_seg.measurements.calibrated import asymmetry_inputs
 
 MEASURE_PIXELS = 4_000_000   # a lesion's crop above this is measured on a coarser grid (bounded memory)
 
@@ -169,11 +170,11 @@ def shape_rows(les: Lesion, region) -> dict[str, Any]:
 
 
 def asymmetry_rows(les: Lesion, opts: dict) -> dict[str, Any]:
-    """Mirror asymmetry about the two axes, the A score, and asymmetry about the principal axes."""
+    """Mirror asymmetry about the two axes, the outline-only A score, and asymmetry about the principal axes."""
     asym, threshold = les.asym, opts["asymmetry_threshold"]
     return {"asymmetry_axis1": asym.axis1, "asymmetry_axis2": asym.axis2,
             "asymmetry_axis1_angle_deg": asym.axis1_angle_deg,
-            "asymmetry_score": int(asym.axis1 > threshold) + int(asym.axis2 > threshold),
+            "asymmetry_shape_score": int(asym.axis1 > threshold) + int(asym.axis2 > threshold),
             "asymmetry_principal_major": asym.principal_major, "asymmetry_principal_minor": asym.principal_minor}
 
 
@@ -249,6 +250,15 @@ def lesion_model_features(region, labels: np.ndarray, rgb: np.ndarray,
     return model_features(les, mc.lab_pixels(les.image_crop(rgb)))
 
 
+def calibrated_asymmetry_rows(colour_features: np.ndarray, asymmetry_features: np.ndarray, opts: dict) -> dict[str, Any]:
+    """The calibrated A score (0/1/2, the expected score rounded) and the expected score (0-2), from the
+    model ``opts["asymmetry_scorer"]`` (:mod:`.calibrated`); left out when a feature is missing."""
+    expected = opts["asymmetry_scorer"].expected(asymmetry_inputs(colour_features, asymmetry_features))
+    if not math.isfinite(expected):
+        return {}
+    return {"asymmetry_score": int(np.rint(expected)), "asymmetry_score_expected": expected}
+
+
 def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None, spacing: tuple[float, float],
                  unit: str, opts: dict, colour: bool = True, value: int | None = None) -> dict:
     """One table row: every measure of one lesion.
@@ -285,8 +295,9 @@ def measure_lesion(region, labels: np.ndarray, lab_image_rgb: np.ndarray | None,
     lab = mc.lab_pixels(les.image_crop(lab_image_rgb))
     row.update(abruptness_rows(les, lab, tuple(les.s), opts))
     if colour:
-        colour_features, _ = model_features(les, lab)
+        colour_features, asymmetry_features = model_features(les, lab)
         row.update(colour_rows(les, lab[les.mask], opts, colour_features))
+        row.update(calibrated_asymmetry_rows(colour_features, asymmetry_features, opts))
     else:  # a grayscale image: lightness only
         stats = mc.lab_statistics(lab[les.mask])
         row.update({"lab_L_mean": stats["L_mean"], "lab_L_std": stats["L_std"]})

@@ -27,10 +27,12 @@ FIGURE_HELP = {
     "Area": "Pixel count times the pixel area (area_mm2; area_px2 without a pixel size)",
     "Max. diameter": "The greatest diameter (maximum Feret diameter): the largest distance between two points of "
                      "the outline (max_feret_mm); the clinical ABCDE criterion is a diameter over 6 mm",
-    "Asymmetry A": "Stolz's A from the outline: of two perpendicular axes through the centroid, the number about "
-                   "which more than 10 % of the lesion's area is unmatched by its mirror image; in brackets that "
-                   "share for each axis (asymmetry_score, asymmetry_axis1, asymmetry_axis2). Colours and "
-                   "structures, which experts also weigh, are not in it",
+    "Asymmetry A": "Stolz's A (0, 1 or 2), scored from the outline, colour and structure asymmetry about two "
+                   "perpendicular axes by a model calibrated on 80 PH2 cases with the experts' scores "
+                   "(asymmetry_score; the documentation gives its cross-validated agreement); in brackets the "
+                   "share of the area unmatched by its mirror image about each axis (asymmetry_axis1, "
+                   "asymmetry_axis2) and the model's expected score (0-2). Without a colour image: the outline-"
+                   "only count of axes with more than 10 % unmatched (asymmetry_shape_score)",
     "Border B": "Stolz's B: the number of 45° sectors whose border ends abruptly in lightness "
                 "(border_abrupt_sectors of border_scored_sectors); convexity = hull perimeter / outline length, "
                 "1 for a smooth convex outline, lower when ragged or lobed (border_convexity)",
@@ -97,14 +99,20 @@ def _size(row: Mapping[str, Any], u: str) -> list[tuple[str, str]]:
 
 
 def _asymmetry(row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    score = row.get("asymmetry_score")
-    if _missing(score):
-        return []
-    text = f"{int(score)} of 2 axes"
+    score, expected = row.get("asymmetry_score"), row.get("asymmetry_score_expected")
     a1, a2 = row.get("asymmetry_axis1"), row.get("asymmetry_axis2")
-    if not (_missing(a1) or _missing(a2)):
-        text += f" ({percent(a1, 1)}, {percent(a2, 1)})"
-    return [("Asymmetry A", text)]
+    axes = None if _missing(a1) or _missing(a2) else f"{percent(a1, 1)}, {percent(a2, 1)}"
+    if not _missing(score) and not _missing(expected):      # the calibrated score
+        inside = [f"outline {axes} unmatched"] if axes else []
+        inside.append(f"expected {float(expected):.2f}")
+        return [("Asymmetry A", f"{int(score)} of 2 ({'; '.join(inside)})")]
+    shape = row.get("asymmetry_shape_score", score)          # outline only (or a table of an earlier version)
+    if _missing(shape):
+        return []
+    text = f"{int(shape)} of 2 axes"
+    if "asymmetry_shape_score" in row:
+        text += ", outline only"
+    return [("Asymmetry A", text + (f" ({axes})" if axes else ""))]
 
 
 def _border(row: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -134,9 +142,12 @@ def _calibrated_colours(row: Mapping[str, Any], count: int) -> str:
     present.sort(key=lambda c: -float(row.get(f"share_{c}", 0.0)))
     text = f"{count}: " + ", ".join(colour_label(c).replace(" ", "\u00a0") for c in present) if present else (
         "0 (no colour called)")
-    shares = [c for c in COLOUR_NAMES if not _missing(row.get(f"share_{c}")) and float(row[f"share_{c}"]) >= 0.005]
+    # every colour with 0.5 % of the pixels or more, and the colours called (a called colour may have fewer)
+    shares = [c for c in COLOUR_NAMES if not _missing(row.get(f"share_{c}"))
+              and (float(row[f"share_{c}"]) >= 0.005 or c in present)]
     shares.sort(key=lambda c: -float(row[f"share_{c}"]))
-    items = [_share_item(row, c) for c in shares]
+    items = [_share_item(row, c) if float(row[f"share_{c}"]) >= 0.005 else
+             f"{colour_label(c)} {percent(row[f'share_{c}'], 1)}".replace(" ", "\u00a0") for c in shares]
     unassigned = row.get(f"share_{UNASSIGNED}")
     if not _missing(unassigned):
         items.append(f"unassigned\u00a0{percent(unassigned)}")
@@ -186,8 +197,9 @@ def key_figures(row: Mapping[str, Any], min_share: float = DEFAULT_MIN_SHARE) ->
 
     ``row`` is a mapping column -> value: a row of :func:`~napari_nevus_seg.measure`'s table
     (``table.iloc[i]``) or of a Labels layer's features. Given are: the area (mm², or px² without a pixel
-    size), the greatest diameter (maximum Feret diameter, and whether it is over 6 mm), A (asymmetric axes
-    of 2, with each axis's mirror mismatch), B (abrupt border sectors of those scored, and the outline's
+    size), the greatest diameter (maximum Feret diameter, and whether it is over 6 mm), A (the calibrated
+    score of 2, with each axis's mirror mismatch and the expected score; without a colour image the
+    outline-only count of asymmetric axes), B (abrupt border sectors of those scored, and the outline's
     convexity), C (with the calibrated detector: the count and the colours called, then the pixel shares
     of every colour with at least 0.5 % of the lesion and the unassigned share, and the colours not
     assessed; with the reference rule: the colours present with their shares, largest first, then the

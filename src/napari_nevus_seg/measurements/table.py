@@ -28,10 +28,10 @@ from napari_nevus_seg.io.labels import as_label_array
 from napari_nevus_seg.io.pixel_size import pixel_size_pair
 from napari_nevus_seg.io.text import named
 from napari_nevus_seg.measurements import colour as mc
-from napari_nevus_seg.measurements.calibrated import load_colour_detector
+from napari_nevus_seg.measurements.calibrated import load_asymmetry_scorer, load_colour_detector
 from napari_nevus_seg.measurements.lesion import measure_lesion
 
-#: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the A score counts such axes, 0-2)
+#: a mirror-asymmetry fraction above this makes an axis "asymmetric" (the outline-only score counts such axes, 0-2)
 ASYMMETRY_THRESHOLD = 0.10
 
 
@@ -129,7 +129,7 @@ def column_names(unit: str = "mm") -> list[str]:
         "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col", "touches_image_edge", "pieces", "diameter_gt_6mm"]
     shape = ["eccentricity", "solidity", "circularity"]
     asym = ["asymmetry_axis1", "asymmetry_axis2", "asymmetry_axis1_angle_deg", "asymmetry_score",
-            "asymmetry_principal_major", "asymmetry_principal_minor",
+            "asymmetry_score_expected", "asymmetry_shape_score", "asymmetry_principal_major", "asymmetry_principal_minor",
             "colour_asymmetry_axis1_dE", "colour_asymmetry_axis2_dE"]
     border = ["border_convexity", "border_fractal_dimension", "border_roughness",
               "border_abrupt_sectors", "border_scored_sectors", "border_sharpness", "border_contrast_dL"]
@@ -141,8 +141,8 @@ def column_names(unit: str = "mm") -> list[str]:
 
 
 _INT_COLUMNS = {"label", "area_px2", "bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col",
-                "pieces", "asymmetry_score"}
-_NULLABLE_INT = {"border_abrupt_sectors", "border_scored_sectors", "colour_count"}
+                "pieces", "asymmetry_shape_score"}
+_NULLABLE_INT = {"border_abrupt_sectors", "border_scored_sectors", "colour_count", "asymmetry_score"}
 _BOOL_COLUMNS = {"touches_image_edge"}
 _NULLABLE_BOOL = {"diameter_gt_6mm"} | {f"colour_{c}" for c in mc.COLOUR_NAMES}
 
@@ -179,6 +179,7 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
             colour_max_distance: float = mc.DEFAULT_MAX_DISTANCE,
             colour_rule: str = "calibrated",
             colour_model: str | Path | None = None,
+            asymmetry_model: str | Path | None = None,
             abrupt_sharpness: float = 2.0 / 3.0,
             abrupt_min_contrast: float = 4.0,
             progress: Callable[[dict], None] | None = None,
@@ -200,7 +201,12 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
         Size of a pixel in mm. Anisotropic pixels are handled exactly (coordinates are scaled). When
         ``None``, lengths are in pixels and the column names say ``_px``.
     asymmetry_threshold : float
-        An axis is asymmetric when more than this share of the lesion misses its mirror image (0.10).
+        For the outline-only score ``asymmetry_shape_score``: an axis is asymmetric when more than this
+        share of the lesion misses its mirror image (0.10).
+    asymmetry_model : path, optional
+        An asymmetry-score file of one's own (the format of ``asymmetry_model.json``). The calibrated
+        ``asymmetry_score`` (0/1/2, from outline, colour and structure asymmetry; fitted on 80 annotated
+        PH2 cases) needs a colour image; without one it is left empty.
     reference_colours, colour_max_distance
         The colour shares (see :mod:`napari_nevus_seg.measurements.colour`): reference colours (a set name,
         default ``"normalised_rgb"``, or a dict name -> RGB) and maximum CIE76 distance to the nearest
@@ -238,10 +244,11 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
     if colour_rule not in ("calibrated", "reference"):
         raise ValueError(f"colour_rule must be 'calibrated' or 'reference', got {colour_rule!r}")
     detector = load_colour_detector(colour_model) if colour_rule == "calibrated" else None
+    scorer = load_asymmetry_scorer(asymmetry_model)
     opts = {"asymmetry_threshold": float(asymmetry_threshold), "references": mc.check_references(reference_colours),
             "colour_min_share": float(colour_min_share), "colour_max_distance": float(colour_max_distance),
             "abrupt_sharpness": float(abrupt_sharpness), "abrupt_min_contrast": float(abrupt_min_contrast),
-            "colour_detector": detector}
+            "colour_detector": detector, "asymmetry_scorer": scorer}
     lab, values = _compact_labels(lab)  # renumbered 1..n when label values are large (sorted order is kept)
     regions = sorted(regionprops(lab, spacing=spacing), key=lambda r: r.label)
     if regions and rgb is not None and not colour:
@@ -265,7 +272,8 @@ def measure(labels: Any, image: Any = None, pixel_size_mm: float | tuple[float, 
                         "colour_max_distance": opts["colour_max_distance"],
                         "abrupt_sharpness": opts["abrupt_sharpness"],
                         "abrupt_min_contrast": opts["abrupt_min_contrast"], "colour_image": colour,
-                        "colour_rule": colour_rule})
+                        "colour_rule": colour_rule, "asymmetry_model_version": scorer.version,
+                        "asymmetry_model_source": scorer.source})
     if detector is not None:
         table.attrs.update({"colour_model_version": detector.version, "colour_model_source": detector.source,
                             "colours_assessed": detector.assessed(), "colour_dominant_share": detector.dominant_share})
