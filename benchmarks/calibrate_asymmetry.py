@@ -27,7 +27,6 @@ Then the model is fitted on all 80 cases and, with ``--write``, saved to
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibrate_colours import SUBSETS, default_data, load_cases, summarise
+from calibrate_colours import SUBSETS, calibration_args, load_cases, summarise
 
 from napari_nevus_seg.measurements import calibrated as mcal
 from napari_nevus_seg.measurements import calibration as cal
@@ -91,16 +90,9 @@ def print_figures(title: str, f: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data(), help="folder holding ph2-adapt and ph2-calib")
-    ap.add_argument("--repeats", type=int, default=10, help="repeats of the 5-fold cross-validation (10)")
-    ap.add_argument("--write", action="store_true", help="write the fitted model into the package")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "asymmetry_calibration.json")
-    args = ap.parse_args(argv)
-    for sub in SUBSETS:
-        if not (args.data / sub / "PH2_annotations.csv").is_file():
-            print(f"{args.data / sub} not found (set --data or NEVUS_SEG_DATA)", file=sys.stderr)
-            return 2
+    args = calibration_args(argv, __doc__.split("\n")[0], "asymmetry_calibration.json")
+    if args is None:
+        return 2
     t0 = time.time()
     cases = load_cases(args.data)
     y = cases["asymmetry"]

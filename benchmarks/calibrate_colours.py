@@ -235,17 +235,25 @@ def final_colour_model(cases: dict, fig: dict) -> dict:
     return mcal.colour_detector_json(fits, meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def calibration_args(argv: list[str] | None, description: str, results_name: str) -> argparse.Namespace | None:
+    """The command line shared by the calibration scripts; None (after saying why) when the PH2 data is missing."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=Path, default=default_data(), help="folder holding ph2-adapt and ph2-calib")
     ap.add_argument("--repeats", type=int, default=10, help="repeats of the 5-fold cross-validation (10)")
     ap.add_argument("--write", action="store_true", help="write the fitted model into the package")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "colour_calibration.json")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / results_name)
     args = ap.parse_args(argv)
     for sub in SUBSETS:
         if not (args.data / sub / "PH2_annotations.csv").is_file():
             print(f"{args.data / sub} not found (set --data or NEVUS_SEG_DATA)", file=sys.stderr)
-            return 2
+            return None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = calibration_args(argv, __doc__.split("\n")[0], "colour_calibration.json")
+    if args is None:
+        return 2
     t0 = time.time()
     cases = load_cases(args.data)
     n = len(cases["names"])
