@@ -21,6 +21,10 @@ HAM images, pass ``--lesions FILE`` (the lesion ids it held out, one per line, e
     python benchmarks/finetune_protocol.py --label long --set epochs=20 --set blend=1.0 --set patience=None
     python benchmarks/finetune_protocol.py --timing-ph2       # 20 PH2 pairs of 768x560: the 2-minute budget
 
+Which cases to correct (``--select random|confidence``): half of a kind's lesions are scored, and the 20
+corrected cases are picked from one image of each other lesion, at random or as the 20 the base model is
+least confident about (:func:`~napari_nevus_seg.rank_least_confident`); the scored set is the same for both.
+
 Per-image results go to ``--partial`` (JSON lines) so that an interrupted run resumes.
 """
 
@@ -45,7 +49,15 @@ import numpy as np
 from compare_models import data_root, isic_held_out, read_pair, sha256
 from train_model2 import ham_metadata
 
-from napari_nevus_seg import dice, fine_tune, iter_pairs, labels_from_map, load_model, network_map
+from napari_nevus_seg import (
+    dice,
+    fine_tune,
+    iter_pairs,
+    labels_from_map,
+    load_model,
+    network_map,
+    rank_least_confident,
+)
 from napari_nevus_seg.io.datasets import discover_cases
 from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneSettings
 
@@ -86,6 +98,28 @@ def draw_corrected(cases: list, meta: dict, seed: int) -> tuple[list, list]:
     return train, test
 
 
+def draw_selected(cases: list, meta: dict, seed: int, select: str, base) -> tuple[list, list]:
+    """The "which cases to correct" experiment: half of the lesions (drawn with ``seed``) are the scored set;
+    from one image of each lesion of the other half, 20 are picked at random (``select="random"``) or as the
+    20 the base model is least confident about (``"confidence"``). The scored set is the same for both."""
+    rng = np.random.default_rng(seed)
+    by_lesion: dict[str, list] = {}
+    for c in sorted(cases, key=lambda c: c.name):
+        by_lesion.setdefault(meta[c.name][0], []).append(c)
+    lesions = [str(x) for x in rng.permutation(sorted(by_lesion))]
+    pool, scored = lesions[: len(lesions) // 2], lesions[len(lesions) // 2:]
+    candidates = [by_lesion[les][int(rng.integers(len(by_lesion[les])))] for les in pool]
+    test = [c for les in scored for c in by_lesion[les]]
+    if len(test) > MAX_TEST:
+        test = [test[i] for i in sorted(rng.choice(len(test), size=MAX_TEST, replace=False).tolist())]
+    if select == "random":
+        picked = np.random.default_rng(seed + 1000).choice(len(candidates), N_CORRECTED, replace=False).tolist()
+    else:
+        order = rank_least_confident([read_pair(c)[0] for c in candidates], model=base, device="cpu")
+        picked = [i for i, _ in order[:N_CORRECTED]]
+    return [candidates[i] for i in sorted(picked)], test
+
+
 def isic_forgetting_set(root: Path, cache: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The 200 ISIC held-out images at ``ISIC_LONG_SIDE`` px (cached as .npz: decoding 200 large JPEGs takes minutes)."""
     from skimage.transform import resize
@@ -105,9 +139,11 @@ def isic_forgetting_set(root: Path, cache: Path) -> list[tuple[str, np.ndarray, 
             truth = resize(truth.astype(float), shape, order=1, anti_aliasing=True) >= 0.5
         out.append((case.name, img, truth.astype(bool)))
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, names=np.array([n for n, _, _ in out]),
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")      # two runs starting together must not mix files
+    np.savez_compressed(tmp, names=np.array([n for n, _, _ in out]),
                         **{f"img_{i}": im for i, (_, im, _) in enumerate(out)},
                         **{f"mask_{i}": m for i, (_, _, m) in enumerate(out)})
+    os.replace(tmp, path)
     return out
 
 
@@ -182,6 +218,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a fine-tuning setting")
     ap.add_argument("--label", default="defaults")
+    ap.add_argument("--select", choices=("random", "confidence"), default=None,
+                    help="the which-cases-to-correct experiment: half the lesions scored, 20 of the others picked so")
     ap.add_argument("--no-forgetting", action="store_true", help="skip the untouched sets (quick search)")
     ap.add_argument("--timing-ph2", action="store_true", help="only time fine_tune on the 20 ph2-adapt pairs")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nevus-seg-bench"))
@@ -196,7 +234,7 @@ def main() -> None:
     env = {"date": _dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "base": str(args.base), "base_sha": base_key,
            "base_version": base.meta.get("model_version"), "settings": {**DEFAULTS, **settings},
-           "label": args.label}
+           "label": args.label, "select": args.select}
     if args.timing_ph2:
         res = {"env": env, "timing_ph2": timing_ph2(root, settings, base)}
         print(json.dumps(res["timing_ph2"]))
@@ -219,17 +257,19 @@ def main() -> None:
     runs = []
     for kind in args.kinds:
         for draw in range(args.draws):
-            train, test = draw_corrected(by_dx[kind], meta, draw)
+            train, test = (draw_corrected(by_dx[kind], meta, draw) if args.select is None
+                           else draw_selected(by_dx[kind], meta, draw, args.select, base))
             tr, te = loaded(train), loaded(test)
             t0 = time.perf_counter()
             tuned = fine_tune([p[1] for p in tr], [p[2] for p in tr], base=base, device="cpu",
                               names=[p[0] for p in tr], **settings)
             secs = time.perf_counter() - t0
-            key = f"{args.label}:{base_key}:{kind}:{draw}"
+            key = f"{args.label}:{args.select or 'all'}:{base_key}:{kind}:{draw}"
             ft = tuned.meta["fine_tune"]
             row = {"kind": kind, "draw": draw, "n_test": len(te), "seconds": round(secs, 1),
                    "stopped_epoch": ft["stopped_epoch"], "refine": bool(tuned.refines),
                    "report_before": ft["before_dice"], "report_after": ft["after_dice"]}
+            row["trained_on"] = [p[0] for p in tr]
             b = partial.scores(base_key, kind, te, base)
             a = partial.scores(key, kind, te, tuned)
             row["new_before"], row["new_after"] = mean_as_used(b, base.refines), mean_as_used(a, tuned.refines)

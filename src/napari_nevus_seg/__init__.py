@@ -40,6 +40,7 @@ _API: dict[str, str] = {
     "train": "training.loop", "TrainConfig": "training.loop", "load_pairs": "training.data",
     "prepare_pairs": "training.data", "TrainingCancelled": "training.loop", "fine_tune": "training.finetune",
     "FineTuneSettings": "training.finetune", "FineTuneResult": "training.finetune_report",
+    "rank_least_confident": "training.selection",
     # measurement
     "measure": "measurements.table",
     # scores
@@ -95,3 +96,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.training.finetune import FineTuneSettings, fine_tune  # noqa: F401
     from napari_nevus_seg.training.finetune_report import FineTuneResult  # noqa: F401
     from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, train  # noqa: F401
+    from napari_nevus_seg.training.selection import rank_least_confident  # noqa: F401

@@ -13,7 +13,8 @@ After a case is segmented the widget shows the number of lesions, the seconds it
 has an expert mask (its ``"<case> ground truth"`` layer), the Dice and Jaccard of the result against it
 (:func:`~napari_nevus_seg.inference.metrics.dice`); the figures of each case are kept for the session
 (:class:`~napari_nevus_seg._napari._case_results.CaseRecord`), shown again on coming back to a case, and
-averaged over the folder's cases segmented so far. "Save mask" writes the result layer as it is now (the
+averaged over the folder's cases segmented so far. "Cases to correct first" ranks the folder by the model's
+confidence (:mod:`~napari_nevus_seg._napari._case_ranking`) and the browser then walks it in that order. "Save mask" writes the result layer as it is now (the
 user's corrections included) to ``<case>_lesions.tif`` in ``<data set>_nevus-seg-masks`` beside the data
 set, or in a folder chosen with "Folder..." (kept for the session); the data set's own files are never
 replaced. Corrections that were painted but neither saved nor added to the training set are not thrown
@@ -41,8 +42,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nevus_seg._napari._case_ranking import CaseRanking, RankingTarget, confidence_text, rank_cases_job
 from napari_nevus_seg._napari._case_results import CaseRecord, case_figures, default_mask_folder, save_case_mask
-from napari_nevus_seg._napari._controls import ModelChoice, segment_settings
+from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, segment_settings
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array, pixel_size_mm_from_layer
 from napari_nevus_seg._napari._reader import read_case
@@ -77,6 +79,7 @@ class CaseBrowserWidget(QWidget):
         self._saved = False          # ... or was saved as a mask file
         self.record = CaseRecord()   # figures of the cases segmented in this session
         self.mask_folder: Path | None = None   # chosen with "Folder..." (else beside the data set)
+        self.confidence: dict[Path, float] = {}  # image path -> confidence, after "Rank by confidence"
 
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("folder of images or a data set (PH2, images/ + masks/, ...)")
@@ -96,8 +99,7 @@ class CaseBrowserWidget(QWidget):
         self.status.setWordWrap(True)
         self.task = BackgroundJob(self, "Case browser", run_button=self.segment_button,
                                   cancel_button=self.cancel_button, status=self.status,
-                                  on_result=self._on_segmented,
-                                  on_cancelled=lambda target: f"Cancelled; {target.name!r} unchanged",
+                                  on_result=self._on_result, on_cancelled=self._on_cancelled,
                                   on_finished=lambda _outcome: self._update_buttons())
         self.lesions_label, self.time_label, self.dice_label, self.mean_label = (QLabel() for _ in range(4))
         self.dice_label.setToolTip("Overlap of the automatic result with the expert's mask (ground truth): "
@@ -111,6 +113,9 @@ class CaseBrowserWidget(QWidget):
         self.folder_button.clicked.connect(self._choose_mask_folder)
         self.training = TrainingSetPanel(self._current_pair_layers)
         self.training.added.connect(self._on_added)
+        self.ranking = CaseRanking(self.rank)
+        self.ranking.case_chosen.connect(self.go_to_case)
+        self.ranking_section = Collapsible("Cases to correct first", self.ranking)
         for name, button in (("previous_case", self.prev_button), ("next_case", self.next_button),
                              ("segment", self.segment_button), ("add_pair", self.training.add_button)):
             bind_shortcut(self, viewer, name, button.click)   # as if the button were clicked (disabled: nothing)
@@ -211,6 +216,9 @@ class CaseBrowserWidget(QWidget):
             return 0
         self.cases = cases
         self.index = -1
+        self.confidence = {}
+        self.ranking.list.clear()
+        self.ranking.summary.setText("not ranked yet")
         self.go(0, force=True)
         return len(cases)
 
@@ -220,6 +228,11 @@ class CaseBrowserWidget(QWidget):
 
     def previous(self) -> bool:
         return self.go(self.index - 1)
+
+    def go_to_case(self, name: str) -> bool:
+        """Open the case called ``name`` (a click in the ranked list)."""
+        names = [c.name for c in self.cases]
+        return name in names and self.go(names.index(name))
 
     def go(self, index: int, force: bool = False) -> bool:
         """Open case ``index``; returns False when it did not move (end of list, unsaved corrections).
@@ -282,8 +295,13 @@ class CaseBrowserWidget(QWidget):
         self.prev_button.setEnabled(self.index > 0)
         self.next_button.setEnabled(0 <= self.index < n - 1)
         self.segment_button.setEnabled(self.image_layer is not None and not self.task.running)
-        if n:
-            self.position_label.setText(f"case {self.index + 1}/{n}: {self.cases[self.index].name}")
+        self.ranking.rank_button.setEnabled(n > 0 and not self.task.running)
+        if n and 0 <= self.index < n:
+            case = self.cases[self.index]
+            known = self.confidence.get(case.image)
+            self.position_label.setText(f"case {self.index + 1}/{n}: {case.name}"
+                                        + ("" if known is None else f" ({confidence_text(known)})"))
+            self.ranking.select(case.name)
 
     # ---------------------------------------------------------------------------------- segment
     def segment(self):
@@ -295,12 +313,51 @@ class CaseBrowserWidget(QWidget):
         target = self.image_layer
         options = self.options()
         source = "the Segment widget's settings" if segment_settings(self.viewer) is not None else "default settings"
+        self.ranking.rank_button.setEnabled(False)
         return self.task.start(timed_segment, layer_array(target), bool(target.rgb), target.name, options,
                                target=target, desc=f"Segmenting {target.name!r} ({source})")
 
     def cancel(self) -> None:
         """Stop the running segmentation; no layer is changed."""
         self.task.cancel()
+
+    def rank(self):
+        """Rank the folder's cases by the model's confidence in a background thread (least confident first).
+
+        Returns the worker, or None when nothing started (no folder, a run going on)."""
+        if not self.cases or self.task.running:
+            return None
+        self._ranked_cases = list(self.cases)
+        self.ranking.rank_button.setEnabled(False)
+        return self.task.start(rank_cases_job, [str(c.image) for c in self.cases], self.options(),
+                               target=RankingTarget(), desc=f"Ranking {plural(len(self.cases), 'case')} by confidence")
+
+    def _on_result(self, target, result) -> None:
+        if isinstance(target, RankingTarget):
+            self._on_ranked(result)
+        else:
+            self._on_segmented(target, result)
+
+    def _on_cancelled(self, target) -> str:
+        if isinstance(target, RankingTarget):
+            return "Ranking cancelled; the cases keep their order"
+        return f"Cancelled; {target.name!r} unchanged"
+
+    def _on_ranked(self, ranked: list[tuple[int, float]]) -> None:
+        """Walk the cases least confident first; the case on screen stays open."""
+        cases = getattr(self, "_ranked_cases", None)
+        if cases is None or [c.image for c in cases] != [c.image for c in self.cases]:
+            self.status.setText("another folder was opened while ranking: ranking dropped")
+            return
+        current = self.cases[self.index] if 0 <= self.index < len(self.cases) else None
+        self.cases = [cases[i] for i, _ in ranked]
+        self.confidence = {cases[i].image: value for i, value in ranked}
+        if current is not None:
+            self.index = self.cases.index(current)
+        self.ranking.show_ranking([(cases[i].name, value) for i, value in ranked])
+        self.ranking_section.set_expanded(True)
+        self._update_buttons()
+        self.status.setText("cases ordered least confident first: Next / Previous follow the list")
 
     def _on_segmented(self, target, result) -> None:
         (labels, *_), seconds = result

@@ -1,0 +1,92 @@
+"""The case browser's "Cases to correct first" section: the folder's cases ranked by the model's confidence.
+
+"Rank by confidence" segments every case of the folder in the case browser's background job
+(:func:`rank_cases_job`, a call to :func:`~napari_nevus_seg.rank_least_confident`) and lists the cases least
+confident first, each with its expected Dice (the lowest of its lesions; "no lesion found" first). The
+browser then walks the cases in that order (Next goes to the next least confident), and a click on a row
+opens that case. Correcting the least confident cases first gains more from fine-tuning than correcting
+random ones: docs/fine_tuning.md, "Which cases to correct".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+
+from napari_nevus_seg.inference.confidence import REVIEW_BELOW
+from napari_nevus_seg.inference.options import SegmentOptions
+from napari_nevus_seg.training.selection import rank_least_confident
+
+LIST_HEIGHT = 140   # px: about six rows, so that the dock stays short
+USER_ROLE = Qt.ItemDataRole.UserRole   # where a row keeps its case name
+
+
+class RankingTarget:
+    """What a ranking run is for (the job hands it back to the browser, which tells it from an image layer)."""
+
+    name = "the case order"
+
+
+def rank_cases_job(paths: list[str], options: SegmentOptions, *, cancel=None, progress=None) -> list[tuple[int, float]]:
+    """Worker body: :func:`rank_least_confident` over the case images with the browser's segment settings."""
+    kwargs = options.segment_kwargs()
+    model = kwargs.pop("model")
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress({"step": done, "steps": total, "text": f"{done}/{total} cases"})
+
+    return rank_least_confident(paths, model=model, progress=report, cancel=cancel, **kwargs)
+
+
+def confidence_text(value: float) -> str:
+    """How a case's confidence reads in the list and the browser's position line."""
+    if value <= 0:
+        return "no lesion found"
+    flag = ", check" if value < REVIEW_BELOW else ""
+    return f"expected Dice {value:.2f}{flag}"
+
+
+class CaseRanking(QWidget):
+    """The rank button and the ranked list; ``case_chosen(name)`` when the user clicks a row."""
+
+    case_chosen = Signal(str)
+
+    def __init__(self, start: Callable[[], Any], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.rank_button = QPushButton("Rank by confidence")
+        self.rank_button.setToolTip("Segment every case of the folder and list them least confident first: the "
+                                    "outlines most worth correcting for fine-tuning. Next / Previous then follow "
+                                    "this order")
+        self.rank_button.clicked.connect(lambda: start())
+        self.list = QListWidget()
+        self.list.setMaximumHeight(LIST_HEIGHT)
+        self.list.itemClicked.connect(lambda item: self.case_chosen.emit(item.data(USER_ROLE)))
+        self.summary = QLabel("not ranked yet")
+        self.summary.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 0, 0, 0)
+        lay.addWidget(self.rank_button)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.list)
+
+    def show_ranking(self, ranked: list[tuple[str, float]]) -> None:
+        """List ``(case name, confidence)`` in the given order."""
+        self.list.clear()
+        for name, value in ranked:
+            item = QListWidgetItem(f"{name}: {confidence_text(value)}")
+            item.setData(USER_ROLE, name)
+            self.list.addItem(item)
+        low = sum(v < REVIEW_BELOW for _, v in ranked)
+        self.summary.setText(f"{len(ranked)} cases ranked, {low} below an expected Dice of {REVIEW_BELOW:g}: "
+                             "correct them first")
+
+    def select(self, name: str) -> None:
+        """Highlight the row of case ``name`` (the case on screen)."""
+        for row in range(self.list.count()):
+            if self.list.item(row).data(USER_ROLE) == name:
+                self.list.setCurrentRow(row)
+                return
