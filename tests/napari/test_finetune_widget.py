@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 from finetune_helpers import cases, tiny_base
+from qtpy.QtCore import Qt
 
 from napari_nevus_seg._napari import _finetune_widget, _job, _model_manager, _shared
 from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
@@ -48,6 +49,10 @@ def make_widget(make_napari_viewer, n_pairs: int, look: str = "bluish"):
     return viewer, w
 
 
+def ft_names(model):
+    return model.meta["fine_tune"]["holdout_names"]
+
+
 def test_add_fine_tune_keep(make_napari_viewer, qtbot, env):
     tmp_path, notes = env
     viewer, w = make_widget(make_napari_viewer, 5)
@@ -70,6 +75,17 @@ def test_add_fine_tune_keep(make_napari_viewer, qtbot, env):
     shown = [float(x) for x in re.findall(r"\d\.\d{3}", w.result_label.text())[:2]]
     assert shown == [round(ft["before_dice"], 3), round(ft["after_dice"], 3)]
     assert w.keep_button.isEnabled() and w.discard_button.isEnabled()
+    # the held-out pair, outlined before and after, side by side in the dock; its Dice are the report's
+    assert not w.example.isHidden() and not w.example.picture.pixmap().isNull()
+    assert w.example.picture.pixmap().width() == 340
+    ex = w.example.example
+    assert ex.name == ft["holdout_names"][0] == f"case{ft['holdout_index'][0]}"
+    assert (ex.before_dice, ex.after_dice) == (ft["before_per_pair"][0], ft["after_per_pair"][0])
+    assert f"before {ex.before_dice:.3f} (left), after {ex.after_dice:.3f} (right)" in w.example.caption.text()
+    qtbot.mouseClick(w.example.open_button, Qt.MouseButton.LeftButton)
+    shown_layer = viewer.layers[f"{ex.name}: before | after"]
+    assert shown_layer.rgb and shown_layer.data.shape == (60, 2 * 80 + 8, 3)
+    np.testing.assert_array_equal(shown_layer.data, ex.picture())
 
     assert w.keep("scope A") == "scope A"
     assert [e.name for e in ModelLibrary().list()] == ["scope A", "tiny"]
@@ -96,8 +112,10 @@ def test_discard_and_cancel_change_nothing(make_napari_viewer, qtbot, env):
     w.run_button.click()
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
     assert w.last_status == "ok" and w.pending is not None
+    assert not w.example.isHidden()
     w.discard_button.click()
     assert w.pending is None and "discarded" in w.result_label.text()
+    assert w.example.isHidden() and w.example.example is None
     assert ModelLibrary().names() == ["tiny"]
 
 
@@ -227,13 +245,14 @@ def test_the_widget_reads_pairs_from_disk_when_used_and_names_a_bad_pair_by_its_
 
     monkeypatch.setattr(training_store, "read_image", reader)
     options = {"device": "cpu", "epochs": 1, "steps_per_epoch": 1}
-    model = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
-                                           cancel=CancelToken())
+    model, example = _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
+                                                    cancel=CancelToken())
+    assert example.name in ft_names(model)
     ft = model.meta["fine_tune"]
     assert ft["holdout_names"] == [f"p{i}" for i in ft["holdout_index"]]    # the pairs' names in the folder
     # a mask that no longer fits its image (edited by hand): the message names both files
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(store.mask_dir / "p3.png")
-    with pytest.raises(Exception, match="does not match") as raised:  # noqa: B017 - any error, named by its files
+    with pytest.raises(Exception, match="does not match") as raised:
         _finetune_widget.fine_tune_job(str(store.folder), str(ModelLibrary().path("tiny")), options,
                                        cancel=CancelToken())
     exc = raised.value

@@ -11,7 +11,8 @@ and the model manager in "Manage saved models" (:class:`~napari_nevus_seg._napar
 so that the dock fits a 1000 px screen; they are named in plain words, with tooltips ("Adapt to your
 images", a percentage, is ``blend``; "Train the outlining part only" is ``freeze_encoder``). The Dice of
 the base and the tuned model are shown, on held-out pairs
-(on the training pairs, optimistic, when there are too few to hold any out); "Keep"
+(on the training pairs, optimistic, when there are too few to hold any out), with the pair that changed
+most outlined by both models side by side (:mod:`~napari_nevus_seg._napari._before_after`); "Keep"
 saves the tuned model in the model library under a name (then selectable in the Segment widget),
 "Discard" drops it. Everything here is a call to the public API (:func:`fine_tune`,
 :class:`TrainingStore`, :class:`ModelLibrary`).
@@ -39,6 +40,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nevus_seg._napari._before_after import ExamplePanel
 from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, session_sync
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import KIND_KEY
@@ -49,12 +51,14 @@ from napari_nevus_seg.io.text import plural
 from napari_nevus_seg.model.devices import available_devices
 from napari_nevus_seg.model.library import ModelLibrary
 from napari_nevus_seg.model.loading import load_model
+from napari_nevus_seg.training.before_after import before_after_example
 from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tune
 from napari_nevus_seg.training.store import TrainingStore
 
 
 def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *, cancel=None, progress=None):
-    """Worker body: fine-tune the model ``base_ref`` on the training folder; returns the tuned model.
+    """Worker body: fine-tune the model ``base_ref`` on the training folder; returns the tuned model and its
+    :class:`~napari_nevus_seg.training.before_after.BeforeAfter` example (the scored pair that changed most).
 
     The pairs are read from disk when fine-tuning uses them (as ``nevus-seg train --init`` does), never the
     whole set at once; a bad pair is named by its files. Raises ``ValueError`` for an empty training set
@@ -63,7 +67,10 @@ def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *,
     if not len(images):
         raise ValueError(f"the training set in {folder} is empty: add corrected outlines first")
     base = load_model(base_ref)
-    return fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
+    tuned = fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
+    if progress is not None:
+        progress({"stage": "example", "step": 0, "steps": 1})
+    return tuned, before_after_example(images, masks, tuned, base, device=tuned.meta["fine_tune"]["device"])
 
 
 def is_ground_truth(layer: Any) -> bool:
@@ -150,6 +157,7 @@ class FineTuneWidget(QWidget):
         self.keep_button.clicked.connect(lambda: self.keep())
         self.discard_button = QPushButton("Discard")
         self.discard_button.clicked.connect(self.discard)
+        self.example = ExamplePanel(viewer)
         self.models = ModelManagerPanel()
         self.models.changed.connect(self.base_combo.refresh)
         self._layout()
@@ -235,6 +243,7 @@ class FineTuneWidget(QWidget):
         box3 = QGroupBox("3. Result")
         v3 = QVBoxLayout(box3)
         v3.addWidget(self.result_label)
+        v3.addWidget(self.example)
         keep = QHBoxLayout()
         keep.addWidget(self.name_edit, 1)
         keep.addWidget(self.keep_button)
@@ -267,10 +276,12 @@ class FineTuneWidget(QWidget):
         base_ref = self.base_combo.model_ref()
         if self.pending is not None:
             # Keep/Discard are off while the run goes on (they would act on a result that is about to go)
-            self._earlier = (self.pending, self.result_label.text(), self.name_edit.text(), self.keep_button.text())
+            self._earlier = (self.pending, self.result_label.text(), self.name_edit.text(), self.keep_button.text(),
+                             self.example.example)
             show_warning("the tuned model shown was not kept: the new run's result replaces it (Cancel the run "
                          "to get it back and keep it)")
             self._set_pending(None)
+        self.example.show_example(None)
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
         self.result_label.setText("" if self._earlier is None else
                                   "the result not kept is replaced when this run ends (back if it is cancelled)")
@@ -298,21 +309,25 @@ class FineTuneWidget(QWidget):
         elif stage in ("score_before", "score_after"):
             which = "base" if stage == "score_before" else "tuned"
             pbar.set_description(f"Fine-tuning: scoring the {which} model")
+        elif stage == "example":
+            pbar.set_description("Fine-tuning: outlining an example before and after")
         pbar.refresh()
 
     def _on_cancelled(self, _target: Any) -> str:
         return f"cancelled: the model in use is still {self._base_name!r}"
 
-    def _on_result(self, _target: Any, model) -> None:
+    def _on_result(self, _target: Any, result) -> None:
+        model, example = result
         self._earlier = None        # replaced, as the warning at the start said
         self._set_pending(model)
+        self.example.show_example(example)
         self.status_label.setText(f"done in {model.meta['fine_tune']['seconds']:.0f} s")
 
     def _on_finished(self, outcome: str) -> None:
         """After the run: the result not kept before is back when this one gave none."""
         self.last_status = outcome
         if self._earlier is not None:
-            model, result_text, name, keep_text = self._earlier
+            model, result_text, name, keep_text, example = self._earlier
             self._earlier = None
             self.pending = model
             self.keep_button.setEnabled(True)
@@ -320,6 +335,7 @@ class FineTuneWidget(QWidget):
             self.result_label.setText(result_text)
             self.name_edit.setText(name)
             self.keep_button.setText(keep_text)
+            self.example.show_example(example)
 
     # ------------------------------------------------------------------------------ keep/discard
     def _set_pending(self, model) -> None:
@@ -358,4 +374,5 @@ class FineTuneWidget(QWidget):
         """Drop the tuned model; the model in use stays what it was."""
         if self.pending is not None:
             self._set_pending(None)
+            self.example.show_example(None)
             self.result_label.setText(self.result_label.text() + "\ndiscarded")

@@ -137,6 +137,7 @@ def fine_tune_record(*, base: str, base_training_data: Any, n_pairs: int, hold_i
         "base_training_data": base_training_data,
         "n_pairs": n_pairs, "n_train": len(train_idx), "n_holdout": k,
         "holdout_index": hold_idx, "holdout_names": [names[i] for i in hold_idx] if names else None,
+        "scored_index": list(hold_idx or train_idx),   # the pairs of before_per_pair / after_per_pair, in order
         "n_holdout_seen": n_holdout_seen,   # held-out pairs whose image the base model was trained on
         "scored_on": scored_on(k, n_holdout_seen),
         "before_dice": b, "after_dice": a,
