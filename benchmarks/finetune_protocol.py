@@ -274,8 +274,11 @@ def main() -> None:
             a = partial.scores(key, kind, te, tuned)
             row["new_before"], row["new_after"] = mean_as_used(b, base.refines), mean_as_used(a, tuned.refines)
             row["new_after_other_refine"] = mean_as_used(a, not tuned.refines)
+            # the base with the refinement switched as the tuned model switched it: what the switch alone gives
+            row["new_before_tuned_refine"] = mean_as_used(b, tuned.refines)
             for k, pairs in forget.items():
                 row[f"{k}_before"] = mean_as_used(base_forget[k], base.refines)
+                row[f"{k}_before_tuned_refine"] = mean_as_used(base_forget[k], tuned.refines)
                 row[f"{k}_after"] = mean_as_used(partial.scores(key, k, pairs, tuned), tuned.refines)
             runs.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
