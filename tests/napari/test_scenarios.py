@@ -131,6 +131,28 @@ def test_segment_correct_add_fine_tune_keep_and_segment_again(make_napari_viewer
     np.testing.assert_array_equal(viewer.layers[f"{first} lesions"].data,
                                   segment(np.asarray(viewer.layers[first].data), model=kept, device="cpu"))
 
+    # a second round from the widget: start from the kept model, fine-tune, keep under another name
+    ft.base_combo.showPopup()
+    ft.base_combo.hidePopup()
+    ft.base_combo.setCurrentIndex(ft.base_combo.findText("my clinic"))
+    click(qtbot, ft.run_button)
+    wait(qtbot, ft)
+    assert ft.last_status == "ok" and ft.result_label.text().startswith("my clinic -> tuned")
+    ft.name_edit.clear()
+    qtbot.keyClicks(ft.name_edit, "my clinic 2")
+    click(qtbot, ft.keep_button)
+    second = load_model(ModelLibrary().path("my clinic 2"))
+    assert second.meta["fine_tune"]["base"] == "my clinic"
+    # ... and a third from the command line, on the training set the widgets wrote, starting from round 2
+    from napari_nevus_seg.cli.main import main
+
+    out = env / "round3.pt"
+    assert main(["train", str(env / "training"), "--init", "my clinic 2", "--out", str(out), "--epochs", "1",
+                 "--device", "cpu"]) == 0
+    third = load_model(out)
+    assert third.meta["fine_tune"]["base"] == "my clinic 2" and third.meta["fine_tune"]["n_pairs"] == len(painted)
+    assert sorted(TrainingStore(env / "training").names()) == sorted(painted)     # the set is as it was
+
 
 def test_open_segment_measure_and_export_the_csv(make_napari_viewer, qtbot, tmp_path, images, monkeypatch):
     from napari_nevus_seg._napari import _measure_widget
