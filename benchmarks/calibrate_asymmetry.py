@@ -59,10 +59,13 @@ def expected_score(fit: cal.LinearFit, X: np.ndarray) -> np.ndarray:
     return cal.ordinal_probabilities(fit, X) @ np.arange(3)
 
 
-def cross_validate(X: np.ndarray, y: np.ndarray, repeats: int) -> np.ndarray:
-    """Out-of-fold expected scores, (repeats, n)."""
+def cross_validate(X: np.ndarray, y: np.ndarray, repeats: int, X_test: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold expected scores, (repeats, n); each fold fitted on ``X`` and scored on ``X_test`` (the same
+    cases measured on other outlines) when given."""
+    Xt = X if X_test is None else X_test
+
     def predict(train, test, rng):
-        return expected_score(fit_score(X[train], y[train], rng), X[test])
+        return expected_score(fit_score(X[train], y[train], rng), Xt[test])
 
     return cal.repeated_cv(y, predict, repeats=repeats, k=5, seed=0)
 
@@ -99,21 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     X = mcal.asymmetry_inputs(cases["colour_x"], cases["asym_x"])
     if not np.all(np.isfinite(X)):
         raise RuntimeError("a case has a missing asymmetry feature")
+    Xt, net = None, cases
+    if args.outlines == "network":
+        net = load_cases(args.data, "network")
+        Xt = mcal.asymmetry_inputs(net["colour_x"], net["asym_x"])
+        print(f"scored on the network's outlines ({len(net['no_network_lesion'])} cases without one)")
     n = len(y)
     print(f"{n} cases measured in {time.time() - t0:.0f} s; experts' asymmetry 0/1/2: {np.bincount(y, minlength=3).tolist()}")
     print(f"\n{args.repeats} x repeated 5-fold CV stratified by the experts' score, penalty chosen inside each "
           "training fold; mean [min-max] over repeats")
-    shipped = figures(cross_validate(X, y, args.repeats), y)
+    shipped = figures(cross_validate(X, y, args.repeats, Xt), y)
     print_figures("Shape, colour and structure asymmetry + colour spreads (shipped)", shipped)
-    only = figures(cross_validate(X[:, :len(ASYMMETRY_FEATURES)], y, args.repeats), y)
+    k = len(ASYMMETRY_FEATURES)
+    only = figures(cross_validate(X[:, :k], y, args.repeats, None if Xt is None else Xt[:, :k]), y)
     print_figures("Asymmetry features only (without the colour spreads)", only)
-    old = cases["old_asymmetry"]
+    old = net["old_asymmetry"]
     fixed = {"spearman_score": round(cal.spearman(old, y), 3), "exact": round(float(np.mean(old == y)), 3)}
     print(f"Fixed shape-only rule (two axes, 10 %): Spearman {fixed['spearman_score']:.3f}, exact {fixed['exact']:.3f}")
     fit = fit_score(X, y, np.random.default_rng(0))
     results = {"cases": n, "subsets": list(SUBSETS), "repeats": args.repeats, "folds": 5, "penalties": list(PENALTIES),
                "experts_counts": np.bincount(y, minlength=3).tolist(), "shipped": shipped,
-               "asymmetry_features_only": only, "fixed_shape_rule": fixed, "model_version": MODEL_VERSION}
+               "asymmetry_features_only": only, "fixed_shape_rule": fixed, "model_version": MODEL_VERSION,
+               "outlines": args.outlines}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nfigures written to {args.results}")

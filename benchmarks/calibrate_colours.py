@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_nevus_seg import iter_pairs, measure
+from napari_nevus_seg import iter_pairs, measure, segment
 from napari_nevus_seg.measurements import calibrated as mcal
 from napari_nevus_seg.measurements import calibration as cal
 from napari_nevus_seg.measurements.colour import COLOUR_NAMES, DEFAULT_MIN_SHARE
@@ -72,11 +72,28 @@ def default_data() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def load_cases(data: Path) -> dict:
-    """Features and annotations of every annotated case (expert masks), and the fixed rule's calls."""
+def network_lesion(img: np.ndarray, expert: np.ndarray) -> np.ndarray:
+    """The default model's outline of the experts' lesion: of the lesions ``segment`` finds, the one that
+    overlaps the expert mask most (the largest when none overlaps), as an int32 mask labelled 1; all zero
+    when the network found nothing."""
+    labels = segment(img, device="cpu")
+    if not labels.any():
+        return labels.astype(np.int32)
+    overlap = np.bincount(labels[expert > 0], minlength=labels.max() + 1)[1:]
+    pick = int(np.argmax(overlap)) + 1 if overlap.any() else 1     # labels are numbered by decreasing area
+    return (labels == pick).astype(np.int32)
+
+
+def load_cases(data: Path, outlines: str = "expert") -> dict:
+    """Features and annotations of every annotated case, and the fixed rule's calls.
+
+    ``outlines``: ``"expert"`` measures each lesion on the experts' mask, ``"network"`` on the default
+    model's outline of it (:func:`network_lesion`; a case where the network found nothing is measured on
+    the expert mask and counted in ``"no_network_lesion"``)."""
     from skimage.measure import regionprops
 
     names, colour_x, asym_x, truth, asym, shares, old_asym = [], [], [], [], [], [], []
+    missed = []
     for sub in SUBSETS:
         root = data / sub
         with open(root / "PH2_annotations.csv", newline="") as fh:
@@ -85,6 +102,12 @@ def load_cases(data: Path) -> dict:
             if name not in ann:
                 continue
             labels = mask.astype(np.int32)
+            if outlines == "network":
+                net = network_lesion(img, mask)
+                if net.any():
+                    labels = net
+                else:
+                    missed.append(name)
             cf, af = lesion_model_features(regionprops(labels)[0], labels, img)
             row = measure(labels, img, colour_rule="reference").iloc[0]   # shares; no model needed
             names.append(name)
@@ -98,7 +121,7 @@ def load_cases(data: Path) -> dict:
     return {"names": names, "colour_x": np.array(colour_x), "asym_x": np.array(asym_x),
             "truth": np.array(truth, bool), "asymmetry": np.array(asym), "shares": np.array(shares),
             "old_calls": np.array(shares) >= DEFAULT_MIN_SHARE,   # the fixed colour rule of earlier versions
-            "old_asymmetry": np.array(old_asym)}
+            "old_asymmetry": np.array(old_asym), "outlines": outlines, "no_network_lesion": missed}
 
 
 def fit_colour(X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> cal.LinearFit:
@@ -110,16 +133,18 @@ def fit_colour(X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> cal.Li
     return cal.fit_logistic(X, y, lam)
 
 
-def cv_colours(cases: dict, repeats: int) -> dict:
-    """Out-of-fold probabilities per colour: (repeats, n) arrays."""
+def cv_colours(cases: dict, repeats: int, test_cases: dict | None = None) -> dict:
+    """Out-of-fold probabilities per colour: (repeats, n) arrays. With ``test_cases`` (the same cases measured
+    on other outlines), each fold is fitted on ``cases`` and scored on ``test_cases``' features."""
     X = cases["colour_x"]
+    Xt = X if test_cases is None else test_cases["colour_x"]
     out = {}
     for i, name in enumerate(COLOUR_NAMES):
         y = cases["truth"][:, i]
 
         def predict(train, test, rng, y=y):
             fit = fit_colour(X[train], y[train], rng)
-            return 1.0 / (1.0 + np.exp(-cal.logistic_logit(fit, X[test])))
+            return 1.0 / (1.0 + np.exp(-cal.logistic_logit(fit, Xt[test])))
 
         out[name] = cal.repeated_cv(y, predict, repeats=repeats, k=5, seed=0)
     return out
@@ -241,8 +266,19 @@ def calibration_args(argv: list[str] | None, description: str, results_name: str
     ap.add_argument("--data", type=Path, default=default_data(), help="folder holding ph2-adapt and ph2-calib")
     ap.add_argument("--repeats", type=int, default=10, help="repeats of the 5-fold cross-validation (10)")
     ap.add_argument("--write", action="store_true", help="write the fitted model into the package")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / results_name)
+    ap.add_argument("--results", type=Path, default=None,
+                    help=f"figures file (default benchmarks/results/{results_name}, *_network_outlines.json with "
+                         "--outlines network)")
+    ap.add_argument("--outlines", choices=("expert", "network"), default="expert",
+                    help="score on the experts' outlines (default), or fit on them and score each held-out fold "
+                         "on the default model's outlines of the same lesions (what a user who does not correct "
+                         "the outline gets)")
     args = ap.parse_args(argv)
+    if args.outlines == "network" and args.write:
+        ap.error("--write fits on the experts' outlines only: leave out --outlines network")
+    if args.results is None:
+        stem = results_name.removesuffix(".json") + ("_network_outlines" if args.outlines == "network" else "")
+        args.results = ROOT / "benchmarks" / "results" / f"{stem}.json"
     for sub in SUBSETS:
         if not (args.data / sub / "PH2_annotations.csv").is_file():
             print(f"{args.data / sub} not found (set --data or NEVUS_SEG_DATA)", file=sys.stderr)
@@ -257,15 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     cases = load_cases(args.data)
     n = len(cases["names"])
-    print(f"{n} cases measured in {time.time() - t0:.0f} s")
-    probs = cv_colours(cases, args.repeats)
-    fig = colour_figures(cases, probs)
+    scored = cases if args.outlines == "expert" else load_cases(args.data, "network")
+    print(f"{n} cases measured in {time.time() - t0:.0f} s" + ("" if scored is cases else
+          f"; scored on the network's outlines ({len(scored['no_network_lesion'])} without one)"))
+    probs = cv_colours(cases, args.repeats, None if scored is cases else scored)
+    fig = colour_figures(scored, probs)
     print_colours(fig, args.repeats, n)
     model = final_colour_model(cases, fig)
     results = {"cases": n, "subsets": list(SUBSETS), "repeats": args.repeats, "folds": 5,
                "penalties": list(PENALTIES), "min_auc": MIN_AUC,
                "dominant_share": DOMINANT_SHARE, "evidence_share": EVIDENCE_SHARE,
-               "colours": fig, "model_version": MODEL_VERSION}
+               "colours": fig, "model_version": MODEL_VERSION, "outlines": args.outlines,
+               "no_network_lesion": scored["no_network_lesion"]}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nfigures written to {args.results}")
