@@ -38,6 +38,8 @@ def test_show_colour_map_adds_a_layer_of_the_colours_counted(make_napari_viewer,
     assert w.colour_map_button.isEnabled()
     n_layers = len(viewer.layers)
     qtbot.mouseClick(w.colour_map_button, Qt.MouseButton.LeftButton)
+    assert w.worker is not None                           # computed in the background job
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert len(viewer.layers) == n_layers + 1
     cmap = viewer.layers["lesions colours"]
     table = measure(case.labels, case.image, 0.02)
@@ -57,7 +59,17 @@ def test_show_colour_map_adds_a_layer_of_the_colours_counted(make_napari_viewer,
     # the measured layer stays selected, and the widget still measures it
     assert viewer.layers.selection.active is layer and w.labels_combo.currentText() == "lesions"
     qtbot.mouseClick(w.colour_map_button, Qt.MouseButton.LeftButton)   # again: the same layer is updated
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert len(viewer.layers) == n_layers + 1
+
+
+def test_a_layer_removed_while_its_map_is_computed_gets_none(make_napari_viewer, qtbot):
+    viewer, layer, w, _ = _measured(make_napari_viewer, qtbot)
+    qtbot.mouseClick(w.colour_map_button, Qt.MouseButton.LeftButton)
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert "lesions colours" not in [ly.name for ly in viewer.layers]
+    assert "removed before its colour map was ready" in w.status.text()
 
 
 def test_without_an_image_no_colour_map(make_napari_viewer, qtbot):

@@ -7,13 +7,15 @@ grey for pixels of a colour not counted in their lesion; pixels near no referenc
 image shows through; on PH2 they can be half of a lesion). Its
 ``features`` name the classes, so napari's status bar says which class the pointer is on. The layer is
 made for the measured Labels layer and replaced by the next map of it; the measured layer stays selected.
-From the console::
+The button computes the map in the Measure widget's background job (Cancel stops waiting for it). From the
+console (computed in the calling thread)::
 
     layer = show_colour_map(viewer, labels_layer, image_layer, table)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,14 +56,33 @@ def class_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict=colours)
 
 
+@dataclass(frozen=True)
+class ColourMapJob:
+    """What a "Show colour map" run is for: the measured layers and their table (handed back with the map)."""
+
+    labels: Labels
+    image: Image
+    table: pd.DataFrame
+
+
+def colour_map_job(lab: np.ndarray, img: np.ndarray, table: pd.DataFrame, *, cancel=None, progress=None) -> np.ndarray:
+    """Worker body: :func:`colour_class_map` (seconds for a lesion of millions of pixels)."""
+    return colour_class_map(lab, img, table)
+
+
 def show_colour_map(viewer: napari.viewer.Viewer, labels: Labels, image: Image, table: pd.DataFrame) -> Labels:
     """Add (or update) the colour-class map of ``labels`` measured in ``image`` (``table``: that measurement)
     as a Labels layer named "<labels> colours", and keep ``labels`` selected; returns the map layer.
+    (Computed here, in the calling thread; the Measure widget computes it in its background job.)
 
     Raises ``ValueError`` when the table has no colours or the layers do not fit (the message says why).
     """
     lab, img = arrays_to_measure(labels, image, "an image")
-    classes = colour_class_map(lab, img, table)
+    return add_colour_map(viewer, labels, colour_class_map(lab, img, table))
+
+
+def add_colour_map(viewer: napari.viewer.Viewer, labels: Labels, classes: np.ndarray) -> Labels:
+    """Add (or update) the map ``classes`` of ``labels`` as the layer "<labels> colours"; ``labels`` stays selected."""
     active = viewer.layers.selection.active
     layer = add_or_update_labels(viewer, f"{labels.name} colours", classes, like=labels, kind=KIND, outlines=False)
     layer.colormap = class_colormap()
@@ -92,8 +113,9 @@ class ColourMapButton(QPushButton):
         self.setEnabled(False)
         self.clicked.connect(lambda: self.show_map())   # never clicked(bool) as an argument
 
-    def show_map(self) -> Labels | None:
-        """Show the map of the widget's last measurement; None (with a message) when there is none."""
+    def show_map(self):
+        """Compute the map of the widget's last measurement in the widget's background job; returns the worker,
+        or None (with a message) when there is nothing to map or a run is going on. :meth:`on_map` shows it."""
         w = self.widget
         last = w._last
         if w.table is None or last is None or last.labels not in w.viewer.layers:
@@ -107,9 +129,19 @@ class ColourMapButton(QPushButton):
             show_warning(f"Measure lesions: {last.labels.name!r} was edited after it was measured; the map shows "
                          "the colours of the table, press Measure to bring it up to date")
         try:
-            layer = show_colour_map(w.viewer, last.labels, last.image, w.table)
+            lab, img = arrays_to_measure(last.labels, last.image, "an image")
         except ValueError as exc:
             show_info(f"Measure lesions: {exc}")
             return None
-        w.status.setText(f"Colour map {layer.name!r}: {summary(w.table)}")
+        return w.task.start(colour_map_job, lab, img, w.table, target=ColourMapJob(last.labels, last.image, w.table),
+                            desc=f"Colour map of {last.labels.name!r}")
+
+    def on_map(self, job: ColourMapJob, classes: np.ndarray) -> Labels | None:
+        """Show a finished map (the GUI thread); None when its layer was removed meanwhile."""
+        w = self.widget
+        if job.labels not in w.viewer.layers:
+            w.status.setText(f"{job.labels.name!r} was removed before its colour map was ready")
+            return None
+        layer = add_colour_map(w.viewer, job.labels, classes)
+        w.status.setText(f"Colour map {layer.name!r}: {summary(job.table)}")
         return layer

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import measure
-from napari_nevus_seg._napari._colour_map import ColourMapButton
+from napari_nevus_seg._napari._colour_map import ColourMapButton, ColourMapJob
 from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
 from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
 from napari_nevus_seg._napari._features_view import LesionTable
@@ -148,8 +148,7 @@ class MeasureWidget(QWidget):
 
         self.task = BackgroundJob(self, "Measure lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
-                                  on_cancelled=lambda job: f"Cancelled; the features of {job.labels.name!r} are "
-                                                           "unchanged", on_finished=self._on_finished)
+                                  on_cancelled=self._on_cancelled, on_finished=self._on_finished)
         self.run_button.clicked.connect(lambda: self.run())   # never clicked(bool) as `labels`
         self.table_button.clicked.connect(self.show_table)
         self.export_button.clicked.connect(self._on_export)
@@ -357,7 +356,10 @@ class MeasureWidget(QWidget):
         self.labels_layer = layer
 
     # ----------------------------------------------------------------------------------- results
-    def _on_result(self, job: MeasureJob, result) -> None:
+    def _on_result(self, job: MeasureJob | ColourMapJob, result) -> None:
+        if isinstance(job, ColourMapJob):
+            self.colour_map_button.on_map(job, result)
+            return
         table, max_label = result
         layer = job.labels
         if layer not in self.viewer.layers:
@@ -388,6 +390,11 @@ class MeasureWidget(QWidget):
         elif len(table) and not table.attrs.get("colour_image", True):
             msg += "; grayscale image: colours not measured"
         self.status.setText(msg)
+
+    def _on_cancelled(self, job: MeasureJob | ColourMapJob) -> str:
+        if isinstance(job, ColourMapJob):
+            return f"Cancelled; no colour map of {job.labels.name!r}"
+        return f"Cancelled; the features of {job.labels.name!r} are unchanged"
 
     def _on_finished(self, outcome: str) -> None:
         if self._rerun:
