@@ -33,10 +33,10 @@ from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.io.datasets import iter_pairs  # noqa: E402
 from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
 from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
-from napari_nevus_seg.training.data import PairSet, load_pairs, prepare_pairs, split_pairs  # noqa: E402
+from napari_nevus_seg.training.data import PairSet, load_pairs, split_pairs  # noqa: E402
 from napari_nevus_seg.training.loop import TrainConfig, init_from, train  # noqa: E402
+from napari_nevus_seg.training.replay import SYNTHETIC_SEED0, synthetic_pairs  # noqa: E402
 
-SYNTHETIC_SEED0 = 100_000
 
 
 def tightened(pairs: PairSet) -> PairSet:
@@ -51,29 +51,6 @@ def tightened(pairs: PairSet) -> PairSet:
         m = pairs.masks[i, 0].numpy().astype(np.float32)
         masks[i, 0] = torch.from_numpy((refine_outline(img, m, 0.5, min_size=1) > 0.5).astype(np.uint8))
     return PairSet(pairs.images, masks, pairs.names)
-
-
-def synthetic_pairs(n: int, size: int) -> PairSet:
-    """``n`` synthetic training pairs (deterministic): 1-4 lesions, random shape, look and hair."""
-    import numpy as np
-
-    from napari_nevus_seg.io.synthetic import LOOKS, synthetic_lesion_image
-
-    images, masks = [], []
-    for i in range(n):
-        seed = SYNTHETIC_SEED0 + i
-        rng = np.random.default_rng(seed)
-        shape = [(384, 512), (450, 600), (576, 768), (512, 512)][rng.integers(4)]
-        for k in range(int(rng.integers(1, 5)), 0, -1):  # fewer lesions if they cannot fit
-            try:
-                case = synthetic_lesion_image(seed=seed, shape=shape, n_lesions=k, look=LOOKS[rng.integers(len(LOOKS))],
-                                              hair=bool(rng.integers(2)))
-                break
-            except ValueError:
-                continue
-        images.append(case.image)
-        masks.append(case.mask)
-    return prepare_pairs(images, masks, size, names=[f"synthetic{SYNTHETIC_SEED0 + i}" for i in range(n)])
 
 
 def main() -> None:

@@ -32,14 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_default import synthetic_pairs  # noqa: E402
-
 from napari_nevus_seg.inference.metrics import score_pairs  # noqa: E402
 from napari_nevus_seg.io.datasets import iter_pairs  # noqa: E402
 from napari_nevus_seg.model.networks import build_model, default_preprocess  # noqa: E402
 from napari_nevus_seg.training.augment import AugmentConfig  # noqa: E402
 from napari_nevus_seg.training.data import PairSet, load_pairs, split_pairs  # noqa: E402
 from napari_nevus_seg.training.loop import TrainConfig, evaluate, init_from, train  # noqa: E402
+from napari_nevus_seg.training.replay import synthetic_pairs  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DIAGNOSES = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")

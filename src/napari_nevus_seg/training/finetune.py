@@ -66,6 +66,7 @@ from napari_nevus_seg.training.holdout import (
     pair_names,
 )
 from napari_nevus_seg.training.loop import TrainConfig, TrainingCancelled, TrainResult, evaluate, init_from, train
+from napari_nevus_seg.training.replay import concat_pairs, synthetic_pairs
 from napari_nevus_seg.training.scoring import choose_refine, score_both
 
 # FineTuneResult, compare and MEASURABLE_POINTS are defined in finetune_report and importable from here too
@@ -75,7 +76,8 @@ __all__ = ["DEFAULTS", "MEASURABLE_POINTS", "MIN_PAIRS_FOR_HOLDOUT", "FineTuneRe
 # Few-image defaults, chosen by measurement on PH2 (see docs/fine_tuning.md and
 # benchmarks/bench_finetune_ph2.py).
 DEFAULTS: dict[str, Any] = {"epochs": 8, "steps_per_epoch": 6, "batch_size": 8, "lr": 3e-4, "patience": 3,
-                            "freeze_encoder": False, "freeze_norm": True, "holdout": DEFAULT_HOLDOUT, "blend": 0.3}
+                            "freeze_encoder": False, "freeze_norm": True, "holdout": DEFAULT_HOLDOUT, "blend": 0.3,
+                            "replay": 0}
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,9 @@ class FineTuneSettings:
         Share (a float in [0, 1)) or number (an int >= 0) of pairs held out; 0 or None: none.
     blend : float
         Share of the fine-tuning update kept, in (0, 1]: ``base + blend * (tuned - base)``.
+    replay : int
+        Synthetic images the base models were trained on, mixed into the training pairs against forgetting
+        (:mod:`~napari_nevus_seg.training.replay`; >= 0, 0: none).
     augment : AugmentConfig, optional
         The augmentation (default :meth:`AugmentConfig.light`).
     seed : int
@@ -113,12 +118,15 @@ class FineTuneSettings:
     freeze_norm: bool = DEFAULTS["freeze_norm"]
     holdout: float | int | None = DEFAULTS["holdout"]
     blend: float = DEFAULTS["blend"]
+    replay: int = DEFAULTS["replay"]
     augment: AugmentConfig | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check_settings(self.holdout, self.epochs, self.steps_per_epoch, self.batch_size, self.lr, self.patience,
                         self.blend)
+        if isinstance(self.replay, bool) or not isinstance(self.replay, (int, np.integer)) or self.replay < 0:
+            raise ValueError(f"replay must be a whole number >= 0 (synthetic pairs mixed in), got {self.replay!r}")
 
     def train_config(self, early_stopping: bool) -> TrainConfig:
         """The :class:`TrainConfig` of the fine-tuning recipe (early stopping only with held-out pairs)."""
@@ -136,7 +144,7 @@ class FineTuneSettings:
                 "patience": None if self.patience is None else int(self.patience),
                 "freeze_encoder": bool(self.freeze_encoder), "freeze_norm": bool(self.freeze_norm),
                 "holdout": None if holdout is None else float(holdout) if is_share(holdout) else int(holdout),
-                "blend": float(self.blend), "seed": int(self.seed)}
+                "blend": float(self.blend), "replay": int(self.replay), "seed": int(self.seed)}
 
 
 def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -145,7 +153,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
               holdout: float | None = DEFAULT, epochs: int = DEFAULT, steps_per_epoch: int = DEFAULT,
               batch_size: int = DEFAULT, lr: float = DEFAULT, patience: int | None = DEFAULT,
               freeze_encoder: bool = DEFAULT, freeze_norm: bool = DEFAULT, blend: float = DEFAULT,
-              augment: AugmentConfig | None = DEFAULT, seed: int = DEFAULT, names: Sequence[str] | None = None,
+              replay: int = DEFAULT, augment: AugmentConfig | None = DEFAULT, seed: int = DEFAULT, names: Sequence[str] | None = None,
               settings: FineTuneSettings | None = None) -> LesionModel:
     """Fine-tune ``base`` on the user's (image, corrected mask) pairs; returns a new model.
 
@@ -167,7 +175,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     cancel : object with ``is_set()``, optional
         When it turns true, :class:`TrainingCancelled` is raised within one training step, one scored image
         or one pair read.
-    holdout, epochs, steps_per_epoch, batch_size, lr, patience, freeze_encoder, freeze_norm, blend, augment, seed
+    holdout, epochs, steps_per_epoch, batch_size, lr, patience, freeze_encoder, freeze_norm, blend, replay, augment, seed
         The tunables (see :class:`FineTuneSettings`); each one given overrides ``settings``.
     names : sequence of str, optional
         The pairs' names, for the report and error messages (default: the image files' stems when
@@ -192,7 +200,7 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     images, masks = _as_pairs(images, masks)
     given = {"holdout": holdout, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "lr": lr, "patience": patience, "freeze_encoder": freeze_encoder, "freeze_norm": freeze_norm,
-             "blend": blend, "augment": augment, "seed": seed}
+             "blend": blend, "replay": replay, "augment": augment, "seed": seed}
     s = dataclasses.replace(settings or FineTuneSettings(), **{k: v for k, v in given.items() if v is not DEFAULT})
     names = pair_names(images, names, len(images))
     keys = _check_pairs(images, masks, names, progress, cancel)
@@ -201,6 +209,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     model, base_state, seen = _copy_of_base(base)
     hold_idx, train_idx = choose_holdout(len(images), holdout_count(len(images), s.holdout), keys, seen, s.seed)
     train_set, val_set = _prepare_sets(images, masks, names, train_idx, hold_idx, model.input_size, cancel)
+    if s.replay:
+        train_set = concat_pairs(train_set, synthetic_pairs(int(s.replay), model.input_size))
     score_idx = hold_idx or train_idx
     score_imgs, score_masks = PickedPairs(images, score_idx), PickedPairs(masks, score_idx)
     _stop_if_cancelled(cancel, "cancelled before training")
