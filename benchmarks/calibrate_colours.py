@@ -209,8 +209,10 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
     return float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
-def print_colours(fig: dict, repeats: int, n: int) -> None:
-    print(f"\nColours: {repeats} x repeated stratified 5-fold CV on {n} PH2 cases (expert masks), nested penalty; "
+def print_colours(fig: dict, repeats: int, n: int, outlines: str = "expert") -> None:
+    where = ("expert masks" if outlines == "expert"
+             else "fitted on the expert masks, scored on the default model's outlines")
+    print(f"\nColours: {repeats} x repeated stratified 5-fold CV on {n} PH2 cases ({where}), nested penalty; "
           "mean over repeats [min-max]")
     print(f"{'colour':12s} {'experts+':>8s} {'sensitivity':>18s} {'specificity':>18s} {'bal. accuracy':>18s} "
           f"{'AUC':>6s} {'fixed rule BA':>14s}")
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
           f"; scored on the network's outlines ({len(scored['no_network_lesion'])} without one)"))
     probs = cv_colours(cases, args.repeats, None if scored is cases else scored)
     fig = colour_figures(scored, probs)
-    print_colours(fig, args.repeats, n)
+    print_colours(fig, args.repeats, n, args.outlines)
     model = final_colour_model(cases, fig)
     results = {"cases": n, "subsets": list(SUBSETS), "repeats": args.repeats, "folds": 5,
                "penalties": list(PENALTIES), "min_auc": MIN_AUC,
