@@ -40,7 +40,7 @@ def browser(make_napari_viewer, tmp_path, monkeypatch):
         for fn in ("show_info", "show_error", "show_warning"):
             if hasattr(mod, fn):
                 monkeypatch.setattr(mod, fn, lambda msg, fn=fn: notes.append((fn, msg)))
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     return viewer, CaseBrowserWidget(viewer), notes
 
 
@@ -58,9 +58,12 @@ def test_ranking_orders_the_cases_least_confident_first(browser, folder, qtbot):
     viewer, w, _ = browser
     assert w.open_folder(folder) == 3
     assert w.position_label.text() == "case 1/3: a"
-    assert not w.ranking.isVisible() or not w.ranking_section.expanded()
+    viewer.window.add_dock_widget(w)
+    assert w.isAncestorOf(w.ranking_section.toggle)                             # in the dock ...
+    qtbot.waitUntil(w.ranking_section.toggle.isVisible, timeout=10_000)         # ... on screen
+    assert not w.ranking.rank_button.isVisible()                                # closed at first
     qtbot.mouseClick(w.ranking_section.toggle, Qt.MouseButton.LeftButton)        # open the section
-    assert w.ranking_section.expanded() and w.ranking.summary.text() == "not ranked yet"
+    assert w.ranking.rank_button.isVisible() and w.ranking.summary.text() == "not ranked yet"
 
     qtbot.mouseClick(w.ranking.rank_button, Qt.MouseButton.LeftButton)
     assert not w.segment_button.isEnabled()                # one job at a time

@@ -133,6 +133,7 @@ class CaseBrowserWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(row)
         lay.addLayout(nav)
+        lay.addWidget(self.ranking_section)
         lay.addLayout(form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_button)
