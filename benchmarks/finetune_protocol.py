@@ -225,7 +225,13 @@ def main() -> None:
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nevus-seg-bench"))
     ap.add_argument("--partial", default=None, help="JSON-lines file of per-image scores (resume)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--table", nargs="+", metavar="RESULTS", default=None,
+                    help="only print the tables of finished runs: their --json files, or logs (one row per line)")
     args = ap.parse_args()
+    if args.table:
+        for path in args.table:
+            print(table_of(Path(path)) + "\n")
+        return
 
     root = data_root(args.data)
     settings = parse_settings(args.set)
@@ -289,6 +295,18 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"env": env, "runs": runs, "summary": summary}, indent=1) + "\n")
 
 
+def table_of(path: Path) -> str:
+    """The markdown table of a finished (or interrupted) run, from its --json file or its log."""
+    if path.suffix == ".json":
+        res = json.loads(path.read_text())
+        runs, env = res["runs"], res["env"]
+    else:
+        runs = [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+        env = {"label": path.stem, "settings": "(see the log's command)", "base_sha": "?"}
+    forget = [k[: -len("_before")] for k in runs[0] if k.endswith("_before") and k not in ("new_before", "report_before")]
+    return markdown(summarise(runs, forget), forget, env)
+
+
 def summarise(runs: list[dict], forget: list[str]) -> list[dict]:
     """Per kind: mean and spread (sd over draws) of the gain, forgetting per untouched set, time."""
     out = []
@@ -300,22 +318,32 @@ def summarise(runs: list[dict], forget: list[str]) -> list[dict]:
                "gain_sd": float(np.std(gain, ddof=1)) if len(rs) > 1 else 0.0,
                "seconds": float(np.mean([r["seconds"] for r in rs])),
                "refined": sum(r["refine"] for r in rs)}
+        if all("new_before_tuned_refine" in r for r in rs):   # the base switched as the tuned model switched
+            row["switch_pts"] = float(np.mean([100 * (r["new_before_tuned_refine"] - r["new_before"]) for r in rs]))
         for k in forget:
             d = [100 * (r[f"{k}_after"] - r[f"{k}_before"]) for r in rs]
             row[f"{k}_pts"] = float(np.mean(d))
             row[f"{k}_sd"] = float(np.std(d, ddof=1)) if len(rs) > 1 else 0.0
+            if all(f"{k}_before_tuned_refine" in r for r in rs):   # the weights' own share of the change
+                row[f"{k}_same_refine_pts"] = float(np.mean([100 * (r[f"{k}_after"] - r[f"{k}_before_tuned_refine"])
+                                                             for r in rs]))
         out.append(row)
     return out
 
 
 def markdown(summary: list[dict], forget: list[str], env: dict) -> str:
-    head = ["kind", "Dice before", "after", "gain (pts, mean ± sd)"] + [f"{k} (pts)" for k in forget] + [
-        "time (s)", "refined"]
-    lines = [f"Settings `{env['label']}`: {json.dumps(env['settings'], default=str)}; base {env['base_sha']}",
+    switch = all("switch_pts" in r for r in summary)
+    head = (["kind", "Dice before", "after", "gain (pts, mean ± sd)"] + (["of it, refinement switch"] if switch else [])
+            + [f"{k} (pts)" for k in forget] + ["time (s)", "refined"])
+    lines = [(f"Settings `{env['label']}`: {json.dumps(env['settings'], default=str)}; base {env['base_sha']}. "
+             "Untouched sets: change as the user gets it (in brackets: against the base with the tuned model's "
+             "refinement setting, the weights' own share)"),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary:
         cells = [r["kind"], f"{r['before']:.3f}", f"{r['after']:.3f}", f"{r['gain_pts']:+.1f} ± {r['gain_sd']:.1f}"]
-        cells += [f"{r[f'{k}_pts']:+.1f} ± {r[f'{k}_sd']:.1f}" for k in forget]
+        cells += [f"{r['switch_pts']:+.1f}"] if switch else []
+        cells += [f"{r[f'{k}_pts']:+.1f} ± {r[f'{k}_sd']:.1f}"
+                  + (f" ({r[f'{k}_same_refine_pts']:+.1f})" if f"{k}_same_refine_pts" in r else "") for k in forget]
         cells += [f"{r['seconds']:.0f}", f"{r['refined']}/{r['draws']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
