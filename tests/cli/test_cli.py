@@ -595,3 +595,22 @@ def test_progress_rate_of_a_bar_made_after_its_first_step():
     assert "/s" not in first                                   # one step seen: no rate yet
     rate = float(second.split("/s")[0].split()[-1])
     assert 0 < rate <= 10.01                                   # 2 steps in 0.2 s or more (not 3 steps)
+
+
+def test_train_init_takes_blend_and_replay(tmp_path, capsys):
+    data = dataset(tmp_path / "data", n=4)
+    torch.manual_seed(0)
+    base = save_model(build_model(width=4, depth=2, preprocess={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}),
+                      tmp_path / "base.pt")
+    rc = main(["train", str(data), "--out", str(tmp_path / "ft.pt"), "--init", str(base), "--epochs", "1",
+               "--blend", "0.6", "--replay", "2", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    settings = load_model(tmp_path / "ft.pt").meta["fine_tune"]["settings"]
+    assert settings["blend"] == 0.6 and settings["replay"] == 2
+    # out of range, or without --init: one line, exit 2, nothing written
+    for extra, says in ((["--init", str(base), "--blend", "1.5"], "at most 1"),
+                        (["--init", str(base), "--replay", "-1"], "--replay must be 0 or more"),
+                        (["--blend", "0.5"], "use them with --init")):
+        assert main(["train", str(data), "--out", str(tmp_path / "x.pt"), *extra]) == 2
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "x.pt").exists()

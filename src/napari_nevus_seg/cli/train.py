@@ -15,6 +15,7 @@ from typing import Any
 
 from napari_nevus_seg.cli.common import DEVICES, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, SetupError, err, error_reason
 from napari_nevus_seg.cli.progress import ProgressBar
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS as FINE_TUNE
 
 #: the settings of a new model (their defaults); fine-tuning with --init keeps the base model's network
 NEW_MODEL = {"size": 128, "arch": "unet", "width": 16, "depth": 4, "fill_prob": 0.0}
@@ -42,6 +43,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def share_above_zero(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {text}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train (or fine-tune) a model on image/mask pairs",
                        description="Train a segmentation model on a data-set folder of images and expert masks "
@@ -54,16 +63,26 @@ def add_train_parser(sub) -> None:
                    help="replace --out if it exists (and, with --name, a library model of that name)")
     p.add_argument("--name", help="also save the model in your model library under this name")
     p.add_argument("--init", metavar="default|PATH|NAME", help="fine-tune this model instead of a new one")
-    p.add_argument("--epochs", type=int, help="epochs (default 30; with --init the fine-tuning default, 8)")
+    p.add_argument("--epochs", type=int,
+                   help=f"epochs (default 30; with --init the fine-tuning default, {FINE_TUNE['epochs']})")
     p.add_argument("--size", type=int, default=NEW_MODEL["size"],
                    help=f"network input size in pixels (new models; default {NEW_MODEL['size']})")
     p.add_argument("--loss", choices=("bce", "dice", "bce+dice"), help="training loss (default bce+dice)")
-    p.add_argument("--batch-size", type=int, help="pairs per step (default 16; 8 with --init)")
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default 2e-3; 3e-4 with --init)")
+    p.add_argument("--batch-size", type=int, help=f"pairs per step (default 16; {FINE_TUNE['batch_size']} with --init)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"learning rate (default 2e-3; {FINE_TUNE['lr']:g} with --init)")
     p.add_argument("--val-fraction", type=float,
                    help="share of pairs kept for validation (default 0.1; 0.2 held out with --init)")
     p.add_argument("--patience", type=positive_int, metavar="EPOCHS",
-                   help="stop after this many epochs (1 or more) without a better validation Dice")
+                   help="stop after this many epochs (1 or more) without a better validation Dice (with --init: "
+                        + ("never early by default)" if FINE_TUNE["patience"] is None
+                           else f"default {FINE_TUNE['patience']})"))
+    p.add_argument("--blend", type=share_above_zero, metavar="SHARE",
+                   help=f"with --init: the share of the fine-tuning update kept, in (0, 1] (default "
+                        f"{FINE_TUNE['blend']:g}; the widget's 'Adapt to your images')")
+    p.add_argument("--replay", type=int, metavar="N",
+                   help=f"with --init: synthetic images the base models were trained on, mixed in against "
+                        f"forgetting (default {FINE_TUNE['replay']})")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="keep last.pt/best.pt here (needed for --resume; new models, not --init)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt (same settings)")
@@ -186,7 +205,7 @@ def _fine_tune(args, base, display) -> Any:
     images = FilesAsArrays([c.image for c in cases], read_image)
     masks = FilesAsArrays([c.mask for c in cases], read_mask)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "holdout": args.val_fraction,
-             "patience": args.patience}
+             "patience": args.patience, "blend": args.blend, "replay": args.replay}
     options = {k: v for k, v in given.items() if v is not None}
     ignored = (["--loss"] if args.loss is not None else []) + [
         f"--{key.replace('_', '-')}" for key, default in NEW_MODEL.items() if getattr(args, key) != default]
@@ -257,6 +276,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.init and (args.checkpoint_dir or args.resume):
         raise SetupError("--init fine-tunes with the short fine-tuning recipe, which keeps no checkpoints: "
                          "--checkpoint-dir and --resume are for training a new model")
+    if not args.init and (args.blend is not None or args.replay is not None):
+        raise SetupError("--blend and --replay are settings of fine-tuning: use them with --init")
+    if args.replay is not None and args.replay < 0:
+        raise SetupError(f"--replay must be 0 or more, got {args.replay}")
     if args.resume and not (Path(args.checkpoint_dir) / "last.pt").is_file():
         raise SetupError(f"--resume: no last.pt in {args.checkpoint_dir} to continue from")
     if not args.init:
@@ -292,7 +315,7 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_SETUP
     except FloatingPointError as exc:   # the loss became NaN/inf: training.train stops the run
         display.close()
-        default = 3e-4 if args.init else 2e-3
+        default = FINE_TUNE["lr"] if args.init else 2e-3
         lr = args.lr if args.lr is not None else default
         hint = f"the default is {default:g}" if lr > default else f"e.g. {lr / 10:g}"
         reason = str(exc).splitlines()[0] if str(exc) else "training diverged"

@@ -54,9 +54,9 @@ from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.model.networks import LesionModel
 from napari_nevus_seg.training.augment import AugmentConfig
 from napari_nevus_seg.training.data import CancelToken, PairSet, ProgressCallback, describe_pair, prepare_pairs
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS
 from napari_nevus_seg.training.finetune_report import MEASURABLE_POINTS, FineTuneResult, compare, fine_tune_record
 from napari_nevus_seg.training.holdout import (
-    DEFAULT_HOLDOUT,
     MIN_PAIRS_FOR_HOLDOUT,
     PickedPairs,
     choose_holdout,
@@ -73,11 +73,7 @@ from napari_nevus_seg.training.scoring import choose_refine, score_both
 __all__ = ["DEFAULTS", "MEASURABLE_POINTS", "MIN_PAIRS_FOR_HOLDOUT", "FineTuneResult", "FineTuneSettings", "compare",
            "fine_tune", "holdout_count", "image_key"]
 
-# Few-image defaults, chosen by measurement on PH2 (see docs/fine_tuning.md and
-# benchmarks/bench_finetune_ph2.py).
-DEFAULTS: dict[str, Any] = {"epochs": 8, "steps_per_epoch": 6, "batch_size": 8, "lr": 3e-4, "patience": 3,
-                            "freeze_encoder": False, "freeze_norm": True, "holdout": DEFAULT_HOLDOUT, "blend": 0.3,
-                            "replay": 0}
+# the defaults live in a module without torch (the command line's help shows them)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ import numpy as np
 
 from napari_nevus_seg.io.intensity import to_rgb_uint8
 from napari_nevus_seg.training.data import CancelToken
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS
 from napari_nevus_seg.training.loop import TrainingCancelled
 
 #: from this many pairs on, fine-tuning holds some out
 MIN_PAIRS_FOR_HOLDOUT = 4
 
 #: the share of the pairs held out by default
-DEFAULT_HOLDOUT = 0.2
+DEFAULT_HOLDOUT = DEFAULTS["holdout"]
 
 
 def is_share(holdout: Any) -> bool:
