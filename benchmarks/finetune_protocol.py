@@ -21,9 +21,10 @@ HAM images, pass ``--lesions FILE`` (the lesion ids it held out, one per line, e
     python benchmarks/finetune_protocol.py --label long --set epochs=20 --set blend=1.0 --set patience=None
     python benchmarks/finetune_protocol.py --timing-ph2       # 20 PH2 pairs of 768x560: the 2-minute budget
 
-Which cases to correct (``--select random|confidence``): half of a kind's lesions are scored, and the 20
-corrected cases are picked from one image of each other lesion, at random or as the 20 the base model is
-least confident about (:func:`~napari_nevus_seg.rank_least_confident`); the scored set is the same for both.
+Which cases to correct (``--select random|confidence|mixed``): half of a kind's lesions are scored, and the
+20 corrected cases are picked from one image of each other lesion, at random, as the 20 the base model is
+least confident about (:func:`~napari_nevus_seg.rank_least_confident`), or as the 10 least confident and 10
+of the others at random; the scored set is the same for all.
 
 Per-image results go to ``--partial`` (JSON lines) so that an interrupted run resumes.
 """
@@ -100,8 +101,9 @@ def draw_corrected(cases: list, meta: dict, seed: int) -> tuple[list, list]:
 
 def draw_selected(cases: list, meta: dict, seed: int, select: str, base) -> tuple[list, list]:
     """The "which cases to correct" experiment: half of the lesions (drawn with ``seed``) are the scored set;
-    from one image of each lesion of the other half, 20 are picked at random (``select="random"``) or as the
-    20 the base model is least confident about (``"confidence"``). The scored set is the same for both."""
+    from one image of each lesion of the other half, 20 are picked at random (``select="random"``), as the
+    20 the base model is least confident about (``"confidence"``), or as its 10 least confident and 10 others
+    at random (``"mixed"``). The scored set is the same for all."""
     rng = np.random.default_rng(seed)
     by_lesion: dict[str, list] = {}
     for c in sorted(cases, key=lambda c: c.name):
@@ -115,8 +117,14 @@ def draw_selected(cases: list, meta: dict, seed: int, select: str, base) -> tupl
     if select == "random":
         picked = np.random.default_rng(seed + 1000).choice(len(candidates), N_CORRECTED, replace=False).tolist()
     else:
-        order = rank_least_confident([read_pair(c)[0] for c in candidates], model=base, device="cpu")
-        picked = [i for i, _ in order[:N_CORRECTED]]
+        order = [i for i, _ in rank_least_confident([read_pair(c)[0] for c in candidates], model=base, device="cpu")]
+        if select == "confidence":
+            picked = order[:N_CORRECTED]
+        else:   # "mixed": the least confident half, and the other half at random among the rest
+            k = N_CORRECTED // 2
+            rest = order[k:]
+            extra = np.random.default_rng(seed + 1000).choice(len(rest), N_CORRECTED - k, replace=False)
+            picked = order[:k] + [rest[j] for j in extra]
     return [candidates[i] for i in sorted(picked)], test
 
 
@@ -218,7 +226,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a fine-tuning setting")
     ap.add_argument("--label", default="defaults")
-    ap.add_argument("--select", choices=("random", "confidence"), default=None,
+    ap.add_argument("--select", choices=("random", "confidence", "mixed"), default=None,
                     help="the which-cases-to-correct experiment: half the lesions scored, 20 of the others picked so")
     ap.add_argument("--no-forgetting", action="store_true", help="skip the untouched sets (quick search)")
     ap.add_argument("--timing-ph2", action="store_true", help="only time fine_tune on the 20 ph2-adapt pairs")
