@@ -13,6 +13,7 @@ from napari_nevus_seg._napari import _finetune_widget, _job, _model_manager, _sh
 from napari_nevus_seg._napari._finetune_widget import FineTuneWidget
 from napari_nevus_seg._napari._job import CancelToken
 from napari_nevus_seg.model.library import ModelLibrary
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS
 from napari_nevus_seg.training.store import TrainingStore
 
 pytestmark = pytest.mark.gui
@@ -387,12 +388,13 @@ def test_the_plainly_named_settings_drive_fine_tuning(make_napari_viewer, qtbot,
     w.base_combo.refresh()
     w.base_combo.setCurrentIndex(w.base_combo.findText("tiny"))
     texts = {lab.text() for lab in w.findChildren(QLabel)}
-    assert {"Start from:", "Run on:", "Training rounds (at most):", "Steps per round:", "Adapt to your images:",
+    assert {"Start from:", "Run on:", "Training rounds:", "Steps per round:", "Adapt to your images:",
             "Corrected outline:"} <= texts
     assert not any("blend" in t.lower() or "epoch" in t.lower() or "encoder" in t.lower() for t in texts)
     assert w.freeze_encoder.text() == "Train the outlining part only"
     assert "starting model" in w.adapt_spin.toolTip() and "100 %" in w.adapt_spin.toolTip()
-    assert w.adapt_spin.text() == "30 %" and w.options()["blend"] == pytest.approx(0.3)   # the default blend
+    assert w.adapt_spin.text() == "70 %" and w.options()["blend"] == pytest.approx(DEFAULTS["blend"]) == 0.7
+    assert w.options()["replay"] == DEFAULTS["replay"] == 20 and "Practice images:" in texts
 
     click(qtbot, w.advanced.toggle)
     for spin, value in ((w.adapt_spin, "100"), (w.epochs_spin, "1"), (w.steps_spin, "2")):

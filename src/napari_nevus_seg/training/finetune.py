@@ -28,9 +28,10 @@ base's and the kept setting. With fewer pairs every pair is used for training an
 scores are taken on the training pairs (flagged ``"scored_on": "training pairs"``: optimistic).
 
 Blending: the returned weights are ``base + blend * (tuned - base)`` (weight-space ensembling, "WiSE-FT",
-Wortsman et al., CVPR 2022), ``blend=0.3`` by default: it keeps most of the gain on the user's kind of
-images and most of the base model's skill on other images (the measurements behind the default are in
-docs/fine_tuning.md). ``blend=1.0`` gives the fully tuned weights.
+Wortsman et al., CVPR 2022), ``blend=0.7`` by default, with ``replay=20`` synthetic images of the base
+models' own training mixed into the pairs (:mod:`~napari_nevus_seg.training.replay`): together they keep
+most of the gain on the user's kind of images and the base model's skill on other images (the HAM10000
+protocol behind the defaults is in docs/fine_tuning.md). ``blend=1.0`` gives the fully tuned weights.
 """
 
 from __future__ import annotations
