@@ -207,8 +207,19 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def timing_ph2(root: Path, settings: dict, base) -> dict:
-    """``fine_tune`` on the 20 ph2-adapt pairs (768x560): the widget's budget for ~768x576 images."""
+    """``fine_tune`` on the 20 ph2-adapt pairs (768x560): the widget's budget for ~768x576 images; and on 20
+    HAM10000 pairs (200x150, the bcc draw 0 of the protocol)."""
     pairs = list(iter_pairs(root / "ph2-adapt"))
+    out = {"ph2": _timed(pairs, settings, base)}
+    by_dx, meta = ham_cases(root / "ham10000", None)
+    out["ham"] = _timed(loaded(draw_corrected(by_dx["bcc"], meta, 0)[0]), settings, base)
+    return out
+
+
+def _timed(pairs: list, settings: dict, base) -> dict:
+    from napari_nevus_seg.training.replay import synthetic_pairs
+
+    synthetic_pairs.cache_clear()     # a first run in a session draws the practice images: timed too
     t0 = time.perf_counter()
     tuned = fine_tune([p[1] for p in pairs], [p[2] for p in pairs], base=base, device="cpu", **settings)
     secs = time.perf_counter() - t0
@@ -229,7 +240,8 @@ def main() -> None:
     ap.add_argument("--select", choices=("random", "confidence", "mixed"), default=None,
                     help="the which-cases-to-correct experiment: half the lesions scored, 20 of the others picked so")
     ap.add_argument("--no-forgetting", action="store_true", help="skip the untouched sets (quick search)")
-    ap.add_argument("--timing-ph2", action="store_true", help="only time fine_tune on the 20 ph2-adapt pairs")
+    ap.add_argument("--timing-ph2", action="store_true",
+                    help="only time fine_tune on the 20 ph2-adapt pairs (768x560) and 20 HAM pairs (200x150)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "nevus-seg-bench"))
     ap.add_argument("--partial", default=None, help="JSON-lines file of per-image scores (resume)")
     ap.add_argument("--json", default=None)
