@@ -4,8 +4,8 @@
 (:func:`rank_cases_job`, a call to :func:`~napari_nevus_seg.rank_least_confident`) and lists the cases least
 confident first, each with its expected Dice (the lowest of its lesions; "no lesion found" first). The
 browser then walks the cases in that order (Next goes to the next least confident), and a click on a row
-opens that case. Correcting the least confident cases first gains more from fine-tuning than correcting
-random ones: docs/fine_tuning.md, "Which cases to correct".
+opens that case. It finds the outlines most likely to need a correction; as the cases to *teach* the network,
+the least confident did no better than random ones (docs/fine_tuning.md, "Which cases to correct").
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class CaseRanking(QWidget):
         super().__init__(parent)
         self.rank_button = QPushButton("Rank by confidence")
         self.rank_button.setToolTip("Segment every case of the folder and list them least confident first: the "
-                                    "outlines most worth correcting for fine-tuning. Next / Previous then follow "
+                                    "outlines most likely to need a correction. Next / Previous then follow "
                                     "this order")
         self.rank_button.clicked.connect(lambda: start())
         self.list = QListWidget()
@@ -82,7 +82,7 @@ class CaseRanking(QWidget):
             self.list.addItem(item)
         low = sum(v < REVIEW_BELOW for _, v in ranked)
         self.summary.setText(f"{len(ranked)} cases ranked, {low} below an expected Dice of {REVIEW_BELOW:g}: "
-                             "correct them first")
+                             "check them first")
 
     def select(self, name: str) -> None:
         """Highlight the row of case ``name`` (the case on screen)."""

@@ -9,8 +9,10 @@
 An image's confidence is the lowest expected Dice of its lesions
 (:func:`~napari_nevus_seg.inference.confidence.lesion_confidence`, the value the Segment widget and the batch
 tables show per lesion); an image where no lesion was found scores 0, first in the list: either the model
-missed a lesion or the image shows none, and a look settles it. Correcting the least confident cases
-first is measured against correcting random ones in docs/fine_tuning.md ("Which cases to correct").
+missed a lesion or the image shows none, and a look settles it. The ranking finds the outlines most likely
+to need a correction. As the cases to fine-tune on, the 20 least confident taught the network *less* than 20
+random ones on HAM10000 (docs/fine_tuning.md, "Which cases to correct"): rank to check, not to choose what
+to teach.
 """
 
 from __future__ import annotations
