@@ -287,11 +287,11 @@ def test_train_init_output_says_what_each_score_is(tmp_path, monkeypatch, capsys
     assert rc == 0, err
     assert "nan" not in err
     assert ("held-out scores per epoch: 1 held-out pair at the network's 32 px input, fully tuned weights (they "
-            "pick the best epoch; the model returned keeps 70% of the update)") in err
+            "pick the best epoch; the model returned keeps 50% of the update)") in err
     assert re.search(r"^epoch 1/2: loss \d\.\d{4}, held-out Dice \d\.\d{4}, Jaccard \d\.\d{4}, best epoch 1 "
                      r"\(Dice \d\.\d{4}\)$", err, re.M), err
     assert re.search(r"^epoch 2/2: .*, best epoch [12] \(Dice", err, re.M), err
-    assert re.search(r"^returned model \(70% of the update, best epoch [12]\) on 1 held-out pair at the network's 32 px "
+    assert re.search(r"^returned model \(50% of the update, best epoch [12]\) on 1 held-out pair at the network's 32 px "
                      r"input: Dice \d\.\d{4}, Jaccard \d\.\d{4}$", out, re.M), out
     assert re.search(r"^fine-tuning, full resolution as `nevus-seg segment` outlines, base -> returned model: "
                      r"Dice \d\.\d{3} -> \d\.\d{3} \(.*, 1 held-out pair\)", out, re.M), out

@@ -393,7 +393,7 @@ def test_the_plainly_named_settings_drive_fine_tuning(make_napari_viewer, qtbot,
     assert not any("blend" in t.lower() or "epoch" in t.lower() or "encoder" in t.lower() for t in texts)
     assert w.freeze_encoder.text() == "Train the outlining part only"
     assert "starting model" in w.adapt_spin.toolTip() and "100 %" in w.adapt_spin.toolTip()
-    assert w.adapt_spin.text() == "70 %" and w.options()["blend"] == pytest.approx(DEFAULTS["blend"]) == 0.7
+    assert w.adapt_spin.text() == "50 %" and w.options()["blend"] == pytest.approx(DEFAULTS["blend"]) == 0.5
     assert w.options()["replay"] == DEFAULTS["replay"] == 20 and "Practice images:" in texts
 
     click(qtbot, w.advanced.toggle)

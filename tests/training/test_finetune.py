@@ -341,9 +341,9 @@ def test_settings_out_of_range_are_refused_naming_the_argument(setting, value):
 
 @pytest.mark.parametrize("holdout", [0, 0.0, 0.25, 1, None])
 def test_holdout_values_in_range_are_accepted(holdout):
-    from napari_nevus_seg.training.finetune import _check_settings
+    from napari_nevus_seg.training.finetune_defaults import check_settings
 
-    _check_settings(holdout, 1, 1, 1, 1e-3, None, 0.3)
+    check_settings(holdout, 1, 1, 1, 1e-3, None, 0.3, 0)
 
 
 @pytest.mark.parametrize("holdout", [0.2, np.float32(0.2), np.float64(0.2), np.float16(0.2)])

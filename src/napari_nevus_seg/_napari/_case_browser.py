@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -42,8 +42,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg._napari._case_ranking import CaseRanking, RankingTarget, confidence_text, rank_cases_job
-from napari_nevus_seg._napari._case_results import CaseRecord, case_figures, default_mask_folder, save_case_mask
+from napari_nevus_seg._napari._case_ranking import CaseRanking, RankingMixin, confidence_text
+from napari_nevus_seg._napari._case_results import (
+    CaseRecord,
+    case_figures,
+    default_mask_folder,
+    opened_dataset_case,
+    save_case_mask,
+)
 from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, segment_settings
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array, pixel_size_mm_from_layer
@@ -63,7 +69,7 @@ def timed_segment(*args: Any, **kwargs: Any) -> tuple[tuple, float]:
     return result, time.perf_counter() - t0
 
 
-class CaseBrowserWidget(QWidget):
+class CaseBrowserWidget(RankingMixin, QWidget):
     """Browse the cases of a folder one at a time: open, segment, correct, add to the training set."""
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
@@ -171,26 +177,10 @@ class CaseBrowserWidget(QWidget):
     def _adopt_opened_dataset(self) -> None:
         """Continue from a data-set folder that napari's reader opened (its first case is on screen):
         the folder, the case's layers, and the position in the folder are taken over."""
-        opened = [ly for ly in self.viewer.layers if isinstance(ly.metadata, dict) and "dataset" in ly.metadata]
-        active = self.viewer.layers.selection.active
-        if not opened:
-            return
-        ref = active if active in opened else opened[-1]
-        folder, case = ref.metadata["dataset"], ref.metadata.get("case")
-        try:
-            cases = discover_cases(Path(folder))
-        except OSError:
-            return
-        names = [c.name for c in cases]
-        if case not in names:
-            return
-        mine = [ly for ly in opened if ly.metadata.get("dataset") == folder and ly.metadata.get("case") == case]
-        image = next((ly for ly in mine if isinstance(ly, Image)), None)
-        if image is None:
-            return
-        self.folder_edit.setText(str(folder))
-        self.cases, self.index, self.image_layer = cases, names.index(case), image
-        self._reader_layers = [ly for ly in mine if ly is not image]   # its ground truth: leaves with the case
+        found = opened_dataset_case(self.viewer)
+        if found is not None:
+            folder, self.cases, self.index, self.image_layer, self._reader_layers = found
+            self.folder_edit.setText(str(folder))
 
     # ----------------------------------------------------------------------------------- folder
     def _browse(self) -> None:
@@ -229,11 +219,6 @@ class CaseBrowserWidget(QWidget):
 
     def previous(self) -> bool:
         return self.go(self.index - 1)
-
-    def go_to_case(self, name: str) -> bool:
-        """Open the case called ``name`` (a click in the ranked list)."""
-        names = [c.name for c in self.cases]
-        return name in names and self.go(names.index(name))
 
     def go(self, index: int, force: bool = False) -> bool:
         """Open case ``index``; returns False when it did not move (end of list, unsaved corrections).
@@ -321,44 +306,6 @@ class CaseBrowserWidget(QWidget):
     def cancel(self) -> None:
         """Stop the running segmentation; no layer is changed."""
         self.task.cancel()
-
-    def rank(self):
-        """Rank the folder's cases by the model's confidence in a background thread (least confident first).
-
-        Returns the worker, or None when nothing started (no folder, a run going on)."""
-        if not self.cases or self.task.running:
-            return None
-        self._ranked_cases = list(self.cases)
-        self.ranking.rank_button.setEnabled(False)
-        return self.task.start(rank_cases_job, [str(c.image) for c in self.cases], self.options(),
-                               target=RankingTarget(), desc=f"Ranking {plural(len(self.cases), 'case')} by confidence")
-
-    def _on_result(self, target, result) -> None:
-        if isinstance(target, RankingTarget):
-            self._on_ranked(result)
-        else:
-            self._on_segmented(target, result)
-
-    def _on_cancelled(self, target) -> str:
-        if isinstance(target, RankingTarget):
-            return "Ranking cancelled; the cases keep their order"
-        return f"Cancelled; {target.name!r} unchanged"
-
-    def _on_ranked(self, ranked: list[tuple[int, float]]) -> None:
-        """Walk the cases least confident first; the case on screen stays open."""
-        cases = getattr(self, "_ranked_cases", None)
-        if cases is None or [c.image for c in cases] != [c.image for c in self.cases]:
-            self.status.setText("another folder was opened while ranking: ranking dropped")
-            return
-        current = self.cases[self.index] if 0 <= self.index < len(self.cases) else None
-        self.cases = [cases[i] for i, _ in ranked]
-        self.confidence = {cases[i].image: value for i, value in ranked}
-        if current is not None:
-            self.index = self.cases.index(current)
-        self.ranking.show_ranking([(cases[i].name, value) for i, value in ranked])
-        self.ranking_section.set_expanded(True)
-        self._update_buttons()
-        self.status.setText("cases ordered least confident first: Next / Previous follow the list")
 
     def _on_segmented(self, target, result) -> None:
         (labels, *_), seconds = result

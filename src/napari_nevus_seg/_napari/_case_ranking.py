@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QV
 
 from napari_nevus_seg.inference.confidence import REVIEW_BELOW
 from napari_nevus_seg.inference.options import SegmentOptions
+from napari_nevus_seg.io.text import plural
 from napari_nevus_seg.training.selection import rank_least_confident
 
 LIST_HEIGHT = 140   # px: about six rows, so that the dock stays short
@@ -90,3 +91,55 @@ class CaseRanking(QWidget):
             if self.list.item(row).data(USER_ROLE) == name:
                 self.list.setCurrentRow(row)
                 return
+
+
+class RankingMixin:
+    """The case browser's ranking: started in its background job, the result reorders its cases.
+
+    Mixed into :class:`~napari_nevus_seg._napari._case_browser.CaseBrowserWidget`, whose ``cases``, ``index``,
+    ``task``, ``ranking`` (:class:`CaseRanking`), ``ranking_section``, ``status``, ``confidence``, ``options()``,
+    ``go()``, ``_on_segmented()`` and ``_update_buttons()`` it uses.
+    """
+
+    def go_to_case(self, name: str) -> bool:
+        """Open the case called ``name`` (a click in the ranked list)."""
+        names = [c.name for c in self.cases]
+        return name in names and self.go(names.index(name))
+
+    def rank(self):
+        """Rank the folder's cases by the model's confidence in a background thread (least confident first).
+
+        Returns the worker, or None when nothing started (no folder, a run going on)."""
+        if not self.cases or self.task.running:
+            return None
+        self._ranked_cases = list(self.cases)
+        self.ranking.rank_button.setEnabled(False)
+        return self.task.start(rank_cases_job, [str(c.image) for c in self.cases], self.options(),
+                               target=RankingTarget(), desc=f"Ranking {plural(len(self.cases), 'case')} by confidence")
+
+    def _on_result(self, target, result) -> None:
+        if isinstance(target, RankingTarget):
+            self._on_ranked(result)
+        else:
+            self._on_segmented(target, result)
+
+    def _on_cancelled(self, target) -> str:
+        if isinstance(target, RankingTarget):
+            return "Ranking cancelled; the cases keep their order"
+        return f"Cancelled; {target.name!r} unchanged"
+
+    def _on_ranked(self, ranked: list[tuple[int, float]]) -> None:
+        """Walk the cases least confident first; the case on screen stays open."""
+        cases = getattr(self, "_ranked_cases", None)
+        if cases is None or [c.image for c in cases] != [c.image for c in self.cases]:
+            self.status.setText("another folder was opened while ranking: ranking dropped")
+            return
+        current = self.cases[self.index] if 0 <= self.index < len(self.cases) else None
+        self.cases = [cases[i] for i, _ in ranked]
+        self.confidence = {cases[i].image: value for i, value in ranked}
+        if current is not None:
+            self.index = self.cases.index(current)
+        self.ranking.show_ranking([(cases[i].name, value) for i, value in ranked])
+        self.ranking_section.set_expanded(True)
+        self._update_buttons()
+        self.status.setText("cases ordered least confident first: Next / Previous follow the list")

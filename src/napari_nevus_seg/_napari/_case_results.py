@@ -10,7 +10,9 @@ No Qt here, so it is tested without a viewer:
   the mean Dice over the cases of a data set that have an expert mask;
 - :func:`default_mask_folder`, :func:`mask_file` and :func:`save_case_mask` decide where "Save mask" writes
   and write the file with :func:`~napari_nevus_seg.io.labels.write_labels` (atomic), refusing any place
-  that would replace or sit among the data set's own images and expert masks.
+  that would replace or sit among the data set's own images and expert masks;
+- :func:`opened_dataset_case` finds the data-set case napari's reader opened, for the browser to take over
+  (it reads layer metadata; napari is imported only there).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from napari_nevus_seg.inference.metrics import dice, jaccard
-from napari_nevus_seg.io.datasets import Case
+from napari_nevus_seg.io.datasets import Case, discover_cases
 from napari_nevus_seg.io.labels import write_labels
 
 MASK_FOLDER_SUFFIX = "_nevus-seg-masks"   # "<data set>_nevus-seg-masks" beside the data-set folder
@@ -121,3 +123,27 @@ def save_case_mask(labels: Any, case: Case, folder: str | os.PathLike, cases: Se
     check_mask_target(path, cases)
     path.parent.mkdir(exist_ok=True)
     return write_labels(labels, path, pixel_size_mm=pixel_size_mm, source=str(case.image))
+
+
+def opened_dataset_case(viewer: Any) -> tuple[str, list[Case], int, Any, list] | None:
+    """The data-set case napari's reader opened (its first case is on screen), for the case browser to take
+    over: ``(folder, cases, index of the case, its image layer, its other layers)``, or None when there is
+    none (the active layer's data set first, else the last opened; the folder must still list the case)."""
+    opened = [ly for ly in viewer.layers if isinstance(ly.metadata, dict) and "dataset" in ly.metadata]
+    if not opened:
+        return None
+    active = viewer.layers.selection.active
+    ref = active if active in opened else opened[-1]
+    folder, case = ref.metadata["dataset"], ref.metadata.get("case")
+    try:
+        cases = discover_cases(Path(folder))
+    except OSError:
+        return None
+    names = [c.name for c in cases]
+    mine = [ly for ly in opened if ly.metadata.get("dataset") == folder and ly.metadata.get("case") == case]
+    from napari.layers import Image
+
+    image = next((ly for ly in mine if isinstance(ly, Image)), None)
+    if case not in names or image is None:
+        return None
+    return folder, cases, names.index(case), image, [ly for ly in mine if ly is not image]

@@ -19,8 +19,6 @@ measurements are refreshed (debounced). From the console::
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +37,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_nevus_seg import measure
 from napari_nevus_seg._napari._colour_map import ColourMapButton, ColourMapJob
 from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
 from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
@@ -54,6 +51,7 @@ from napari_nevus_seg._napari._layers import (
     viewer_camera,
 )
 from napari_nevus_seg._napari._lesion_figures import LesionFigures, scrolling
+from napari_nevus_seg._napari._measure_job import MeasureJob, measure_arrays
 from napari_nevus_seg.measurements.colour import DEFAULT_MIN_SHARE
 
 if TYPE_CHECKING:
@@ -62,23 +60,6 @@ if TYPE_CHECKING:
 NO_IMAGE = "(none: shape only)"
 TABLE_KEY = "nevus_seg_measurements"  # Labels layer metadata: the lesion-per-row table of the last run
 REFRESH_DELAY_MS = 800
-
-
-@dataclass
-class MeasureJob:
-    """What a run was started for: the table goes to ``labels`` whatever happens in the viewer meanwhile."""
-
-    labels: Labels
-    image: Image | None
-    pixel_size_mm: tuple[float, float] | None
-    fingerprint: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-
-def measure_arrays(labels: np.ndarray, image: np.ndarray | None, pixel_size_mm, *, cancel=None, progress=None):
-    """Worker-thread function: the :func:`~napari_nevus_seg.measure` table and the largest label value."""
-    table = measure(labels, image, pixel_size_mm, progress=progress, cancel=cancel)
-    return table, int(np.max(labels)) if np.size(labels) else 0
 
 
 class MeasureWidget(QWidget):
@@ -383,18 +364,11 @@ class MeasureWidget(QWidget):
         self.show_figures()
         for b in (self.table_button, self.export_button, self.lesion_combo, self.colour_map_button):
             b.setEnabled(len(table) > 0 or b is self.table_button)
-        unit = "mm" if job.pixel_size_mm is not None else "px"
-        msg = f"{len(table)} lesion(s) measured in {layer.name!r} ({time.perf_counter() - job.started:.1f} s, lengths in {unit})"
-        if job.image is None:
-            msg += "; no image: colours and border abruptness not measured"
-        elif len(table) and not table.attrs.get("colour_image", True):
-            msg += "; grayscale image: colours not measured"
-        self.status.setText(msg)
+        self.status.setText(job.done_text(table))
 
     def _on_cancelled(self, job: MeasureJob | ColourMapJob) -> str:
-        if isinstance(job, ColourMapJob):
-            return f"Cancelled; no colour map of {job.labels.name!r}"
-        return f"Cancelled; the features of {job.labels.name!r} are unchanged"
+        what = "no colour map of" if isinstance(job, ColourMapJob) else "the features unchanged in"
+        return f"Cancelled; {what} {job.labels.name!r}"
 
     def _on_finished(self, outcome: str) -> None:
         if self._rerun:

@@ -19,8 +19,8 @@ Held-out pairs: with at least :data:`MIN_PAIRS_FOR_HOLDOUT` pairs, a share ``hol
 model was not trained on. A tuned model records the images it was trained on (short content hashes in
 ``meta["trained_images"]``, its base's and its own), so a second round of fine-tuning, from a model
 kept from the first, never scores on a pair the base learnt while another pair is left; when too few
-are left, the report says how many held-out pairs the base was trained on (optimistic scores). They decide
-when to stop (early stopping, the best epoch is kept) and are scored at full resolution with the base
+are left, the report says how many held-out pairs the base was trained on (optimistic scores). They pick the
+epoch whose weights are kept (and, with ``patience``, when to stop early) and are scored at full resolution with the base
 model (refined as it says) and with the tuned model, refined and not (:mod:`~napari_nevus_seg.training.scoring`):
 the tuned model keeps the better setting as ``meta["refine"]`` (the user's outline convention, which the
 refinement could otherwise undo), and the "before" and "after" Dice that the widget shows are those of the
@@ -28,7 +28,7 @@ base's and the kept setting. With fewer pairs every pair is used for training an
 scores are taken on the training pairs (flagged ``"scored_on": "training pairs"``: optimistic).
 
 Blending: the returned weights are ``base + blend * (tuned - base)`` (weight-space ensembling, "WiSE-FT",
-Wortsman et al., CVPR 2022), ``blend=0.7`` by default, with ``replay=20`` synthetic images of the base
+Wortsman et al., CVPR 2022), ``blend=0.5`` by default, with ``replay=20`` synthetic images of the base
 models' own training mixed into the pairs (:mod:`~napari_nevus_seg.training.replay`): together they keep
 most of the gain on the user's kind of images and the base model's skill on other images (the HAM10000
 protocol behind the defaults is in docs/fine_tuning.md). ``blend=1.0`` gives the fully tuned weights.
@@ -55,7 +55,7 @@ from napari_nevus_seg.model.loading import load_model
 from napari_nevus_seg.model.networks import LesionModel
 from napari_nevus_seg.training.augment import AugmentConfig
 from napari_nevus_seg.training.data import CancelToken, PairSet, ProgressCallback, describe_pair, prepare_pairs
-from napari_nevus_seg.training.finetune_defaults import DEFAULTS
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS, check_settings
 from napari_nevus_seg.training.finetune_report import MEASURABLE_POINTS, FineTuneResult, compare, fine_tune_record
 from napari_nevus_seg.training.holdout import (
     MIN_PAIRS_FOR_HOLDOUT,
@@ -73,9 +73,6 @@ from napari_nevus_seg.training.scoring import choose_refine, score_both
 # FineTuneResult, compare and MEASURABLE_POINTS are defined in finetune_report and importable from here too
 __all__ = ["DEFAULTS", "MEASURABLE_POINTS", "MIN_PAIRS_FOR_HOLDOUT", "FineTuneResult", "FineTuneSettings", "compare",
            "fine_tune", "holdout_count", "image_key"]
-
-# the defaults live in a module without torch (the command line's help shows them)
-
 
 @dataclass(frozen=True)
 class FineTuneSettings:
@@ -120,10 +117,8 @@ class FineTuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_settings(self.holdout, self.epochs, self.steps_per_epoch, self.batch_size, self.lr, self.patience,
-                        self.blend)
-        if isinstance(self.replay, bool) or not isinstance(self.replay, (int, np.integer)) or self.replay < 0:
-            raise ValueError(f"replay must be a whole number >= 0 (synthetic pairs mixed in), got {self.replay!r}")
+        check_settings(self.holdout, self.epochs, self.steps_per_epoch, self.batch_size, self.lr, self.patience,
+                       self.blend, self.replay)
 
     def train_config(self, early_stopping: bool) -> TrainConfig:
         """The :class:`TrainConfig` of the fine-tuning recipe (early stopping only with held-out pairs)."""
@@ -361,33 +356,6 @@ def _base_label(base: LesionModel | str | os.PathLike | None) -> str:
     if isinstance(base, LesionModel):
         return str(base.meta.get("name", "unnamed"))
     return str(base)
-
-
-def _whole(value: Any, name: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_settings(holdout, epochs, steps_per_epoch, batch_size, lr, patience, blend) -> None:
-    """Refuse fine-tuning settings outside their range, naming the argument and the range."""
-    _whole(epochs, "epochs", 1)
-    _whole(steps_per_epoch, "steps_per_epoch", 1)
-    _whole(batch_size, "batch_size", 1)
-    if patience is not None:
-        _whole(patience, "patience", 0)
-    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-            or not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive learning rate, got {lr!r}")
-    if holdout is not None:
-        share = is_share(holdout)
-        if isinstance(holdout, (bool, np.bool_)) or not (share or isinstance(holdout, (int, np.integer))) \
-                or (share and not 0.0 <= holdout < 1.0) or (not share and holdout < 0):
-            raise ValueError(f"holdout must be a share of the pairs in [0, 1) (a float), a number of pairs >= 0 "
-                             f"(an int) or None, got {holdout!r}")
-    if isinstance(blend, (bool, np.bool_)) or not isinstance(blend, (int, float, np.integer, np.floating)) \
-            or not 0.0 < blend <= 1.0:
-        raise ValueError(f"blend must lie in (0, 1], got {blend!r}")
 
 
 def _score(model: LesionModel, images, masks, dev, cancel, progress, stage) -> dict[bool, list[float]]:

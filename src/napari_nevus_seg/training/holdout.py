@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from napari_nevus_seg.io.intensity import to_rgb_uint8
 from napari_nevus_seg.training.data import CancelToken
-from napari_nevus_seg.training.finetune_defaults import DEFAULTS
+from napari_nevus_seg.training.finetune_defaults import DEFAULTS, is_share
 from napari_nevus_seg.training.loop import TrainingCancelled
 
 #: from this many pairs on, fine-tuning holds some out
@@ -24,11 +23,6 @@ MIN_PAIRS_FOR_HOLDOUT = 4
 
 #: the share of the pairs held out by default
 DEFAULT_HOLDOUT = DEFAULTS["holdout"]
-
-
-def is_share(holdout: Any) -> bool:
-    """A ``holdout`` given as a share of the pairs: a real float (Python's or NumPy's), not a whole number."""
-    return isinstance(holdout, (float, np.floating)) and not isinstance(holdout, (bool, np.bool_))
 
 
 def holdout_count(n_pairs: int, holdout: float | int | None = DEFAULT_HOLDOUT) -> int:
