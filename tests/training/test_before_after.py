@@ -64,3 +64,16 @@ def test_a_large_image_is_shown_at_most_panel_side(run):
     ex = before_after_example(images, masks, tuned, base)
     pic = ex.picture(side=40)
     assert pic.shape[0] == 30 and pic.shape[1] == 2 * 40 + GAP      # 60x80 -> 30x40 per half
+
+
+def test_with_too_few_pairs_to_hold_out_the_example_is_a_training_pair_and_says_so():
+    train = cases(range(200, 203), "bluish")
+    base = tiny_base()
+    images, masks = [c.image for c in train], [c.labels for c in train]
+    tuned = fine_tune(images, masks, base=base, replay=0, **FAST)
+    ft = tuned.meta["fine_tune"]
+    assert ft["n_holdout"] == 0 and ft["scored_index"] == [0, 1, 2]
+    ex = before_after_example(images, masks, tuned, base)
+    assert not ex.held_out and "(a training pair: too few pairs to set one aside)" in ex.caption()
+    del ft["scored_index"]                 # a model tuned before the report had it: still pictured
+    assert before_after_example(images, masks, tuned, base).name == ex.name

@@ -36,8 +36,9 @@ class ExamplePanel(QWidget):
         self.viewer = viewer
         self.example: BeforeAfter | None = None
         self.picture = QLabel()
-        self.picture.setToolTip("A held-out pair (not trained on) outlined by the starting model (left) and the "
-                                "tuned model (right); your corrected outline in magenta on both")
+        self.picture.setToolTip("A pair set aside for checking (not trained on; with fewer than 4 pairs, a "
+                                "training pair) outlined by the starting model (left) and the tuned model "
+                                "(right); your corrected outline in magenta on both")
         self.caption = QLabel()
         self.caption.setWordWrap(True)
         self.open_button = QPushButton("Open in viewer")

@@ -20,6 +20,7 @@ saves the tuned model in the model library under a name (then selectable in the 
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +71,12 @@ def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *,
     tuned = fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
     if progress is not None:
         progress({"stage": "example", "step": 0, "steps": 1})
-    return tuned, before_after_example(images, masks, tuned, base, device=tuned.meta["fine_tune"]["device"])
+    try:   # the picture is a view of the result: never lose the tuned model over it
+        example = before_after_example(images, masks, tuned, base, device=tuned.meta["fine_tune"]["device"])
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"no before/after picture: {exc}", RuntimeWarning, stacklevel=1)
+        example = None
+    return tuned, example
 
 
 def is_ground_truth(layer: Any) -> bool:
@@ -129,8 +135,8 @@ class FineTuneWidget(QWidget):
             "100 %: the model trained on your corrections alone: best on images like yours, but it may outline "
             "images from other dermoscopes or other skin less well. Lower values keep more of the starting "
             f"model's behaviour on other images and still take part of the gain on yours. Default "
-            f"{DEFAULTS['blend']:.0%} (measured on HAM10000 lesion kinds: 4-7 Dice points gained, under one "
-            "point lost on other images)")
+            f"{DEFAULTS['blend']:.0%} (measured on HAM10000: 20 corrected basal cell carcinomas gained 6 Dice "
+            "points on other ones, other images lost at most a point on average)")
         self.replay_spin = QSpinBox(minimum=0, maximum=400, value=DEFAULTS["replay"])
         self.replay_spin.setToolTip("Built-in practice images mixed into training: synthetic images the starting "
                                     "model learnt from. They remind it of lesions it already outlines well while "

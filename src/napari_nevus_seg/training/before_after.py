@@ -43,10 +43,12 @@ class BeforeAfter:
     after: np.ndarray        # (H, W) bool: the tuned model's
     before_dice: float
     after_dice: float
+    held_out: bool = True    # a pair set aside (False: a training pair, with too few pairs to hold any out)
 
     def caption(self) -> str:
         """One line for people: which pair, and its Dice before and after."""
-        return (f"{self.name}: before {self.before_dice:.3f} (left), after {self.after_dice:.3f} (right); "
+        kind = "" if self.held_out else " (a training pair: too few pairs to set one aside)"
+        return (f"{self.name}{kind}: before {self.before_dice:.3f} (left), after {self.after_dice:.3f} (right); "
                 "your outline magenta, the model's cyan")
 
     def picture(self, side: int = PANEL_SIDE) -> np.ndarray:
@@ -66,8 +68,9 @@ def before_after_example(images: Sequence, masks: Sequence, tuned: LesionModel, 
     sequences); ``tuned`` its result. ``KeyError`` when ``tuned`` was not fine-tuned.
     """
     ft = tuned.meta["fine_tune"]
-    idx = ft.get("scored_index") or ft["holdout_index"]
     before, after = ft["before_per_pair"], ft["after_per_pair"]
+    # the pairs the per-pair Dice belong to (older reports lack "scored_index": held-out pairs, else all of them)
+    idx = ft.get("scored_index") or ft.get("holdout_index") or list(range(len(before)))
     k = int(np.argmax(np.abs(np.subtract(after, before))))
     i = idx[k]
     img = to_rgb_uint8(np.asarray(images[i]))
@@ -75,7 +78,8 @@ def before_after_example(images: Sequence, masks: Sequence, tuned: LesionModel, 
     names = ft.get("holdout_names") if idx == ft.get("holdout_index") else None
     name = names[k] if names else f"pair {i + 1}"
     return BeforeAfter(name, img, corrected, segment(img, model=base, device=device) > 0,
-                       segment(img, model=tuned, device=device) > 0, float(before[k]), float(after[k]))
+                       segment(img, model=tuned, device=device) > 0, float(before[k]), float(after[k]),
+                       held_out=bool(ft.get("n_holdout")))
 
 
 def _outlined(img: np.ndarray, yours: np.ndarray, model: np.ndarray, f: float, label: str) -> np.ndarray:
