@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from finetune_helpers import tiny_base
 from PIL import Image
 from qtpy.QtCore import Qt
 
 from napari_nevus_seg import synthetic_lesion_image
 from napari_nevus_seg._napari import _case_browser, _job, _shared
 from napari_nevus_seg._napari._case_browser import CaseBrowserWidget
+from napari_nevus_seg.model.library import ModelLibrary
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -86,6 +88,13 @@ def test_ranking_orders_the_cases_least_confident_first(browser, folder, qtbot):
     click_row(qtbot, w, 0)                                  # a click on a row opens that case
     assert [ly.name for ly in viewer.layers] == ["b"]
     assert w.position_label.text() == "case 1/3: b (no lesion found)"
+
+    # another model: its confidences would differ, so the figures go (the order stays until ranked again)
+    ModelLibrary().save(tiny_base(), "tiny")
+    w.model_combo.refresh()
+    w.model_combo.setCurrentIndex(w.model_combo.findText("tiny"))
+    assert w.ranking.list.count() == 0 and w.position_label.text() == "case 1/3: b"
+    assert w.ranking.summary.text() == "not ranked yet (another model was chosen: rank again)"
 
 
 def test_another_folder_drops_the_ranking(browser, folder, qtbot, tmp_path):

@@ -122,6 +122,7 @@ class CaseBrowserWidget(RankingMixin, QWidget):
         self.ranking = CaseRanking(self.rank)
         self.ranking.case_chosen.connect(self.go_to_case)
         self.ranking_section = Collapsible("Cases to correct first", self.ranking)
+        self.model_combo.currentIndexChanged.connect(lambda *_: self.forget_ranking("another model was chosen"))
         for name, button in (("previous_case", self.prev_button), ("next_case", self.next_button),
                              ("segment", self.segment_button), ("add_pair", self.training.add_button)):
             bind_shortcut(self, viewer, name, button.click)   # as if the button were clicked (disabled: nothing)
@@ -207,9 +208,7 @@ class CaseBrowserWidget(RankingMixin, QWidget):
             return 0
         self.cases = cases
         self.index = -1
-        self.confidence = {}
-        self.ranking.list.clear()
-        self.ranking.summary.setText("not ranked yet")
+        self.forget_ranking()
         self.go(0, force=True)
         return len(cases)
 

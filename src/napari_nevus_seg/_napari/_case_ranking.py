@@ -101,6 +101,15 @@ class RankingMixin:
     ``go()``, ``_on_segmented()`` and ``_update_buttons()`` it uses.
     """
 
+    def forget_ranking(self, why: str = "") -> None:
+        """Drop the ranking's confidences (another folder or model): the list empties, the order stays."""
+        had = bool(self.confidence)
+        self.confidence = {}
+        self.ranking.list.clear()
+        self.ranking.summary.setText(f"not ranked yet ({why}: rank again)" if why and had else "not ranked yet")
+        if had:
+            self._update_buttons()
+
     def go_to_case(self, name: str) -> bool:
         """Open the case called ``name`` (a click in the ranked list)."""
         names = [c.name for c in self.cases]
