@@ -83,14 +83,14 @@ def ham_cases(root: Path, allowed: set[str] | None) -> tuple[dict[str, list], di
     return by_dx, meta
 
 
-def draw_corrected(cases: list, meta: dict, seed: int) -> tuple[list, list]:
-    """(20 training cases, one per drawn lesion; the cases of every other lesion)."""
+def draw_corrected(cases: list, meta: dict, seed: int, n: int = N_CORRECTED) -> tuple[list, list]:
+    """(``n`` training cases, one per drawn lesion; the cases of every other lesion)."""
     rng = np.random.default_rng(seed)
     by_lesion: dict[str, list] = {}
     for c in sorted(cases, key=lambda c: c.name):
         by_lesion.setdefault(meta[c.name][0], []).append(c)
     lesions = sorted(by_lesion)
-    picked = set(rng.choice(lesions, size=N_CORRECTED, replace=False).tolist())
+    picked = set(rng.choice(lesions, size=n, replace=False).tolist())
     train = [by_lesion[les][int(rng.integers(len(by_lesion[les])))] for les in sorted(picked)]
     test = [c for les in lesions if les not in picked for c in by_lesion[les]]
     if len(test) > MAX_TEST:
@@ -99,7 +99,7 @@ def draw_corrected(cases: list, meta: dict, seed: int) -> tuple[list, list]:
     return train, test
 
 
-def draw_selected(cases: list, meta: dict, seed: int, select: str, base) -> tuple[list, list]:
+def draw_selected(cases: list, meta: dict, seed: int, select: str, base, n: int = N_CORRECTED) -> tuple[list, list]:
     """The "which cases to correct" experiment: half of the lesions (drawn with ``seed``) are the scored set;
     from one image of each lesion of the other half, 20 are picked at random (``select="random"``), as the
     20 the base model is least confident about (``"confidence"``), or as its 10 least confident and 10 others
@@ -115,15 +115,15 @@ def draw_selected(cases: list, meta: dict, seed: int, select: str, base) -> tupl
     if len(test) > MAX_TEST:
         test = [test[i] for i in sorted(rng.choice(len(test), size=MAX_TEST, replace=False).tolist())]
     if select == "random":
-        picked = np.random.default_rng(seed + 1000).choice(len(candidates), N_CORRECTED, replace=False).tolist()
+        picked = np.random.default_rng(seed + 1000).choice(len(candidates), n, replace=False).tolist()
     else:
         order = [i for i, _ in rank_least_confident([read_pair(c)[0] for c in candidates], model=base, device="cpu")]
         if select == "confidence":
-            picked = order[:N_CORRECTED]
+            picked = order[:n]
         else:   # "mixed": the least confident half, and the other half at random among the rest
-            k = N_CORRECTED // 2
+            k = n // 2
             rest = order[k:]
-            extra = np.random.default_rng(seed + 1000).choice(len(rest), N_CORRECTED - k, replace=False)
+            extra = np.random.default_rng(seed + 1000).choice(len(rest), n - k, replace=False)
             picked = order[:k] + [rest[j] for j in extra]
     return [candidates[i] for i in sorted(picked)], test
 
@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--lesions", default=None, help="draw and score only these HAM lesion ids (a file, one per line)")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS))
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=N_CORRECTED, help=f"corrected cases per run (default {N_CORRECTED})")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a fine-tuning setting")
     ap.add_argument("--label", default="defaults")
     ap.add_argument("--select", choices=("random", "confidence", "mixed"), default=None,
@@ -260,7 +261,7 @@ def main() -> None:
     env = {"date": _dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "base": str(args.base), "base_sha": base_key,
            "base_version": base.meta.get("model_version"), "settings": {**DEFAULTS, **settings},
-           "label": args.label, "select": args.select}
+           "label": args.label, "select": args.select, "pairs": args.pairs}
     if args.timing_ph2:
         res = {"env": env, "timing_ph2": timing_ph2(root, settings, base)}
         print(json.dumps(res["timing_ph2"]))
@@ -283,14 +284,14 @@ def main() -> None:
     runs = []
     for kind in args.kinds:
         for draw in range(args.draws):
-            train, test = (draw_corrected(by_dx[kind], meta, draw) if args.select is None
-                           else draw_selected(by_dx[kind], meta, draw, args.select, base))
+            train, test = (draw_corrected(by_dx[kind], meta, draw, args.pairs) if args.select is None
+                           else draw_selected(by_dx[kind], meta, draw, args.select, base, args.pairs))
             tr, te = loaded(train), loaded(test)
             t0 = time.perf_counter()
             tuned = fine_tune([p[1] for p in tr], [p[2] for p in tr], base=base, device="cpu",
                               names=[p[0] for p in tr], **settings)
             secs = time.perf_counter() - t0
-            key = f"{args.label}:{args.select or 'all'}:{base_key}:{kind}:{draw}"
+            key = f"{args.label}:{args.select or 'all'}:{args.pairs}:{base_key}:{kind}:{draw}"
             ft = tuned.meta["fine_tune"]
             row = {"kind": kind, "draw": draw, "n_test": len(te), "seconds": round(secs, 1),
                    "stopped_epoch": ft["stopped_epoch"], "refine": bool(tuned.refines),
