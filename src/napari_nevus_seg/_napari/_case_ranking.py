@@ -26,9 +26,13 @@ USER_ROLE = Qt.ItemDataRole.UserRole   # where a row keeps its case name
 
 
 class RankingTarget:
-    """What a ranking run is for (the job hands it back to the browser, which tells it from an image layer)."""
+    """What a ranking run is for: the cases in the order they were ranked in (the job hands it back to the
+    browser, which tells it from an image layer and checks that the folder is still the same)."""
 
     name = "the case order"
+
+    def __init__(self, cases: list) -> None:
+        self.cases = list(cases)
 
 
 def rank_cases_job(paths: list[str], options: SegmentOptions, *, cancel=None, progress=None) -> list[tuple[int, float]]:
@@ -121,14 +125,14 @@ class RankingMixin:
         Returns the worker, or None when nothing started (no folder, a run going on)."""
         if not self.cases or self.task.running:
             return None
-        self._ranked_cases = list(self.cases)
         self.ranking.rank_button.setEnabled(False)
         return self.task.start(rank_cases_job, [str(c.image) for c in self.cases], self.options(),
-                               target=RankingTarget(), desc=f"Ranking {plural(len(self.cases), 'case')} by confidence")
+                               target=RankingTarget(self.cases),
+                               desc=f"Ranking {plural(len(self.cases), 'case')} by confidence")
 
     def _on_result(self, target, result) -> None:
         if isinstance(target, RankingTarget):
-            self._on_ranked(result)
+            self._on_ranked(target.cases, result)
         else:
             self._on_segmented(target, result)
 
@@ -137,10 +141,9 @@ class RankingMixin:
             return "Ranking cancelled; the cases keep their order"
         return f"Cancelled; {target.name!r} unchanged"
 
-    def _on_ranked(self, ranked: list[tuple[int, float]]) -> None:
-        """Walk the cases least confident first; the case on screen stays open."""
-        cases = getattr(self, "_ranked_cases", None)
-        if cases is None or [c.image for c in cases] != [c.image for c in self.cases]:
+    def _on_ranked(self, cases: list, ranked: list[tuple[int, float]]) -> None:
+        """Walk ``cases`` (as they were ranked) least confident first; the case on screen stays open."""
+        if [c.image for c in cases] != [c.image for c in self.cases]:
             self.status.setText("another folder was opened while ranking: ranking dropped")
             return
         current = self.cases[self.index] if 0 <= self.index < len(self.cases) else None

@@ -84,9 +84,8 @@ def before_after_example(images: Sequence, masks: Sequence, tuned: LesionModel, 
 
 def _outlined(img: np.ndarray, yours: np.ndarray, model: np.ndarray, f: float, label: str) -> np.ndarray:
     """``img`` scaled by ``f`` with both outlines drawn (about 2 px wide) and ``label`` in the corner."""
-    pil = Image.fromarray(img)
     size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
-    out = np.array(pil.resize(size, Image.BILINEAR)) if f < 1 else img.copy()
+    out = np.array(Image.fromarray(img).resize(size, Image.BILINEAR)) if f < 1 else img.copy()
     for mask, colour in ((yours, YOURS), (model, MODEL)):
         m = mask if f >= 1 else np.array(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
         edge = m & ~ndi.binary_erosion(m, iterations=2, border_value=0)

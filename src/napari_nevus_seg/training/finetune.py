@@ -145,8 +145,8 @@ def fine_tune(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
               holdout: float | None = DEFAULT, epochs: int = DEFAULT, steps_per_epoch: int = DEFAULT,
               batch_size: int = DEFAULT, lr: float = DEFAULT, patience: int | None = DEFAULT,
               freeze_encoder: bool = DEFAULT, freeze_norm: bool = DEFAULT, blend: float = DEFAULT,
-              replay: int = DEFAULT, augment: AugmentConfig | None = DEFAULT, seed: int = DEFAULT, names: Sequence[str] | None = None,
-              settings: FineTuneSettings | None = None) -> LesionModel:
+              replay: int = DEFAULT, augment: AugmentConfig | None = DEFAULT, seed: int = DEFAULT,
+              names: Sequence[str] | None = None, settings: FineTuneSettings | None = None) -> LesionModel:
     """Fine-tune ``base`` on the user's (image, corrected mask) pairs; returns a new model.
 
     Parameters

@@ -2,7 +2,7 @@
 run) and the check of their ranges, in a module without torch so that the command line's help can show them.
 
 Chosen by the HAM10000 protocol of ``benchmarks/finetune_protocol.py``; the measurements and the
-reasons are in docs/fine_tuning.md ("Choosing the defaults").
+reasons are in docs/fine_tuning.md ("Why these defaults" and "Measured on HAM10000").
 """
 
 from __future__ import annotations
