@@ -96,7 +96,9 @@ VIEW_SEED = 0
 BOOT_SEED = 0
 BOOT_N = 2000
 SPEED_SHAPES = ((576, 768), (3000, 4000))
-REFINE = (("refine", True), ("no refine", False))
+# (column suffix, refine, zoomed second look); --zoom adds the zoomed variants
+REFINE = [("refine", True, False), ("no refine", False, False)]
+ZOOMED = [("refine, zoomed", True, True), ("no refine, zoomed", False, True)]
 
 
 def data_root(arg: str | None) -> Path:
@@ -160,7 +162,7 @@ def lesion_free_view(name: str, truth: np.ndarray) -> tuple[int, int, int, int] 
 
 # --------------------------------------------------------------------------------------------- scoring
 def columns(names: list[str]) -> list[str]:
-    return [f"{n}, {r}" for n in names for r, _ in REFINE]
+    return [f"{n}, {r}" for n in names for r, *_ in REFINE]
 
 
 def run_models(img: np.ndarray, models: list, names: list[str], device: str) -> dict[str, np.ndarray]:
@@ -168,8 +170,9 @@ def run_models(img: np.ndarray, models: list, names: list[str], device: str) -> 
     out = {}
     for name, model in zip(names, models):
         plane, small = network_map(img, model=model, device=device)
-        for r, flag in REFINE:
-            out[f"{name}, {r}"] = labels_from_map(plane, small, model=model, refine=flag)
+        for r, flag, zoom in REFINE:
+            out[f"{name}, {r}"] = labels_from_map(plane, small, model=model, refine=flag, zoom_small=zoom,
+                                                  device=device)
     return out
 
 
@@ -217,7 +220,7 @@ def score_case(kind: str, case, info: dict, models, names, shas, device, partial
                 partial.put(kind, case.name, shas[i], {
                     r: {"dice": dice(labs[f"{names[i]}, {r}"] > 0, truth),
                         "jaccard": jaccard(labs[f"{names[i]}, {r}"] > 0, truth),
-                        "lesions": int(labs[f"{names[i]}, {r}"].max())} for r, _ in REFINE}
+                        "lesions": int(labs[f"{names[i]}, {r}"].max())} for r, *_ in REFINE}
                     | {"_image": {"height": int(truth.shape[0]), "width": int(truth.shape[1]),
                                   "lesion_fraction": float(truth.mean())}})
         if todo_v:
@@ -230,7 +233,7 @@ def score_case(kind: str, case, info: dict, models, names, shas, device, partial
             for i in todo_v:
                 res = {"_box": list(box) if box else None}
                 if box is not None:
-                    for r, _ in REFINE:
+                    for r, *_ in REFINE:
                         lab = labs[f"{names[i]}, {r}"]
                         res[r] = {"detected": bool(lab.max() > 0), "detected_fraction": float((lab > 0).mean())}
                 partial.put(f"{kind}-view", case.name, shas[i], res)
@@ -240,7 +243,7 @@ def score_case(kind: str, case, info: dict, models, names, shas, device, partial
         for n, s in zip(names, shas):
             r = partial.get(kind, case.name, s)
             rec.update(r["_image"])
-            for rr, _ in REFINE:
+            for rr, *_ in REFINE:
                 rec.setdefault("dice", {})[f"{n}, {rr}"] = r[rr]["dice"]
                 rec.setdefault("jaccard", {})[f"{n}, {rr}"] = r[rr]["jaccard"]
                 rec.setdefault("lesions", {})[f"{n}, {rr}"] = r[rr]["lesions"]
@@ -250,7 +253,7 @@ def score_case(kind: str, case, info: dict, models, names, shas, device, partial
             view = {"name": case.name, "source": kind, "box_y0_x0_h_w": first["_box"]}
             for n, s in zip(names, shas):
                 r = partial.get(f"{kind}-view", case.name, s)
-                for rr, _ in REFINE:
+                for rr, *_ in REFINE:
                     view.setdefault("detected", {})[f"{n}, {rr}"] = r[rr]["detected"]
                     view.setdefault("detected_fraction", {})[f"{n}, {rr}"] = r[rr]["detected_fraction"]
     return rec, view
@@ -282,13 +285,13 @@ def speed(models, names, device: str, repeats: int) -> list[dict]:
     for h, w in SPEED_SHAPES:
         img = base if (h, w) == base.shape[:2] else np.asarray(Image.fromarray(base).resize((w, h), Image.BICUBIC))
         for name, model in zip(names, models):
-            for r, flag in REFINE:
-                segment(img, model=model, device=device, refine=flag)  # warm-up
+            for r, flag, zoom in REFINE:
+                segment(img, model=model, device=device, refine=flag, zoom_small=zoom)  # warm-up
                 load0 = os.getloadavg()
                 times = []
                 for _ in range(repeats):
                     t = time.perf_counter()
-                    segment(img, model=model, device=device, refine=flag)
+                    segment(img, model=model, device=device, refine=flag, zoom_small=zoom)
                     times.append(time.perf_counter() - t)
                 rows.append({"size": f"{w}x{h}", "column": f"{name}, {r}", "median_s": float(np.median(times)),
                              "min_s": float(np.min(times)), "times_s": times, "loadavg_before": load0,
@@ -348,12 +351,22 @@ def paired(rows: list[dict], cols: list[str], names: list[str]) -> list[dict]:
         n = row["n"]
         idx = rng.integers(0, n, size=(BOOT_N, n))
         for other in names[1:]:
-            for r, _ in REFINE:
+            for r, *_ in REFINE:
                 d = np.asarray(row["_per_image"][f"{other}, {r}"]) - np.asarray(row["_per_image"][f"{names[0]}, {r}"])
                 boot = d[idx].mean(1)
                 out.append({"row": row["row"], "metric": row["metric"], "n": n, "comparison": f"{other} - {names[0]}",
                             "refine": r, "mean": float(d.mean()), "ci95": [float(np.percentile(boot, 2.5)),
                                                                           float(np.percentile(boot, 97.5))]})
+        for name in names:  # the zoomed second look against the same model and refinement without it
+            for r, _, zoom in REFINE:
+                if not zoom:
+                    continue
+                base = r.replace(", zoomed", "")
+                d = np.asarray(row["_per_image"][f"{name}, {r}"]) - np.asarray(row["_per_image"][f"{name}, {base}"])
+                boot = d[idx].mean(1)
+                out.append({"row": row["row"], "metric": row["metric"], "n": n,
+                            "comparison": f"{name}: zoomed - first look", "refine": base, "mean": float(d.mean()),
+                            "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]})
     return out
 
 
@@ -367,17 +380,16 @@ def markdown(rows: list[dict], diffs: list[dict], speed_rows: list[dict], cols: 
         out.append(f"| Speed {size} (load {min(loads):.1f}-{max(loads):.1f}; unreliable while training runs) | | "
                    "s per image, median | " + " | ".join(f"{by[c]['median_s']:.3f}" if c in by else "" for c in cols) + " |")
     if diffs:
-        comps = list(dict.fromkeys(d["comparison"] for d in diffs))
+        combos = list(dict.fromkeys((d["comparison"], d["refine"]) for d in diffs))
         out += ["", "Paired differences over the same images (mean, 95 % bootstrap interval):", "",
-                "| data set / subset | n | metric | " + " | ".join(f"{c}, {r}" for c in comps for r, _ in REFINE) + " |",
-                "|---|---|---|" + "---|" * (len(comps) * len(REFINE))]
+                "| data set / subset | n | metric | " + " | ".join(f"{c}, {r}" for c, r in combos) + " |",
+                "|---|---|---|" + "---|" * len(combos)]
         for row in dict.fromkeys((d["row"], d["metric"], d["n"]) for d in diffs):
             cells = []
-            for c in comps:
-                for r, _ in REFINE:
-                    d = next(x for x in diffs if (x["row"], x["metric"], x["n"]) == row and x["comparison"] == c
-                             and x["refine"] == r)
-                    cells.append(f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
+            for c, r in combos:
+                d = next(x for x in diffs if (x["row"], x["metric"], x["n"]) == row and x["comparison"] == c
+                         and x["refine"] == r)
+                cells.append(f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
             out.append(f"| {row[0]} | {row[2]} | {row[1]} | " + " | ".join(cells) + " |")
     out += ["", (f"Load average at start {env['loadavg_start'][0]:.1f}, at end {env['loadavg_end'][0]:.1f} "
                  f"({env['cpu_count']} cores); run time {env['seconds'] / 60:.1f} min.")]
@@ -404,9 +416,13 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per speed measurement")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/compare_models_<date>.json)")
+    ap.add_argument("--zoom", action="store_true", help="also score each model with the zoomed second look at "
+                    "small lesions (columns '..., zoomed'; without it every column is without that look)")
     ap.add_argument("--partial", default=None, help="JSON-lines file of per-image results to resume from "
                     "(keep it outside the repository)")
     args = ap.parse_args()
+    if args.zoom:
+        REFINE.extend(ZOOMED)
 
     t_start = time.time()
     paths = [Path(p).expanduser() for p in args.models]
@@ -485,7 +501,7 @@ def main() -> None:
 
     speed_rows = speed(models, names, args.device, args.repeats) if "speed" in sets else []
     rows = summary_rows(per, cols)
-    diffs = paired(rows, cols, names) if len(names) > 1 else []
+    diffs = paired(rows, cols, names) if len(names) > 1 or args.zoom else []
     env["loadavg_end"] = os.getloadavg()
     env["seconds"] = time.time() - t_start
     text = markdown(rows, diffs, speed_rows, cols, env)

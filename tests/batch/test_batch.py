@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from small_lesion import small_lesion_in_large_frame
 
 from napari_nevus_seg import load_model, segment, segment_folder, synthetic_lesion_image
 from napari_nevus_seg.batch.errors import BatchSetupError
@@ -388,12 +389,17 @@ def test_refinement_in_worker_processes_gives_the_api_result(tmp_path, model, mo
     paths = make_folder(tmp_path / "in", 3)
     large = make_folder(tmp_path / "large", 1, shape=(900, 1200), seed=7)[0]
     paths.append(large.rename(tmp_path / "in" / "large.png"))
+    small_lesion = tmp_path / "in" / "small_lesion.png"   # and one whose lesion gets the zoomed second look
+    Image.fromarray(small_lesion_in_large_frame(seed=1)[0]).save(small_lesion)
+    paths.append(small_lesion)
     summary = segment_folder(tmp_path / "in", tmp_path / "out", model=model, refine_workers=2,
                              measure=tmp_path / "m.csv")
-    assert (summary.done, summary.failed) == (4, []) and len(submitted) == 4   # all went through the workers
+    assert (summary.done, summary.failed) == (5, []) and len(submitted) == 5   # all went through the workers
     for p in paths:
         expected = segment(np.asarray(Image.open(p).convert("RGB")), model=model)
         np.testing.assert_array_equal(read_output(tmp_path / "out" / f"{p.stem}.tif"), expected)
+    first_look = segment(small_lesion_in_large_frame(seed=1)[0], model=model, zoom_small=False)
+    assert not np.array_equal(read_output(tmp_path / "out" / "small_lesion.tif"), first_look)   # zoomed in the pool
     assert len(open(tmp_path / "m.csv").read().splitlines()) > 1
 
 
@@ -691,7 +697,8 @@ def test_options_object_and_keywords_give_the_same_segmentation_settings(tmp_pat
         return real(img, **kwargs)
 
     monkeypatch.setattr(pipeline, "segment", spy)
-    settings = {"threshold": 0.6, "tta": True, "min_size": 20, "largest_only": True, "refine": False}
+    settings = {"threshold": 0.6, "tta": True, "min_size": 20, "largest_only": True, "refine": False,
+                "zoom_small": False}
     by_keywords = segment_folder(tmp_path / "in", tmp_path / "a", model=model, device="cpu", **settings)
     by_options = segment_folder(tmp_path / "in", tmp_path / "b", SegmentOptions(model=model, device="cpu", **settings))
     assert by_keywords.done == by_options.done == 1
@@ -700,7 +707,7 @@ def test_options_object_and_keywords_give_the_same_segmentation_settings(tmp_pat
     seen.clear()
     segment_folder(tmp_path / "in", tmp_path / "c", options=SegmentOptions(model=model))   # the defaults
     assert seen == [{"device": "auto", "threshold": 0.5, "tta": False, "min_size": None, "largest_only": False,
-                     "refine": True}]
+                     "refine": True, "zoom_small": True}]
 
 
 def test_options_with_a_segmentation_keyword_is_a_type_error(tmp_path, model):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from small_lesion import small_lesion_in_large_frame
 
 from napari_nevus_seg import build_model, load_model, save_model, segment, synthetic_lesion_image
 from napari_nevus_seg.batch.work import read_output
@@ -370,6 +371,19 @@ def test_no_refine_reaches_the_segmentation(tmp_path, capsys):
     np.testing.assert_array_equal(read_output(tmp_path / "plain" / "a.tif"), segment(img, refine=False))
     np.testing.assert_array_equal(read_output(tmp_path / "refined" / "a.tif"), segment(img))
     assert np.count_nonzero(segment(img, refine=False) != segment(img)) > 0  # the option matters here
+
+
+def test_no_zoom_reaches_the_segmentation(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = small_lesion_in_large_frame(seed=1)[0]
+    Image.fromarray(img).save(src / "wide.png")
+    assert main(["segment", str(src), "--out", str(tmp_path / "first"), "--no-zoom", "-q"]) == 0
+    assert main(["segment", str(src), "--out", str(tmp_path / "zoomed"), "-q"]) == 0
+    first, zoomed = read_output(tmp_path / "first" / "wide.tif"), read_output(tmp_path / "zoomed" / "wide.tif")
+    np.testing.assert_array_equal(first, segment(img, zoom_small=False))
+    np.testing.assert_array_equal(zoomed, segment(img))
+    assert np.count_nonzero(first != zoomed) > 0  # the option matters here
 
 
 def test_train_help_states_the_fine_tuning_defaults(capsys):

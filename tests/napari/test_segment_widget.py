@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from qtpy.QtCore import Qt
+from small_lesion import small_lesion_in_large_frame
 
 from napari_nevus_seg import dice, segment, synthetic_lesion_image
 from napari_nevus_seg._napari import _controls
@@ -405,8 +406,25 @@ def test_options_are_the_widgets_settings(make_napari_viewer):
     w.min_size.setValue(200)
     w.largest_only.setChecked(True)
     w.refine.setChecked(False)
+    w.zoom_small.setChecked(False)
     assert w.options() == SegmentOptions(model=None, device="cpu", threshold=0.35, tta=True, min_size=200,
-                                         largest_only=True, refine=False)
+                                         largest_only=True, refine=False, zoom_small=False)
+
+
+def test_the_zoom_box_gives_a_small_lesion_its_zoomed_outline(make_napari_viewer, qtbot):
+    image, truth = small_lesion_in_large_frame(seed=3)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="wide view", rgb=True)
+    w = make_widget(viewer)
+    assert w.zoom_small.isChecked()                   # on by default, like segment()
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(w.labels_layer.data, segment(image, device="cpu"))
+    assert dice(w.labels_layer.data > 0, truth) > 0.9
+    w.zoom_small.click()                              # as a user ticks it off
+    assert not w.zoom_small.isChecked()
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(w.labels_layer.data, segment(image, device="cpu", zoom_small=False))
+    assert dice(w.labels_layer.data > 0, truth) < 0.5 and "wide view lesions" in viewer.layers
 
 
 def test_results_are_outlines_a_click_fills_them_and_the_expert_mask_has_its_own_colour(make_napari_viewer, qtbot):

@@ -83,8 +83,8 @@ class NetworkMap:
 
 
 def map_key(options: SegmentOptions) -> tuple:
-    """The settings the network's map depends on (threshold, smallest size, largest-only and the
-    refinement are applied to the map afterwards), with a model file's modification time (a model saved
+    """The settings the network's map depends on (threshold, smallest size, largest-only, the
+    refinement and the zoomed second look are applied to the map afterwards), with a model file's modification time (a model saved
     again under the same name is another model)."""
     import os
 
@@ -188,7 +188,8 @@ def labels_from_network_map(netmap: NetworkMap, options: SegmentOptions, with_pr
     """Labels (int32), the probability map (or None) and the confidence from a kept map, without the network."""
     result = labels_from_map(netmap.plane, netmap.small, netmap.model, threshold=options.threshold,
                              min_size=options.min_size, largest_only=options.largest_only, refine=options.refine,
-                             return_proba=with_prob, return_confidence=True)
+                             return_proba=with_prob, return_confidence=True, zoom_small=options.zoom_small,
+                             device=options.device, tta=options.tta)
     labels, prob, confidence = result if with_prob else (result[0], None, result[1])
     return labels.astype(np.int32, copy=False), prob, confidence
 
@@ -232,6 +233,10 @@ class SegmentWidget(QWidget):
                                "skin colours (tight, PH2-like outlines); off: the network's looser outline. "
                                "Set from the chosen model (a model fine-tuned on your outlines says which of "
                                "the two matched them better); you may change it")
+        self.zoom_small = QCheckBox("Look again at small lesions, zoomed")
+        self.zoom_small.setChecked(True)
+        self.zoom_small.setToolTip("A lesion under 5 % of the frame is segmented again on a crop around it, where "
+                                   "the network sees it at several times the resolution, and that outline is kept")
         self.fill = QCheckBox("Fill lesions (outlines otherwise)")
         self.fill.setToolTip("Outlines keep the pigment visible, to judge them against the image; fill to see "
                              "which label each lesion has")
@@ -261,7 +266,7 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for w in (self.refine, self.tta, self.largest_only, self.with_prob, self.fill):
+        for w in (self.refine, self.zoom_small, self.tta, self.largest_only, self.with_prob, self.fill):
             lay.addWidget(w)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
@@ -305,7 +310,8 @@ class SegmentWidget(QWidget):
         return SegmentOptions(model=self.model_combo.model_ref(), device=self.device_combo.currentText(),
                               threshold=float(self.threshold.value()), tta=self.tta.isChecked(),
                               min_size=int(self.min_size.value()) or None,
-                              largest_only=self.largest_only.isChecked(), refine=self.refine.isChecked())
+                              largest_only=self.largest_only.isChecked(), refine=self.refine.isChecked(),
+                              zoom_small=self.zoom_small.isChecked())
 
     def run(self):
         """Segment the chosen image layer in a worker thread; returns the worker (None if nothing started)."""

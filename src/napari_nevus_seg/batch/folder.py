@@ -58,7 +58,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    options: SegmentOptions | None = None, *,
                    model: Any = DEFAULT, device: str = DEFAULT, threshold: float = DEFAULT, tta: bool = DEFAULT,
                    min_size: int | None = DEFAULT, largest_only: bool = DEFAULT, refine: bool = DEFAULT,
-                   fmt: str = "tif", measure: str | os.PathLike | None = None,
+                   zoom_small: bool = DEFAULT, fmt: str = "tif", measure: str | os.PathLike | None = None,
                    pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
                    recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
                    client: Any = None, threads_per_worker: int = 1, readers: int = 2,
@@ -81,10 +81,10 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         The output folder (created).
     options
         How to segment (:class:`~napari_nevus_seg.inference.options.SegmentOptions`). The keywords
-        ``model``, ``device``, ``threshold``, ``tta``, ``min_size``, ``largest_only`` and ``refine``
-        give the same settings one by one instead (defaults: those of ``SegmentOptions``); giving
+        ``model``, ``device``, ``threshold``, ``tta``, ``min_size``, ``largest_only``, ``refine`` and
+        ``zoom_small`` give the same settings one by one instead (defaults: those of ``SegmentOptions``); giving
         ``options`` and any of them is a TypeError.
-    model, device, threshold, tta, min_size, largest_only, refine
+    model, device, threshold, tta, min_size, largest_only, refine, zoom_small
         As in :func:`~napari_nevus_seg.inference.pipeline.segment`; ``model`` is a loaded model, a
         file path or None (the default model).
     fmt
@@ -138,7 +138,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     """
     t0 = time.perf_counter()
     segment = merge_segment_options(options, model=model, device=device, threshold=threshold, tta=tta,
-                                    min_size=min_size, largest_only=largest_only, refine=refine)
+                                    min_size=min_size, largest_only=largest_only, refine=refine,
+                                    zoom_small=zoom_small)
     execution = Execution(workers, scheduler, client, threads_per_worker, readers, refine_workers)
     check_settings(segment, fmt, pixel_size_mm, execution)
     time_limit_s = checked_time_limit(time_limit_s)

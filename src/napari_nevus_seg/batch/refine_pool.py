@@ -68,16 +68,21 @@ def _warm_up() -> None:
 class PendingLabels:
     """Labels being refined in a worker process; :meth:`result` waits and returns them."""
 
-    def __init__(self, future: Future, shape: tuple[int, int], opts: Any):
-        self.future, self.shape, self.opts = future, shape, opts
+    def __init__(self, future: Future, plane: np.ndarray, opts: Any, model: Any):
+        self.future, self.plane, self.opts, self.model = future, plane, opts, model
 
     def result(self) -> np.ndarray:
+        """The labels; the zoomed second look at small lesions (when chosen) runs here, in the caller's thread."""
         from napari_nevus_seg.batch.work import compact_labels
-        from napari_nevus_seg.inference.pipeline import labels_from_refined
+        from napari_nevus_seg.inference.pipeline import labels_from_refined, zoom_labels
 
         seg = self.opts.segment
-        return compact_labels(labels_from_refined(self.future.result(), self.shape, seg.min_size,
-                                                  largest_only=seg.largest_only))
+        labels = labels_from_refined(self.future.result(), self.plane.shape[:2], seg.min_size,
+                                     largest_only=seg.largest_only)
+        if seg.zoom_small:
+            labels = zoom_labels(self.plane, labels, self.model, seg)
+        self.plane = None
+        return compact_labels(labels)
 
 
 class RefinePool:
@@ -100,7 +105,7 @@ class RefinePool:
         plane, prob_small = network_map(img, model=model, device=seg.device, tta=seg.tta)
         small, prob, work_min = refine_inputs(plane, prob_small, seg.min_size)
         future = self._pool.submit(refine_outline, small, prob, seg.threshold, work_min, seg.largest_only)
-        return PendingLabels(future, plane.shape[:2], opts)
+        return PendingLabels(future, plane, opts, model)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

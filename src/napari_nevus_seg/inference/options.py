@@ -44,6 +44,9 @@ class SegmentOptions:
         Move the outline onto the image's visible pigment edge; None: as the model says
         (:attr:`~napari_nevus_seg.model.networks.LesionModel.refines`, yes unless a fine-tuned model recorded
         that its outlines scored better unrefined).
+    zoom_small
+        Look again at each lesion under 5 % of the frame on a zoomed crop and keep that outline
+        (:mod:`~napari_nevus_seg.inference.zoom`).
     """
 
     model: Any = None
@@ -53,6 +56,7 @@ class SegmentOptions:
     min_size: int | None = None
     largest_only: bool = False
     refine: bool | None = None
+    zoom_small: bool = True
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""

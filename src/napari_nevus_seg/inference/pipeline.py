@@ -35,14 +35,18 @@ from napari_nevus_seg.inference.postprocess import (
     upsample_proba,
 )
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
+from napari_nevus_seg.inference.masks import labels_from_mask
+from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.inference.refine import refine_small
+from napari_nevus_seg.inference.zoom import zoom_small_lesions
 from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.text import named
 from napari_nevus_seg.model.devices import autocast_dtype, resolve_device, use_all_cpu_threads
 from napari_nevus_seg.model.loading import as_model
 from napari_nevus_seg.model.networks import LesionModel
 
-__all__ = ["default_min_size", "labels_from_map", "network_map", "postprocess", "predict_proba", "segment"]
+__all__ = ["default_min_size", "labels_from_map", "network_map", "postprocess", "predict_proba", "segment",
+           "zoom_labels"]
 
 # ------------------------------------------------------------------------- the network, made fast
 _FAST: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
@@ -186,17 +190,53 @@ def network_map(img: np.ndarray, model: LesionModel | str | os.PathLike | None =
     return plane, pr
 
 
-def _labels_and_confidence(plane, shape, prob_small, m, threshold, min_size, largest_only, refine, fill_holes,
-                           drop_edge_fragments, with_confidence: bool) -> tuple[np.ndarray, dict[int, float] | None]:
-    """The second half of :func:`segment` for one plane: labels from the network's small map, and each
-    lesion's expected Dice when asked (``plane``: the uint8 image, needed only to ``refine``)."""
+def _outline(plane, shape, prob_small, m, threshold, min_size, largest_only, refine, fill_holes,
+             drop_edge_fragments) -> np.ndarray:
+    """Labels from the network's small map (``plane``: the uint8 image, needed only to ``refine``)."""
     if refine:
         check_deadline("before the outline refinement")
         refined = refine_small(plane, prob_small, threshold, min_size, largest_only, drop_edge_fragments, fill_holes)
-        labels = labels_from_refined(refined, shape, min_size, fill_holes, largest_only, drop_edge_fragments)
-    else:
-        labels = labels_from_small(prob_small, shape, threshold, min_size, fill_holes, largest_only,
-                                   drop_edge_fragments)
+        return labels_from_refined(refined, shape, min_size, fill_holes, largest_only, drop_edge_fragments)
+    return labels_from_small(prob_small, shape, threshold, min_size, fill_holes, largest_only, drop_edge_fragments)
+
+
+def _look_again(plane, labels, m, dev, tta, threshold, min_size, largest_only, refine, fill_holes,
+                drop_edge_fragments) -> np.ndarray:
+    """``labels`` after a zoomed second look at each small lesion (:mod:`~napari_nevus_seg.inference.zoom`):
+    each crop goes through the network and :func:`_outline` with the same settings."""
+    def segment_crop(crop: np.ndarray) -> np.ndarray:
+        check_deadline("in the zoomed second look")
+        _, crop_plane, pr = next(_small_probs([crop], m, dev, tta, 1, keep_images=True))
+        return _outline(crop_plane, crop.shape[:2], pr, m, threshold, None, False, refine, fill_holes, False)
+
+    if not labels.any():
+        return labels
+    mask, replaced = zoom_small_lesions(plane, labels, segment_crop)
+    if not replaced:
+        return labels
+    return labels_from_mask(mask, min_size, fill_holes, largest_only, drop_edge_fragments)
+
+
+def zoom_labels(image: np.ndarray, labels: np.ndarray, model: LesionModel | str | os.PathLike | None,
+                options: SegmentOptions) -> np.ndarray:
+    """``labels`` of ``image`` (as segmented with ``options``) after the zoomed second look at small lesions
+    (:mod:`~napari_nevus_seg.inference.zoom`), for callers that made the first labels themselves."""
+    m = as_model(model)
+    refine = m.refines if options.refine is None else options.refine
+    return _look_again(as_uint8_rgb(image), labels, m, resolve_device(options.device), options.tta,
+                       options.threshold, options.min_size, options.largest_only, refine, True, True)
+
+
+def _labels_and_confidence(plane, shape, prob_small, m, threshold, min_size, largest_only, refine, fill_holes,
+                           drop_edge_fragments, with_confidence: bool,
+                           zoom: tuple[torch.device, bool] | None) -> tuple[np.ndarray, dict[int, float] | None]:
+    """The second half of :func:`segment` for one plane: labels from the network's small map, a second look
+    at small lesions when ``zoom`` is (device, tta), and each lesion's expected Dice when asked."""
+    labels = _outline(plane, shape, prob_small, m, threshold, min_size, largest_only, refine, fill_holes,
+                      drop_edge_fragments)
+    if zoom is not None:
+        labels = _look_again(plane, labels, m, *zoom, threshold, min_size, largest_only, refine, fill_holes,
+                             drop_edge_fragments)
     conf = lesion_confidence(prob_small.float().cpu().numpy(), labels, m) if with_confidence else None
     return labels, conf
 
@@ -204,19 +244,23 @@ def _labels_and_confidence(plane, shape, prob_small, m, threshold, min_size, lar
 def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionModel | str | os.PathLike | None = None,
                     threshold: float = 0.5, min_size: int | None = None, largest_only: bool = False,
                     refine: bool | None = None, fill_holes: bool = True, drop_edge_fragments: bool = True,
-                    return_proba: bool = False, return_confidence: bool = False):
+                    return_proba: bool = False, return_confidence: bool = False, zoom_small: bool = True,
+                    device: str | torch.device = "auto", tta: bool = False):
     """:func:`segment`'s result from a map :func:`network_map` gave, without running the network again.
 
     For a new threshold, smallest lesion size or "largest only" on the same image: ``image`` and
     ``prob_small`` are what :func:`network_map` returned for it, ``model`` the model that made the map
     (its calibration gives the confidence). The labels equal ``segment(image, threshold=..., ...)``'s;
     ``return_proba`` and ``return_confidence`` add the same results in the same order as there.
+    ``zoom_small``: the second look at small lesions, which runs the network on crops (on ``device``, with
+    ``tta`` as the map was made).
     """
     check_args(threshold, min_size)
     m = as_model(model)
     refine = m.refines if refine is None else refine
+    zoom = (resolve_device(device), tta) if zoom_small else None
     labels, conf = _labels_and_confidence(image, image.shape[:2], prob_small, m, threshold, min_size, largest_only,
-                                          refine, fill_holes, drop_edge_fragments, return_confidence)
+                                          refine, fill_holes, drop_edge_fragments, return_confidence, zoom)
     result: list = [labels]
     if return_proba:
         result.append(upsample_proba(prob_small, image.shape[:2]))
@@ -252,7 +296,8 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
             device: str | torch.device = "auto", threshold: float = 0.5, tta: bool = False,
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
             progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool | None = None,
-            drop_edge_fragments: bool = True, return_proba: bool = False, return_confidence: bool = False):
+            drop_edge_fragments: bool = True, return_proba: bool = False, return_confidence: bool = False,
+            zoom_small: bool = True):
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
     A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
@@ -268,18 +313,20 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     return each lesion's expected Dice, ``{label: value}`` for a single image or a list of such dicts for
     a stack (:func:`~napari_nevus_seg.inference.confidence.lesion_confidence`; lesions below
     ``REVIEW_BELOW`` = 0.8 are worth checking). The results come in the order labels, probabilities,
-    confidence.
+    confidence. ``zoom_small``: look again at each lesion under 5 % of the frame on a zoomed crop and keep
+    that outline (:mod:`~napari_nevus_seg.inference.zoom`; the probabilities stay the first look's).
     """
     check_args(threshold, min_size)
     planes, stacked, m, dev = _setup(img, model, device)
     refine = m.refines if refine is None else refine
     out, probs, confidence = [], [], []
-    for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine):
+    zoom = (dev, tta) if zoom_small else None
+    for i, plane, pr in _small_probs(planes, m, dev, tta, batch_size, keep_images=refine or zoom_small):
         shape = planes[i].shape[:2]
         if return_proba:
             probs.append(upsample_proba(pr, shape))
         labels, conf = _labels_and_confidence(plane, shape, pr, m, threshold, min_size, largest_only, refine,
-                                              fill_holes, drop_edge_fragments, return_confidence)
+                                              fill_holes, drop_edge_fragments, return_confidence, zoom)
         out.append(labels)
         if return_confidence:
             confidence.append(conf)
