@@ -8,6 +8,7 @@ from small_lesion import small_lesion_in_large_frame
 
 from napari_nevus_seg import SegmentOptions, dice, labels_from_map, network_map, segment
 from napari_nevus_seg.inference import zoom
+from napari_nevus_seg.inference.masks import labels_from_mask
 from napari_nevus_seg.inference.pipeline import zoom_labels
 
 
@@ -38,9 +39,9 @@ def test_the_crop_outline_replaces_the_first_one_in_place():
         return disc(crop.shape[:2], 150 - y0, 200 - x0, 9).astype(np.int32)
 
     image = np.zeros(shape + (3,), np.uint8)
-    mask, replaced = zoom.zoom_small_lesions(image, labels, segment_crop)
-    assert replaced == 1 and seen == [(zoom.MIN_WINDOW, zoom.MIN_WINDOW)]   # 2 x 11 px < 64 px
-    assert np.array_equal(mask, truth)
+    out, replaced, relabel, _ = zoom.zoom_small_lesions(image, labels, segment_crop)
+    assert replaced == 1 and not relabel and seen == [(zoom.MIN_WINDOW, zoom.MIN_WINDOW)]   # 2 x 11 px < 64 px
+    assert np.array_equal(out, truth.astype(np.int32))
 
 
 def test_large_lesions_and_unconfirmed_ones_keep_their_first_outline():
@@ -54,9 +55,9 @@ def test_large_lesions_and_unconfirmed_ones_keep_their_first_outline():
         calls.append(crop.shape)
         return np.zeros(crop.shape[:2], np.int32)
 
-    mask, replaced = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
+    out, replaced, _, _ = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
     assert replaced == 0 and len(calls) == 1
-    assert np.array_equal(mask, labels > 0)
+    assert np.array_equal(out, labels)
 
 
 def test_an_outline_cut_by_the_window_makes_it_grow_until_whole_image():
@@ -68,9 +69,9 @@ def test_an_outline_cut_by_the_window_makes_it_grow_until_whole_image():
         sides.append(crop.shape[0])
         return np.ones(crop.shape[:2], np.int32)
 
-    mask, replaced = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
+    out, replaced, _, _ = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
     assert sides == [64, 128, 256, 512]  # 600 px would be the whole image: the first look's view
-    assert replaced == 0 and np.array_equal(mask, labels > 0)
+    assert replaced == 0 and np.array_equal(out, labels)
 
 
 def test_an_outline_at_the_image_edge_is_not_cut():
@@ -83,8 +84,28 @@ def test_an_outline_at_the_image_edge_is_not_cut():
         out[:12, 20:44] = 1                                       # reaches the window's top = the image's top
         return out
 
-    mask, replaced = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
-    assert replaced == 1 and mask[:12].sum() == 12 * 24
+    out, replaced, _, _ = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
+    assert replaced == 1 and np.count_nonzero(out[:12] == 1) == 12 * 24 and not out[12:].any()
+
+
+def test_an_outline_that_joins_another_lesion_asks_for_new_labels():
+    shape = (300, 300)
+    labels = np.zeros(shape, np.int32)
+    labels[140:160, 100:120] = 1
+    labels[140:160, 124:144] = 2                                  # 4 px to the right of lesion 1
+
+    calls = []
+
+    def segment_crop(crop):           # the first zoomed look (at lesion 1) reaches into lesion 2; then nothing
+        calls.append(crop.shape)
+        out = np.zeros(crop.shape[:2], np.int32)
+        if len(calls) == 1:
+            out[22:42, 10:48] = 1     # the window is rows 118-182, columns 78-142: lesion 1 and 2's first columns
+        return out
+
+    out, replaced, relabel, _ = zoom.zoom_small_lesions(np.zeros(shape + (3,), np.uint8), labels, segment_crop)
+    assert len(calls) == 2 and replaced == 1 and relabel
+    assert np.count_nonzero(out) == 20 * 38 + 20 * 20 - 20 * 2   # the new outline overlaps lesion 2 by 2 columns
 
 
 @pytest.mark.parametrize("seed", [1, 3])
@@ -95,6 +116,8 @@ def test_the_default_model_outlines_a_small_lesion_better_when_zoomed(seed, refi
     first = dice(segment(image, refine=refine, zoom_small=False) > 0, truth)
     zoomed = segment(image, refine=refine)                        # the zoomed look is the default
     assert first < 0.5 and dice(zoomed > 0, truth) > 0.9
+    # renumbered from the kept areas: as if the whole mask had been labelled again
+    assert np.array_equal(zoomed, labels_from_mask(zoomed > 0, drop_edge_fragments=True))
     plane, small = network_map(image)                             # the same labels from a kept map
     assert np.array_equal(labels_from_map(plane, small, refine=refine), zoomed)
     first_labels = labels_from_map(plane, small, refine=refine, zoom_small=False)

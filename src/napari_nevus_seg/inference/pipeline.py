@@ -35,7 +35,7 @@ from napari_nevus_seg.inference.postprocess import (
     upsample_proba,
 )
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
-from napari_nevus_seg.inference.masks import labels_from_mask
+from napari_nevus_seg.inference.masks import edge_labels, labels_from_mask, relabel_table
 from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.inference.refine import refine_small
 from napari_nevus_seg.inference.zoom import zoom_small_lesions
@@ -211,10 +211,20 @@ def _look_again(plane, labels, m, dev, tta, threshold, min_size, largest_only, r
 
     if not labels.any():
         return labels
-    mask, replaced = zoom_small_lesions(plane, labels, segment_crop)
-    if not replaced:
+    zoomed = zoom_small_lesions(plane, labels, segment_crop)
+    if not zoomed.replaced:
         return labels
-    return labels_from_mask(mask, min_size, fill_holes, largest_only, drop_edge_fragments)
+    if zoomed.joined:
+        return labels_from_mask(zoomed.labels > 0, min_size, fill_holes, largest_only, drop_edge_fragments)
+    # each outline is one piece in its lesion's place: number the lesions by area again, with the first
+    # look's rules (smallest size, largest only, frame fragments), from the areas the second look kept
+    n = len(zoomed.areas) - 1
+    min_size = default_min_size(labels.shape) if min_size is None else int(min_size)
+    edge = edge_labels(zoomed.labels, n) if drop_edge_fragments else None
+    remap = relabel_table(zoomed.areas, n, min_size, largest_only, edge)
+    if np.array_equal(remap, np.arange(n + 1)):
+        return zoomed.labels
+    return np.take(remap, zoomed.labels, out=zoomed.labels)
 
 
 def zoom_labels(image: np.ndarray, labels: np.ndarray, model: LesionModel | str | os.PathLike | None,

@@ -21,6 +21,7 @@ docs/benchmarks.md, "Small lesions: a second, zoomed look".
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -48,17 +49,17 @@ def _touches_cut(outline: np.ndarray, window: tuple[int, int, int, int], shape: 
                 or (x0 > 0 and outline[:, 0].any()) or (x0 + w < shape[1] and outline[:, -1].any()))
 
 
-def _zoomed_outline(image: np.ndarray, lesion: np.ndarray, box: tuple[slice, slice],
+def _zoomed_outline(image: np.ndarray, labels: np.ndarray, value: int, box: tuple[slice, slice],
                     segment_crop: Callable[[np.ndarray], np.ndarray]):
-    """(window (y0, x0, h, w), the crop's outline of the lesion), or None when the first outline stays."""
-    shape = lesion.shape
+    """(window (y0, x0, h, w), the crop's outline of lesion ``value``), or None when the first outline stays."""
+    shape = labels.shape
     side = max(MIN_WINDOW, int(round(CONTEXT * max(box[0].stop - box[0].start, box[1].stop - box[1].start))))
     while True:
         window = y0, x0, h, w = zoom_window(box, shape, side)
         if (h, w) == shape:
             return None  # the whole image: what the first look saw
         crop_labels = segment_crop(np.ascontiguousarray(image[y0:y0 + h, x0:x0 + w]))
-        hit = np.unique(crop_labels[lesion[y0:y0 + h, x0:x0 + w] & (crop_labels > 0)])
+        hit = np.unique(crop_labels[(labels[y0:y0 + h, x0:x0 + w] == value) & (crop_labels > 0)])
         if hit.size == 0:
             return None
         outline = np.isin(crop_labels, hit)
@@ -67,29 +68,49 @@ def _zoomed_outline(image: np.ndarray, lesion: np.ndarray, box: tuple[slice, sli
         side = int(round(side * CONTEXT))
 
 
+def _stands_alone(outline: np.ndarray, window_labels: np.ndarray, value: int) -> bool:
+    """Whether ``outline`` is one piece that neither overlaps nor touches another lesion of the window."""
+    if ndi.label(outline)[1] != 1:
+        return False
+    near = ndi.binary_dilation(outline, structure=np.ones((3, 3), bool))
+    return not np.any((window_labels[near] != 0) & (window_labels[near] != value))
+
+
+class Zoomed(NamedTuple):
+    """What :func:`zoom_small_lesions` did: the labels (a copy when any outline was replaced), how many
+    outlines were replaced, whether the labels must be made again from the mask (an outline that merges
+    with or touches another lesion, or comes in several pieces), and each label's area in pixels."""
+
+    labels: np.ndarray
+    replaced: int
+    joined: bool
+    areas: np.ndarray
+
+
 def zoom_small_lesions(image: np.ndarray, labels: np.ndarray, segment_crop: Callable[[np.ndarray], np.ndarray],
-                       small_fraction: float = SMALL_FRACTION) -> tuple[np.ndarray, int]:
-    """The lesion mask after a second look at each lesion under ``small_fraction`` of the frame.
+                       small_fraction: float = SMALL_FRACTION) -> Zoomed:
+    """A second look at each lesion of ``labels`` under ``small_fraction`` of the frame.
 
     ``image``: (H, W, 3) uint8; ``labels``: the first look's (H, W) labels; ``segment_crop(crop)`` -> the
     crop's labels with the same model and settings (without dropping lesions at the crop's edge).
-    Returns (boolean mask, number of lesions whose outline was replaced); the caller labels the mask.
+    Each new outline takes its lesion's value in the returned labels (not sorted by area again here).
     """
-    mask = labels > 0
+    areas = np.bincount(labels.ravel())
     limit = small_fraction * labels.size
-    replaced = 0
+    out, replaced, joined = labels, 0, False
     for value, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
+        if box is None or areas[value] >= limit:
             continue
-        lesion = labels == value
-        if lesion.sum() >= limit:
-            continue
-        found = _zoomed_outline(image, lesion, box, segment_crop)
+        found = _zoomed_outline(image, labels, value, box, segment_crop)
         if found is None:
             continue
         (y0, x0, h, w), outline = found
-        window = mask[y0:y0 + h, x0:x0 + w]
-        window[lesion[y0:y0 + h, x0:x0 + w]] = False
-        window[outline] = True
+        if out is labels:
+            out, areas = labels.copy(), areas.copy()
+        window = out[y0:y0 + h, x0:x0 + w]
+        window[window == value] = 0
+        joined |= not _stands_alone(outline, window, value)
+        window[outline] = value
+        areas[value] = np.count_nonzero(outline)
         replaced += 1
-    return mask, replaced
+    return Zoomed(out, replaced, joined, areas)
