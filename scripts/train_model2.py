@@ -10,6 +10,8 @@ metrics (overall, ISIC, HAM per diagnosis) go to ``--log`` (a CSV that is commit
     python scripts/train_model2.py --run runs/m2-w16 --log docs/training_logs/m2-w16.csv \
         --init src/napari_nevus_seg/weights/default.pt --epochs 16 --lr 3e-4 --synthetic 200
     python scripts/train_model2.py --run runs/m2-w32 --log docs/training_logs/m2-w32.csv --width 32 ...
+    python scripts/train_model2.py --run runs/m2b-isic4 --log docs/training_logs/m2b-isic4.csv \
+        --init runs/m2-w16/best.pt --isic-repeat 4 --epochs 3 --lr 1e-4 --synthetic 200
 
 Targets are the ISIC/HAM masks as drawn (loose outlines): model 2 learns the archives' convention, and
 the outline refinement (a user's choice) moves outlines onto the visible pigment edge for PH2-style work.
@@ -84,6 +86,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--synthetic", type=int, default=200)
+    ap.add_argument("--isic-repeat", type=int, default=1, help="each ISIC training pair this many times per epoch "
+                    "(HAM's 7,900 small images otherwise outnumber ISIC's 1,800 four to one)")
     ap.add_argument("--ham-val", type=float, default=0.1, help="share of HAM lesions held out per diagnosis")
     ap.add_argument("--fill-prob", type=float, default=0.4)
     ap.add_argument("--ink-prob", type=float, default=0.15)
@@ -104,11 +108,11 @@ def main() -> None:
     va_idx = [i for i, n in enumerate(ham.names) if meta[n][0] in held]
     ham_tr, ham_va = ham.subset([i for i in range(len(ham)) if meta[ham.names[i]][0] not in held]), ham.subset(va_idx)
     (run / "ham_val_lesions.txt").write_text("\n".join(sorted(held)) + "\n")
-    parts = [isic_tr, ham_tr]
+    parts = [isic_tr] * max(1, args.isic_repeat) + [ham_tr]
     if args.synthetic:
         parts.append(synthetic_pairs(args.synthetic, args.size))
     tr, va = concat(*parts), concat(isic_va, ham_va)
-    print(f"loaded in {time.time() - t0:.0f}s: train {len(tr)} (ISIC {len(isic_tr)}, HAM {len(ham_tr)}, "
+    print(f"loaded in {time.time() - t0:.0f}s: train {len(tr)} (ISIC {len(isic_tr)} x {args.isic_repeat}, HAM {len(ham_tr)}, "
           f"synthetic {args.synthetic}), val {len(va)} (ISIC {len(isic_va)}, HAM {len(ham_va)} images of "
           f"{len(held)} lesions)", flush=True)
     ham_va_by_dx = {dx: ham_va.subset([i for i, n in enumerate(ham_va.names) if meta[n][1] == dx])
@@ -125,7 +129,8 @@ def main() -> None:
         f"ISIC 2017 Challenge Part 1 training set ({len(isic_tr)} train / {len(isic_va)} validation, split seed 0) "
         f"+ HAM10000 with the Tschandl et al. 2020 masks ({len(ham_tr)} train / {len(ham_va)} validation images, "
         f"{args.ham_val:.0%} of lesions per diagnosis held out, seed 0)"
-        + (f" + {args.synthetic} synthetic images" if args.synthetic else ""))})
+        + (f" + {args.synthetic} synthetic images" if args.synthetic else "")
+        + (f"; ISIC pairs repeated {args.isic_repeat}x per epoch" if args.isic_repeat > 1 else ""))})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, loss="bce+dice",
                       warmup_epochs=0.5 if args.init else 1.0,
                       augment=AugmentConfig(fill_prob=args.fill_prob, ink_prob=args.ink_prob,
