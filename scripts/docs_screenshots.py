@@ -1,6 +1,7 @@
 """Regenerate the screenshots in docs/images/ (run under Xvfb: `xvfb-run -a python scripts/docs_screenshots.py`).
 
-Arguments choose which: readme, guide, measure (the default: these three), case_browser, fine_tune; every
+Arguments choose which: readme, guide, measure (the default: these three), case_browser, fine_tune, scale,
+small_lesion; every
 widget is clicked through by one of them. ``real`` does the same on real images (a PH2 case, the case
 browser on ph2-adapt; data from ``NEVUS_SEG_DATA`` or ../shared/data) and writes to
 ``NEVUS_SEG_REAL_SHOTS`` (default /tmp/nevus-seg-real-shots), never into the repository.
@@ -120,6 +121,31 @@ def measure_widget() -> None:
     widget.table_button.click()
     _settle(viewer, 30)
     _save(viewer, "measure_full_table.png")
+    viewer.close()
+
+
+def small_lesion() -> None:
+    """The "Segment lesions" dock after a click on Segment, on a wide view with one small lesion (the zoomed
+    second look on, as by default), the view zoomed onto the lesion (docs/images/segment_small_lesion.png)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from small_lesion import small_lesion_in_large_frame
+
+    image, _ = small_lesion_in_large_frame(seed=3)
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 900)
+    viewer.add_image(image, name="wide view", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
+    _settle(viewer)
+    widget.run_button.click()   # as a user does
+    _wait(widget, 120)
+    viewer.layers["wide view lesions"].contour = 3
+    viewer.camera.center = (576, 768)
+    viewer.camera.zoom = 2.5
+    _settle(viewer, 30)
+    _close_toasts(viewer)
+    _settle(viewer)
+    viewer.window._qt_window.grab().save(str(OUT / "segment_small_lesion.png"))
+    print("wrote", OUT / "segment_small_lesion.png")
     viewer.close()
 
 
@@ -279,3 +305,5 @@ if __name__ == "__main__":
         scale_widget()
     if "fine_tune" in what:
         fine_tune_widget()
+    if "small_lesion" in what:
+        small_lesion()

@@ -115,7 +115,7 @@ def test_the_default_model_outlines_a_small_lesion_better_when_zoomed(seed, refi
     assert truth.mean() < 0.005
     first = dice(segment(image, refine=refine, zoom_small=False) > 0, truth)
     zoomed = segment(image, refine=refine)                        # the zoomed look is the default
-    assert first < 0.5 and dice(zoomed > 0, truth) > 0.9
+    assert dice(zoomed > 0, truth) > 0.97 and dice(zoomed > 0, truth) - first > 0.1   # first: 0.73-0.86
     # renumbered from the kept areas: as if the whole mask had been labelled again
     assert np.array_equal(zoomed, labels_from_mask(zoomed > 0, drop_edge_fragments=True))
     plane, small = network_map(image)                             # the same labels from a kept map
