@@ -26,6 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +72,35 @@ def concat(*sets: PairSet) -> PairSet:
                    [n for s in sets for n in s.names])
 
 
+class CampaignSets(NamedTuple):
+    train: PairSet
+    val: PairSet
+    isic_tr: PairSet
+    isic_va: PairSet
+    ham_tr: PairSet
+    ham_va: PairSet
+    meta: dict
+    held: set
+
+
+def campaign_sets(isic_path, ham_path, size: int, ham_val: float = 0.1, synthetic: int = 200, isic_repeat: int = 1,
+                  limit: int | None = None) -> CampaignSets:
+    """The campaign's training and validation pairs at input ``size``: ISIC 2017 split with ``split_pairs``
+    seed 0 (its 200 validation images), HAM10000 split by lesion (``ham_val`` of each diagnosis's lesions,
+    seed 0), ISIC training pairs ``isic_repeat`` times, plus ``synthetic`` replay images."""
+    isic = load_pairs(isic_path, size, limit=limit)
+    isic_tr, isic_va = split_pairs(isic, 0.1, seed=0)
+    ham = load_pairs(ham_path, size, limit=limit)
+    meta = ham_metadata(Path(ham_path))
+    held = split_by_lesion(meta, ham_val, seed=0)
+    va_idx = [i for i, n in enumerate(ham.names) if meta[n][0] in held]
+    ham_tr, ham_va = ham.subset([i for i in range(len(ham)) if meta[ham.names[i]][0] not in held]), ham.subset(va_idx)
+    parts = [isic_tr] * max(1, isic_repeat) + [ham_tr]
+    if synthetic:
+        parts.append(synthetic_pairs(synthetic, size))
+    return CampaignSets(concat(*parts), concat(isic_va, ham_va), isic_tr, isic_va, ham_tr, ham_va, meta, held)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--isic", default=str(DATA / "isic2017-train"))
@@ -100,18 +130,11 @@ def main() -> None:
     run = Path(args.run).expanduser()
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    isic = load_pairs(args.isic, args.size, limit=args.limit)
-    isic_tr, isic_va = split_pairs(isic, 0.1, seed=0)
-    ham = load_pairs(args.ham, args.size, limit=args.limit)
-    meta = ham_metadata(Path(args.ham))
-    held = split_by_lesion(meta, args.ham_val, seed=0)
-    va_idx = [i for i, n in enumerate(ham.names) if meta[n][0] in held]
-    ham_tr, ham_va = ham.subset([i for i in range(len(ham)) if meta[ham.names[i]][0] not in held]), ham.subset(va_idx)
+    data = campaign_sets(args.isic, args.ham, args.size, args.ham_val, args.synthetic, args.isic_repeat, args.limit)
+    isic_tr, isic_va, ham_tr, ham_va, meta, held = (data.isic_tr, data.isic_va, data.ham_tr, data.ham_va,
+                                                    data.meta, data.held)
+    tr, va = data.train, data.val
     (run / "ham_val_lesions.txt").write_text("\n".join(sorted(held)) + "\n")
-    parts = [isic_tr] * max(1, args.isic_repeat) + [ham_tr]
-    if args.synthetic:
-        parts.append(synthetic_pairs(args.synthetic, args.size))
-    tr, va = concat(*parts), concat(isic_va, ham_va)
     print(f"loaded in {time.time() - t0:.0f}s: train {len(tr)} (ISIC {len(isic_tr)} x {args.isic_repeat}, HAM {len(ham_tr)}, "
           f"synthetic {args.synthetic}), val {len(va)} (ISIC {len(isic_va)}, HAM {len(ham_va)} images of "
           f"{len(held)} lesions)", flush=True)
