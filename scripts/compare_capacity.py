@@ -4,8 +4,9 @@ Each width (``--widths``, U-Net of depth 4 at the 192 px input) is trained from 
 (``TrainConfig`` defaults: bce+dice, AdamW, warm-up then cosine decay; the campaign's augmentation) on the
 campaign's training pairs (``train_model2.campaign_sets``: ISIC 2017 + HAM10000 split by lesion +
 synthetic images). *Equal training time* means an equal number of seconds of optimisation on this CPU:
-before training, ``--probe-steps`` steps of each width are timed (nothing else should run then), and each
-width gets ``budget / seconds-per-step`` steps, spread over ``--epochs`` epochs. The step count is fixed
+before training, ``--probe-steps`` steps of each width are timed one after the other (in the same
+conditions), and each width gets ``budget / seconds-per-step`` steps, spread over ``--epochs`` epochs; the
+budget is ``--budget-min`` or, with ``--base-steps N``, the probe's time of N steps of the first width. The step count is fixed
 beforehand, so a run slowed by other work later still does the same amount of training. Validation during
 training (for the kept epoch) uses the 200 ISIC held-out images only; afterwards every width is scored at
 the input size on the ISIC and HAM held-out images (per diagnosis), on the 20 ph2-adapt cases at full
@@ -103,6 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--budget-min", type=float, default=15.0, help="training minutes per width (this CPU, alone)")
+    ap.add_argument("--base-steps", type=int, default=None, help="instead of --budget-min: the first width trains "
+                    "this many steps and every other width the steps that take the same time by the probe")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--probe-steps", type=int, default=8)
     ap.add_argument("--size", type=int, default=192)
@@ -130,7 +133,11 @@ def main() -> None:
         if key in results:
             continue
         per_step = probe["seconds_per_step"][str(width)]
-        steps = max(1, int(args.budget_min * 60 / per_step / args.epochs))
+        if args.base_steps:
+            budget_s = args.base_steps * probe["seconds_per_step"][str(args.widths[0])]
+        else:
+            budget_s = args.budget_min * 60
+        steps = max(1, int(budget_s / per_step / args.epochs))
         model = fresh_model(width, args.size)
         run = Path(args.runs) / key
         t0 = time.time()
