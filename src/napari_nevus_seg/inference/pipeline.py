@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from napari_nevus_seg.inference.confidence import lesion_confidence
+from napari_nevus_seg.inference.masks import edge_labels, labels_from_mask, relabel_table
+from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.inference.postprocess import (
     check_args,
     default_min_size,
@@ -35,8 +37,6 @@ from napari_nevus_seg.inference.postprocess import (
     upsample_proba,
 )
 from napari_nevus_seg.inference.preprocess import as_uint8_rgb, merge_windows, model_windows, to_batch_tensor
-from napari_nevus_seg.inference.masks import edge_labels, labels_from_mask, relabel_table
-from napari_nevus_seg.inference.options import SegmentOptions
 from napari_nevus_seg.inference.refine import refine_small
 from napari_nevus_seg.inference.zoom import zoom_small_lesions
 from napari_nevus_seg.io.deadline import check_deadline
