@@ -70,10 +70,11 @@ def _fold_batchnorm(net: nn.Module) -> nn.Module:
 def _fast_net(net: nn.Module, dev: torch.device) -> nn.Module:
     """An inference copy of ``net`` on ``dev``: eval mode, BatchNorm folded, channels-last.
 
-    Cached per network, and rebuilt when the network's weights change (e.g. after fine-tuning).
+    Cached per network, and rebuilt when the network's weights change (e.g. after fine-tuning) or its
+    outline convention does.
     """
     tensors = list(net.parameters()) + list(net.buffers())
-    sig = (str(dev), tuple((t.data_ptr(), t._version) for t in tensors))
+    sig = (str(dev), getattr(net, "convention", None), tuple((t.data_ptr(), t._version) for t in tensors))
     with _FAST_LOCK:
         hit = _FAST.get(net)
         if hit is not None and hit[0] == sig:

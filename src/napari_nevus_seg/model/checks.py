@@ -9,7 +9,8 @@ file. Limits (documented in docs/limits.md):
 
 - architecture: one of :data:`~napari_nevus_seg.model.networks.ARCHITECTURES`; configuration keys
   among its keyword arguments; ``in_channels`` 3; ``width`` 1..:data:`MAX_WIDTH`; ``depth``
-  1..:data:`MAX_DEPTH`; ``norm`` batch, group, instance or none; ``dropout`` in [0, 1);
+  1..:data:`MAX_DEPTH`; ``norm`` batch, group, instance or none; ``dropout`` in [0, 1); U-Net outline
+  ``conventions`` 0..:data:`MAX_CONVENTIONS` and the ``convention`` used one of them;
 - weights: at most :data:`MAX_PARAMETERS` values, all finite, floating point;
 - preprocessing: ``size`` :data:`MIN_SIZE`..:data:`MAX_SIZE`; ``mean`` and ``std`` three finite
   numbers each, ``std`` > 0;
@@ -26,12 +27,13 @@ import torch
 
 MAX_WIDTH = 128
 MAX_DEPTH = 6
+MAX_CONVENTIONS = 8
 MAX_PARAMETERS = 100_000_000
 MIN_SIZE, MAX_SIZE = 32, 1024
 MAX_META_DEPTH = 32
 MAX_META_ITEMS = 1_000_000
 NORMS = ("batch", "group", "instance", "none")
-CONFIG_KEYS = {"unet": {"in_channels", "width", "depth", "norm", "dropout"},
+CONFIG_KEYS = {"unet": {"in_channels", "width", "depth", "norm", "dropout", "conventions", "convention"},
                "segnet": {"in_channels", "width", "depth", "norm"}}
 
 
@@ -56,6 +58,9 @@ def check_config(arch: Any, config: Any) -> None:
     _int_in(config.get("depth", 4), 1, MAX_DEPTH, "depth")
     if config.get("norm", "batch") not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, not {config['norm']!r:.60}")
+    conventions = config.get("conventions", 0)
+    _int_in(conventions, 0, MAX_CONVENTIONS, "conventions")
+    _int_in(config.get("convention", 0), 0, max(0, conventions - 1), "convention")
     dropout = config.get("dropout", 0.0)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), not {dropout!r:.60}")

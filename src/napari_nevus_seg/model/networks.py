@@ -68,17 +68,25 @@ class UNet(nn.Module):
 
     Outputs one logit channel (lesion vs. background). Input height and width must be divisible by
     ``2 ** depth`` (the inference code pads to that).
+
+    With ``conventions`` = K > 0 the network is told which of K outline conventions to draw (for example
+    a tight outline on the pigment edge, or an archive's looser one): one constant plane per convention
+    (one-hot) is appended to the RGB input. ``convention`` is the one used when :meth:`forward` is not
+    given one per image (what the inference pipeline does); training passes one per image.
     """
 
     def __init__(self, in_channels: int = 3, width: int = 16, depth: int = 4, norm: str = "batch",
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, conventions: int = 0, convention: int = 0):
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError("depth and width must be positive")
+        if conventions < 0 or not (0 <= convention < max(1, conventions)):
+            raise ValueError(f"convention {convention} is not one of the {conventions} conventions")
         chans = [width * 2**i for i in range(depth + 1)]
         self.depth = depth
+        self.conventions, self.convention = conventions, convention
         self.down = nn.ModuleList()
-        cin = in_channels
+        cin = in_channels + conventions
         for c in chans[:-1]:
             self.down.append(ConvBlock(cin, c, norm))
             cin = c
@@ -91,7 +99,9 @@ class UNet(nn.Module):
             self.dec.append(ConvBlock(2 * c_lo, c_lo, norm))
         self.head = nn.Conv2d(chans[0], 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, convention: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conventions:
+            x = self._with_convention_planes(x, convention)
         skips = []
         for block in self.down:
             x = block(x)
@@ -101,6 +111,14 @@ class UNet(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+    def _with_convention_planes(self, x: torch.Tensor, convention: torch.Tensor | None) -> torch.Tensor:
+        """``x`` with one constant plane per convention appended: 1 for the image's convention, else 0."""
+        if convention is None:
+            convention = torch.full((x.shape[0],), self.convention, dtype=torch.long, device=x.device)
+        planes = nn.functional.one_hot(convention.long(), self.conventions).to(x.dtype)
+        planes = planes[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return torch.cat([x, planes], 1).contiguous(memory_format=torch.channels_last)
 
 
 class SegNet(nn.Module):

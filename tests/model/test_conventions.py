@@ -1,0 +1,84 @@
+"""A U-Net told which outline convention to draw: extra one-hot input planes, stored in the model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nevus_seg import build_model, load_model, network_map, save_model, segment
+from napari_nevus_seg.io.synthetic import synthetic_lesion_image
+
+
+def _plain_and_conditioned(conventions: int = 3):
+    torch.manual_seed(0)
+    plain = build_model(width=4, depth=2)
+    cond = build_model(width=4, depth=2, conventions=conventions)
+    state = dict(plain.net.state_dict())
+    w = state["down.0.0.weight"]
+    state["down.0.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], conventions, *w.shape[2:])], 1)
+    cond.net.load_state_dict(state)
+    return plain.net.eval(), cond.net.eval()
+
+
+def test_zero_convention_weights_leave_the_plain_network_unchanged():
+    plain, cond = _plain_and_conditioned()
+    x = torch.randn(2, 3, 32, 32)
+    for k in range(3):
+        torch.testing.assert_close(cond(x, torch.tensor([k, k])), plain(x))
+
+
+def test_each_image_gets_its_own_convention_plane():
+    _, cond = _plain_and_conditioned()
+    with torch.no_grad():
+        cond.down[0][0].weight[:, 3:] = 0.0
+        cond.down[0][0].weight[:, 5] = 1.0   # only convention 2's plane reaches the network
+    x = torch.randn(1, 3, 32, 32).expand(2, -1, -1, -1)
+    out = cond(x, torch.tensor([0, 2]))
+    assert not torch.allclose(out[0], out[1])
+    torch.testing.assert_close(cond(x[:1], torch.tensor([2])), out[1:])
+    cond.convention = 2   # the stored default is what the inference pipeline gets
+    torch.testing.assert_close(cond(x[:1]), out[1:])
+    cond.convention = 0
+    torch.testing.assert_close(cond(x[:1]), out[:1])
+
+
+def test_the_convention_travels_with_the_model_file(tmp_path):
+    torch.manual_seed(1)
+    model = build_model(width=4, depth=2, conventions=2, convention=1)
+    model.net.eval()
+    loaded = load_model(save_model(model, tmp_path / "m.pt"))
+    assert loaded.net.conventions == 2 and loaded.net.convention == 1 and loaded.config["convention"] == 1
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x), model.net(x, torch.tensor([1])))
+        assert not torch.allclose(loaded.net(x), model.net(x, torch.tensor([0])))
+
+
+def test_the_pipeline_segments_with_a_conditioned_model():
+    model = build_model(width=4, depth=2, conventions=3, convention=2)
+    img = synthetic_lesion_image(seed=0, shape=(96, 128)).image
+    labels = segment(img, model=model, refine=False, device="cpu")
+    assert labels.shape == img.shape[:2] and labels.dtype.kind in "iu"
+
+
+@pytest.mark.parametrize("conventions, convention", [(-1, 0), (2, 2), (0, 1)])
+def test_impossible_conventions_are_refused(conventions, convention):
+    with pytest.raises(ValueError, match="convention"):
+        build_model(conventions=conventions, convention=convention)
+
+
+def test_changing_the_convention_in_place_changes_the_outline():
+    torch.manual_seed(2)
+    model = build_model(width=4, depth=2, conventions=2, convention=0)
+    with torch.no_grad():
+        model.net.down[0][0].weight[:, 3] = 0.0
+        model.net.down[0][0].weight[:, 4] = 5.0
+    img = synthetic_lesion_image(seed=0, shape=(96, 128)).image
+
+    first = network_map(img, model=model, device="cpu")[1].numpy()
+    model.net.convention = 1   # the inference copy of the network must not keep the old convention
+    second = network_map(img, model=model, device="cpu")[1].numpy()
+    assert not np.allclose(first, second)
+    model.net.convention = 0
+    np.testing.assert_array_equal(network_map(img, model=model, device="cpu")[1].numpy(), first)
