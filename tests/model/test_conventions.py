@@ -82,3 +82,21 @@ def test_changing_the_convention_in_place_changes_the_outline():
     assert not np.allclose(first, second)
     model.net.convention = 0
     np.testing.assert_array_equal(network_map(img, model=model, device="cpu")[1].numpy(), first)
+
+
+def test_fine_tuning_a_conditioned_model_keeps_its_convention_and_teaches_it():
+    from napari_nevus_seg import dice, fine_tune
+
+    torch.manual_seed(3)
+    base = build_model(width=4, depth=2, conventions=2, convention=1,
+                       preprocess={"size": 48, "mean": [0.5] * 3, "std": [0.25] * 3})
+    cases = [synthetic_lesion_image(seed=s, shape=(60, 80)) for s in range(8)]
+    images, masks = [c.image for c in cases], [c.labels for c in cases]
+    before = np.mean([dice(segment(i, model=base, refine=False, device="cpu") > 0, m > 0)
+                      for i, m in zip(images, masks)])
+    tuned = fine_tune(images, masks, base=base, device="cpu", epochs=6, steps_per_epoch=6, lr=3e-3,
+                      patience=None, blend=1.0, replay=0, holdout=0.25)
+    assert tuned.net.conventions == 2 and tuned.net.convention == 1 and tuned.config["convention"] == 1
+    after = np.mean([dice(segment(i, model=tuned, refine=False, device="cpu") > 0, m > 0)
+                     for i, m in zip(images, masks)])
+    assert after > before + 0.2, (before, after)
