@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import json
 import math
 import sys
 import time
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_model2 import DATA, campaign_sets, concat, tightened_cached
+from train_model2 import DATA, campaign_sets, concat, log_row, tightened_cached
 
 from napari_nevus_seg.inference.metrics import score_pairs
 from napari_nevus_seg.inference.preprocess import normalise
@@ -203,14 +201,7 @@ def main() -> None:
             for refine in (True, False):
                 row[f"ph2_tight_{'refined' if refine else 'unrefined'}"] = score_pairs(
                     (segment(img, model=tight, device="cpu", refine=refine) > 0, m) for img, m in ph2)["dice"]
-            row = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-            print(json.dumps(row), flush=True)
-            new = not log.exists()
-            with open(log, "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+            log_row(log, fields, row)
             save("last.pt")
             save(f"epoch{row['epoch']}.pt")
             running, n_run = 0.0, 0

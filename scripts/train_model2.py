@@ -83,6 +83,18 @@ class CampaignSets(NamedTuple):
     held: set
 
 
+def log_row(path: Path, fields: list[str], row: dict) -> None:
+    """Print one epoch's ``row`` (floats rounded to 4 places) and append it to the CSV ``path``."""
+    row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+    print(json.dumps(row), flush=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 def tightened_cached(pairs: PairSet, cache: Path | None) -> PairSet:
     """``pairs`` with each mask moved onto its image's pigment edge (``tightened``), read from ``cache``
     when it holds the same images (the tightening of ~10,000 pairs takes minutes), else computed and saved."""
@@ -203,14 +215,7 @@ def main() -> None:
             row["ph2_dice"] = score_pairs((segment(img, model=model, device="cpu") > 0, m)
                                           for _, img, m in ph2)["dice"]
         model.net.train()
-        row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-        print(json.dumps(row), flush=True)
-        new = not log_path.exists()
-        with open(log_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        log_row(log_path, fields, row)
 
     if not (run / "last.pt").exists() and not log_path.exists():  # the starting point, as epoch 0
         progress({"stage": "val", "epoch": 0, "seconds": 0.0, "loss": None, **{f"val_{k}": v for k, v in evaluate(model, va).items()}})
