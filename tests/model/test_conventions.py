@@ -53,6 +53,11 @@ def test_the_convention_travels_with_the_model_file(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.net(x), model.net(x, torch.tensor([1])))
         assert not torch.allclose(loaded.net(x), model.net(x, torch.tensor([0])))
+    loaded.net.convention = 0   # changed in place: saved as changed
+    again = load_model(save_model(loaded, tmp_path / "m0.pt"))
+    assert again.net.convention == 0 and again.config["convention"] == 0
+    with torch.no_grad():
+        torch.testing.assert_close(again.net(x), model.net(x, torch.tensor([0])))
 
 
 def test_the_pipeline_segments_with_a_conditioned_model():

@@ -188,10 +188,13 @@ class LesionModel:
         return sum(p.numel() for p in self.net.parameters())
 
     def to_checkpoint(self) -> dict[str, Any]:
+        config = dict(self.config)
+        if getattr(self.net, "conventions", 0):   # the outline convention the network draws now
+            config["convention"] = self.net.convention
         return {
             "format": CHECKPOINT_FORMAT,
             "arch": self.arch,
-            "config": dict(self.config),
+            "config": config,
             "preprocess": dict(self.preprocess),
             "meta": dict(self.meta),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
