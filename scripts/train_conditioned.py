@@ -191,13 +191,13 @@ def main() -> None:
             net.eval()
             row = {"epoch": step // args.steps, "step": step, "seconds": round(time.time() - t_start, 1),
                    "loss": round(running / n_run, 4)}
-            s = evaluate(as_convention(model, 0), data.isic_va)
+            isic, ham, tight = (as_convention(model, k) for k in range(len(CONVENTIONS)))
+            s = evaluate(isic, data.isic_va)
             row.update(isic_dice=s["dice"], isic_jaccard=s["jaccard"])
-            row["ham_dice"] = evaluate(as_convention(model, 1), data.ham_va)["dice"]
-            row["ham_bcc_akiec_dice"] = evaluate(as_convention(model, 1), data.ham_va.subset(ham_dx))["dice"]
-            row["isic_as_tight_jaccard"] = evaluate(as_convention(model, 2), data.isic_va)["jaccard"]
-            row["ham_as_tight_dice"] = evaluate(as_convention(model, 2), data.ham_va)["dice"]
-            tight = as_convention(model, 2)
+            row["ham_dice"] = evaluate(ham, data.ham_va)["dice"]
+            row["ham_bcc_akiec_dice"] = evaluate(ham, data.ham_va.subset(ham_dx))["dice"]
+            row["isic_as_tight_jaccard"] = evaluate(tight, data.isic_va)["jaccard"]
+            row["ham_as_tight_dice"] = evaluate(tight, data.ham_va)["dice"]
             for refine in (True, False):
                 row[f"ph2_tight_{'refined' if refine else 'unrefined'}"] = score_pairs(
                     (segment(img, model=tight, device="cpu", refine=refine) > 0, m) for img, m in ph2)["dice"]
