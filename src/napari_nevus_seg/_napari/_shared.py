@@ -10,7 +10,6 @@ The training code is imported when it is used, not with this module.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushBut
 from napari_nevus_seg._napari._controls import session_sync
 from napari_nevus_seg._napari._layers import SOURCE_KEY, image_data_rgb, layer_array, source_id
 from napari_nevus_seg.io.text import plural
+from napari_nevus_seg.io.warning_capture import recorded_warnings
 
 if TYPE_CHECKING:
     from napari_nevus_seg.training.store import TrainingStore
@@ -153,8 +153,7 @@ class TrainingSetPanel(QWidget):
         """Add the current (image, labels) pair; returns the stored name. Errors go to a notification."""
         image, labels = self._get_layers()
         img, mask = pair_from_layers(image, labels)
-        with warnings.catch_warnings(record=True) as caught:   # e.g. an empty mask: shown, not lost in a log
-            warnings.simplefilter("always")
+        with recorded_warnings() as caught:   # e.g. an empty mask: shown, not lost in a log
             pair = self.store.add(img, mask, image.name)
         for w in caught:
             show_warning(str(w.message))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from napari_nevus_seg.batch.options import FORMATS, SUFFIX, BatchOptions
 from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.text import about
+from napari_nevus_seg.io.warning_capture import recorded_warnings
 
 
 @dataclass(frozen=True)
@@ -213,12 +213,12 @@ def process_one(task: ImageTask, opts: BatchOptions) -> ImageResult:
     Used whole by Dask workers. An image whose output already exists is skipped (unless
     ``opts.overwrite``); with ``opts.measure`` it is still measured from the existing labels. The
     warnings raised meanwhile (a grayscale image, ...) travel in the result's ``warnings``, so that the
-    caller shows them instead of a worker's log (recorded with ``warnings.catch_warnings``, which Python
-    keeps per process: with several threads per worker, one image's warning may land in another's result).
+    caller shows them instead of a worker's log (recorded per thread by
+    :func:`~napari_nevus_seg.io.warning_capture.recorded_warnings`: a Dask worker may run several images
+    at once, and each result gets its own image's warnings).
     """
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         try:
             with about(task.name), opts.deadline().running():
                 result = _process(task, opts, t0)
