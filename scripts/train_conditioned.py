@@ -15,6 +15,9 @@ and logs per-epoch scores per convention to ``--log``:
 
     python scripts/train_conditioned.py --run runs/cond --log docs/training_logs/cond.csv \
         --init runs/m2-w16-ep12.pt --epochs 4 --steps 750 --lr 3e-4
+
+``--widen 24`` first grows the initial width-16 network to width 24 (Net2WiderNet, same output at the
+start: ``napari_nevus_seg.training.widen``), for the capacity comparison at equal training time.
 """
 
 from __future__ import annotations
@@ -44,13 +47,15 @@ from napari_nevus_seg.training.data import PairSet
 from napari_nevus_seg.training.loop import evaluate
 from napari_nevus_seg.training.losses import segmentation_loss
 from napari_nevus_seg.training.replay import synthetic_pairs
+from napari_nevus_seg.training.widen import widen_unet
 
 CONVENTIONS = ("isic", "ham", "tight")
 
 
-def from_plain(path: str) -> LesionModel:
+def from_plain(path: str, width: int | None = None) -> LesionModel:
     """A U-Net with one input plane per convention that starts as the 3-channel model in ``path`` for
-    every convention (the new planes' weights are zero)."""
+    every convention (the new planes' weights are zero); with ``width`` above the model's, grown to that
+    width by :func:`~napari_nevus_seg.training.widen.widen_unet` (same output, copies jittered by 1 %)."""
     plain = load_checkpoint(path)
     cfg = {k: v for k, v in plain.config.items() if k in ("width", "depth", "norm")}
     model = build_model("unet", default_preprocess(plain.input_size), conventions=len(CONVENTIONS), **cfg)
@@ -58,6 +63,9 @@ def from_plain(path: str) -> LesionModel:
     w = state["down.0.0.weight"]
     state["down.0.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], len(CONVENTIONS), *w.shape[2:])], 1)
     model.net.load_state_dict(state)
+    if width is not None and width != model.config.get("width", 16):
+        model.net = widen_unet(model.net, width, noise=0.01)
+        model.config["width"] = width
     return model
 
 
@@ -77,8 +85,9 @@ def _state(saved: dict) -> dict:
 
 def export(run_file: Path, out: Path, convention: str, init: str) -> None:
     """Write the network of ``run_file`` fixed to ``convention`` as a model file ``load_model`` reads."""
-    model = from_plain(init)
-    model.net.load_state_dict(_state(torch.load(run_file, weights_only=True)))
+    saved = torch.load(run_file, weights_only=True)
+    model = from_plain(init, saved.get("config", {}).get("width"))
+    model.net.load_state_dict(_state(saved))
     fixed = as_convention(model, CONVENTIONS.index(convention), {
         "name": f"conditioned-{convention}", "init": init, "run_checkpoint": str(run_file),
         "training_data": "ISIC 2017 Challenge Part 1 training set (1800 train / 200 validation, split seed 0) + "
@@ -120,6 +129,8 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=200)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--widen", type=int, default=None, help="grow the initial network to this width first "
+                    "(Net2WiderNet: same output at the start; e.g. 24 from a width-16 model)")
     ap.add_argument("--export", default=None, help="a run checkpoint to write as a model file (with --out, "
                     "--convention) instead of training")
     ap.add_argument("--out", default=None)
@@ -139,7 +150,7 @@ def main() -> None:
 
     dev = resolve_device("auto")
     amp = autocast_dtype(dev)
-    model = from_plain(args.init)
+    model = from_plain(args.init, args.widen)
     net = model.net.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     total, warm = args.epochs * args.steps, max(1, args.steps // 4)
