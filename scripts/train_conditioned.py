@@ -63,7 +63,7 @@ def from_plain(path: str, width: int | None = None) -> LesionModel:
     w = state["down.0.0.weight"]
     state["down.0.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], len(CONVENTIONS), *w.shape[2:])], 1)
     model.net.load_state_dict(state)
-    if width is not None and width != model.config.get("width", 16):
+    if width is not None and width != model.net.down[0][0].out_channels:
         model.net = widen_unet(model.net, width, noise=0.01)
         model.config["width"] = width
     return model
@@ -150,6 +150,8 @@ def main() -> None:
 
     dev = resolve_device("auto")
     amp = autocast_dtype(dev)
+    if args.widen is None and (run / "last.pt").is_file():   # a widened run resumes at its own width
+        args.widen = torch.load(run / "last.pt", weights_only=True).get("config", {}).get("width")
     model = from_plain(args.init, args.widen)
     net = model.net.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)

@@ -58,6 +58,8 @@ def test_noise_moves_the_output_a_little_and_the_copies_apart():
     assert 0 < diff < 0.1
     wide = widen_unet(narrow, 8, noise=0.01)
     w = wide.down[0][0].weight
+    # the original channels are untouched (only copies are jittered)
+    assert torch.equal(w[:4], widen_unet(narrow, 8).down[0][0].weight[:4])
     # every added channel is a jittered copy of an original one, never an exact one
     originals = w[:4].reshape(4, -1)
     for row in w[4:].reshape(4, -1):

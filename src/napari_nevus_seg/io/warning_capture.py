@@ -9,12 +9,15 @@ list nobody reads (silently lost). That happens with a Dask worker of several th
 
 :func:`recorded_warnings` instead installs one dispatcher for as long as any thread records (a count under
 a lock): each warning goes to the innermost recorder of the thread that raised it, and a warning raised
-where nothing records goes where it would have gone without this module. While any thread records, the
-filter is "always" (each image's warnings are recorded, not only the first of a kind in the process).
+where nothing records goes where it would have gone without this module. While any thread records, an
+"always" filter is in front (each image's warnings are recorded, not only the first of a kind in the
+process). When the last recorder leaves, only these two changes are undone (the filter entry removed if
+it is still there, the dispatcher replaced if it is still installed): whatever other code did to the
+warnings state meanwhile stays, so a snapshot of an older state is never put back.
 
-Limit: other code that swaps ``warnings.showwarning`` meanwhile (a library's own ``catch_warnings``
-in another thread) can still divert some warnings to the log for a moment; none is swallowed, since the
-dispatcher passes on whatever it cannot attribute. No Qt or napari here.
+Limit: other code that swaps ``warnings.showwarning`` meanwhile (``catch_warnings`` in another thread,
+entered before a recorder and left during it) takes the dispatcher away until the next recorder starts:
+those warnings reach the log, not the result. No Qt or napari here.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from collections.abc import Iterator
 
 _LOCK = threading.Lock()
 _LOCAL = threading.local()
-#: recorders in use, the catch_warnings that restores the state of before, and where unrecorded warnings go
-_STATE: dict = {"active": 0, "saved": None, "passthrough": warnings.showwarning}
+#: recorders in use, the filter entry this module put in front, and where unrecorded warnings go
+_STATE: dict = {"active": 0, "filter": None, "passthrough": warnings.showwarning}
 
 
 def _recorders() -> list[list[warnings.WarningMessage]]:
@@ -53,6 +56,37 @@ def _dispatch(message, category, filename, lineno, file=None, line=None) -> None
         original(message, category, filename, lineno, file, line)
 
 
+def _filters_changed() -> None:
+    """Tell the warnings machinery that the filter list changed (its caches of past decisions)."""
+    for name in ("_filters_mutated", "_filters_mutated_lock_held"):
+        hook = getattr(warnings, name, None)
+        if hook is not None:
+            hook()
+            return
+
+
+def _install() -> None:
+    if warnings.showwarning is not _dispatch:       # not a stale dispatcher left by someone else's exit
+        _STATE["passthrough"] = warnings.showwarning
+    # an entry of its own (simplefilter would take over an equal entry someone else put there)
+    entry = ("always", None, Warning, None, 0)
+    warnings.filters.insert(0, entry)
+    _filters_changed()
+    _STATE["filter"] = entry
+    warnings.showwarning = _dispatch
+
+
+def _uninstall() -> None:
+    entry, _STATE["filter"] = _STATE["filter"], None
+    for i, f in enumerate(warnings.filters):
+        if f is entry:
+            del warnings.filters[i]
+            _filters_changed()
+            break
+    if warnings.showwarning is _dispatch:
+        warnings.showwarning = _STATE["passthrough"]
+
+
 @contextlib.contextmanager
 def recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """Context manager: yields the list that receives the warnings this thread raises inside it.
@@ -62,13 +96,7 @@ def recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
     caught: list[warnings.WarningMessage] = []
     with _LOCK:
         if _STATE["active"] == 0:
-            saved = warnings.catch_warnings()
-            saved.__enter__()                   # remembers the filters and showwarning as they are now
-            _STATE["saved"] = saved
-            if warnings.showwarning is not _dispatch:   # a stale dispatcher put back by someone else's exit
-                _STATE["passthrough"] = warnings.showwarning
-            warnings.simplefilter("always")
-            warnings.showwarning = _dispatch
+            _install()
         _STATE["active"] += 1
     _recorders().append(caught)
     try:
@@ -78,5 +106,4 @@ def recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
         with _LOCK:
             _STATE["active"] -= 1
             if _STATE["active"] == 0:
-                _STATE["saved"].__exit__(None, None, None)   # the filters and showwarning of before
-                _STATE["saved"] = None
+                _uninstall()

@@ -9,9 +9,9 @@ capacity, instead of from scratch (hours of CPU for this project's campaigns).
 In a U-Net every channel space is written by one layer (a convolution with its normalisation, or the
 up-convolution) and read by one or two (the next convolution; a skip connection's decoder block, whose
 input is the concatenation [up-sampled, skip]). :func:`widen_unet` maps each space, copies the writers'
-weights and normalisation statistics by the map and rescales the readers. Batch normalisation and no
-normalisation are supported (group and instance normalisation mix channels' statistics: not
-function-preserving). ``noise`` multiplies the copied channels' incoming weights by ``1 + noise * N(0, 1)``
+weights and normalisation statistics by the map and rescales the readers. Batch normalisation (the
+project's models) and no normalisation are supported; group normalisation mixes channels' statistics, so
+copied channels would change it, and instance normalisation is not handled. ``noise`` multiplies the copied channels' incoming weights by ``1 + noise * N(0, 1)``
 so that the copies do not stay identical under training (they get identical gradients otherwise); with
 ``noise=0`` the output is the same up to rounding (tested). No Qt or napari here.
 """
@@ -48,11 +48,11 @@ class _Space:
         scale = (1.0 / self.copies)[self.index]
         shape = [1] * w.dim()
         shape[dim] = -1
-        return w.index_select(dim, self.index) * scale.view(shape).to(w.dtype)
+        return w.index_select(dim, self.index.to(w.device)) * scale.view(shape).to(w.device, w.dtype)
 
     def write(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
         """Weights, biases or statistics that produce this space along ``dim``: copied."""
-        return t.index_select(dim, self.index)
+        return t.index_select(dim, self.index.to(t.device))
 
 
 def _identity(channels: int) -> _Space:
@@ -87,7 +87,7 @@ def _jitter(w: torch.Tensor, space: _Space | None, noise: float, gen: torch.Gene
     sl = [slice(None)] * w.dim()
     sl[dim] = slice(space.old, None)
     part = w[tuple(sl)]
-    w[tuple(sl)] = part * (1 + noise * torch.randn(part.shape, generator=gen, dtype=part.dtype))
+    w[tuple(sl)] = part * (1 + noise * torch.randn(part.shape, generator=gen, dtype=part.dtype).to(part.device))
     return w
 
 
