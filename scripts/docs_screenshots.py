@@ -149,6 +149,33 @@ def small_lesion() -> None:
     viewer.close()
 
 
+def convention() -> None:
+    """The "Segment lesions" dock with a model of two outline conventions chosen (a test model built from the
+    default one, saved to a temporary library), "loose" picked and segmented (docs/images/segment_convention.png)."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conditioned import conditioned_default
+
+    from napari_nevus_seg import synthetic_lesion_image
+    from napari_nevus_seg.model.library import ModelLibrary
+
+    os.environ["NEVUS_SEG_MODEL_DIR"] = tempfile.mkdtemp(prefix="nevus-seg-shots-")
+    ModelLibrary().save(conditioned_default(), "two conventions (example)")
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 860)
+    viewer.add_image(synthetic_lesion_image(seed=4, shape=(384, 512)).image, name="skin", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lesions")
+    widget.model_combo.setCurrentIndex(widget.model_combo.findText("two conventions (example)"))
+    widget.convention.combo.setCurrentIndex(widget.convention.combo.findText("loose"))
+    _settle(viewer)
+    widget.run_button.click()   # as a user does
+    _wait(widget, 120)
+    viewer.layers["skin lesions"].contour = 2
+    _grab(viewer, "segment_convention.png")
+    viewer.close()
+
+
 def _wait(widget, limit_s=600):
     import time
 
@@ -307,3 +334,5 @@ if __name__ == "__main__":
         fine_tune_widget()
     if "small_lesion" in what:
         small_lesion()
+    if "convention" in what:
+        convention()

@@ -534,3 +534,39 @@ def test_the_refine_box_follows_the_chosen_model(make_napari_viewer, qtbot, tmp_
                                   segment(viewer.layers["skin"].data, device="cpu", refine=False))
     w.model_combo.setCurrentIndex(w.model_combo.findText("Default"))
     assert w.refine.isChecked()
+
+
+def test_a_conditioned_model_shows_its_outline_conventions(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Choosing a model of several outline conventions shows them (hidden for the default model); choosing
+    one sets the refinement box as that convention says, and Segment draws it."""
+    from conditioned import conditioned_default
+
+    from napari_nevus_seg.model.library import ModelLibrary
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    ModelLibrary().save(conditioned_default(), "two conventions")
+    viewer = make_napari_viewer()
+    img = synthetic_lesion_image(seed=4, shape=(192, 256)).image
+    viewer.add_image(img, name="skin", rgb=True)
+    w = make_widget(viewer)
+    assert w.convention.isHidden() and w.options().convention is None
+    w.model_combo.setCurrentIndex(w.model_combo.findText("two conventions"))   # as a choice in the list
+    combo = w.convention.combo
+    assert not w.convention.isHidden()
+    assert [combo.itemText(i) for i in range(combo.count())] == ["loose", "tight"]
+    assert combo.itemData(0, Qt.ItemDataRole.ToolTipRole) == "a little outside the pigment"
+    assert combo.currentText() == "tight" and w.refine.isChecked()    # the model's stored convention
+    combo.setCurrentIndex(combo.findText("loose"))
+    assert not w.refine.isChecked()                                    # "loose" is not refined
+    run_and_wait(qtbot, w)
+    model = ModelLibrary().load("two conventions")
+    loose = segment(img, model=model, convention="loose", device="cpu")
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data, loose)
+    combo.setCurrentIndex(combo.findText("tight"))
+    assert w.refine.isChecked()
+    run_and_wait(qtbot, w)                              # the kept map was the other convention's: run again
+    tight = segment(img, model=model, convention="tight", device="cpu")
+    assert not np.array_equal(loose, tight)
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data, tight)
+    w.model_combo.setCurrentIndex(w.model_combo.findText("Default"))
+    assert w.convention.isHidden() and w.options().convention is None and w.refine.isChecked()

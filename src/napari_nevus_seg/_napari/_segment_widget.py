@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_nevus_seg import available_devices, labels_from_map, load_model, network_map, segment
 from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
+from napari_nevus_seg._napari._convention_choice import ConventionChoice
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
 from napari_nevus_seg._napari._layers import (
@@ -93,7 +94,7 @@ def map_key(options: SegmentOptions) -> tuple:
         stamp = os.stat(model).st_mtime_ns if isinstance(model, (str, os.PathLike)) else id(model)
     except OSError:
         stamp = None
-    return (str(model), stamp, options.device, options.tta)
+    return (str(model), stamp, options.device, options.tta, options.convention)
 
 
 def _reporter(cancel: CancelToken | None, progress: Callable[[dict], None] | None) -> Callable[[int, int, str], None]:
@@ -108,6 +109,8 @@ def _reporter(cancel: CancelToken | None, progress: Callable[[dict], None] | Non
 def _loaded_model(options: SegmentOptions, cancel: CancelToken | None) -> Any:
     model = options.model
     model = load_model(model) if not hasattr(model, "net") else model
+    if options.convention is not None:
+        model = model.with_convention(options.convention)
     if cancel is not None:
         cancel.raise_if_set("cancelled (model loaded)")
     return model
@@ -217,6 +220,7 @@ class SegmentWidget(QWidget):
 
         self.image_combo = LayerCombo(viewer, Image)
         self.model_combo = ModelChoice()
+        self.convention = ConventionChoice()
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *available_devices()])
         self.device_combo.setToolTip("auto: CUDA GPU, then Apple MPS, then CPU")
@@ -261,6 +265,7 @@ class SegmentWidget(QWidget):
         form.addRow("Device:", self.device_combo)
         form.addRow("Threshold:", self.threshold)
         form.addRow("Min lesion size:", self.min_size)
+        form.addRow(self.convention.label, self.convention.combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -276,7 +281,9 @@ class SegmentWidget(QWidget):
         self.task = BackgroundJob(self, "Segment lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
                                   on_cancelled=lambda target: f"Cancelled; {target.image.name!r} unchanged")
-        self.model_combo.currentIndexChanged.connect(lambda *_: self._follow_model())
+        self.model_combo.currentIndexChanged.connect(lambda *_: self._follow(self.convention.show_for(
+            self.model_combo.model_ref())))
+        self.convention.changed.connect(lambda: self._follow(self.convention.refines()))
         self.run_button.clicked.connect(lambda: self.run())
         self.run_button.setToolTip(f"Segment the chosen image ({shortcut_text('segment')} in the viewer)")
         bind_shortcut(self, viewer, "segment", self.run)
@@ -297,13 +304,11 @@ class SegmentWidget(QWidget):
         if isinstance(active, Image) and KIND_KEY not in active.metadata:
             self.image_combo.select(active.name)
 
-    def _follow_model(self) -> None:
-        """Tick the refinement box as the chosen model says (a fine-tuned model records its users' convention)."""
-        try:
-            refines = load_model(self.model_combo.model_ref()).refines
-        except Exception:  # noqa: BLE001 - an unreadable model is reported when it is used, not here
-            return
-        self.refine.setChecked(refines)
+    def _follow(self, refines: bool | None) -> None:
+        """Tick the refinement box as the chosen model (and outline convention) says: a fine-tuned model
+        records its users' convention, a conditioned model one per convention; None: the model was unreadable."""
+        if refines is not None:
+            self.refine.setChecked(refines)
 
     def options(self) -> SegmentOptions:
         """The segmentation settings chosen in the widget."""
@@ -311,7 +316,7 @@ class SegmentWidget(QWidget):
                               threshold=float(self.threshold.value()), tta=self.tta.isChecked(),
                               min_size=int(self.min_size.value()) or None,
                               largest_only=self.largest_only.isChecked(), refine=self.refine.isChecked(),
-                              zoom_small=self.zoom_small.isChecked())
+                              zoom_small=self.zoom_small.isChecked(), convention=self.convention.value())
 
     def run(self):
         """Segment the chosen image layer in a worker thread; returns the worker (None if nothing started)."""

@@ -58,7 +58,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    options: SegmentOptions | None = None, *,
                    model: Any = DEFAULT, device: str = DEFAULT, threshold: float = DEFAULT, tta: bool = DEFAULT,
                    min_size: int | None = DEFAULT, largest_only: bool = DEFAULT, refine: bool = DEFAULT,
-                   zoom_small: bool = DEFAULT, fmt: str = "tif", measure: str | os.PathLike | None = None,
+                   zoom_small: bool = DEFAULT, convention: str | None = DEFAULT, fmt: str = "tif",
+                   measure: str | os.PathLike | None = None,
                    pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
                    recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
                    client: Any = None, threads_per_worker: int = 1, readers: int = 2,
@@ -81,10 +82,10 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
         The output folder (created).
     options
         How to segment (:class:`~napari_nevus_seg.inference.options.SegmentOptions`). The keywords
-        ``model``, ``device``, ``threshold``, ``tta``, ``min_size``, ``largest_only``, ``refine`` and
-        ``zoom_small`` give the same settings one by one instead (defaults: those of ``SegmentOptions``); giving
-        ``options`` and any of them is a TypeError.
-    model, device, threshold, tta, min_size, largest_only, refine, zoom_small
+        ``model``, ``device``, ``threshold``, ``tta``, ``min_size``, ``largest_only``, ``refine``,
+        ``zoom_small`` and ``convention`` give the same settings one by one instead (defaults: those of
+        ``SegmentOptions``); giving ``options`` and any of them is a TypeError.
+    model, device, threshold, tta, min_size, largest_only, refine, zoom_small, convention
         As in :func:`~napari_nevus_seg.inference.pipeline.segment`; ``model`` is a loaded model, a
         file path or None (the default model).
     fmt
@@ -139,7 +140,7 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     t0 = time.perf_counter()
     segment = merge_segment_options(options, model=model, device=device, threshold=threshold, tta=tta,
                                     min_size=min_size, largest_only=largest_only, refine=refine,
-                                    zoom_small=zoom_small)
+                                    zoom_small=zoom_small, convention=convention)
     execution = Execution(workers, scheduler, client, threads_per_worker, readers, refine_workers)
     check_settings(segment, fmt, pixel_size_mm, execution)
     time_limit_s = checked_time_limit(time_limit_s)
@@ -233,6 +234,11 @@ def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions,
     if measure is not None:
         check_measure_path(measure, tasks)
     loaded = resolve_model(segment.model)    # fails here, once, for a bad model file
+    if segment.convention is not None:   # a convention the model does not know: refused here, once
+        try:
+            loaded = loaded.with_convention(segment.convention)
+        except ValueError as exc:
+            raise BatchSetupError(str(exc)) from None
     check_output_folder(out)  # created only once the inputs and the model are known to be good
     for folder in {Path(t.output_stem).parent for t in tasks}:   # what runs killed here earlier left behind
         remove_stale_temporaries(folder)

@@ -102,7 +102,7 @@ class RefinePool:
         from napari_nevus_seg.inference.refine import refine_inputs, refine_outline
 
         seg = opts.segment
-        plane, prob_small = network_map(img, model=model, device=seg.device, tta=seg.tta)
+        plane, prob_small = network_map(img, model=model, device=seg.device, tta=seg.tta, convention=seg.convention)
         small, prob, work_min = refine_inputs(plane, prob_small, seg.min_size)
         future = self._pool.submit(refine_outline, small, prob, seg.threshold, work_min, seg.largest_only)
         return PendingLabels(future, plane, opts, model)

@@ -83,6 +83,9 @@ def add_segment_parser(sub) -> None:
                              "visible pigment edge, unless a fine-tuned model found its outlines better unrefined)")
     refine.add_argument("--refine", action="store_true", dest="refine", default=None,
                         help="refine the outline onto the visible pigment edge whatever the model says")
+    p.add_argument("--convention", metavar="NAME", default=None,
+                   help="for a model that draws several outline conventions (listed by: nevus-seg models list), the "
+                        "one to draw (default: the model's own)")
     p.add_argument("--no-zoom", action="store_false", dest="zoom_small",
                    help="do not look again at lesions under 5%% of the frame on a zoomed crop (default: look again)")
     p.add_argument("--format", choices=("tif", "png"), default="tif", dest="fmt",
@@ -124,7 +127,7 @@ def run_segment(args: argparse.Namespace) -> int:
             raise SetupError(str(exc)) from None
     options = SegmentOptions(model=resolve_model_arg(args.model), device=args.device, threshold=args.threshold,
                              tta=args.tta, min_size=args.min_size, largest_only=args.largest_only,
-                             refine=args.refine, zoom_small=args.zoom_small)
+                             refine=args.refine, zoom_small=args.zoom_small, convention=args.convention)
     bar = ProgressBar("segment", enabled=not args.quiet)
     failed = 0
 

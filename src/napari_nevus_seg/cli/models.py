@@ -56,6 +56,9 @@ def describe_model(meta: dict[str, Any]) -> str:
                            if isinstance(v, float) and not isinstance(v, bool))
         if scores:
             parts.append(f"fine-tune: {scores}")
+    names = meta.get("conventions")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        parts.append(f"outline conventions {printable(', '.join(names), 80)} (--convention)")
     best = meta.get("best_val")
     dice = best.get("dice") if isinstance(best, dict) else None
     if isinstance(dice, (int, float)) and not isinstance(dice, bool):   # a shared file may hold anything here

@@ -47,6 +47,9 @@ class SegmentOptions:
     zoom_small
         Look again at each lesion under 5 % of the frame on a zoomed crop and keep that outline
         (:mod:`~napari_nevus_seg.inference.zoom`).
+    convention
+        For a model of several outline conventions (:attr:`~napari_nevus_seg.model.networks.LesionModel.conventions`),
+        the one to draw; None: the one stored in the model. A model of one convention refuses any.
     """
 
     model: Any = None
@@ -57,6 +60,7 @@ class SegmentOptions:
     largest_only: bool = False
     refine: bool | None = None
     zoom_small: bool = True
+    convention: str | None = None
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""

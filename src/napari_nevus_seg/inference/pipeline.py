@@ -153,9 +153,15 @@ def _uniform(pr: torch.Tensor, plane: np.ndarray, index: int, n_planes: int) -> 
     return torch.zeros_like(pr)
 
 
-def _setup(img, model, device) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
-    planes, stacked = _as_planes(img)
+def with_convention(model: LesionModel | str | os.PathLike | None, convention: str | int | None) -> LesionModel:
+    """The model (loaded if a path or None) drawing ``convention``; as it is when ``convention`` is None."""
     m = as_model(model)
+    return m if convention is None else m.with_convention(convention)
+
+
+def _setup(img, model, device, convention=None) -> tuple[list[np.ndarray], bool, LesionModel, torch.device]:
+    planes, stacked = _as_planes(img)
+    m = with_convention(model, convention)
     dev = resolve_device(device)
     if dev.type == "cpu":
         use_all_cpu_threads()
@@ -182,9 +188,10 @@ def labels_from_refined(refined, shape: tuple[int, int], min_size: int | None = 
 
 
 def network_map(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
-                device: str | torch.device = "auto", tta: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+                device: str | torch.device = "auto", tta: bool = False,
+                convention: str | int | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """The first half of :func:`segment` for one (H, W, 3) image: (uint8 image, the network's small map)."""
-    planes, stacked, m, dev = _setup(img, model, device)
+    planes, stacked, m, dev = _setup(img, model, device, convention)
     if stacked:
         raise ValueError("network_map takes one (H, W, 3) image, not a stack")
     _, plane, pr = next(_small_probs(planes, m, dev, tta, 1, keep_images=True))
@@ -232,7 +239,7 @@ def zoom_labels(image: np.ndarray, labels: np.ndarray, model: LesionModel | str 
                 options: SegmentOptions) -> np.ndarray:
     """``labels`` of ``image`` (as segmented with ``options``) after the zoomed second look at small lesions
     (:mod:`~napari_nevus_seg.inference.zoom`), for callers that made the first labels themselves."""
-    m = as_model(model)
+    m = with_convention(model, options.convention)
     refine = m.refines if options.refine is None else options.refine
     return _look_again(as_uint8_rgb(image), labels, m, resolve_device(options.device), options.tta,
                        options.threshold, options.min_size, options.largest_only, refine, True, True)
@@ -256,7 +263,7 @@ def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionMo
                     threshold: float = 0.5, min_size: int | None = None, largest_only: bool = False,
                     refine: bool | None = None, fill_holes: bool = True, drop_edge_fragments: bool = True,
                     return_proba: bool = False, return_confidence: bool = False, zoom_small: bool = True,
-                    device: str | torch.device = "auto", tta: bool = False):
+                    device: str | torch.device = "auto", tta: bool = False, convention: str | int | None = None):
     """:func:`segment`'s result from a map :func:`network_map` gave, without running the network again.
 
     For a new threshold, smallest lesion size or "largest only" on the same image: ``image`` and
@@ -264,10 +271,10 @@ def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionMo
     (its calibration gives the confidence). The labels equal ``segment(image, threshold=..., ...)``'s;
     ``return_proba`` and ``return_confidence`` add the same results in the same order as there.
     ``zoom_small``: the second look at small lesions, which runs the network on crops (on ``device``, with
-    ``tta`` as the map was made).
+    ``tta`` as the map was made); ``convention`` as the map was made.
     """
     check_args(threshold, min_size)
-    m = as_model(model)
+    m = with_convention(model, convention)
     refine = m.refines if refine is None else refine
     zoom = (resolve_device(device), tta) if zoom_small else None
     labels, conf = _labels_and_confidence(image, image.shape[:2], prob_small, m, threshold, min_size, largest_only,
@@ -283,7 +290,8 @@ def labels_from_map(image: np.ndarray, prob_small: torch.Tensor, model: LesionMo
 # ------------------------------------------------------------------------------------ public API
 def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None = None,
                   device: str | torch.device = "auto", tta: bool = False, batch_size: int = 8,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  progress: Callable[[int, int], None] | None = None,
+                  convention: str | int | None = None) -> np.ndarray:
     """Lesion probability per pixel.
 
     ``img``: (H, W, 3) RGB (uint8, uint16 or float in [0, 1]) -> (H, W) float32 in [0, 1];
@@ -291,8 +299,10 @@ def predict_proba(img: np.ndarray, model: LesionModel | str | os.PathLike | None
     default model. ``device``: "auto" (CUDA, then MPS, then CPU), "cuda", "mps" or "cpu"; an
     unavailable device raises :class:`~napari_nevus_seg.model.devices.DeviceUnavailableError`.
     ``tta``: average over horizontal and vertical flips. ``progress(done, total)`` is called per plane.
+    ``convention``: for a model of several outline conventions, the one to draw (a name of
+    :attr:`~napari_nevus_seg.model.networks.LesionModel.conventions`; None: the one stored in the model).
     """
-    planes, stacked, m, dev = _setup(img, model, device)
+    planes, stacked, m, dev = _setup(img, model, device, convention)
     out = []
     for i, _, pr in _small_probs(planes, m, dev, tta, batch_size):
         out.append(upsample_proba(pr, planes[i].shape[:2]))
@@ -308,7 +318,7 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
             min_size: int | None = None, largest_only: bool = False, fill_holes: bool = True,
             progress: Callable[[int, int], None] | None = None, batch_size: int = 8, refine: bool | None = None,
             drop_edge_fragments: bool = True, return_proba: bool = False, return_confidence: bool = False,
-            zoom_small: bool = True):
+            zoom_small: bool = True, convention: str | int | None = None):
     """Segment lesions: (H, W, 3) RGB -> (H, W) int32 labels (0 background, 1..N lesions by decreasing area).
 
     A stack (N, H, W, 3) gives (N, H, W), each plane labelled on its own (planes go through the
@@ -326,9 +336,11 @@ def segment(img: np.ndarray, model: LesionModel | str | os.PathLike | None = Non
     ``REVIEW_BELOW`` = 0.8 are worth checking). The results come in the order labels, probabilities,
     confidence. ``zoom_small``: look again at each lesion under 5 % of the frame on a zoomed crop and keep
     that outline (:mod:`~napari_nevus_seg.inference.zoom`; the probabilities stay the first look's).
+    ``convention``: see :func:`predict_proba`; with ``refine=None`` the refinement then follows that
+    convention's setting (``meta["convention_refine"]``).
     """
     check_args(threshold, min_size)
-    planes, stacked, m, dev = _setup(img, model, device)
+    planes, stacked, m, dev = _setup(img, model, device, convention)
     refine = m.refines if refine is None else refine
     out, probs, confidence = [], [], []
     zoom = (dev, tta) if zoom_small else None

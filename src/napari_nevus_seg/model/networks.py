@@ -14,6 +14,7 @@ can never run code when it is opened. It holds::
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -168,6 +169,7 @@ class LesionModel:
     config: dict[str, Any] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    _views: dict[int, LesionModel] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def input_size(self) -> int:
@@ -180,9 +182,54 @@ class LesionModel:
     @property
     def refines(self) -> bool:
         """Whether this model's outlines are refined onto the pigment edge unless the user says otherwise:
-        ``meta["refine"]`` (a fine-tuned model records what scored better on its held-out pairs), else True."""
-        value = self.meta.get("refine", True)
+        ``meta["refine"]`` (a fine-tuned model records what scored better on its held-out pairs), else, for
+        a model of several outline conventions, ``meta["convention_refine"][<its convention>]`` (what scored
+        better in that convention), else True."""
+        value = self.meta.get("refine")
+        if isinstance(value, bool):
+            return value
+        per = self.meta.get("convention_refine")
+        value = per.get(self.convention_name) if isinstance(per, dict) and self.convention_name else None
         return value if isinstance(value, bool) else True
+
+    @property
+    def conventions(self) -> tuple[str, ...]:
+        """Names of the outline conventions the network can draw (``meta["conventions"]``, else "0", "1",
+        ...); empty for a network of one convention (every model but a conditioned U-Net)."""
+        k = int(getattr(self.net, "conventions", 0) or 0)
+        names = self.meta.get("conventions")
+        if isinstance(names, list) and len(names) == k and all(isinstance(n, str) for n in names):
+            return tuple(names)
+        return tuple(str(i) for i in range(k))
+
+    @property
+    def convention_name(self) -> str | None:
+        """The convention the network draws now (None for a network of one convention)."""
+        return self.conventions[self.net.convention] if self.conventions else None
+
+    def with_convention(self, convention: str | int) -> LesionModel:
+        """This model drawing ``convention`` (a name of :attr:`conventions`, or its number).
+
+        The result shares the weights (a shallow copy of the network with its own convention, kept per
+        convention, so that the inference pipeline's prepared copy is made once); this model is unchanged.
+        Raises ValueError for a model of one convention or a convention it does not know.
+        """
+        names = self.conventions
+        if not names:
+            raise ValueError(f"model {self.name!r} draws one outline convention; choose between a tight outline "
+                             "and the network's own with the refinement (refine=True/False) instead")
+        index = names.index(convention) if convention in names else convention
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(names):
+            raise ValueError(f"model {self.name!r} has no outline convention {convention!r}; it knows "
+                             f"{', '.join(names)}")
+        if index == self.net.convention:
+            return self
+        if index not in self._views:
+            net = copy.copy(self.net)               # shares parameters and submodules, not the convention
+            net.convention = index
+            self._views[index] = LesionModel(net, self.arch, {**self.config, "convention": index},
+                                             self.preprocess, self.meta)
+        return self._views[index]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
