@@ -31,6 +31,8 @@ def test_each_convention_is_drawn_without_changing_the_model(model, image):
     np.testing.assert_array_equal(segment(image, model=model, convention=0, refine=False, device="cpu"), loose)
     view = model.with_convention("loose")
     assert view is model.with_convention("loose") and model.with_convention("tight") is model
+    assert view.with_convention("tight") is model and view.with_convention("loose") is view
+    assert model.with_convention("0") is view and model.with_convention(np.int64(0)) is view
     assert view.net.convention == 0 and view.convention_name == "loose"
     assert view.net.down[0][0].weight is model.net.down[0][0].weight   # the weights are shared, not copied
     np.testing.assert_array_equal(network_map(image, model=model, convention="loose", device="cpu")[1].numpy(),

@@ -414,3 +414,36 @@ def test_the_plainly_named_settings_drive_fine_tuning(make_napari_viewer, qtbot,
     assert kw["device"] == "cpu" and kw["lr"] == pytest.approx(3e-4)
     settings = w.pending.meta["fine_tune"]["settings"]
     assert settings["blend"] == 1.0 and settings["freeze_encoder"] is True
+
+
+def test_fine_tuning_a_conditioned_model_teaches_the_convention_chosen_for_segmenting(make_napari_viewer, qtbot,
+                                                                                      env):
+    """The corrected outlines follow the convention the Segment widget drew them in: fine-tuning the same
+    model trains that convention, and the tuned model draws it (not the model's stored one)."""
+    from conditioned import conditioned_default
+
+    from napari_nevus_seg._napari._segment_widget import SegmentWidget
+
+    tmp_path, notes = env
+    ModelLibrary().save(conditioned_default(), "two conventions")
+    viewer, w = make_widget(make_napari_viewer, 4)
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg)
+    seg.model_combo.setCurrentIndex(seg.model_combo.findText("two conventions"))
+    seg.convention.combo.setCurrentIndex(seg.convention.combo.findText("loose"))
+    w.base_combo.refresh()
+    w.base_combo.setCurrentIndex(w.base_combo.findText("two conventions"))
+    w.epochs_spin.setValue(1)
+    w.steps_spin.setValue(1)
+    w.replay_spin.setValue(0)
+    w.run_button.click()
+    assert "(outline convention loose)" in w.status_label.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.last_status == "ok", notes
+    assert w.pending.convention_name == "loose" and w.pending.conventions == ("loose", "tight")
+    seg.model_combo.setCurrentIndex(seg.model_combo.findText("Default"))   # another model: its own convention
+    w.base_combo.setCurrentIndex(w.base_combo.findText("two conventions"))
+    w.run_button.click()
+    assert "outline convention" not in w.status_label.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert w.pending.convention_name == "tight"

@@ -563,10 +563,40 @@ def test_a_conditioned_model_shows_its_outline_conventions(make_napari_viewer, q
     loose = segment(img, model=model, convention="loose", device="cpu")
     np.testing.assert_array_equal(viewer.layers["skin lesions"].data, loose)
     combo.setCurrentIndex(combo.findText("tight"))
-    assert w.refine.isChecked()
+    assert w.refine.isChecked()                         # "tight" is refined ...
+    w.refine.setChecked(False)                          # ... unless the user says otherwise
     run_and_wait(qtbot, w)                              # the kept map was the other convention's: run again
-    tight = segment(img, model=model, convention="tight", device="cpu")
+    assert "last probability map" not in w.status.text()
+    tight = segment(img, model=model, convention="tight", refine=False, device="cpu")
     assert not np.array_equal(loose, tight)
     np.testing.assert_array_equal(viewer.layers["skin lesions"].data, tight)
     w.model_combo.setCurrentIndex(w.model_combo.findText("Default"))
     assert w.convention.isHidden() and w.options().convention is None and w.refine.isChecked()
+
+
+def test_the_convention_row_follows_a_model_saved_again_under_its_name(make_napari_viewer, qtbot, tmp_path,
+                                                                        monkeypatch):
+    """The chosen library model replaced by one of a single convention (same name, e.g. a fine-tuned model
+    kept over it): the row goes and Segment runs, instead of sending a convention the model does not have."""
+    import os
+
+    from conditioned import conditioned_default
+
+    from napari_nevus_seg import load_model
+    from napari_nevus_seg.model.library import ModelLibrary
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "models"))
+    path = ModelLibrary().save(conditioned_default(), "m")
+    viewer = make_napari_viewer()
+    img = synthetic_lesion_image(seed=4, shape=(192, 256)).image
+    viewer.add_image(img, name="skin", rgb=True)
+    w = make_widget(viewer)
+    w.model_combo.setCurrentIndex(w.model_combo.findText("m"))
+    assert w.options().convention == "tight"
+    stamp = os.stat(path).st_mtime_ns
+    ModelLibrary().save(load_model(), "m", overwrite=True)
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))   # a later time stamp even on a coarse clock
+    w.model_combo.refresh()                             # the same entry, no change signal
+    assert w.options().convention is None and w.convention.isHidden()
+    run_and_wait(qtbot, w)
+    np.testing.assert_array_equal(viewer.layers["skin lesions"].data, segment(img, device="cpu", refine=w.refine.isChecked()))

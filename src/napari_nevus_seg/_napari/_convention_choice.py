@@ -9,6 +9,7 @@ what the refinement should be for the chosen one (``LesionModel.refines`` of tha
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from qtpy.QtCore import QObject, Qt, Signal
@@ -26,6 +27,7 @@ class ConventionChoice(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.model: Any = None
+        self._shown: Any = ()                     # which model (file and time stamp) the row was made for
         self.label = QLabel("Outline convention:")
         self.combo = QComboBox()
         self.combo.setToolTip("This model can draw outlines the way different archives' experts drew them; "
@@ -44,6 +46,7 @@ class ConventionChoice(QObject):
         """List the conventions of the model ``model_ref`` (a path, None for the default, or a model), choose its
         stored one, show the control if there are any; returns that convention's refinement setting (None when
         the model cannot be read: it is reported when used)."""
+        self._shown = _model_key(model_ref)
         try:
             self.model = load_model(model_ref) if not hasattr(model_ref, "net") else model_ref
         except Exception:  # noqa: BLE001 - an unreadable model is reported when it is used, not here
@@ -66,9 +69,27 @@ class ConventionChoice(QObject):
         """The chosen convention, or None for a model of one convention."""
         return self.combo.currentText() if self.combo.count() else None
 
+    def value_for(self, model_ref: Any) -> str | None:
+        """:meth:`value` for the model ``model_ref``, the row made again first when that is not the model it
+        was made for (another choice, or the same name saved again over another model file)."""
+        if _model_key(model_ref) != self._shown:
+            self.show_for(model_ref)
+        return self.value()
+
     def refines(self) -> bool | None:
         """Whether outlines in the chosen convention are refined by default (None: no model read)."""
         if self.model is None:
             return None
         convention = self.value()
         return (self.model.with_convention(convention) if convention else self.model).refines
+
+
+def _model_key(model_ref: Any) -> tuple:
+    """What identifies the model ``model_ref`` names: a loaded model itself, or a file and its time stamp."""
+    if hasattr(model_ref, "net"):
+        return ("model", id(model_ref))
+    try:
+        stamp = os.stat(model_ref).st_mtime_ns if model_ref is not None else None
+    except OSError:
+        stamp = None
+    return (model_ref, stamp)

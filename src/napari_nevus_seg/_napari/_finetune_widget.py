@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg._napari._before_after import ExamplePanel
-from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, session_sync
+from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, segment_settings, session_sync
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import KIND_KEY
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
@@ -57,17 +57,20 @@ from napari_nevus_seg.training.finetune import DEFAULTS, FineTuneResult, fine_tu
 from napari_nevus_seg.training.store import TrainingStore
 
 
-def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *, cancel=None, progress=None):
+def fine_tune_job(folder: str, base_ref: str | None, options: dict[str, Any], *, convention: str | None = None,
+                  cancel=None, progress=None):
     """Worker body: fine-tune the model ``base_ref`` on the training folder; returns the tuned model and its
     :class:`~napari_nevus_seg.training.before_after.BeforeAfter` example (the scored pair that changed most).
 
     The pairs are read from disk when fine-tuning uses them (as ``nevus-seg train --init`` does), never the
-    whole set at once; a bad pair is named by its files. Raises ``ValueError`` for an empty training set
-    and :class:`~napari_nevus_seg.training.loop.TrainingCancelled` once ``cancel`` is set."""
+    whole set at once; a bad pair is named by its files. ``convention``: for a model of several outline
+    conventions, the one the corrected outlines follow (the tuned model draws it). Raises ``ValueError`` for
+    an empty training set and :class:`~napari_nevus_seg.training.loop.TrainingCancelled` once ``cancel`` is set."""
     images, masks, names = TrainingStore(folder).lazy()
     if not len(images):
         raise ValueError(f"the training set in {folder} is empty: add corrected outlines first")
     base = load_model(base_ref)
+    base = base.with_convention(convention) if convention is not None and base.conventions else base
     tuned = fine_tune(images, masks, base=base, progress=progress, cancel=cancel, names=names, **options)
     if progress is not None:
         progress({"stage": "example", "step": 0, "steps": 1})
@@ -298,9 +301,13 @@ class FineTuneWidget(QWidget):
         self._base_name = self.base_combo.currentText() if base_ref is not None else "default"
         self.result_label.setText("" if self._earlier is None else
                                   "the result not kept is replaced when this run ends (back if it is cancelled)")
+        seg = segment_settings(self.viewer)   # the outlines follow the convention they were segmented in
+        convention = seg.convention if seg is not None and seg.model == base_ref else None
         worker = self.task.start(fine_tune_job, str(self.training.store.folder), base_ref, self.options(),
-                                 desc="Fine-tuning")
-        self.status_label.setText(f"fine-tuning {self._base_name} on {plural(n, 'pair')} ...")
+                                 convention=convention, desc="Fine-tuning")
+        self.status_label.setText(f"fine-tuning {self._base_name}"
+                                  + (f" (outline convention {convention})" if convention else "")
+                                  + f" on {plural(n, 'pair')} ...")
         return worker
 
     def cancel(self) -> None:

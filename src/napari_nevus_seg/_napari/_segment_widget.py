@@ -316,7 +316,8 @@ class SegmentWidget(QWidget):
                               threshold=float(self.threshold.value()), tta=self.tta.isChecked(),
                               min_size=int(self.min_size.value()) or None,
                               largest_only=self.largest_only.isChecked(), refine=self.refine.isChecked(),
-                              zoom_small=self.zoom_small.isChecked(), convention=self.convention.value())
+                              zoom_small=self.zoom_small.isChecked(),
+                              convention=self.convention.value_for(self.model_combo.model_ref()))
 
     def run(self):
         """Segment the chosen image layer in a worker thread; returns the worker (None if nothing started)."""

@@ -60,7 +60,7 @@ class SegmentOptions:
     largest_only: bool = False
     refine: bool | None = None
     zoom_small: bool = True
-    convention: str | None = None
+    convention: str | int | None = None
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``segment(image, **options.segment_kwargs())``."""

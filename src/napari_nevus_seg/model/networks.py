@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 import io
+import numbers
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from napari_nevus_seg.io.atomic import atomic_path
 from napari_nevus_seg.model.checks import check_checkpoint
 
 CHECKPOINT_FORMAT = "napari-nevus-seg/1"
+_VIEWS_LOCK = threading.Lock()   # one view per convention, also when threads ask at once
 
 
 class CheckpointError(ValueError):
@@ -170,6 +173,7 @@ class LesionModel:
     preprocess: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     _views: dict[int, LesionModel] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _base: LesionModel | None = field(default=None, init=False, repr=False, compare=False)   # of a view
 
     @property
     def input_size(self) -> int:
@@ -210,26 +214,36 @@ class LesionModel:
     def with_convention(self, convention: str | int) -> LesionModel:
         """This model drawing ``convention`` (a name of :attr:`conventions`, or its number).
 
-        The result shares the weights (a shallow copy of the network with its own convention, kept per
-        convention, so that the inference pipeline's prepared copy is made once); this model is unchanged.
-        Raises ValueError for a model of one convention or a convention it does not know.
+        The result shares the weights: a shallow copy of the network with its own convention (its parameters
+        and submodules are the model's own objects: changing one changes both), kept per convention, so that
+        the inference pipeline's prepared copy is made once; this model is unchanged. A view asked for
+        another convention answers for the model it came from. Raises ValueError for a model of one
+        convention or a convention it does not know.
         """
+        if self._base is not None:
+            return self._base.with_convention(convention)
         names = self.conventions
         if not names:
-            raise ValueError(f"model {self.name!r} draws one outline convention; choose between a tight outline "
-                             "and the network's own with the refinement (refine=True/False) instead")
+            raise ValueError(f"model {self.name!r} draws one outline convention; the refinement chooses between "
+                             "a tight outline and the network's own instead (refine=True/False, --refine/"
+                             "--no-refine, the Refine box)")
         index = names.index(convention) if convention in names else convention
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(names):
+        if isinstance(index, str) and index.isdigit():
+            index = int(index)
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(names):
             raise ValueError(f"model {self.name!r} has no outline convention {convention!r}; it knows "
                              f"{', '.join(names)}")
+        index = int(index)
         if index == self.net.convention:
             return self
-        if index not in self._views:
-            net = copy.copy(self.net)               # shares parameters and submodules, not the convention
-            net.convention = index
-            self._views[index] = LesionModel(net, self.arch, {**self.config, "convention": index},
-                                             self.preprocess, self.meta)
-        return self._views[index]
+        with _VIEWS_LOCK:
+            if index not in self._views:
+                net = copy.copy(self.net)               # shares parameters and submodules, not the convention
+                net.convention = index
+                view = LesionModel(net, self.arch, {**self.config, "convention": index}, self.preprocess, self.meta)
+                view._base = self
+                self._views[index] = view
+            return self._views[index]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
