@@ -424,7 +424,7 @@ def test_fine_tuning_a_conditioned_model_teaches_the_convention_chosen_for_segme
 
     from napari_nevus_seg._napari._segment_widget import SegmentWidget
 
-    tmp_path, notes = env
+    _, notes = env
     ModelLibrary().save(conditioned_default(), "two conventions")
     viewer, w = make_widget(make_napari_viewer, 4)
     seg = SegmentWidget(viewer)
