@@ -702,12 +702,12 @@ def test_options_object_and_keywords_give_the_same_segmentation_settings(tmp_pat
     by_keywords = segment_folder(tmp_path / "in", tmp_path / "a", model=model, device="cpu", **settings)
     by_options = segment_folder(tmp_path / "in", tmp_path / "b", SegmentOptions(model=model, device="cpu", **settings))
     assert by_keywords.done == by_options.done == 1
-    assert seen[0] == seen[1] == {"device": "cpu", **settings}
+    assert seen[0] == seen[1] == {"device": "cpu", "convention": None, **settings}
     assert np.array_equal(read_output(tmp_path / "a" / "img0.tif"), read_output(tmp_path / "b" / "img0.tif"))
     seen.clear()
     segment_folder(tmp_path / "in", tmp_path / "c", options=SegmentOptions(model=model))   # the defaults
     assert seen == [{"device": "auto", "threshold": 0.5, "tta": False, "min_size": None, "largest_only": False,
-                     "refine": True, "zoom_small": True}]
+                     "refine": True, "zoom_small": True, "convention": None}]
 
 
 def test_options_with_a_segmentation_keyword_is_a_type_error(tmp_path, model):
