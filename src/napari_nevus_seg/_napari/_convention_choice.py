@@ -15,7 +15,7 @@ from typing import Any
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import QComboBox, QLabel
 
-from napari_nevus_seg import load_model
+from napari_nevus_seg.model.loading import as_model
 
 
 class ConventionChoice(QObject):
@@ -46,9 +46,9 @@ class ConventionChoice(QObject):
         """List the conventions of the model ``model_ref`` (a path, None for the default, or a model), choose its
         stored one, show the control if there are any; returns that convention's refinement setting (None when
         the model cannot be read: it is reported when used)."""
-        self._shown = _model_key(model_ref)
+        self._shown = model_key(model_ref)
         try:
-            self.model = load_model(model_ref) if not hasattr(model_ref, "net") else model_ref
+            self.model = as_model(model_ref)
         except Exception:  # noqa: BLE001 - an unreadable model is reported when it is used, not here
             self.model = None
         names = self.model.conventions if self.model is not None else ()
@@ -72,7 +72,7 @@ class ConventionChoice(QObject):
     def value_for(self, model_ref: Any) -> str | None:
         """:meth:`value` for the model ``model_ref``, the row made again first when that is not the model it
         was made for (another choice, or the same name saved again over another model file)."""
-        if _model_key(model_ref) != self._shown:
+        if model_key(model_ref) != self._shown:
             self.show_for(model_ref)
         return self.value()
 
@@ -84,12 +84,11 @@ class ConventionChoice(QObject):
         return (self.model.with_convention(convention) if convention else self.model).refines
 
 
-def _model_key(model_ref: Any) -> tuple:
-    """What identifies the model ``model_ref`` names: a loaded model itself, or a file and its time stamp."""
-    if hasattr(model_ref, "net"):
-        return ("model", id(model_ref))
+def model_key(model_ref: Any) -> tuple:
+    """What identifies the model ``model_ref`` names: a model file and its modification time (a model saved
+    again under the same name is another model), or a loaded model (None: the default) by identity."""
     try:
-        stamp = os.stat(model_ref).st_mtime_ns if model_ref is not None else None
+        stamp = os.stat(model_ref).st_mtime_ns if isinstance(model_ref, (str, os.PathLike)) else id(model_ref)
     except OSError:
         stamp = None
-    return (model_ref, stamp)
+    return (str(model_ref), stamp)

@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_nevus_seg import available_devices, labels_from_map, load_model, network_map, segment
 from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
-from napari_nevus_seg._napari._convention_choice import ConventionChoice
+from napari_nevus_seg._napari._convention_choice import ConventionChoice, model_key
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
 from napari_nevus_seg._napari._layers import (
@@ -87,14 +87,7 @@ def map_key(options: SegmentOptions) -> tuple:
     """The settings the network's map depends on (threshold, smallest size, largest-only, the
     refinement and the zoomed second look are applied to the map afterwards), with a model file's modification time (a model saved
     again under the same name is another model)."""
-    import os
-
-    model = options.model
-    try:
-        stamp = os.stat(model).st_mtime_ns if isinstance(model, (str, os.PathLike)) else id(model)
-    except OSError:
-        stamp = None
-    return (str(model), stamp, options.device, options.tta, options.convention)
+    return (*model_key(options.model), options.device, options.tta, options.convention)
 
 
 def _reporter(cancel: CancelToken | None, progress: Callable[[dict], None] | None) -> Callable[[int, int, str], None]:
