@@ -42,7 +42,7 @@ _API: dict[str, str] = {
     "FineTuneSettings": "training.finetune", "FineTuneResult": "training.finetune_report",
     "rank_least_confident": "training.selection",
     # measurement
-    "measure": "measurements.table",
+    "measure": "measurements.table", "find_ruler": "measurements.ruler", "RulerTicks": "measurements.ruler",
     # scores
     "dice": "inference.metrics", "jaccard": "inference.metrics", "thresholded_jaccard": "inference.metrics",
     "score_pairs": "inference.metrics",
@@ -87,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_nevus_seg.io.labels import read_labels, write_labels  # noqa: F401
     from napari_nevus_seg.io.mask_files import read_mask  # noqa: F401
     from napari_nevus_seg.io.synthetic import synthetic_lesion_image  # noqa: F401
+    from napari_nevus_seg.measurements.ruler import RulerTicks, find_ruler  # noqa: F401
     from napari_nevus_seg.measurements.table import measure  # noqa: F401
     from napari_nevus_seg.model.devices import DeviceUnavailableError, available_devices, resolve_device  # noqa: F401
     from napari_nevus_seg.model.library import ModelLibrary  # noqa: F401

@@ -28,12 +28,23 @@ def test_open_sample(make_napari_viewer, key, n_lesions):
     assert gray[labels.data > 0].mean() < gray[labels.data == 0].mean() - 30
 
 
+def test_ruler_sample_leaves_the_scale_to_its_ruler(make_napari_viewer):
+    from napari_nevus_seg import find_ruler
+
+    viewer = make_napari_viewer()
+    image, labels = viewer.open_sample(PLUGIN, "synthetic_ruler")
+    assert labels.name == f"{image.name} ground truth" and labels.data.shape == image.data.shape[:2] == (576, 768)
+    np.testing.assert_allclose(image.scale, (1, 1))
+    assert "pixel_size_mm" not in image.metadata and image.metadata["ruler_pixel_size_mm"] == 0.02
+    assert find_ruler(image.data).pixel_size_mm() == pytest.approx(0.02, rel=0.002)
+
+
 def test_samples_listed_in_menu_contributions():
     from npe2 import PluginManager
 
     pm = PluginManager.instance()
     keys = {s.key for s in pm.get_manifest(PLUGIN).contributions.sample_data}
-    assert keys == {"synthetic_lesion", "synthetic_multi"}
+    assert keys == {"synthetic_lesion", "synthetic_multi", "synthetic_ruler"}
 
 
 def test_screenshot_shows_image_and_labels(make_napari_viewer):

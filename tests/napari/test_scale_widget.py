@@ -80,3 +80,49 @@ def test_without_a_line_or_image_the_widget_says_what_to_do(make_napari_viewer, 
     click(qtbot, w.set_button)
     assert "at least a few pixels" in errors[-1]
     np.testing.assert_allclose(viewer.layers["skin"].scale, (1, 1))          # nothing changed
+
+
+def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_napari_viewer, qtbot):
+    """The ruler sample: Find the ruler, check the line, Set scale: 50 px per mm, 0.02 mm per pixel."""
+    viewer = make_napari_viewer()
+    image, truth = viewer.open_sample("napari-nevus-seg", "synthetic_ruler")
+    np.testing.assert_allclose(image.scale, (1, 1))                  # no pixel size yet
+    w = ScaleWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    click(qtbot, w.find_button)
+    qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
+    ruler = viewer.layers[f"{image.name} ruler"]
+    assert len(ruler.data) == 1 and ruler.shape_type == ["line"] and ruler.mode == "select"
+    start, end = np.asarray(ruler.data[0])
+    ticks = int(w.length.value())
+    assert ticks >= 10                                                # most of the 12 mm drawn
+    assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
+    assert abs(start[0] - end[0]) < 1.0                               # along the ruler at the bottom
+    assert f"Found {ticks + 1} tick marks" in w.status.text() and "Set scale" in w.status.text()
+    click(qtbot, w.set_button)
+    for layer in (image, truth):
+        np.testing.assert_allclose(layer.scale, (0.02, 0.02), rtol=0.002)
+    # the user moves an end of the line to the next tick and corrects the length: the scale follows
+    ruler.data = [np.array([start, end + (end - start) / ticks])]
+    w.length.setValue(ticks + 1)
+    click(qtbot, w.set_button)
+    np.testing.assert_allclose(image.scale, (0.02, 0.02), rtol=0.002)
+
+
+def test_find_the_ruler_says_when_there_is_none_and_changes_nothing(make_napari_viewer, qtbot, monkeypatch):
+    from napari_nevus_seg._napari import _scale_widget
+
+    errors = []
+    monkeypatch.setattr(_scale_widget, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(synthetic_lesion_image(seed=3, shape=(384, 512)).image, name="skin", rgb=True)
+    w = ScaleWidget(viewer)
+    click(qtbot, w.find_button)
+    qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
+    assert "No ruler found in 'skin'" in w.status.text() and "by hand" in w.status.text()
+    assert [ly.name for ly in viewer.layers] == ["skin"] and w.length.value() == 1.0
+    np.testing.assert_allclose(image.scale, (1, 1))
+    viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack")
+    w.image_combo.select("stack")
+    click(qtbot, w.find_button)
+    assert "is a stack" in errors[-1] and not w.task.running

@@ -2,7 +2,9 @@
 
 Many dermoscopy photographs show a millimetre ruler. The user clicks *Draw a line on the ruler* (a
 Shapes layer ``<image> ruler`` opens in line mode over the image), draws a line from one mark to another,
-types how many mm it spans, and clicks *Set scale*. The pixel size
+types how many mm it spans, and clicks *Set scale*. Or *Find the ruler* looks for the ruler's tick marks
+(:func:`napari_nevus_seg.find_ruler`, in the background) and draws that line itself, from the first tick
+found to the last, with their count in mm, for the user to check before *Set scale*. The pixel size
 (:func:`napari_nevus_seg.pixel_size_from_ruler`) goes to the image's ``scale`` and ``units`` (mm), to
 every result layer of that image (labels, probability map) and to its expert mask, so that napari's scale bar, the Measure widget, the measurement table
 and the saved label TIFFs use it.
@@ -10,17 +12,20 @@ and the saved label TIFFs use it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import napari
 import numpy as np
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_nevus_seg._napari._controls import LayerCombo
+from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import SOURCE_KEY, source_id
 from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
+from napari_nevus_seg.measurements.ruler import WORK_SIDE, RulerTicks, find_ruler
 
 RULER_KEY = "nevus_seg_ruler_of"   # metadata of a ruler layer: the image it measures
 
@@ -37,6 +42,10 @@ class ScaleWidget(QWidget):
         self.length = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1000.0, singleStep=1.0, value=1.0)
         self.length.setSuffix(" mm")
         self.length.setToolTip("How many millimetres of the ruler the line spans")
+        self.find_button = QPushButton("Find the ruler")
+        self.find_button.setToolTip("Looks for a millimetre ruler's tick marks in the image and draws a line "
+                                    "from the first tick found to the last, for you to check")
+        self.cancel_button = QPushButton("Cancel")
         self.set_button = QPushButton("Set scale")
         self.set_button.setToolTip("The pixel size from the line goes to the image and its results")
         self.status = QLabel("Draw a line along the ruler's marks, type its length, then Set scale.")
@@ -47,10 +56,17 @@ class ScaleWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.draw_button)
+        find_row = QHBoxLayout()
+        find_row.addWidget(self.find_button, 1)
+        find_row.addWidget(self.cancel_button)
+        lay.addLayout(find_row)
         lay.addWidget(self.set_button)
         lay.addWidget(self.status)
         lay.addStretch(1)
+        self.task = BackgroundJob(self, "Find the ruler", run_button=self.find_button,
+                                  cancel_button=self.cancel_button, status=self.status, on_result=self._on_found)
         self.draw_button.clicked.connect(lambda: self.draw())
+        self.find_button.clicked.connect(lambda: self.find())
         self.set_button.clicked.connect(lambda: self.set_scale())
 
     def ruler_layer(self, image: Image) -> Shapes | None:
@@ -77,6 +93,42 @@ class ScaleWidget(QWidget):
                             "then type its length and press Set scale.")
         return ruler
 
+    def find(self):
+        """Look for the chosen image's ruler in the background; :meth:`_on_found` draws what was found."""
+        image = self.image_combo.layer()
+        if image is None:
+            show_error("Find the ruler: open or choose an image layer first")
+            return None
+        if image.ndim != 2:
+            show_error(f"Find the ruler: {image.name!r} is a stack, not one photograph; draw the line by hand")
+            return None
+        pixels, factor = _search_level(image)
+        return self.task.start(_find_ticks, pixels, factor, target=image, desc=f"Looking for a ruler in {image.name!r}")
+
+    def _on_found(self, image: Image, ticks: RulerTicks | None) -> None:
+        """Draw the line along the ticks found (or say none was) and put their count in *Line spans*."""
+        if image not in self.viewer.layers:
+            return
+        if ticks is None:
+            msg = (f"No ruler found in {image.name!r}: no evenly spaced tick marks stand out. "
+                   "Draw a line along the ruler by hand (Draw a line on the ruler).")
+            self.status.setText(msg)
+            show_info(f"Find the ruler: {msg}")
+            return
+        self.image_combo.select(image.name)
+        ruler = self.draw()
+        if ruler is None:
+            return
+        ruler.data = [*ruler.data, np.array([ticks.start, ticks.end])]
+        ruler.shape_type = [*ruler.shape_type[:-1], "line"]
+        ruler.mode = "select"
+        self.length.setValue(float(ticks.ticks))
+        msg = (f"Found {ticks.ticks + 1} tick marks {ticks.spacing_px:.2f} px apart (the yellow line, "
+               f"{ticks.ticks} spacings). If they are millimetres, press Set scale for {ticks.ticks} mm; "
+               "otherwise type the length the line spans, or move its ends.")
+        self.status.setText(msg)
+        show_info(f"Find the ruler: {msg}")
+
     def set_scale(self) -> float | None:
         """Compute the pixel size from the last line of the ruler layer and give it to the image and its results."""
         image = self.image_combo.layer()
@@ -100,6 +152,28 @@ class ScaleWidget(QWidget):
         self.status.setText(msg)
         show_info(f"Set scale: {msg}")
         return size
+
+
+def _search_level(image: Image) -> tuple[Any, float]:
+    """The pixels to search and how many full-resolution pixels one of them spans: the image itself, or
+    for a multiscale image its coarsest level still at least :data:`WORK_SIDE` pixels long."""
+    if not image.multiscale:
+        return image.data, 1.0
+    shapes = [tuple(s) for s in image.level_shapes]
+    long_sides = [max(s[-3:-1] if image.rgb else s[-2:]) for s in shapes]
+    level = max((i for i, side in enumerate(long_sides) if side >= WORK_SIDE), default=0)
+    return image.data[level], long_sides[0] / long_sides[level]
+
+
+def _find_ticks(pixels: Any, factor: float, *, cancel, progress) -> RulerTicks | None:
+    """:func:`find_ruler` as a background job, in full-resolution pixels (it is short: no progress)."""
+    cancel.raise_if_set()
+    ticks = find_ruler(np.asarray(pixels))
+    if ticks is None or factor == 1.0:
+        return ticks
+    return replace(ticks, start=tuple((v + 0.5) * factor - 0.5 for v in ticks.start),
+                   end=tuple((v + 0.5) * factor - 0.5 for v in ticks.end),
+                   spacing_px=ticks.spacing_px * factor)
 
 
 def belongs_to(layer: Any, image: Image) -> bool:

@@ -174,9 +174,9 @@ def _tile_peaks(small: np.ndarray, tile: int) -> list[tuple[float, tuple[int, in
     found = []
     for peak in (first, second):
         # a ruler beats in one direction; a grid (a regular texture) as strongly in another at about
-        # the same frequency: less the strongest such bin
+        # the same frequency: less twice the strongest such bin
         grid = _apart(theta, peak) & (np.abs(r[None, :] / r[peak][:, None] - 1.0) <= 0.1)
-        best = strength[rows_, peak] - np.where(grid, every, 0.0).max(axis=1)
+        best = strength[rows_, peak] - 2.0 * np.where(grid, every, 0.0).max(axis=1)
         for i in np.flatnonzero(best > 0):
             py, px = np.unravel_index(peak[i], (tile, tile))
             found.append((float(best[i]), positions[i], tile / float(radius[py, px]),
@@ -334,13 +334,13 @@ def _tick_run(profile: np.ndarray, spacing: float) -> tuple[float, int] | None:
 
 
 def _fundamental(profile: np.ndarray, spacing: float) -> float:
-    """The ticks' spacing: ``spacing`` or the largest multiple of it (up to 4 times) whose every
-    harmonic down to ``spacing`` is in ``profile``. The peak first found can be a harmonic of the ticks
-    (thin ticks beat as strongly at twice their rhythm); a true spacing has power at each of its
-    harmonics, a multiple of it has none at the odd ones."""
+    """The ticks' spacing: ``spacing`` or the largest multiple of it (up to 8 times, and a third of the
+    profile) whose every harmonic down to ``spacing`` is in ``profile``. The peak first found can be a
+    harmonic of the ticks (ticks beat at every multiple of their rhythm); a true spacing has power at
+    each of its harmonics, a multiple of it has none at those in between."""
     reference = _power(profile, spacing)
     best = spacing
-    for multiple in (2, 3, 4):
+    for multiple in range(2, 9):
         candidate = multiple * spacing
         if 3 * candidate > profile.size:
             break

@@ -1,0 +1,107 @@
+"""Finding a millimetre ruler's ticks: the spacing, direction and ends of rulers drawn at known spacings
+into synthetic dermoscopy images, and no answer where there is no ruler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_nevus_seg
+from napari_nevus_seg import pixel_size_from_ruler, synthetic_lesion_image
+from napari_nevus_seg.io.synthetic_ruler import draw_ruler
+from napari_nevus_seg.measurements.ruler import RulerTicks, find_ruler
+
+# (image shape, ruler direction in degrees, tick spacing in px, number of ticks, first tick)
+RULERS = [
+    ((384, 512), 0.0, 12.3, 20, (330, 40)),         # along the bottom, ticks pointing down
+    ((384, 512), 90.0, 9.7, 25, (40, 470)),         # down the right edge
+    ((768, 1024), 33.0, 17.25, 20, (60, 40)),       # at a slant
+    ((576, 768), 0.0, 50.0, 13, (520, 70)),         # coarse ticks: found in the coarser search image
+    ((3000, 4000), -12.0, 61.7, 25, (2700, 400)),   # a 12-megapixel photograph
+    ((384, 512), 180.0, 6.1, 40, (350, 470)),       # fine ticks, drawn right to left
+    ((1200, 1600), 60.0, 80.0, 10, (100, 300)),     # few, far apart
+]
+
+
+def ruler_image(seed, shape, angle, spacing, ticks, start, **kwargs):
+    skin = synthetic_lesion_image(seed=seed, shape=shape).image
+    return draw_ruler(skin, start=start, spacing_px=spacing, ticks=ticks, angle_deg=angle, **kwargs)
+
+
+def on_a_tick(point, start, angle, spacing) -> float:
+    """How far ``point`` lies, along the ruler, from the nearest tick (in spacings)."""
+    a = np.radians(angle)
+    along = (point[0] - start[0]) * np.sin(a) + (point[1] - start[1]) * np.cos(a)
+    return abs(along / spacing - round(along / spacing))
+
+
+def same_direction(a: float, b: float) -> float:
+    """Difference of two line directions in degrees, ignoring which way they run."""
+    return abs((a - b + 90.0) % 180.0 - 90.0)
+
+
+@pytest.mark.parametrize("seed,case", list(enumerate(RULERS)))
+def test_the_tick_spacing_direction_and_ends_of_a_drawn_ruler(seed, case):
+    shape, angle, spacing, ticks, start = case
+    found = find_ruler(ruler_image(seed, *case))
+    assert isinstance(found, RulerTicks)
+    assert found.spacing_px == pytest.approx(spacing, rel=0.003)
+    assert same_direction(found.angle_deg, angle) < 1.0
+    assert found.ticks >= 0.7 * (ticks - 1)             # most of the ruler, not one tile of it
+    for end in (found.start, found.end):                # the line runs from a tick to a tick
+        assert on_a_tick(end, start, angle, spacing) < 0.1
+    assert found.length_px == pytest.approx(found.ticks * found.spacing_px, rel=1e-6)
+    assert found.regularity > 0.5
+    # the line, with its length in mm, gives the pixel size as a hand-drawn line would
+    assert pixel_size_from_ruler(found.start, found.end, float(found.ticks)) == pytest.approx(
+        found.pixel_size_mm(), rel=1e-6)
+    assert found.pixel_size_mm(0.5) == pytest.approx(0.5 / spacing, rel=0.003)
+
+
+@pytest.mark.parametrize("seed,shape", [(0, (384, 512)), (1, (384, 512)), (2, (768, 1024)), (3, (576, 768)),
+                                        (7, (1200, 1600)), (11, (256, 341)), (4, (3000, 4000))])
+def test_no_ruler_no_answer(seed, shape):
+    """Skin, hair, lesions with dotted texture and the dark vignette are not a ruler."""
+    assert find_ruler(synthetic_lesion_image(seed=seed, shape=shape, n_lesions=1 + seed % 3).image) is None
+
+
+def test_a_grid_is_not_a_ruler():
+    """A texture as regular across as along (a grid of dots) has no one direction of ticks."""
+    rows, cols = np.mgrid[0:384, 0:512]
+    dots = ((rows % 9 < 3) & (cols % 9 < 3)).astype(np.uint8) * 120 + 80
+    assert find_ruler(dots) is None
+
+
+def test_thin_ticks_give_their_spacing_not_half_of_it():
+    """Thin ticks beat as strongly at twice their rhythm; the spacing found is still theirs."""
+    image = ruler_image(3, (384, 512), 0.0, 20.0, 18, (320, 50), tick_width_px=1.2)
+    assert find_ruler(image).spacing_px == pytest.approx(20.0, rel=0.003)
+
+
+def test_light_ticks_on_a_dark_ruler_and_grey_images():
+    dark = np.full((384, 512), 40, np.uint8)
+    image = draw_ruler(dark, start=(300, 60), spacing_px=15.0, ticks=25, strip=False, tick_value=220.0)
+    found = find_ruler(image)                           # (H, W) grey
+    assert found.spacing_px == pytest.approx(15.0, rel=0.003)
+    assert on_a_tick(found.start, (300, 60), 0.0, 15.0) < 0.1
+    rgba = np.dstack([image] * 3 + [np.full_like(image, 255)])
+    assert find_ruler(rgba).spacing_px == pytest.approx(found.spacing_px)
+
+
+def test_bad_input_is_refused_and_tiny_images_have_no_ruler():
+    with pytest.raises(ValueError, match="find_ruler needs an"):
+        find_ruler(np.zeros((2, 64, 64, 3), np.uint8))
+    assert find_ruler(np.zeros((40, 60, 3), np.uint8)) is None
+    assert find_ruler(np.zeros((300, 400), np.uint8)) is None    # flat
+
+
+def test_a_stricter_threshold_drops_a_faint_ruler():
+    image = ruler_image(5, (384, 512), 0.0, 12.0, 20, (330, 40))
+    found = find_ruler(image)
+    assert found is not None
+    assert find_ruler(image, min_regularity=min(1.0, found.regularity + 1e-6)) is None
+
+
+def test_public_api():
+    assert napari_nevus_seg.find_ruler is find_ruler
+    assert napari_nevus_seg.RulerTicks is RulerTicks
