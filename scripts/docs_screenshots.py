@@ -1,7 +1,7 @@
 """Regenerate the screenshots in docs/images/ (run under Xvfb: `xvfb-run -a python scripts/docs_screenshots.py`).
 
 Arguments choose which: readme, guide, measure (the default: these three), case_browser, fine_tune, scale,
-small_lesion; every
+find_ruler, small_lesion, convention; every
 widget is clicked through by one of them. ``real`` does the same on real images (a PH2 case, the case
 browser on ph2-adapt; data from ``NEVUS_SEG_DATA`` or ../shared/data) and writes to
 ``NEVUS_SEG_REAL_SHOTS`` (default /tmp/nevus-seg-real-shots), never into the repository.
@@ -277,6 +277,20 @@ def scale_widget() -> None:
     viewer.close()
 
 
+def find_ruler_shot() -> None:
+    """The "Set scale from a ruler" dock after *Find the ruler* on the ruler sample: the line it drew
+    over the ticks and its message, before *Set scale*."""
+    viewer = _viewer()
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open_sample(PLUGIN, "synthetic_ruler")
+    viewer.layers[-1].visible = False              # the ground truth: the ruler is the subject here
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Set scale from a ruler")
+    w.find_button.click()
+    _wait(w)
+    _grab(viewer, "scale_find_ruler.png")
+    viewer.close()
+
+
 def real_data(data: Path, out: Path) -> None:
     """Every widget on real images: a PH2 case opened with the plugin, segmented, measured; the case
     browser through three cases of ph2-adapt. The screenshots go to ``out``, outside the repository:
@@ -330,6 +344,8 @@ if __name__ == "__main__":
         case_browser()
     if "scale" in what:
         scale_widget()
+    if "find_ruler" in what:
+        find_ruler_shot()
     if "fine_tune" in what:
         fine_tune_widget()
     if "small_lesion" in what:

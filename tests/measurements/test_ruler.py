@@ -42,7 +42,7 @@ def same_direction(a: float, b: float) -> float:
 
 @pytest.mark.parametrize("seed,case", list(enumerate(RULERS)))
 def test_the_tick_spacing_direction_and_ends_of_a_drawn_ruler(seed, case):
-    shape, angle, spacing, ticks, start = case
+    _shape, angle, spacing, ticks, start = case
     found = find_ruler(ruler_image(seed, *case))
     assert isinstance(found, RulerTicks)
     assert found.spacing_px == pytest.approx(spacing, rel=0.003)
@@ -105,3 +105,26 @@ def test_a_stricter_threshold_drops_a_faint_ruler():
 def test_public_api():
     assert napari_nevus_seg.find_ruler is find_ruler
     assert napari_nevus_seg.RulerTicks is RulerTicks
+
+
+def test_a_half_millimetre_ruler_gives_its_tall_ticks():
+    """Ticks alternating tall and short (half millimetres): the spacing found is the tall ticks'."""
+    image = ruler_image(6, (384, 512), 10.0, 9.0, 36, (300, 40), long_every=2)
+    found = find_ruler(image)
+    assert found.spacing_px == pytest.approx(18.0, rel=0.003)
+    assert on_a_tick(found.start, (300, 40), 10.0, 18.0) < 0.1     # on a tall tick, not a short one
+
+
+@pytest.mark.parametrize("angle,width,value", [(8, 2, 40), (10, 2, 40), (12, 1, 120), (15, 1, 120), (40, 1, 40)])
+def test_the_pixel_staircase_of_an_unsmoothed_line_is_not_a_ruler(angle, width, value):
+    """A thin straight line drawn without smoothing steps a pixel every 1 / sin(angle) pixels: a rhythm
+    along a straight line, as a ruler's, but not ticks."""
+    from skimage.draw import line
+
+    rng = np.random.default_rng(0)
+    image = (200 + rng.normal(0, 3, (384, 512))).clip(0, 255).astype(np.uint8)
+    a = np.radians(angle)
+    rr, cc = line(40, 60, int(40 + 300 * np.sin(a)), int(60 + 300 * np.cos(a)))
+    for w in range(width):
+        image[np.clip(rr + w, 0, 383), cc] = value
+    assert find_ruler(image) is None

@@ -1,0 +1,131 @@
+"""Ruler finding on the ISIC 2017 training images: what :func:`napari_nevus_seg.find_ruler` reports on each,
+and contact sheets to check it by eye.
+
+    python benchmarks/ruler_isic.py scan [--data ../shared/data/isic2017-train] [--out F.json]
+    python benchmarks/ruler_isic.py sheets F.json --ids A,B,... --out DIR    # images with the line and ticks drawn
+    python benchmarks/ruler_isic.py score F.json LABELS.csv                  # against labels given by eye
+
+``scan`` runs the finder (regularity threshold 0, so every candidate and its regularity is kept) on
+every image and writes one JSON record per image. ``sheets`` draws, for the images named, the line found
+and a mark on every tick it predicts, to be looked at: the marks sit on the ruler's ticks, or they do not.
+``score`` reads a CSV of those looks (``id,ruler,verdict``: ``ruler`` 1 where the image shows a millimetre
+ruler, ``verdict`` ``ticks`` where the marks sit on the ruler's finest ticks, ``double``/``half`` where on
+every second tick or between them, ``wrong`` otherwise) and reports, for thresholds on the regularity, how
+many rulers are found with the right spacing and how many answers are wrong. The images stay in the data
+folder; sheets go to a folder outside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from skimage import io
+
+from napari_nevus_seg.measurements.ruler import find_ruler
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2017-train"
+
+
+def scan(data: Path, out: Path) -> None:
+    records = []
+    for path in sorted((data / "images").glob("*.jpg")):
+        found = find_ruler(io.imread(path), min_regularity=0.0)
+        records.append({"id": path.stem, "found": None if found is None else {
+            "start": found.start, "end": found.end, "ticks": found.ticks, "spacing_px": found.spacing_px,
+            "angle_deg": found.angle_deg, "regularity": found.regularity}})
+    out.write_text(json.dumps(records))
+    print(f"{len(records)} images, {sum(r['found'] is not None for r in records)} with a candidate -> {out}")
+
+
+def sheets(results: Path, ids: list[str], data: Path, out: Path, per_sheet: int = 6, size: int = 560) -> None:
+    """Contact sheets of the found lines: each image cropped around its line and enlarged, with a dot
+    pair either side of every tick the finder predicts (magenta every fifth), the tick itself between."""
+    found = {r["id"]: r["found"] for r in json.loads(results.read_text())}
+    out.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    for name in ids:
+        image = io.imread(data / "images" / f"{name}.jpg")[..., :3]
+        f = found.get(name)
+        tiles.append(_crop_with_ticks(image, f, size) if f else _pad(image, size, size))
+    for i in range(0, len(tiles), per_sheet):
+        group = tiles[i:i + per_sheet]
+        group += [np.zeros_like(tiles[0])] * (-len(group) % 3)
+        rows = [np.concatenate(group[j:j + 3], 1) for j in range(0, len(group), 3)]
+        io.imsave(out / f"sheet_{i // per_sheet:02d}.png", np.concatenate(rows, 0), check_contrast=False)
+        (out / f"sheet_{i // per_sheet:02d}.txt").write_text("\n".join(ids[i:i + per_sheet]) + "\n")
+    print(f"{len(tiles)} images on {-(-len(tiles) // per_sheet)} sheets in {out}")
+
+
+def _crop_with_ticks(image: np.ndarray, f: dict, size: int) -> np.ndarray:
+    start, end = np.asarray(f["start"]), np.asarray(f["end"])
+    lo = np.floor(np.minimum(start, end) - 20).astype(int).clip(0)
+    hi = np.ceil(np.maximum(start, end) + 21).astype(int)
+    crop = image[lo[0]:hi[0], lo[1]:hi[1]]
+    zoom = max(1, int(size // max(crop.shape[:2])))
+    big = np.repeat(np.repeat(crop, zoom, 0), zoom, 1).copy()
+    step = (end - start) / max(1, f["ticks"])
+    across = np.array([step[1], -step[0]]) / max(1e-9, np.hypot(*step))
+    for k in range(f["ticks"] + 1):
+        p = (start + step * k - lo) * zoom + (zoom - 1) / 2
+        for side in (-1, 1):
+            _dot(big, p + side * across * 9 * zoom / 2, (0, 255, 0) if k % 5 else (255, 0, 255), zoom)
+    return _pad(big, size, size)
+
+
+def score(results: Path, labels: Path) -> dict:
+    found = {r["id"]: r["found"] for r in json.loads(results.read_text())}
+    looks = list(csv.DictReader(labels.open()))
+    rulers = [r for r in looks if r["ruler"] == "1"]
+    table = {}
+    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7):
+        called = [r for r in looks if found.get(r["id"]) and found[r["id"]]["regularity"] >= threshold]
+        right = [r for r in called if r["verdict"] == "ticks"]
+        table[threshold] = {"looked_at": len(looks), "rulers": len(rulers), "answers": len(called),
+                            "right_spacing": len(right), "wrong": len(called) - len(right),
+                            "rulers_found": sum(r["ruler"] == "1" and r["verdict"] == "ticks" for r in called)}
+    print(json.dumps(table, indent=1))
+    return table
+
+
+def _dot(image: np.ndarray, p: np.ndarray, colour, radius: int = 1) -> None:
+    r, c = int(np.rint(p[0])), int(np.rint(p[1]))
+    if not (0 <= r < image.shape[0] and 0 <= c < image.shape[1]):
+        return
+    image[max(0, r - radius):r + radius + 1, max(0, c - radius):c + radius + 1] = colour
+
+
+def _pad(tile: np.ndarray, h: int, w: int) -> np.ndarray:
+    out = np.zeros((h, w, 3), np.uint8)
+    out[:min(h, tile.shape[0]), :min(w, tile.shape[1])] = tile[:h, :w]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("scan")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ruler_isic_scan.json"))
+    p = sub.add_parser("sheets")
+    p.add_argument("results", type=Path)
+    p.add_argument("--ids", required=True)
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=Path("/tmp/ruler-sheets"))
+    p = sub.add_parser("score")
+    p.add_argument("results", type=Path)
+    p.add_argument("labels", type=Path)
+    args = parser.parse_args(argv)
+    if args.what == "scan":
+        scan(args.data, args.out)
+    elif args.what == "sheets":
+        sheets(args.results, args.ids.split(","), args.data, args.out)
+    else:
+        score(args.results, args.labels)
+
+
+if __name__ == "__main__":
+    main()

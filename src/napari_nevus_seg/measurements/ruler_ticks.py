@@ -1,0 +1,289 @@
+"""Reading a ruler's ticks along a strip of the image: their spacing, their run and how regular they are.
+
+:func:`read_ticks` is given a point near the ruler, a direction and a first guess of the spacing (from
+the tile spectra or a straight line of :mod:`.ruler_search`). It reads a strip along that direction
+across the whole image, keeps the lines of the strip where the rhythm is strong (the ticks, not the skin
+beside them) and averages them into a profile with one dip (dark ticks) or bump (light ticks) per tick.
+From that profile: the ticks' own spacing (not a harmonic of it), the run of ticks, the strip turned
+square to them (their mass centres must not drift across it), their positions fitted one by one, and
+whether the ruler's ticks alternate tall and short (then the tall ones count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: the smallest tick spacing read, in pixels of the search image
+MIN_PERIOD = 4.0
+
+
+@dataclass(frozen=True)
+class RulerTicks:
+    """The ticks of a ruler found in an image (pixel coordinates of the image given).
+
+    ``start`` and ``end`` are (row, column) points on the first and last tick found, ``ticks`` tick
+    spacings apart along the ruler; ``spacing_px`` is the spacing of neighbouring ticks;
+    ``angle_deg`` the ruler's direction (0 = along the columns, 90 = down the rows); ``regularity``
+    the share of the brightness variation along the ticks that their rhythm explains (0-1; at least
+    :data:`napari_nevus_seg.measurements.ruler.MIN_REGULARITY` to be reported).
+    """
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    ticks: int
+    spacing_px: float
+    angle_deg: float
+    regularity: float
+
+    @property
+    def length_px(self) -> float:
+        """Length of the line from ``start`` to ``end``, in pixels."""
+        return float(np.hypot(self.end[0] - self.start[0], self.end[1] - self.start[1]))
+
+    def pixel_size_mm(self, tick_mm: float = 1.0) -> float:
+        """mm per pixel if neighbouring ticks are ``tick_mm`` apart."""
+        return float(tick_mm) / self.spacing_px
+
+
+def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_width: float,
+                 refine_angle: bool = True):
+    """Refine the spacing along the ruler through ``centre`` and find the run of ticks there.
+
+    A strip ``2 * half_width`` wide is read along the ruler across the whole image; the rows of the
+    strip where the rhythm near ``centre`` is strong (the ticks, not the skin beside them) are averaged
+    into a profile. With ``refine_angle`` it is then read again square to the ticks. Returns
+    the ticks found (:class:`RulerTicks`) or None when fewer than three are.
+    """
+    along = np.array([np.sin(angle), np.cos(angle)])      # (row, col) step along the ruler
+    across = np.array([along[1], -along[0]])
+    reach = float(np.hypot(*grey.shape))
+    t = np.arange(-reach, reach + 1.0)
+    s = np.arange(-half_width, half_width + 1.0)
+    origin = np.asarray(centre, dtype=float)
+    coords = origin[:, None, None] + along[:, None, None] * t[:, None] + across[:, None, None] * s[None, :]
+    strip = ndimage.map_coordinates(grey, coords.reshape(2, -1), order=1, mode="constant", cval=np.nan)
+    strip = strip.reshape(t.size, s.size)
+    valid = np.isfinite(strip)
+    keep = valid.mean(axis=1) > 0.5
+    if keep.sum() < 4 * spacing:
+        return None
+    t, strip, valid = t[keep], strip[keep], valid[keep]
+    counts = valid.sum(axis=0, keepdims=True)
+    column_mean = np.where(counts > 0, np.where(valid, strip, 0.0).sum(axis=0, keepdims=True) / np.maximum(counts, 1),
+                           np.nanmean(strip))
+    filled = np.where(valid, strip, column_mean)
+    detrended = filled - ndimage.uniform_filter1d(filled, max(3, int(np.rint(8 * spacing))), axis=0, mode="nearest")
+    near = np.abs(t) <= half_width
+    wave = np.exp(-2j * np.pi * t[near] / spacing)
+    rows = np.abs(wave @ detrended[near])
+    band = _longest_run_around(rows >= 0.5 * rows.max(), int(rows.argmax()))
+    if _texture(rows, band):
+        return None
+    profile = detrended[:, band[0]:band[1]].mean(axis=1)
+    wide = np.abs(t) <= 2 * half_width
+    spacing = _fundamental(profile[wide], _refined_spacing(profile[wide], spacing))
+    local = _local_rhythm(profile, spacing)
+    middle = int(np.argmin(np.abs(t)))
+    run = _longest_run_around(local >= 0.4 * local[near].max(), int(np.flatnonzero(near)[local[near].argmax()]))
+    lo, hi = run
+    if middle < lo or middle >= hi or hi - lo < 3 * spacing:
+        return None
+    fine = _refined_spacing(profile[lo:hi], spacing)
+    ticks = _tick_run(profile[lo:hi], fine)
+    if ticks is None:
+        return None
+    first, count = lo + ticks[0], ticks[1]
+    if refine_angle:
+        dark = np.median(profile[lo:hi]) > 0
+        width = band[1] - band[0]
+        cols = slice(max(0, band[0] - width), band[1] + width)     # the ticks' band and as much either side
+        drift = _drift(detrended[:, cols], s[cols], first + fine * np.arange(count + 1), fine, dark)
+        return read_ticks(grey, centre, angle + np.arctan(drift), spacing, half_width, refine_angle=False)
+    dark = np.median(profile[lo:hi]) > 0
+    first, fine = _fitted_ticks(profile, first + fine * np.arange(count + 1), fine, dark)
+    width = band[1] - band[0]
+    rows = detrended[:, max(0, band[0] - width):band[1] + width]     # the ticks' band and as much either side
+    first, fine, count = _tall_or_equal(profile, rows, first, fine, count, dark)
+    offset = across * 0.5 * (s[band[0]] + s[band[1] - 1])
+    p0 = origin + offset + along * (t[0] + first)
+    p1 = p0 + along * count * fine
+    span = profile[int(np.floor(first)):int(np.ceil(first + count * fine)) + 1]
+    return RulerTicks(start=(float(p0[0]), float(p0[1])), end=(float(p1[0]), float(p1[1])), ticks=count,
+                      spacing_px=float(fine), angle_deg=float(np.degrees(angle)),
+                      regularity=_regularity(span, fine, first % 1.0))
+
+
+def _texture(rows: np.ndarray, band: tuple[int, int]) -> bool:
+    """Whether the rhythm fills the strip rather than a band of ticks: it spans most of the strip, or
+    goes on half as strong in the lines well beside the band (a regular texture, not a ruler)."""
+    width = band[1] - band[0]
+    if width > 0.7 * rows.size:
+        return True
+    gap = max(2 * width, 6)
+    far = np.r_[rows[:max(0, band[0] - gap)], rows[band[1] + gap:]]
+    return far.size >= 3 and float(np.median(far)) >= 0.5 * float(np.median(rows[band[0]:band[1]]))
+
+
+def _regularity(profile: np.ndarray, spacing: float, shift: float = 0.0) -> float:
+    """Share of ``profile``'s variance that one repeating tick shape explains (0-1): the profile is
+    folded at ``spacing`` into one period, averaged, and laid back along it."""
+    n = np.arange(profile.size) - shift
+    bins = max(4, int(np.rint(spacing)))
+    which = np.floor((n / spacing) % 1.0 * bins).astype(int) % bins
+    counts = np.bincount(which, minlength=bins)
+    shape = np.bincount(which, weights=profile, minlength=bins) / np.maximum(counts, 1)
+    residual = np.sum((profile - shape[which]) ** 2)
+    total = np.sum((profile - profile.mean()) ** 2)
+    return float(max(0.0, 1.0 - residual / total)) if total > 0 else 0.0
+
+
+def _drift(strip: np.ndarray, s: np.ndarray, ticks: np.ndarray, spacing: float, dark: bool) -> float:
+    """How many pixels across the strip the ticks move per pixel along it (0 when the strip runs
+    square to them): the robust slope (Theil-Sen) of each tick's mass centre across the strip against
+    its place along it. ``ticks`` are the ticks' rows in ``strip``."""
+    ink = np.clip(-strip if dark else strip, 0, None)
+    reach = max(1, int(spacing / 4))
+    places, centres = [], []
+    for x in ticks:
+        i = int(np.rint(x))
+        mass = ink[max(0, i - reach):i + reach + 1].sum(axis=0)
+        if mass.sum() > 0:
+            places.append(x)
+            centres.append(float(np.sum(mass * s) / mass.sum()))
+    if len(places) < 3:
+        return 0.0
+    x, y = np.asarray(places), np.asarray(centres)
+    i, j = np.triu_indices(len(x), 1)
+    return float(np.median((y[j] - y[i]) / (x[j] - x[i])))
+
+
+def _tall_or_equal(profile: np.ndarray, strip: np.ndarray, first: float, spacing: float, count: int,
+                   dark: bool) -> tuple[float, float, int]:
+    """(first, spacing, count) of the ruler's main ticks: where the ticks alternate tall and short (a
+    half-millimetre ruler), the tall ones; where equal ticks lie halfway between those found, all of them.
+
+    Depths are read in ``profile`` (the band's average); for the alternation, each tick's length is
+    the number of lines of ``strip`` (along the ruler) where it is at least half its deepest.
+    """
+    ticks = first + spacing * np.arange(count + 1)
+    tick_depth = _depths(profile, ticks, spacing / 2, dark)
+    halfway = _depths(profile, ticks[:-1] + spacing / 2, spacing / 4, dark)
+    main = float(np.median(tick_depth)) if tick_depth.size else 0.0
+    if main <= 0:
+        return first, spacing, count
+    if halfway.size and np.median(halfway) >= 0.8 * main and spacing / 2 >= MIN_PERIOD:
+        return first, spacing / 2, 2 * count            # equal ticks in between: the spacing is half
+    if count >= 4:
+        lines = np.stack([_depths(strip[:, j], ticks, spacing / 2, dark) for j in range(strip.shape[1])])
+        length = (lines >= 0.5 * lines.max(axis=0, keepdims=True)).sum(axis=0).astype(float)  # rows each tick spans
+        even, odd = float(np.median(length[0::2])), float(np.median(length[1::2]))
+        if max(even, odd) >= 1.5 * min(even, odd) and abs(even - odd) >= 1.5:   # every second tick is longer
+            odd_longer = odd > even
+            return first + (spacing if odd_longer else 0.0), 2 * spacing, int((count - int(odd_longer)) // 2)
+    return first, spacing, count
+
+
+def _depths(profile: np.ndarray, at: np.ndarray, reach: float, dark: bool) -> np.ndarray:
+    """How far ``profile`` dips (dark) or rises (light) at each of ``at`` against ``reach`` either side."""
+    n = np.arange(profile.size)
+    sign = -1.0 if dark else 1.0
+    here = np.interp(at, n, profile) * sign
+    return here - 0.5 * (np.interp(at - reach, n, profile) + np.interp(at + reach, n, profile)) * sign
+
+
+def _fitted_ticks(profile: np.ndarray, ticks: np.ndarray, spacing: float, dark: bool) -> tuple[float, float]:
+    """(first tick, spacing) fitted by least squares to each tick's own centre in ``profile`` (the mass
+    centre of its dip or peak within a quarter spacing of where ``ticks`` put it)."""
+    ink = np.clip(-profile if dark else profile, 0, None)
+    reach = max(1, int(spacing / 4))
+    index, centres = [], []
+    for k, x in enumerate(ticks):
+        i = int(np.rint(x))
+        rows = np.arange(max(0, i - reach), min(profile.size, i + reach + 1))
+        mass = ink[rows]
+        if mass.sum() > 0:
+            index.append(k)
+            centres.append(float(np.sum(mass * rows) / mass.sum()))
+    if len(index) < 3:
+        return float(ticks[0]), spacing
+    slope, intercept = np.polyfit(index, centres, 1)
+    return float(intercept), float(slope)
+
+
+def _tick_run(profile: np.ndarray, spacing: float) -> tuple[float, int] | None:
+    """(position of the first tick, number of spacings to the last) of the longest run of ticks in
+    ``profile`` as deep as 40 % of the median tick at least; None with fewer than three ticks."""
+    n = np.arange(profile.size)
+    phase = np.angle(np.sum(profile * np.exp(-2j * np.pi * n / spacing)))
+    dark = np.median(profile) > 0          # dark ticks on a light ruler: dips; light ticks: peaks
+    first = ((-phase / (2 * np.pi) + (0.5 if dark else 0.0)) * spacing) % spacing
+    at = np.arange(first, profile.size - 1, spacing)
+    if at.size < 3:
+        return None
+    sign = -1.0 if dark else 1.0
+    value = np.interp(at, n, profile) * sign
+    between = 0.5 * (np.interp(at - spacing / 2, n, profile) + np.interp(at + spacing / 2, n, profile)) * sign
+    depth = value - between
+    run = _longest_run_around(depth >= 0.4 * np.median(depth), int(np.argmax(depth)))
+    if run[1] - run[0] < 3:
+        return None
+    return float(at[run[0]]), int(run[1] - run[0] - 1)
+
+
+def _fundamental(profile: np.ndarray, spacing: float) -> float:
+    """The ticks' spacing: ``spacing`` or the largest multiple of it (up to 8 times, and a third of the
+    profile) whose every harmonic down to ``spacing`` is in ``profile``. The peak first found can be a
+    harmonic of the ticks (ticks beat at every multiple of their rhythm); a true spacing has power at
+    each of its harmonics, a multiple of it has none at those in between."""
+    reference = _power(profile, spacing)
+    best = spacing
+    for multiple in range(2, 9):
+        candidate = multiple * spacing
+        if 3 * candidate > profile.size:
+            break
+        if all(_power(profile, candidate / m) >= 0.15 * reference for m in range(1, multiple)):
+            best = candidate
+    return best if best == spacing else _refined_spacing(profile, best, tolerance=0.05)
+
+
+def _power(profile: np.ndarray, spacing: float) -> float:
+    """Power of ``profile`` (mean removed, Hann window) at one spacing."""
+    n = np.arange(profile.size)
+    windowed = (profile - profile.mean()) * np.hanning(profile.size)
+    return float(np.abs(np.sum(windowed * np.exp(-2j * np.pi * n / spacing))) ** 2)
+
+
+def _longest_run_around(mask: np.ndarray, index: int) -> tuple[int, int]:
+    """(start, stop) of the run of True in ``mask`` that contains ``index`` (itself True)."""
+    lo = index
+    while lo > 0 and mask[lo - 1]:
+        lo -= 1
+    hi = index + 1
+    while hi < mask.size and mask[hi]:
+        hi += 1
+    return lo, hi
+
+
+def _local_rhythm(profile: np.ndarray, spacing: float) -> np.ndarray:
+    """Amplitude of the rhythm at ``spacing`` around each point of ``profile`` (over about 3 ticks)."""
+    n = np.arange(profile.size)
+    wave = profile * np.exp(-2j * np.pi * n / spacing)
+    width = max(3, int(np.rint(3 * spacing)))
+    return np.abs(ndimage.uniform_filter1d(wave.real, width) + 1j * ndimage.uniform_filter1d(wave.imag, width))
+
+
+def _refined_spacing(profile: np.ndarray, spacing: float, tolerance: float = 0.2) -> float:
+    """The spacing within ``tolerance`` of ``spacing`` where ``profile``'s spectrum peaks (fine scan)."""
+    n = np.arange(profile.size)
+    periods = np.linspace((1 - tolerance) * spacing, (1 + tolerance) * spacing, 801)
+    power = np.abs(np.exp(-2j * np.pi * n[None, :] / periods[:, None]) @ (profile - profile.mean())) ** 2
+    i = int(power.argmax())
+    if 0 < i < len(periods) - 1:
+        a, b, c = power[i - 1], power[i], power[i + 1]
+        denom = a - 2 * b + c
+        offset = 0.5 * (a - c) / denom if denom != 0 else 0.0
+        return float(periods[i] + offset * (periods[1] - periods[0]))
+    return float(periods[i])
