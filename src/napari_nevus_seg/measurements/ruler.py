@@ -33,7 +33,7 @@ CANDIDATES = 8
 #: half the width of the strip read along a straight line, in pixels of the reduced image
 LINE_HALF_WIDTH = 20
 #: the fewest tick spacings a ruler must show
-MIN_TICKS = 4
+MIN_TICKS = 5
 #: the share of the brightness variation along the ticks their rhythm must explain to be a ruler
 #: (chosen on ISIC 2017 images, docs/measurements.md)
 MIN_REGULARITY = 0.5

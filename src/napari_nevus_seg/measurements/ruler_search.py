@@ -7,14 +7,15 @@ Two searches, each fast on the reduced image:
   their power) and above the frequencies just below and above it (a hair's or the vignette's edge has no
   rhythm); a grid (as regular across as along) is discounted;
 - straight lines (:func:`line_candidates`): printed rulers have a base line or an edge, long and
-  straight, beside their ticks; the longest straight runs of thin dark features are followed, with a
-  first spacing read from the strip along each.
+  straight, beside their ticks; the longest straight runs of thin dark features and of edges are
+  followed, with a first spacing read from the strip along each.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.feature import canny
 from skimage.transform import probabilistic_hough_line
 
 from napari_nevus_seg.measurements.ruler_ticks import MIN_PERIOD
@@ -23,7 +24,7 @@ from napari_nevus_seg.measurements.ruler_ticks import MIN_PERIOD
 #: the direction test in a bin's strength
 COMB_WEIGHT = 10.0
 #: the longest straight lines followed
-LINES = 6
+LINES = 8
 
 
 def tile_peaks(small: np.ndarray, tile: int) -> list[tuple[float, tuple[int, int], float, float]]:
@@ -93,12 +94,16 @@ def _bilinear(stack: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
 
 
 def line_candidates(small: np.ndarray) -> list[tuple[tuple[float, float], float, float]]:
-    """(centre, direction in radians, first spacing) for the :data:`LINES` longest straight lines of thin
-    dark features (black top-hat above its 97th percentile) at least 15 % of the image long."""
+    """(centre, direction in radians, first spacing) for the :data:`LINES` longest straight lines at least
+    15 % of the image long, of thin dark features (black top-hat above its 97th percentile: a printed
+    base line) or of edges (Canny: the edge of a ruler's strip)."""
     dark = ndimage.grey_closing(small, size=(5, 5)) - small
-    mask = dark > max(float(np.percentile(dark, 97)), 8.0)
-    segments = probabilistic_hough_line(mask, threshold=20, line_length=max(10, int(0.15 * max(small.shape))),
-                                        line_gap=3, rng=0)
+    span = float(small.max() - small.min()) or 1.0
+    edges = ndimage.binary_dilation(canny(small / span, sigma=1.5))    # an edge wanders between two rows
+    masks = (dark > max(float(np.percentile(dark, 97)), 8.0), edges)
+    length = max(10, int(0.15 * max(small.shape)))
+    segments = [seg for mask in masks
+                for seg in probabilistic_hough_line(mask, threshold=20, line_length=length, line_gap=3, rng=0)]
     segments = sorted(segments, key=lambda seg: -np.hypot(seg[1][0] - seg[0][0], seg[1][1] - seg[0][1]))[:LINES]
     found = []
     for (x0, y0), (x1, y1) in segments:

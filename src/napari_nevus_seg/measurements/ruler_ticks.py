@@ -57,6 +57,7 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
     into a profile. With ``refine_angle`` it is then read again square to the ticks. Returns
     the ticks found (:class:`RulerTicks`) or None when fewer than three are.
     """
+    guess = spacing
     along = np.array([np.sin(angle), np.cos(angle)])      # (row, col) step along the ruler
     across = np.array([along[1], -along[0]])
     reach = float(np.hypot(*grey.shape))
@@ -76,14 +77,14 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
                            np.nanmean(strip))
     filled = np.where(valid, strip, column_mean)
     detrended = filled - ndimage.uniform_filter1d(filled, max(3, int(np.rint(8 * spacing))), axis=0, mode="nearest")
-    near = np.abs(t) <= half_width
+    near = np.abs(t) <= max(half_width, 3 * spacing)
     wave = np.exp(-2j * np.pi * t[near] / spacing)
     rows = np.abs(wave @ detrended[near])
     band = _longest_run_around(rows >= 0.5 * rows.max(), int(rows.argmax()))
-    if _texture(rows, band):
+    if _texture(rows, band, valid.mean(axis=0) > 0.5):
         return None
     profile = detrended[:, band[0]:band[1]].mean(axis=1)
-    wide = np.abs(t) <= 2 * half_width
+    wide = np.abs(t) <= max(2 * half_width, 12 * spacing)
     spacing = _fundamental(profile[wide], _refined_spacing(profile[wide], spacing))
     local = _local_rhythm(profile, spacing)
     middle = int(np.argmin(np.abs(t)))
@@ -101,7 +102,7 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
         width = band[1] - band[0]
         cols = slice(max(0, band[0] - width), band[1] + width)     # the ticks' band and as much either side
         drift = _drift(detrended[:, cols], s[cols], first + fine * np.arange(count + 1), fine, dark)
-        return read_ticks(grey, centre, angle + np.arctan(drift), spacing, half_width, refine_angle=False)
+        return read_ticks(grey, centre, angle + np.arctan(drift), guess, half_width, refine_angle=False)
     dark = np.median(profile[lo:hi]) > 0
     first, fine = _fitted_ticks(profile, first + fine * np.arange(count + 1), fine, dark)
     width = band[1] - band[0]
@@ -116,15 +117,19 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
                       regularity=_regularity(span, fine, first % 1.0))
 
 
-def _texture(rows: np.ndarray, band: tuple[int, int]) -> bool:
-    """Whether the rhythm fills the strip rather than a band of ticks: it spans most of the strip, or
-    goes on half as strong in the lines well beside the band (a regular texture, not a ruler)."""
+def _texture(rows: np.ndarray, band: tuple[int, int], inside: np.ndarray) -> bool:
+    """Whether the rhythm fills the strip rather than a band of ticks: it spans most of the strip, or a
+    quarter of the lines well beside the band beat at least half as strongly (a regular texture, such as
+    a grid of dots, not a ruler). Only the lines mostly ``inside`` the image count."""
     width = band[1] - band[0]
-    if width > 0.7 * rows.size:
+    if width > 0.7 * inside.sum():
         return True
     gap = max(2 * width, 6)
-    far = np.r_[rows[:max(0, band[0] - gap)], rows[band[1] + gap:]]
-    return far.size >= 3 and float(np.median(far)) >= 0.5 * float(np.median(rows[band[0]:band[1]]))
+    beside = np.zeros(rows.size, bool)
+    beside[:max(0, band[0] - gap)] = True
+    beside[band[1] + gap:] = True
+    far = rows[beside & inside]
+    return far.size >= 3 and float(np.percentile(far, 75)) >= 0.5 * float(np.median(rows[band[0]:band[1]]))
 
 
 def _regularity(profile: np.ndarray, spacing: float, shift: float = 0.0) -> float:
