@@ -1,18 +1,19 @@
 """Ruler finding on the ISIC 2017 training images: what :func:`napari_nevus_seg.find_ruler` reports on each,
 and contact sheets to check it by eye.
 
-    python benchmarks/ruler_isic.py scan [--data ../shared/data/isic2017-train] [--out F.json]
-    python benchmarks/ruler_isic.py sheets F.json --ids A,B,... --out DIR    # images with the line and ticks drawn
-    python benchmarks/ruler_isic.py score F.json LABELS.csv                  # against labels given by eye
+    python benchmarks/ruler_isic.py scan [--ids LABELS.csv] [--data DIR] [--out F.json]
+    python benchmarks/ruler_isic.py sheets F.json --ids A,B,... --out DIR    # the lines found, to look at
+    python benchmarks/ruler_isic.py score F.json LABELS.csv                  # tally against the looks
 
-``scan`` runs the finder (regularity threshold 0, so every candidate and its regularity is kept) on
-every image and writes one JSON record per image. ``sheets`` draws, for the images named, the line found
-and a mark on every tick it predicts, to be looked at: the marks sit on the ruler's ticks, or they do not.
-``score`` reads a CSV of those looks (``id,ruler,verdict``: ``ruler`` 1 where the image shows a millimetre
-ruler, ``verdict`` ``ticks`` where the marks sit on the ruler's finest ticks, ``double``/``half`` where on
-every second tick or between them, ``wrong`` otherwise) and reports, for thresholds on the regularity, how
-many rulers are found with the right spacing and how many answers are wrong. The images stay in the data
-folder; sheets go to a folder outside the repository.
+``scan`` runs the finder (regularity threshold 0, so every answer and its regularity is kept) on every
+image, or on those of a labels CSV, and writes one JSON record per image. ``sheets`` crops each image
+around the line found and draws a pair of dots either side of every tick it predicts, to be looked at.
+``score`` reads the looks (``id,ruler,verdict``): ``ruler`` 1 where the image shows a ruler; ``verdict``
+for the answer at the shipped threshold: ``mm`` (the dots sit on every millimetre tick: every tick of a
+ruler of equal ticks, the tall ones of a half-millimetre ruler), ``half`` (on every tick of a
+half-millimetre ruler), ``double`` (on every second tick), ``wrong`` (not on ticks) or ``none`` (no
+answer). The labels of the figures in docs/measurements.md are in benchmarks/results/ruler_isic_*.csv.
+The images stay in the data folder; sheets go to a folder outside the repository.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ from pathlib import Path
 import numpy as np
 from skimage import io
 
-from napari_nevus_seg.measurements.ruler import find_ruler
+from napari_nevus_seg.measurements.ruler import MIN_REGULARITY, find_ruler
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2017-train"
 
 
-def scan(data: Path, out: Path) -> None:
+def scan(data: Path, out: Path, ids: Path | None = None) -> None:
     records = []
+    names = None if ids is None else {row["id"] for row in csv.DictReader(ids.open())}
     for path in sorted((data / "images").glob("*.jpg")):
+        if names is not None and path.stem not in names:
+            continue
         found = find_ruler(io.imread(path), min_regularity=0.0)
         records.append({"id": path.stem, "found": None if found is None else {
             "start": found.start, "end": found.end, "ticks": found.ticks, "spacing_px": found.spacing_px,
@@ -77,16 +81,20 @@ def _crop_with_ticks(image: np.ndarray, f: dict, size: int) -> np.ndarray:
 
 
 def score(results: Path, labels: Path) -> dict:
+    """Tally the looks in ``labels`` for the answers in ``results`` at the shipped threshold."""
     found = {r["id"]: r["found"] for r in json.loads(results.read_text())}
     looks = list(csv.DictReader(labels.open()))
+    answered = {r["id"] for r in looks
+                if found.get(r["id"]) and found[r["id"]]["regularity"] >= MIN_REGULARITY}
+    missing = [r["id"] for r in looks if (r["id"] in answered) != (r["verdict"] != "none")]
+    if missing:
+        raise SystemExit(f"the looks do not match these answers (scan again, or look again): {missing}")
     rulers = [r for r in looks if r["ruler"] == "1"]
-    table = {}
-    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7):
-        called = [r for r in looks if found.get(r["id"]) and found[r["id"]]["regularity"] >= threshold]
-        right = [r for r in called if r["verdict"] == "ticks"]
-        table[threshold] = {"looked_at": len(looks), "rulers": len(rulers), "answers": len(called),
-                            "right_spacing": len(right), "wrong": len(called) - len(right),
-                            "rulers_found": sum(r["ruler"] == "1" and r["verdict"] == "ticks" for r in called)}
+    table = {"images": len(looks), "rulers": len(rulers),
+             "answers_on_rulers": sum(r["id"] in answered for r in rulers),
+             "answers_on_images_without": sum(r["id"] in answered for r in looks if r["ruler"] != "1")}
+    for verdict in ("mm", "half", "double", "wrong"):
+        table[verdict] = sum(r["verdict"] == verdict for r in looks)
     print(json.dumps(table, indent=1))
     return table
 
@@ -108,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("scan")
+    p.add_argument("--ids", type=Path, help="a labels CSV: scan only its images")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/ruler_isic_scan.json"))
     p = sub.add_parser("sheets")
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("labels", type=Path)
     args = parser.parse_args(argv)
     if args.what == "scan":
-        scan(args.data, args.out)
+        scan(args.data, args.out, args.ids)
     elif args.what == "sheets":
         sheets(args.results, args.ids.split(","), args.data, args.out)
     else:

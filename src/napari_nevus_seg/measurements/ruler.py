@@ -46,7 +46,8 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY) -> 
     spectra of different rhythms (:mod:`.ruler_search`); each is followed along the image
     (:func:`.ruler_ticks.read_ticks`). The run of at least :data:`MIN_TICKS` tick spacings whose rhythm
     explains most of the brightness along it is the ruler, if its :attr:`RulerTicks.regularity` reaches
-    ``min_regularity``. About a second for a 12-megapixel photograph on a laptop CPU. ValueError for an
+    ``min_regularity``. On a 2-core CPU: 0.3 s for 341x256, 0.8 s for 768x576, 1.5 s for a 12-megapixel
+    photograph (benchmarks, docs/measurements.md). ValueError for an
     image that is not 2-D or 3-D with channels last.
     """
     grey = _grey(image)
