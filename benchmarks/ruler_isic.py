@@ -39,7 +39,7 @@ def scan(data: Path, out: Path, ids: Path | None = None) -> None:
             continue
         found = find_ruler(io.imread(path), min_regularity=0.0)
         records.append({"id": path.stem, "found": None if found is None else {
-            "start": found.start, "end": found.end, "ticks": found.ticks, "spacing_px": found.spacing_px,
+            "start": found.start, "end": found.end, "spacings": found.spacings, "spacing_px": found.spacing_px,
             "angle_deg": found.angle_deg, "regularity": found.regularity}})
     out.write_text(json.dumps(records))
     print(f"{len(records)} images, {sum(r['found'] is not None for r in records)} with a candidate -> {out}")
@@ -71,9 +71,9 @@ def _crop_with_ticks(image: np.ndarray, f: dict, size: int) -> np.ndarray:
     crop = image[lo[0]:hi[0], lo[1]:hi[1]]
     zoom = max(1, int(size // max(crop.shape[:2])))
     big = np.repeat(np.repeat(crop, zoom, 0), zoom, 1).copy()
-    step = (end - start) / max(1, f["ticks"])
+    step = (end - start) / max(1, f["spacings"])
     across = np.array([step[1], -step[0]]) / max(1e-9, np.hypot(*step))
-    for k in range(f["ticks"] + 1):
+    for k in range(f["spacings"] + 1):
         p = (start + step * k - lo) * zoom + (zoom - 1) / 2
         for side in (-1, 1):
             _dot(big, p + side * across * 9 * zoom / 2, (0, 255, 0) if k % 5 else (255, 0, 255), zoom)

@@ -89,11 +89,15 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     np.testing.assert_allclose(image.scale, (1, 1))                  # no pixel size yet
     w = ScaleWidget(viewer)
     viewer.window.add_dock_widget(w)
+    click(qtbot, w.draw_button)                                       # a line of the user's first: kept
+    ruler = viewer.layers[f"{image.name} ruler"]
+    ruler.add_lines(np.array([[100.0, 100.0], [100.0, 300.0]]))
     click(qtbot, w.find_button)
     qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
-    ruler = viewer.layers[f"{image.name} ruler"]
-    assert len(ruler.data) == 1 and ruler.shape_type == ["line"] and ruler.mode == "select"
-    start, end = np.asarray(ruler.data[0])
+    assert ruler is viewer.layers[f"{image.name} ruler"] and ruler.mode == "select"
+    assert len(ruler.data) == 2 and ruler.shape_type == ["line", "line"]
+    np.testing.assert_allclose(ruler.data[0], [[100.0, 100.0], [100.0, 300.0]])
+    start, end = np.asarray(ruler.data[-1])                           # Set scale takes the last line
     ticks = int(w.length.value())
     assert ticks >= 6                                                 # at least half of the 12 mm drawn
     assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
@@ -103,7 +107,7 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     for layer in (image, truth):
         np.testing.assert_allclose(layer.scale, (0.02, 0.02), rtol=0.002)
     # the user moves an end of the line to the next tick and corrects the length: the scale follows
-    ruler.data = [np.array([start, end + (end - start) / ticks])]
+    ruler.data = [ruler.data[0], np.array([start, end + (end - start) / ticks])]
     w.length.setValue(ticks + 1)
     click(qtbot, w.set_button)
     np.testing.assert_allclose(image.scale, (0.02, 0.02), rtol=0.002)
@@ -126,3 +130,35 @@ def test_find_the_ruler_says_when_there_is_none_and_changes_nothing(make_napari_
     w.image_combo.select("stack")
     click(qtbot, w.find_button)
     assert "is a stack" in errors[-1] and not w.task.running
+
+
+def test_find_the_ruler_in_a_pyramid_reads_a_coarser_level_and_answers_in_full_resolution(make_napari_viewer, qtbot):
+    from napari_nevus_seg.io.synthetic_ruler import draw_ruler
+
+    full = draw_ruler(synthetic_lesion_image(seed=12, shape=(2400, 3200)).image, start=(2150.0, 300.0),
+                      spacing_px=120.0, ticks=20)
+    viewer = make_napari_viewer()
+    image = viewer.add_image([full, full[::2, ::2]], name="big", rgb=True, multiscale=True)
+    w = ScaleWidget(viewer)
+    click(qtbot, w.find_button)
+    qtbot.waitUntil(lambda: not w.task.running, timeout=120_000)
+    start, end = np.asarray(viewer.layers["big ruler"].data[-1])
+    spacings = int(w.length.value())
+    assert spacings >= 10 and np.hypot(*(end - start)) / spacings == pytest.approx(120.0, rel=0.005)
+    assert abs((start[1] - 300.0) / 120.0 - round((start[1] - 300.0) / 120.0)) < 0.1   # on a tick of the full image
+    click(qtbot, w.set_button)
+    np.testing.assert_allclose(image.scale, (1 / 120.0, 1 / 120.0), rtol=0.005)
+
+
+def test_an_image_closed_while_its_ruler_is_looked_for_gets_nothing_drawn(make_napari_viewer, qtbot):
+    from napari_nevus_seg.measurements.ruler import RulerTicks
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(synthetic_lesion_image(seed=3, shape=(64, 64)).image, name="skin", rgb=True)
+    other = viewer.add_image(synthetic_lesion_image(seed=4, shape=(64, 64)).image, name="other", rgb=True)
+    w = ScaleWidget(viewer)
+    viewer.layers.remove(image)
+    w._on_found(image, RulerTicks((1.0, 1.0), (1.0, 41.0), 4, 10.0, 0.0, 0.9, 4.0))   # the job's late answer
+    assert "'skin' was closed" in w.status.text() and "nothing drawn" in w.status.text()
+    assert [ly.name for ly in viewer.layers] == ["other"] and w.length.value() == 1.0
+    np.testing.assert_allclose(other.scale, (1, 1))

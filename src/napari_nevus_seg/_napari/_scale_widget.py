@@ -12,7 +12,6 @@ and the saved label TIFFs use it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import napari
@@ -22,10 +21,10 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_nevus_seg._napari._controls import LayerCombo
-from napari_nevus_seg._napari._job import BackgroundJob
+from napari_nevus_seg._napari._job import BackgroundJob, JobCancelled
 from napari_nevus_seg._napari._layers import SOURCE_KEY, source_id
 from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
-from napari_nevus_seg.measurements.ruler import WORK_SIDE, RulerTicks, find_ruler
+from napari_nevus_seg.measurements.ruler import WORK_SIDE, RulerSearchCancelled, RulerTicks, find_ruler
 
 RULER_KEY = "nevus_seg_ruler_of"   # metadata of a ruler layer: the image it measures
 
@@ -102,12 +101,13 @@ class ScaleWidget(QWidget):
         if image.ndim != 2:
             show_error(f"Find the ruler: {image.name!r} is a stack, not one photograph; draw the line by hand")
             return None
-        pixels, factor = _search_level(image)
-        return self.task.start(_find_ticks, pixels, factor, target=image, desc=f"Looking for a ruler in {image.name!r}")
+        pixels, factors = _search_level(image)
+        return self.task.start(_find_ticks, pixels, factors, target=image, desc=f"Looking for a ruler in {image.name!r}")
 
     def _on_found(self, image: Image, ticks: RulerTicks | None) -> None:
         """Draw the line along the ticks found (or say none was) and put their count in *Line spans*."""
         if image not in self.viewer.layers:
+            self.status.setText(f"{image.name!r} was closed while its ruler was looked for: nothing drawn.")
             return
         if ticks is None:
             msg = (f"No ruler found in {image.name!r}: no evenly spaced tick marks stand out. "
@@ -119,12 +119,11 @@ class ScaleWidget(QWidget):
         ruler = self.draw()
         if ruler is None:
             return
-        ruler.data = [*ruler.data, np.array([ticks.start, ticks.end])]
-        ruler.shape_type = [*ruler.shape_type[:-1], "line"]
+        ruler.add_lines(np.array([ticks.start, ticks.end]))      # after any line the user drew: kept
         ruler.mode = "select"
-        self.length.setValue(float(ticks.ticks))
-        msg = (f"Found {ticks.ticks + 1} tick marks {ticks.spacing_px:.2f} px apart (the yellow line, "
-               f"{ticks.ticks} spacings). If they are millimetres, press Set scale for {ticks.ticks} mm; "
+        self.length.setValue(float(ticks.spacings))
+        msg = (f"Found {ticks.spacings + 1} tick marks {ticks.spacing_px:.2f} px apart (the yellow line, "
+               f"{ticks.spacings} spacings). If they are millimetres, press Set scale for {ticks.spacings} mm; "
                "otherwise type the length the line spans, or move its ends.")
         self.status.setText(msg)
         show_info(f"Find the ruler: {msg}")
@@ -154,26 +153,25 @@ class ScaleWidget(QWidget):
         return size
 
 
-def _search_level(image: Image) -> tuple[Any, float]:
-    """The pixels to search and how many full-resolution pixels one of them spans: the image itself, or
-    for a multiscale image its coarsest level still at least :data:`WORK_SIDE` pixels long."""
+def _search_level(image: Image) -> tuple[Any, tuple[float, float]]:
+    """The pixels to search and how many full-resolution rows and columns one of their pixels spans:
+    the image itself, or for a multiscale image its coarsest level still at least :data:`WORK_SIDE`
+    pixels long (a pyramid's finest level can be far too large to read whole)."""
     if not image.multiscale:
-        return image.data, 1.0
-    shapes = [tuple(s) for s in image.level_shapes]
-    long_sides = [max(s[-3:-1] if image.rgb else s[-2:]) for s in shapes]
-    level = max((i for i, side in enumerate(long_sides) if side >= WORK_SIDE), default=0)
-    return image.data[level], long_sides[0] / long_sides[level]
+        return image.data, (1.0, 1.0)
+    planes = [_plane_of(level.shape, image.rgb) for level in image.data]
+    level = max((i for i, (h, w) in enumerate(planes) if max(h, w) >= WORK_SIDE), default=0)
+    return image.data[level], (planes[0][0] / planes[level][0], planes[0][1] / planes[level][1])
 
 
-def _find_ticks(pixels: Any, factor: float, *, cancel, progress) -> RulerTicks | None:
-    """:func:`find_ruler` as a background job, in full-resolution pixels (it is short: no progress)."""
-    cancel.raise_if_set()
-    ticks = find_ruler(np.asarray(pixels))
-    if ticks is None or factor == 1.0:
-        return ticks
-    return replace(ticks, start=tuple((v + 0.5) * factor - 0.5 for v in ticks.start),
-                   end=tuple((v + 0.5) * factor - 0.5 for v in ticks.end),
-                   spacing_px=ticks.spacing_px * factor)
+def _find_ticks(pixels: Any, factors: tuple[float, float], *, cancel, progress) -> RulerTicks | None:
+    """:func:`find_ruler` as a background job, in full-resolution pixels; Cancel stops it between
+    candidates."""
+    try:
+        ticks = find_ruler(np.asarray(pixels), cancel=cancel)
+    except RulerSearchCancelled as exc:
+        raise JobCancelled(str(exc)) from exc
+    return ticks if ticks is None or factors == (1.0, 1.0) else ticks.scaled(*factors)
 
 
 def belongs_to(layer: Any, image: Image) -> bool:
@@ -189,8 +187,12 @@ def belongs_to(layer: Any, image: Image) -> bool:
 
 def _plane_shape(image: Image) -> tuple[int, int]:
     """(rows, columns) of an image layer's planes (its largest level when multiscale)."""
-    shape = tuple(image.level_shapes[0]) if image.multiscale else tuple(image.data.shape)
-    return shape[-3:-1] if image.rgb else shape[-2:]
+    return _plane_of((image.data[0] if image.multiscale else image.data).shape, image.rgb)
+
+
+def _plane_of(shape: tuple[int, ...], rgb: bool) -> tuple[int, int]:
+    """(rows, columns) of an array of ``shape``, its last axis the colour channels when ``rgb``."""
+    return tuple(shape[-3:-1]) if rgb else tuple(shape[-2:])
 
 
 def apply_pixel_size(viewer: Any, image: Image, size_mm: float, ruler: Shapes | None = None) -> list:

@@ -15,14 +15,15 @@ numbers. How often rulers are found, on which images, and how often wrongly: doc
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
+from napari_nevus_seg.io.intensity import to_rgb_uint8
 from napari_nevus_seg.measurements.ruler_search import line_candidates, tile_peaks
 from napari_nevus_seg.measurements.ruler_ticks import RulerTicks, read_ticks
 
-__all__ = ["RulerTicks", "find_ruler"]
+__all__ = ["RulerSearchCancelled", "RulerTicks", "find_ruler"]
 
 #: the long side (pixels) the image is reduced to for the search and the reading of the ticks
 WORK_SIDE = 1024
@@ -39,7 +40,11 @@ MIN_TICKS = 5
 MIN_REGULARITY = 0.5
 
 
-def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY) -> RulerTicks | None:
+class RulerSearchCancelled(Exception):
+    """Raised by :func:`find_ruler` when its ``cancel`` event was set."""
+
+
+def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY, cancel: Any = None) -> RulerTicks | None:
     """The ruler ticks in ``image`` ((H, W) grey or (H, W, C) colour), or None when none stand out.
 
     Candidates come from the longest straight lines and from the :data:`CANDIDATES` strongest tile
@@ -47,8 +52,10 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY) -> 
     (:func:`.ruler_ticks.read_ticks`). The run of at least :data:`MIN_TICKS` tick spacings whose rhythm
     explains most of the brightness along it is the ruler, if its :attr:`RulerTicks.regularity` reaches
     ``min_regularity``. On a 2-core CPU: 0.3 s for 341x256, 0.8 s for 768x576, 1.5 s for a 12-megapixel
-    photograph (benchmarks, docs/measurements.md). ValueError for an
-    image that is not 2-D or 3-D with channels last.
+    photograph (docs/benchmarks.md). ``image`` may be 8- or 16-bit, float ([0, 1] or 0-255), grey, RGB
+    or RGBA, channels last or first (scaled as :func:`napari_nevus_seg.to_rgb_uint8` does). ``cancel``
+    (an object with ``is_set()``) is polled between candidates: :class:`RulerSearchCancelled` when set.
+    ValueError for an array that is not an image.
     """
     grey = _grey(image)
     factors = _search_factors(max(grey.shape))
@@ -69,27 +76,28 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY) -> 
             break
     best = None
     for centre, angle, spacing, half_width in looks:
+        if cancel is not None and cancel.is_set():
+            raise RulerSearchCancelled("ruler search cancelled")
         found = read_ticks(levels[base], centre, angle, spacing, half_width=half_width)
-        if found is None or found.ticks < MIN_TICKS or _staircase(found):
+        if found is None or found.spacings < MIN_TICKS or _staircase(found):
             continue
         if best is None or found.regularity > best.regularity:
             best = found
     if best is None or best.regularity < min_regularity:
         return None
-    return best if base == 1 else replace(
-        best, start=tuple((v + 0.5) * base - 0.5 for v in best.start),
-        end=tuple((v + 0.5) * base - 0.5 for v in best.end), spacing_px=best.spacing_px * base)
+    return best if base == 1 else best.scaled(base)
 
 
 def _staircase(found: RulerTicks) -> bool:
-    """Whether the rhythm is the pixel staircase of a thin straight line drawn without smoothing.
+    """Whether the rhythm is the pixel staircase of a thin straight line drawn without smoothing: read in
+    a band at most 3 px across (a ruler's ticks stand out of their base line), at a spacing below.
 
     Such a line at an angle a from the nearest image axis steps a pixel every 1 / sin(a) pixels along
     it, and its pattern of steps repeats every q / cos(a) pixels where tan(a) is close to a fraction
     p / q. A rhythm at one of these spacings, or a half or third of one (within 5 %), is taken for it.
     """
     a = np.radians(abs((found.angle_deg + 45.0) % 90.0 - 45.0))
-    if a < np.radians(2.0):
+    if a < np.radians(2.0) or found.band_px > 3:
         return False
     periods = [1.0 / np.sin(a)] + [q / np.cos(a) for q in range(1, 13)
                                    if round(q * np.tan(a)) and abs(round(q * np.tan(a)) / q - np.tan(a)) <= 0.02]
@@ -111,13 +119,11 @@ def _search_factors(long_side: int) -> list[int]:
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
-    """The image as float32 grey (the mean of its first three channels when it has colour)."""
+    """The image as float32 grey, 0-255 (the mean of R, G and B after :func:`to_rgb_uint8`'s scaling)."""
     arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
-    if arr.ndim != 2:
-        raise ValueError(f"find_ruler needs an (H, W) or (H, W, C) image, got shape {np.shape(image)}")
-    return arr.astype(np.float32, copy=False)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"find_ruler needs an (H, W) or (H, W, C) image, got shape {arr.shape}")
+    return to_rgb_uint8(arr, source="find_ruler", min_side=1).astype(np.float32).mean(axis=-1)
 
 
 def _reduce(grey: np.ndarray, factor: int) -> np.ndarray:

@@ -11,7 +11,7 @@ whether the ruler's ticks alternate tall and short (then the tall ones count).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -24,19 +24,22 @@ MIN_PERIOD = 4.0
 class RulerTicks:
     """The ticks of a ruler found in an image (pixel coordinates of the image given).
 
-    ``start`` and ``end`` are (row, column) points on the first and last tick found, ``ticks`` tick
-    spacings apart along the ruler; ``spacing_px`` is the spacing of neighbouring ticks;
-    ``angle_deg`` the ruler's direction (0 = along the columns, 90 = down the rows); ``regularity``
-    the share of the brightness variation along the ticks that their rhythm explains (0-1; at least
-    :data:`napari_nevus_seg.measurements.ruler.MIN_REGULARITY` to be reported).
+    ``start`` and ``end`` are (row, column) points on the first and last tick found, ``spacings`` tick
+    spacings apart along the ruler (``spacings + 1`` ticks); ``spacing_px`` is the spacing of
+    neighbouring ticks; ``angle_deg`` the ruler's direction (0 = left to right, 90 = top to bottom);
+    ``regularity`` the share of the brightness variation along the ticks that their rhythm explains
+    (0-1; at least :data:`napari_nevus_seg.measurements.ruler.MIN_REGULARITY` to be reported);
+    ``band_px`` how far across the ruler the ticks were read (a line one or two pixels wide has no
+    ticks standing out of it).
     """
 
     start: tuple[float, float]
     end: tuple[float, float]
-    ticks: int
+    spacings: int
     spacing_px: float
     angle_deg: float
     regularity: float
+    band_px: float = 0.0
 
     @property
     def length_px(self) -> float:
@@ -47,15 +50,30 @@ class RulerTicks:
         """mm per pixel if neighbouring ticks are ``tick_mm`` apart."""
         return float(tick_mm) / self.spacing_px
 
+    def scaled(self, row_factor: float, col_factor: float | None = None) -> RulerTicks:
+        """The same ticks in an image ``row_factor`` (and ``col_factor``) times larger, pixel centres
+        mapped onto pixel centres (as the blocks of a reduced image or a coarser pyramid level)."""
+        col_factor = row_factor if col_factor is None else col_factor
+
+        def point(p):
+            return ((p[0] + 0.5) * row_factor - 0.5, (p[1] + 0.5) * col_factor - 0.5)
+
+        start, end = point(self.start), point(self.end)
+        length = float(np.hypot(end[0] - start[0], end[1] - start[1]))
+        angle = float(np.degrees(np.arctan2(end[0] - start[0], end[1] - start[1])))
+        return replace(self, start=start, end=end, spacing_px=length / max(self.spacings, 1) if length else
+                       self.spacing_px * row_factor, angle_deg=angle, band_px=self.band_px * row_factor)
+
 
 def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_width: float,
-                 refine_angle: bool = True):
+               refine_angle: bool = True) -> RulerTicks | None:
     """Refine the spacing along the ruler through ``centre`` and find the run of ticks there.
 
     A strip ``2 * half_width`` wide is read along the ruler across the whole image; the rows of the
     strip where the rhythm near ``centre`` is strong (the ticks, not the skin beside them) are averaged
-    into a profile. With ``refine_angle`` it is then read again square to the ticks. Returns
-    the ticks found (:class:`RulerTicks`) or None when fewer than three are.
+    into a profile. With ``refine_angle`` it is then read again square to the ticks. Returns the ticks
+    found (:class:`RulerTicks`), or None for a run of fewer than three ticks or a rhythm that fills the
+    strip (a texture).
     """
     guess = spacing
     along = np.array([np.sin(angle), np.cos(angle)])      # (row, col) step along the ruler
@@ -112,9 +130,9 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
     p0 = origin + offset + along * (t[0] + first)
     p1 = p0 + along * count * fine
     span = profile[int(np.floor(first)):int(np.ceil(first + count * fine)) + 1]
-    return RulerTicks(start=(float(p0[0]), float(p0[1])), end=(float(p1[0]), float(p1[1])), ticks=count,
+    return RulerTicks(start=(float(p0[0]), float(p0[1])), end=(float(p1[0]), float(p1[1])), spacings=count,
                       spacing_px=float(fine), angle_deg=float(np.degrees(angle)),
-                      regularity=_regularity(span, fine, first % 1.0))
+                      regularity=_regularity(span, fine, first % 1.0), band_px=float(band[1] - band[0]))
 
 
 def _texture(rows: np.ndarray, band: tuple[int, int], inside: np.ndarray) -> bool:

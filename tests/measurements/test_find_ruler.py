@@ -20,6 +20,8 @@ RULERS = [
     ((3000, 4000), -12.0, 61.7, 25, (2700, 400)),   # a 12-megapixel photograph
     ((384, 512), 180.0, 6.1, 40, (350, 470)),       # fine ticks, drawn right to left
     ((1200, 1600), 60.0, 80.0, 10, (100, 300)),     # few, far apart
+    ((384, 512), 45.0, 16.0, 16, (40, 60)),         # diagonal: where an unsmoothed line's staircase beats too
+    ((384, 512), 26.57, 13.4, 20, (60, 40)),
 ]
 
 
@@ -47,13 +49,13 @@ def test_the_tick_spacing_direction_and_ends_of_a_drawn_ruler(seed, case):
     assert isinstance(found, RulerTicks)
     assert found.spacing_px == pytest.approx(spacing, rel=0.003)
     assert same_direction(found.angle_deg, angle) < 1.0
-    assert found.ticks >= 0.7 * (ticks - 1)             # most of the ruler, not one tile of it
+    assert found.spacings >= 0.7 * (ticks - 1)             # most of the ruler, not one tile of it
     for end in (found.start, found.end):                # the line runs from a tick to a tick
         assert on_a_tick(end, start, angle, spacing) < 0.1
-    assert found.length_px == pytest.approx(found.ticks * found.spacing_px, rel=1e-6)
+    assert found.length_px == pytest.approx(found.spacings * found.spacing_px, rel=1e-6)
     assert found.regularity > 0.5
     # the line, with its length in mm, gives the pixel size as a hand-drawn line would
-    assert pixel_size_from_ruler(found.start, found.end, float(found.ticks)) == pytest.approx(
+    assert pixel_size_from_ruler(found.start, found.end, float(found.spacings)) == pytest.approx(
         found.pixel_size_mm(), rel=1e-6)
     assert found.pixel_size_mm(0.5) == pytest.approx(0.5 / spacing, rel=0.003)
 
@@ -78,6 +80,38 @@ def test_thin_ticks_give_their_spacing_not_half_of_it():
     assert find_ruler(image).spacing_px == pytest.approx(20.0, rel=0.003)
 
 
+def test_any_bit_depth_and_channel_layout_gives_the_same_ruler():
+    """16-bit, float [0, 1], RGBA and channels-first copies of an image are read as the 8-bit one."""
+    image = ruler_image(8, (384, 512), 0.0, 14.0, 22, (330, 40))
+    found = find_ruler(image)
+    for other in (image.astype(np.uint16) * 257, image.astype(np.float32) / 255.0, np.moveaxis(image, -1, 0),
+                  np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])):
+        again = find_ruler(other)
+        assert again is not None and again.spacing_px == pytest.approx(found.spacing_px, rel=1e-3)
+        assert again.spacings == found.spacings
+
+
+def test_scaled_maps_pixel_centres_and_the_spacing():
+    ticks = RulerTicks(start=(10.0, 20.0), end=(10.0, 70.0), spacings=5, spacing_px=10.0, angle_deg=0.0,
+                       regularity=0.9, band_px=4.0)
+    big = ticks.scaled(4)
+    assert big.start == (41.5, 81.5) and big.end == (41.5, 281.5)
+    assert big.spacing_px == pytest.approx(40.0) and big.spacings == 5 and big.band_px == 16.0
+    wide = ticks.scaled(2, 3)                              # a pyramid level with other row and column steps
+    assert wide.spacing_px == pytest.approx(30.0) and wide.angle_deg == pytest.approx(0.0)
+
+
+def test_the_search_stops_when_cancelled():
+    from napari_nevus_seg.measurements.ruler import RulerSearchCancelled
+
+    class Cancelled:
+        def is_set(self):
+            return True
+
+    with pytest.raises(RulerSearchCancelled):
+        find_ruler(ruler_image(9, (384, 512), 0.0, 12.0, 20, (330, 40)), cancel=Cancelled())
+
+
 def test_light_ticks_on_a_dark_ruler_and_grey_images():
     dark = np.full((384, 512), 40, np.uint8)
     image = draw_ruler(dark, start=(300, 60), spacing_px=15.0, ticks=25, strip=False, tick_value=220.0)
@@ -95,7 +129,7 @@ def test_bad_input_is_refused_and_tiny_images_have_no_ruler():
     assert find_ruler(np.zeros((300, 400), np.uint8)) is None    # flat
 
 
-def test_a_stricter_threshold_drops_a_faint_ruler():
+def test_a_threshold_above_an_answer_s_regularity_drops_it():
     image = ruler_image(5, (384, 512), 0.0, 12.0, 20, (330, 40))
     found = find_ruler(image)
     assert found is not None
