@@ -103,6 +103,10 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
     assert abs(start[0] - end[0]) < 1.0                               # along the ruler at the bottom
     assert f"Found {ticks + 1} tick marks" in w.status.text() and "Set scale" in w.status.text()
+    click(qtbot, w.find_button)                                       # again: the found line is replaced
+    qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
+    assert len(ruler.data) == 2
+    np.testing.assert_allclose(ruler.data[-1], [start, end])
     click(qtbot, w.set_button)
     for layer in (image, truth):
         np.testing.assert_allclose(layer.scale, (0.02, 0.02), rtol=0.002)

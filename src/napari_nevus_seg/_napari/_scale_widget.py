@@ -27,6 +27,7 @@ from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
 from napari_nevus_seg.measurements.ruler import WORK_SIDE, RulerSearchCancelled, RulerTicks, find_ruler
 
 RULER_KEY = "nevus_seg_ruler_of"   # metadata of a ruler layer: the image it measures
+FOUND_KEY = "nevus_seg_found_line"  # metadata of a ruler layer: the last line Find the ruler drew
 
 
 class ScaleWidget(QWidget):
@@ -119,7 +120,14 @@ class ScaleWidget(QWidget):
         ruler = self.draw()
         if ruler is None:
             return
-        ruler.add_lines(np.array([ticks.start, ticks.end]))      # after any line the user drew: kept
+        line = np.array([ticks.start, ticks.end])
+        found_before = ruler.metadata.get(FOUND_KEY)
+        if (found_before is not None and len(ruler.data) and ruler.shape_type[-1] == "line"
+                and np.allclose(ruler.data[-1][:, -2:], found_before)):
+            ruler.selected_data = {len(ruler.data) - 1}       # the line found before, unmoved: replaced
+            ruler.remove_selected()
+        ruler.add_lines(line)                                   # after any line the user drew: kept
+        ruler.metadata[FOUND_KEY] = line
         ruler.mode = "select"
         self.length.setValue(float(ticks.spacings))
         msg = (f"Found {ticks.spacings + 1} tick marks {ticks.spacing_px:.2f} px apart (the yellow line, "
