@@ -246,10 +246,7 @@ def _tick_run(profile: np.ndarray, spacing: float) -> tuple[float, int] | None:
     at = np.arange(first, profile.size - 1, spacing)
     if at.size < 3:
         return None
-    sign = -1.0 if dark else 1.0
-    value = np.interp(at, n, profile) * sign
-    between = 0.5 * (np.interp(at - spacing / 2, n, profile) + np.interp(at + spacing / 2, n, profile)) * sign
-    depth = value - between
+    depth = _depths(profile, at, spacing / 2, dark)
     run = _longest_run_around(depth >= 0.4 * np.median(depth), int(np.argmax(depth)))
     if run[1] - run[0] < 3:
         return None
