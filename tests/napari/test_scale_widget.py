@@ -117,6 +117,31 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     np.testing.assert_allclose(image.scale, (0.02, 0.02), rtol=0.002)
 
 
+def test_a_ruler_found_after_the_user_chose_another_image_leaves_their_choice_alone(make_napari_viewer, qtbot):
+    """The user starts a search, then chooses another image and types a length: the line is drawn over
+    the searched image's ruler, the image chosen, the length typed and the active layer stay theirs, and
+    the status says how to use the line found."""
+    viewer = make_napari_viewer()
+    image, _truth = viewer.open_sample("napari-nevus-seg", "synthetic_ruler")
+    other = viewer.add_image(synthetic_lesion_image(seed=4, shape=(64, 64)).image, name="other", rgb=True)
+    w = ScaleWidget(viewer)
+    w.image_combo.select(image.name)
+    click(qtbot, w.find_button)
+    w.image_combo.select("other")                                     # before the answer comes back
+    w.length.setValue(3.0)
+    viewer.layers.selection.active = other
+    qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
+    assert w.image_combo.layer() is other and w.length.value() == 3.0
+    assert viewer.layers.selection.active is other
+    ruler = viewer.layers[f"{image.name} ruler"]
+    start, end = np.asarray(ruler.data[-1])
+    assert len(ruler.data) == 1 and np.hypot(*(end - start)) > 300     # drawn over the searched image
+    spacings = round(np.hypot(*(end - start)) / 50.0)
+    assert f"in {image.name!r}" in w.status.text() and f"choose {image.name!r}" in w.status.text()
+    assert f"{spacings} mm" in w.status.text()
+    np.testing.assert_allclose(image.scale, (1, 1))                   # nothing set yet
+
+
 def test_find_the_ruler_says_when_there_is_none_and_changes_nothing(make_napari_viewer, qtbot, monkeypatch):
     from napari_nevus_seg._napari import _scale_widget
 

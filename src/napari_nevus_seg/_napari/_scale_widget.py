@@ -81,16 +81,21 @@ class ScaleWidget(QWidget):
         if image is None:
             show_error("Set scale: open or choose an image layer first")
             return None
+        ruler = self._open_ruler(image)
+        self.viewer.layers.selection.active = ruler
+        ruler.mode = "add_line"
+        self.status.setText("Draw a line from one ruler mark to another (click, move, click), "
+                            "then type its length and press Set scale.")
+        return ruler
+
+    def _open_ruler(self, image: Image) -> Shapes:
+        """The ruler layer of ``image``, added over it (yellow lines) if there is none yet."""
         ruler = self.ruler_layer(image)
         if ruler is None:
             width = max(1.0, max(_plane_shape(image)) / 300) * float(image.scale[-1])
             ruler = self.viewer.add_shapes(ndim=2, name=f"{image.name} ruler", scale=tuple(image.scale[-2:]),
                                            translate=tuple(image.translate[-2:]), edge_color="yellow",
                                            edge_width=width, metadata={RULER_KEY: source_id(image)})
-        self.viewer.layers.selection.active = ruler
-        ruler.mode = "add_line"
-        self.status.setText("Draw a line from one ruler mark to another (click, move, click), "
-                            "then type its length and press Set scale.")
         return ruler
 
     def find(self):
@@ -106,7 +111,9 @@ class ScaleWidget(QWidget):
         return self.task.start(_find_ticks, pixels, factors, target=image, desc=f"Looking for a ruler in {image.name!r}")
 
     def _on_found(self, image: Image, ticks: RulerTicks | None) -> None:
-        """Draw the line along the ticks found (or say none was) and put their count in *Line spans*."""
+        """Draw the line along the ticks found over ``image`` (or say none was); if ``image`` is still the
+        one chosen, select the line and put the count of spacings in *Line spans*, otherwise leave the
+        user's choices alone and say how to use the line."""
         if image not in self.viewer.layers:
             self.status.setText(f"{image.name!r} was closed while its ruler was looked for: nothing drawn.")
             return
@@ -116,10 +123,9 @@ class ScaleWidget(QWidget):
             self.status.setText(msg)
             show_info(f"Find the ruler: {msg}")
             return
-        self.image_combo.select(image.name)
-        ruler = self.draw()
-        if ruler is None:
-            return
+        chosen = self.image_combo.layer() is image
+        active = self.viewer.layers.selection.active
+        ruler = self._open_ruler(image)                         # napari makes a new layer the active one
         line = np.array([ticks.start, ticks.end])
         found_before = ruler.metadata.get(FOUND_KEY)
         if (found_before is not None and len(ruler.data) and ruler.shape_type[-1] == "line"
@@ -128,11 +134,19 @@ class ScaleWidget(QWidget):
             ruler.remove_selected()
         ruler.add_lines(line)                                   # after any line the user drew: kept
         ruler.metadata[FOUND_KEY] = line
-        ruler.mode = "select"
-        self.length.setValue(float(ticks.spacings))
-        msg = (f"Found {ticks.spacings + 1} tick marks {ticks.spacing_px:.2f} px apart (the yellow line, "
-               f"{ticks.spacings} spacings). If they are millimetres, press Set scale for {ticks.spacings} mm; "
-               "otherwise type the length the line spans, or move its ends.")
+        found = f"Found {ticks.spacings + 1} tick marks {ticks.spacing_px:.2f} px apart"
+        if chosen:
+            self.viewer.layers.selection.active = ruler
+            ruler.mode = "select"
+            self.length.setValue(float(ticks.spacings))
+            msg = (f"{found} (the yellow line, {ticks.spacings} spacings). If they are millimetres, press "
+                   f"Set scale for {ticks.spacings} mm; otherwise type the length the line spans, or move its ends.")
+        else:                                                   # the user chose another image meanwhile
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active    # whatever they were working on
+            msg = (f"{found} in {image.name!r} (the last line of {ruler.name!r}, {ticks.spacings} spacings). "
+                   f"To use it, choose {image.name!r} above and, if they are millimetres, set Line spans to "
+                   f"{ticks.spacings} mm and press Set scale.")
         self.status.setText(msg)
         show_info(f"Find the ruler: {msg}")
 
