@@ -75,13 +75,46 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
     found (:class:`RulerTicks`), or None for a run of fewer than three ticks or a rhythm that fills the
     strip (a texture).
     """
-    guess = spacing
     along = np.array([np.sin(angle), np.cos(angle)])      # (row, col) step along the ruler
     across = np.array([along[1], -along[0]])
+    origin = np.asarray(centre, dtype=float)
+    s = np.arange(-half_width, half_width + 1.0)           # across the strip
+    read = _strip(grey, origin, along, across, s, spacing)
+    if read is None:
+        return None
+    t, detrended, inside = read
+    near = np.abs(t) <= max(half_width, 3 * spacing)
+    strength = np.abs(np.exp(-2j * np.pi * t[near] / spacing) @ detrended[near])   # per line across
+    band = _longest_run_around(strength >= 0.5 * strength.max(), int(strength.argmax()))
+    if _texture(strength, band, inside):
+        return None
+    profile = detrended[:, band[0]:band[1]].mean(axis=1)
+    found = _run_of_ticks(profile, t, near, spacing, half_width)
+    if found is None:
+        return None
+    first, fine, count, dark = found
+    beside = slice(max(0, 2 * band[0] - band[1]), 2 * band[1] - band[0])   # the band and as much either side
+    if refine_angle:
+        drift = _drift(detrended[:, beside], s[beside], first + fine * np.arange(count + 1), fine, dark)
+        return read_ticks(grey, centre, angle + np.arctan(drift), spacing, half_width, refine_angle=False)
+    first, fine = _fitted_ticks(profile, first + fine * np.arange(count + 1), fine, dark)
+    first, fine, count = _tall_or_equal(profile, detrended[:, beside], first, fine, count, dark)
+    p0 = origin + across * 0.5 * (s[band[0]] + s[band[1] - 1]) + along * (t[0] + first)
+    p1 = p0 + along * count * fine
+    span = profile[int(np.floor(first)):int(np.ceil(first + count * fine)) + 1]
+    return RulerTicks(start=(float(p0[0]), float(p0[1])), end=(float(p1[0]), float(p1[1])), spacings=count,
+                      spacing_px=float(fine), angle_deg=float(np.degrees(angle)),
+                      regularity=_regularity(span, fine, first % 1.0), band_px=float(band[1] - band[0]))
+
+
+def _strip(grey: np.ndarray, origin: np.ndarray, along: np.ndarray, across: np.ndarray, s: np.ndarray,
+           spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The strip of ``grey`` through ``origin``, ``s`` pixels across and the whole image along:
+    (positions along it, the strip with its trend along it removed, which lines across lie mostly in
+    the image); None where less than 4 spacings of it lie in the image. Points outside the image take
+    their line's mean."""
     reach = float(np.hypot(*grey.shape))
     t = np.arange(-reach, reach + 1.0)
-    s = np.arange(-half_width, half_width + 1.0)
-    origin = np.asarray(centre, dtype=float)
     coords = origin[:, None, None] + along[:, None, None] * t[:, None] + across[:, None, None] * s[None, :]
     strip = ndimage.map_coordinates(grey, coords.reshape(2, -1), order=1, mode="constant", cval=np.nan)
     strip = strip.reshape(t.size, s.size)
@@ -95,44 +128,27 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
                            np.nanmean(strip))
     filled = np.where(valid, strip, column_mean)
     detrended = filled - ndimage.uniform_filter1d(filled, max(3, int(np.rint(8 * spacing))), axis=0, mode="nearest")
-    near = np.abs(t) <= max(half_width, 3 * spacing)
-    wave = np.exp(-2j * np.pi * t[near] / spacing)
-    rows = np.abs(wave @ detrended[near])
-    band = _longest_run_around(rows >= 0.5 * rows.max(), int(rows.argmax()))
-    if _texture(rows, band, valid.mean(axis=0) > 0.5):
-        return None
-    profile = detrended[:, band[0]:band[1]].mean(axis=1)
+    return t, detrended, valid.mean(axis=0) > 0.5
+
+
+def _run_of_ticks(profile: np.ndarray, t: np.ndarray, near: np.ndarray, spacing: float,
+                  half_width: float) -> tuple[float, float, int, bool] | None:
+    """(first tick, spacing, number of spacings, whether the ticks are dark) of the run of ticks in
+    ``profile`` through the strip's centre (``t`` = 0): the ticks' own spacing near the centre, the
+    stretch where their rhythm holds, and the ticks in it (dark ticks: the stretch's median lies above
+    their dips). None when the run misses the centre, or spans fewer than three ticks."""
     wide = np.abs(t) <= max(2 * half_width, 12 * spacing)
     spacing = _fundamental(profile[wide], _refined_spacing(profile[wide], spacing))
     local = _local_rhythm(profile, spacing)
     middle = int(np.argmin(np.abs(t)))
-    run = _longest_run_around(local >= 0.4 * local[near].max(), int(np.flatnonzero(near)[local[near].argmax()]))
-    lo, hi = run
+    lo, hi = _longest_run_around(local >= 0.4 * local[near].max(), int(np.flatnonzero(near)[local[near].argmax()]))
     if middle < lo or middle >= hi or hi - lo < 3 * spacing:
         return None
     fine = _refined_spacing(profile[lo:hi], spacing)
     ticks = _tick_run(profile[lo:hi], fine)
     if ticks is None:
         return None
-    first, count = lo + ticks[0], ticks[1]
-    if refine_angle:
-        dark = np.median(profile[lo:hi]) > 0
-        width = band[1] - band[0]
-        cols = slice(max(0, band[0] - width), band[1] + width)     # the ticks' band and as much either side
-        drift = _drift(detrended[:, cols], s[cols], first + fine * np.arange(count + 1), fine, dark)
-        return read_ticks(grey, centre, angle + np.arctan(drift), guess, half_width, refine_angle=False)
-    dark = np.median(profile[lo:hi]) > 0
-    first, fine = _fitted_ticks(profile, first + fine * np.arange(count + 1), fine, dark)
-    width = band[1] - band[0]
-    rows = detrended[:, max(0, band[0] - width):band[1] + width]     # the ticks' band and as much either side
-    first, fine, count = _tall_or_equal(profile, rows, first, fine, count, dark)
-    offset = across * 0.5 * (s[band[0]] + s[band[1] - 1])
-    p0 = origin + offset + along * (t[0] + first)
-    p1 = p0 + along * count * fine
-    span = profile[int(np.floor(first)):int(np.ceil(first + count * fine)) + 1]
-    return RulerTicks(start=(float(p0[0]), float(p0[1])), end=(float(p1[0]), float(p1[1])), spacings=count,
-                      spacing_px=float(fine), angle_deg=float(np.degrees(angle)),
-                      regularity=_regularity(span, fine, first % 1.0), band_px=float(band[1] - band[0]))
+    return lo + ticks[0], fine, ticks[1], bool(np.median(profile[lo:hi]) > 0)
 
 
 def _texture(rows: np.ndarray, band: tuple[int, int], inside: np.ndarray) -> bool:
