@@ -600,3 +600,26 @@ def test_the_convention_row_follows_a_model_saved_again_under_its_name(make_napa
     assert w.options().convention is None and w.convention.isHidden()
     run_and_wait(qtbot, w)
     np.testing.assert_array_equal(viewer.layers["skin lesions"].data, segment(img, device="cpu", refine=w.refine.isChecked()))
+
+
+def test_closing_the_image_lets_its_pixels_and_kept_map_go(make_napari_viewer, qtbot):
+    """The map kept for a new threshold holds the image's array and an 8-bit copy: once the user closes the
+    image layer, the widget holds neither (a 24-megapixel photograph is 150 MB of them)."""
+    import gc
+    import weakref
+
+    viewer = make_napari_viewer()
+    pixels = synthetic_lesion_image(seed=2, shape=(256, 320)).image.copy()
+    gone = weakref.ref(pixels)
+    viewer.add_image(pixels, name="skin", rgb=True)
+    w = make_widget(viewer)
+    run_and_wait(qtbot, w)
+    plane = weakref.ref(w._netmap.plane)
+    del pixels
+    viewer.layers.remove("skin")
+    qtbot.wait(10)
+    gc.collect()
+    assert gone() is None and plane() is None
+    other = viewer.add_image(synthetic_lesion_image(seed=3, shape=(128, 160)).image, name="other", rgb=True)
+    run_and_wait(qtbot, w)                          # the widget goes on working
+    assert viewer.layers["other lesions"].data.max() >= 1 and w._netmap.data is other.data

@@ -88,6 +88,20 @@ class _ProgressBridge(QObject):
         self.changed.emit(d)
 
 
+class _Call:
+    """``func(*args, **kwargs)``, holding its arguments only until :meth:`release`: napari's activity list
+    keeps every worker it was shown (its Cancel callback), so a worker must not keep the images it was given."""
+
+    def __init__(self, func: Callable, args: tuple, kwargs: dict) -> None:
+        self.func, self.args, self.kwargs = func, args, kwargs
+
+    def __call__(self, **more: Any) -> Any:
+        return self.func(*self.args, **self.kwargs, **more)
+
+    def release(self) -> None:
+        self.args, self.kwargs = (), {}
+
+
 class BackgroundJob(QObject):
     """Runs one function at a time in a napari thread worker on behalf of ``widget``.
 
@@ -133,6 +147,7 @@ class BackgroundJob(QObject):
         self.outcome: str | None = None   # of the last run: "ok", "cancelled" or "error"
         self._desc = ""
         self._bridge: _ProgressBridge | None = None
+        self._call = _Call(lambda **_: None, (), {})
         if cancel_button is not None:
             cancel_button.setEnabled(False)
             cancel_button.clicked.connect(self.cancel)
@@ -156,8 +171,9 @@ class BackgroundJob(QObject):
         self.target, self.outcome, self._desc = target, None, desc
         self._bridge = _ProgressBridge()
         self._bridge.changed.connect(self._on_progress)
-        worker = create_worker(func, *args, cancel=self.token, progress=self._bridge.emit,
-                               _start_thread=False, _ignore_errors=True, **kwargs)
+        self._call = _Call(func, args, kwargs)
+        worker = create_worker(self._call, cancel=self.token, progress=self._bridge.emit,
+                               _start_thread=False, _ignore_errors=True)
         self.token.worker = worker
         self.worker = worker
         self.pbar = napari_progress(total=0, desc=desc or self.title)
@@ -263,10 +279,13 @@ class BackgroundJob(QObject):
             self.pbar.close()
             self.pbar = None
         self.worker = None
+        target, self.target = self.target, None   # a layer closed since may go, with its pixels:
+        self._call.release()                       # nothing of this run keeps them
+        self.token.worker = None
         if qt_deleted(self.widget):   # closed with the viewer
             return
         if self.outcome == "cancelled":
-            text = (self._safely(self.on_cancelled, self.target) if self.on_cancelled is not None else None) \
+            text = (self._safely(self.on_cancelled, target) if self.on_cancelled is not None else None) \
                 or "Cancelled"
             show_info(f"{self.title}: {text}")
             if self.status is not None:

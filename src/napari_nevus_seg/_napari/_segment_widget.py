@@ -210,6 +210,7 @@ class SegmentWidget(QWidget):
         self.labels_layer: Labels | None = None
         self.prob_layer: Image | None = None
         self._netmap: NetworkMap | None = None   # the last single image's network map (a new threshold reuses it)
+        viewer.layers.events.removed.connect(self._forget_closed_image)
 
         self.image_combo = LayerCombo(viewer, Image)
         self.model_combo = ModelChoice()
@@ -343,6 +344,11 @@ class SegmentWidget(QWidget):
         self.task.cancel()
 
     # ----------------------------------------------------------------------------------- results
+    def _forget_closed_image(self, event) -> None:
+        """Drop the kept network map when its image layer is closed: it holds the image's pixels."""
+        if self._netmap is not None and getattr(event.value, "data", None) is self._netmap.data:
+            self._netmap = None
+
     def _on_result(self, target: SegmentTarget, result) -> None:
         labels, prob, note, confidence = result[:4]
         self._netmap = result[4] if len(result) > 4 else None
