@@ -9,7 +9,10 @@ features beside the shipped 15 (:data:`DETECTOR_FEATURES`):
 - local contrast: share of pixels lighter and less chromatic (or bluer) than their lesion neighbourhood
   (masked Gaussian of 10 or 30 px), and the tail percentiles of those differences;
 - log lesion area, which is not a colour feature (PH2's white lesions are its large melanomas), run only
-  to show how much of the "colour" signal is the lesion's kind.
+  to show how much of the "colour" signal is the lesion's kind;
+- colour histograms of the lesion's pixels (square roots of the shares): L*a*b* in 4 x 4 x 4 bins, the
+  three marginals in 10 bins each, L* x chroma in 5 x 5 bins, alone and beside the shipped 15 (the
+  issue's "small learned model on colour histograms").
 
 Exploratory (2026-12-07, issue 21; results in docs/measurements.md)::
 
@@ -56,7 +59,18 @@ def case_features(img, mask):
         local += [np.mean((dL > t) & (dC < 0)) for t in (5, 10, 15)] + [np.mean(db < -t) for t in (5, 10)]
         local += list(np.percentile(dL, [95, 99])) + list(np.percentile(db, [1, 5]))
     return {"skin_rel": rel, "fractions": np.array(frac), "local": np.array(local),
-            "log_area": np.array([np.log(mask.sum())])}
+            "log_area": np.array([np.log(mask.sum())]), **histograms(Lm, am, bm, Cm)}
+
+
+def histograms(L, a, b, C):
+    """Square roots of the shares of the lesion's pixels in L*a*b* bins (joint, marginal, L* x chroma)."""
+    joint, _ = np.histogramdd(np.c_[L, a, b], bins=(np.array([0, 30, 45, 60, 101.]), np.array([-50, 8, 16, 24, 100.]),
+                                                    np.array([-60, 5, 15, 25, 100.])))
+    edges = (np.linspace(0, 100, 11), np.linspace(-10, 40, 11), np.linspace(-20, 40, 11))
+    marginals = np.concatenate([np.histogram(v, bins=e)[0] for v, e in zip((L, a, b), edges)])
+    lc, _, _ = np.histogram2d(L, C, bins=(np.array([0, 25, 40, 55, 70, 101.]), np.array([0, 10, 20, 30, 40, 200.])))
+    return {"hist_lab": np.sqrt(joint.ravel() / L.size), "hist_marginals": np.sqrt(marginals / L.size),
+            "hist_lc": np.sqrt(lc.ravel() / L.size)}
 
 
 def evaluate(X, truth, shares, repeats):
@@ -101,7 +115,13 @@ def main():
             "shipped + fractions": np.hstack([base, stack["fractions"]]),
             "shipped + local (10 and 30 px)": np.hstack([base, stack["local"]]),
             "shipped + local (10 px)": np.hstack([base, stack["local"][:, :9]]),
-            "shipped + log area (not a colour feature)": np.hstack([base, stack["log_area"]])}
+            "shipped + log area (not a colour feature)": np.hstack([base, stack["log_area"]]),
+            "histogram L*a*b* 4x4x4": stack["hist_lab"],
+            "histogram marginals 3x10": stack["hist_marginals"],
+            "histogram L* x chroma 5x5": stack["hist_lc"],
+            "shipped + histogram L*a*b*": np.hstack([base, stack["hist_lab"]]),
+            "shipped + histogram marginals": np.hstack([base, stack["hist_marginals"]]),
+            "shipped + histogram L* x chroma": np.hstack([base, stack["hist_lc"]])}
     print(f"{repeats} x 5-fold CV, 80 PH2 cases, expert masks; per colour: balanced accuracy / AUC")
     for label, X in sets.items():
         ba, rho, per = evaluate(X, cases["truth"], cases["shares"], repeats)
