@@ -392,3 +392,21 @@ def test_keyboard_shortcuts_drive_the_browser(browser, qtbot, tmp_path):
     press("B")                                                 # the first case: the button is off, nothing happens
     assert w.position_label.text() == "case 1/3: IMD001"
     assert "Shift+N" in w.next_button.toolTip() and "Shift+T" in w.training.add_button.toolTip()
+
+
+def test_a_case_left_behind_is_freed(browser, qtbot):
+    """Browsing a folder does not pile up its images: once the browser moved on from a segmented case,
+    nothing holds that case's pixels (napari's activity list keeps every finished worker)."""
+    import gc
+    import weakref
+
+    viewer, w, root, _cases, _ = browser
+    w.open_folder(root)
+    gone = weakref.ref(viewer.layers["IMD001"].data)
+    w.segment_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT_MS)
+    assert "IMD001 lesions" in layer_names(viewer)
+    assert w.next()
+    qtbot.wait(10)
+    gc.collect()
+    assert gone() is None
