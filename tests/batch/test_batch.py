@@ -296,6 +296,38 @@ def test_measure_csv_with_and_without_pixel_size_keeps_every_column(tmp_path, mo
     assert all("." not in line.split(",")[col] for line in raw[1:])   # integers stay integers
 
 
+def test_find_ruler_takes_each_images_pixel_size_from_its_ruler(tmp_path, model):
+    """With find_ruler, an image with a millimetre ruler (ticks 50 px apart) is measured and written at
+    0.02 mm per pixel, whatever pixel_size_mm says; an image without one keeps pixel_size_mm. The
+    table says where each pixel size came from, and the summary how many rulers were found."""
+    import pandas as pd
+
+    from napari_nevus_seg.io.labels import file_pixel_size
+    from napari_nevus_seg.io.synthetic_ruler import draw_ruler
+
+    src = tmp_path / "in"
+    src.mkdir()
+    skin = synthetic_lesion_image(seed=1, shape=(384, 512)).image
+    Image.fromarray(draw_ruler(skin, start=(280.0, 60.0), spacing_px=50.0, ticks=9)).save(src / "ruler.png")
+    Image.fromarray(synthetic_lesion_image(seed=2, shape=(384, 512)).image).save(src / "plain.png")
+    csv = tmp_path / "lesions.csv"
+    s = segment_folder(src, tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.05, find_ruler=True)
+    assert s.done == 2 and s.pixel_size_from == {"ruler": 1, "option": 1}
+    assert "ruler found in 1 of 2 images read" in s.report()
+    np.testing.assert_allclose(file_pixel_size(tmp_path / "out" / "ruler.tif"), (0.02, 0.02), rtol=0.003)
+    np.testing.assert_allclose(file_pixel_size(tmp_path / "out" / "plain.tif"), (0.05, 0.05))
+    table = pd.read_csv(csv).set_index("image")
+    ruler, plain = table.loc[["ruler.png"]], table.loc[["plain.png"]]
+    assert (ruler["pixel_size_from"] == "ruler").all() and (plain["pixel_size_from"] == "option").all()
+    np.testing.assert_allclose(ruler["ruler_spacing_px"], 50.0, rtol=0.003)
+    assert (ruler["ruler_spacings"] >= 5).all() and (ruler["ruler_regularity"] >= 0.5).all()
+    assert plain[["ruler_spacing_px", "ruler_spacings", "ruler_regularity"]].isna().all().all()
+    np.testing.assert_allclose(ruler["pixel_size_row_mm"], 0.02, rtol=0.003)
+    np.testing.assert_allclose(plain["pixel_size_row_mm"], 0.05)
+    without = segment_folder(src, tmp_path / "out2", model=model, measure=tmp_path / "b.csv", pixel_size_mm=0.05)
+    assert "pixel_size_from" not in pd.read_csv(tmp_path / "b.csv").columns and "ruler found" not in without.report()
+
+
 def test_interrupted_run_keeps_the_complete_table(tmp_path, model):
     make_folder(tmp_path / "in", 6)
     csv = tmp_path / "lesions.csv"

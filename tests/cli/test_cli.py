@@ -116,6 +116,25 @@ def test_measure_csv_from_the_cli(tmp_path, capsys):
     assert f"measurements: {n} lesions" in capsys.readouterr().out
 
 
+def test_find_ruler_from_the_cli(tmp_path, capsys):
+    """--find-ruler: the pixel size of an image with a ruler comes from its ticks (50 px = 1 mm)."""
+    import pandas as pd
+
+    from napari_nevus_seg.io.synthetic_ruler import draw_ruler
+
+    (tmp_path / "in").mkdir()
+    skin = synthetic_lesion_image(seed=1, shape=(384, 512)).image
+    Image.fromarray(draw_ruler(skin, start=(280.0, 60.0), spacing_px=50.0, ticks=9)).save(tmp_path / "in" / "r.png")
+    csv = tmp_path / "lesions.csv"
+    rc = main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--measure", str(csv),
+               "--find-ruler", "-q"])
+    assert rc == 0
+    table = pd.read_csv(csv)
+    assert (table["pixel_size_from"] == "ruler").all()
+    np.testing.assert_allclose(table["pixel_size_col_mm"], 0.02, rtol=0.003)
+    assert "ruler found in 1 of 1 image read" in capsys.readouterr().out
+
+
 def test_workers_run_a_local_dask_cluster(tmp_path, tiny_model, capsys):
     import os
 

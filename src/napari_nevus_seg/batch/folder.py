@@ -60,8 +60,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    min_size: int | None = DEFAULT, largest_only: bool = DEFAULT, refine: bool = DEFAULT,
                    zoom_small: bool = DEFAULT, convention: str | None = DEFAULT, fmt: str = "tif",
                    measure: str | os.PathLike | None = None,
-                   pixel_size_mm: float | tuple[float, float] | None = None, overwrite: bool = False,
-                   recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
+                   pixel_size_mm: float | tuple[float, float] | None = None, find_ruler: bool = False,
+                   overwrite: bool = False, recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
                    client: Any = None, threads_per_worker: int = 1, readers: int = 2,
                    refine_workers: int | None = None, progress: ProgressFn | None = None,
                    cancel: Any = None, time_limit_s: float | None = None) -> BatchSummary:
@@ -96,6 +96,13 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     pixel_size_mm
         Pixel size of every image (1e-6 to 1000 mm, or a (row, column) pair), instead of each file's
         metadata.
+    find_ruler
+        Look for a millimetre ruler in each image (:func:`~napari_nevus_seg.find_ruler`, 0.3-1.5 s an
+        image): where one is found, its tick spacing taken as 1 mm is the image's pixel size, before
+        ``pixel_size_mm`` and the file's. The measurement rows get ``pixel_size_from`` (``ruler``,
+        ``option``, ``file`` or ``none``), ``ruler_spacing_px``, ``ruler_spacings`` and
+        ``ruler_regularity``, so that the rulers can be checked (a half-millimetre ruler read as mm
+        halves every length: docs/measurements.md).
     overwrite
         Redo images whose output exists already.
     recursive
@@ -147,8 +154,9 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     out = Path(out).absolute()   # this process's working folder, also for workers that run elsewhere (Dask)
     tasks, missing = collect_inputs(inputs, out, recursive, fmt)
     opts, loaded = plan_outputs(tasks, out, segment, execution, fmt=fmt, measure=measure,
-                                pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s)
-    summary = BatchSummary(total=len(tasks) + len(missing))
+                                pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s,
+                                find_ruler=bool(find_ruler))
+    summary = BatchSummary(total=len(tasks) + len(missing), find_ruler=bool(find_ruler))
     run_batch(tasks, missing, opts, loaded, execution, summary, measure=measure, progress=progress, cancel=cancel,
               started=t0)
     return summary
@@ -221,7 +229,8 @@ def collect_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
 
 def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions, execution: Execution, *,
                  fmt: str, measure: str | os.PathLike | None, pixel_size_mm: Any,
-                 overwrite: bool, time_limit_s: float | None = None) -> tuple[BatchOptions, Any]:
+                 overwrite: bool, time_limit_s: float | None = None,
+                 find_ruler: bool = False) -> tuple[BatchOptions, Any]:
     """Check the device, measurement table, model and output folder; the options every image is processed with.
 
     Returns the :class:`~napari_nevus_seg.batch.options.BatchOptions` (with a model path made absolute,
@@ -249,7 +258,8 @@ def plan_outputs(tasks: Sequence[ImageTask], out: Path, segment: SegmentOptions,
         model = loaded
     refine = loaded.refines if segment.refine is None else segment.refine   # the model's choice unless given
     opts = BatchOptions(segment=segment.with_(model=model, refine=refine), fmt=fmt, measure=measure is not None,
-                        pixel_size_mm=pixel_size_mm, overwrite=overwrite, time_limit_s=time_limit_s)
+                        pixel_size_mm=pixel_size_mm, find_ruler=find_ruler, overwrite=overwrite,
+                        time_limit_s=time_limit_s)
     return opts, loaded
 
 

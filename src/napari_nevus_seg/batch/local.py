@@ -89,7 +89,7 @@ def _read_task(task: ImageTask, opts: BatchOptions):
     try:
         existing = needs_work(task, opts)
         with about(task.name), deadline.running():
-            img, px = read_stage(task)
+            img, px = read_stage(task, opts)
             labels = read_output(existing) if existing is not None else None
             deadline.check("after reading the image")
         return t0, deadline, img, px, existing, labels, None
@@ -114,10 +114,11 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
                 else:
                     out, rows = write_stage(labels, img, px, task, opts)
             if existing is not None:
-                result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows)
+                result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows,
+                                     pixel_size_from=px.source)
             else:
                 result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
-                                     rows=rows)
+                                     rows=rows, pixel_size_from=px.source)
         except Exception as exc:  # noqa: BLE001 - MemoryError included
             result = failed_result(task, exc)
         del job, labels, img

@@ -27,6 +27,10 @@ class BatchOptions:
         Measure the lesions of each image (rows for the measurement table).
     pixel_size_mm
         Pixel size (mm, one number or a ``(row, column)`` pair) used instead of each file's metadata.
+    find_ruler
+        Look for a millimetre ruler in each image (:func:`~napari_nevus_seg.find_ruler`): where one is
+        found, its tick spacing gives the pixel size (one tick = 1 mm), before ``pixel_size_mm`` and the
+        file's metadata. The measurement rows then say where each image's pixel size came from.
     overwrite
         Redo images whose output exists already (otherwise they are skipped).
     time_limit_s
@@ -39,6 +43,7 @@ class BatchOptions:
     fmt: str = "tif"
     measure: bool = False
     pixel_size_mm: float | tuple[float, float] | None = None
+    find_ruler: bool = False
     overwrite: bool = False
     time_limit_s: float | None = None
 

@@ -23,6 +23,8 @@ class BatchSummary:
     interrupted: bool = False
     table_error: str | None = None   # the measurement table could not be written (a full disk, ...)
     output_error: str | None = None  # label images could not be written (a full disk): the run stopped
+    find_ruler: bool = False     # the run looked for a ruler in each image
+    pixel_size_from: dict[str, int] = field(default_factory=dict)   # images read, by where their pixel size came from
 
     @property
     def ok(self) -> bool:
@@ -39,6 +41,8 @@ class BatchSummary:
         else:
             self.failed.append((r.name, r.reason or "unknown error"))
         self.measured_rows += len(r.rows)
+        if r.pixel_size_from is not None:
+            self.pixel_size_from[r.pixel_size_from] = self.pixel_size_from.get(r.pixel_size_from, 0) + 1
 
     def report(self, max_failures: int = 50) -> str:
         """A few lines for people: counts, speed and the reason of each failure."""
@@ -49,6 +53,12 @@ class BatchSummary:
         if self.results_csv:
             so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
             lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
+        if self.find_ruler:
+            read = sum(self.pixel_size_from.values())
+            found = self.pixel_size_from.get("ruler", 0)
+            lines.append(f"ruler found in {found} of {plural(read, 'image')} read: their pixel size is the ruler's "
+                         "tick spacing taken as 1 mm (check the ruler_* columns of the measurements); the others "
+                         "keep --pixel-size-mm, their file's pixel size, or pixels")
         if self.table_error:
             lines.append(f"ERROR {self.table_error}. The label images written are complete; free some space "
                          "and run the same command again: finished images are skipped and measured again "

@@ -32,6 +32,28 @@ class ImageTask:
     name: str  # how the image is named in the summary and in the measurement table
 
 
+@dataclass(frozen=True)
+class PixelScale:
+    """An image's pixel size for its labels and measurements, and where it came from.
+
+    ``mm``: (row, column) mm per pixel, or None (lengths in pixels); ``source``: ``"ruler"`` (the image's
+    own ruler, ``ruler`` then holds its ticks), ``"option"`` (the run's ``pixel_size_mm``), ``"file"``
+    (the image file's metadata) or ``"none"``.
+    """
+
+    mm: tuple[float, float] | None
+    source: str
+    ruler: Any = None
+
+    def columns(self) -> dict[str, Any]:
+        """The measurement-table columns that say where the pixel size came from (runs with find_ruler)."""
+        r = self.ruler
+        return {"pixel_size_from": self.source,
+                "ruler_spacing_px": None if r is None else round(float(r.spacing_px), 3),
+                "ruler_spacings": None if r is None else int(r.spacings),
+                "ruler_regularity": None if r is None else round(float(r.regularity), 3)}
+
+
 @dataclass
 class ImageResult:
     """What happened to one image."""
@@ -46,6 +68,7 @@ class ImageResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # warnings of a run elsewhere (Dask), shown by the caller
     disk_full: bool = False      # failed because the output disk is full: the run stops
+    pixel_size_from: str | None = None   # "ruler", "option", "file" or "none" (None: not read)
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -131,12 +154,25 @@ def read_output(path: str | os.PathLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- the stages
-def read_stage(task: ImageTask) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Decode the image: (H, W, 3) uint8 RGB and the pixel size in mm from its metadata (or None)."""
+def read_stage(task: ImageTask, opts: BatchOptions) -> tuple[np.ndarray, PixelScale]:
+    """Decode the image: (H, W, 3) uint8 RGB and its pixel size: from its ruler (with ``opts.find_ruler``,
+    where one is found), else ``opts.pixel_size_mm``, else the file's metadata, else none."""
     from napari_nevus_seg.io.images import read_image_with_info
+    from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
     img, info = read_image_with_info(task.source)
-    return img, info.pixel_size_mm
+    if opts.find_ruler:
+        from napari_nevus_seg.measurements.ruler import find_ruler
+
+        ticks = find_ruler(img)
+        if ticks is not None:
+            size = ticks.pixel_size_mm(1.0)
+            return img, PixelScale((size, size), "ruler", ticks)
+    if opts.pixel_size_mm is not None:
+        return img, PixelScale(pixel_size_pair(opts.pixel_size_mm), "option")
+    if info.pixel_size_mm is not None:
+        return img, PixelScale(tuple(info.pixel_size_mm), "file")
+    return img, PixelScale(None, "none")
 
 
 def resolve_model(model: Any):
@@ -160,23 +196,23 @@ def compact_labels(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels
 
 
-def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, pixel_size_mm,
+def measure_rows(labels: np.ndarray, img: np.ndarray, task: ImageTask, scale: PixelScale,
                  opts: BatchOptions) -> list[dict[str, Any]]:
-    """Per-lesion measurement rows, each with an ``image`` column first."""
+    """Per-lesion measurement rows, each with an ``image`` column first (and, with ``opts.find_ruler``,
+    where the pixel size came from: :meth:`PixelScale.columns`)."""
     from napari_nevus_seg.measurements.table import measure
 
-    px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
-    table = measure(np.asarray(labels, dtype=np.int32), img, pixel_size_mm=px)
+    table = measure(np.asarray(labels, dtype=np.int32), img, pixel_size_mm=scale.mm)
     records = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
-    return [{"image": task.name, **r} for r in records]
+    where = scale.columns() if opts.find_ruler else {}
+    return [{"image": task.name, **r, **where} for r in records]
 
 
-def write_stage(labels: np.ndarray, img: np.ndarray | None, pixel_size_mm, task: ImageTask,
+def write_stage(labels: np.ndarray, img: np.ndarray | None, scale: PixelScale, task: ImageTask,
                 opts: BatchOptions) -> tuple[Path, list[dict[str, Any]]]:
-    """Write the labels atomically, then measure (when asked). Returns (output path, rows)."""
-    px = opts.pixel_size_mm if opts.pixel_size_mm is not None else pixel_size_mm
-    out = write_output(labels, output_path(task, opts.fmt), px, source=task.source)
-    rows = measure_rows(labels, img, task, pixel_size_mm, opts) if opts.measure and img is not None else []
+    """Write the labels atomically (with the pixel size), then measure (when asked). Returns (output path, rows)."""
+    out = write_output(labels, output_path(task, opts.fmt), scale.mm, source=task.source)
+    rows = measure_rows(labels, img, task, scale, opts) if opts.measure and img is not None else []
     return out, rows
 
 
@@ -233,16 +269,18 @@ def _process(task: ImageTask, opts: BatchOptions, t0: float) -> ImageResult:
     done = needs_work(task, opts)
     if done is not None:
         rows: list[dict[str, Any]] = []
+        source = None
         if opts.measure:
-            img, px = read_stage(task)
+            img, scale = read_stage(task, opts)
             labels = read_output(done)
-            rows = measure_rows(labels, img, task, px, opts)
+            rows = measure_rows(labels, img, task, scale, opts)
+            source = scale.source
         return ImageResult(task.source, task.name, "skipped", str(done), rows=rows,
-                           seconds=time.perf_counter() - t0)
-    img, px = read_stage(task)
+                           seconds=time.perf_counter() - t0, pixel_size_from=source)
+    img, scale = read_stage(task, opts)
     check_deadline("after reading the image")
     labels = infer_stage(img, opts)
     check_deadline("after the segmentation")
-    out, rows = write_stage(labels, img if opts.measure else None, px, task, opts)
+    out, rows = write_stage(labels, img if opts.measure else None, scale, task, opts)
     return ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
-                       rows=rows, seconds=time.perf_counter() - t0)
+                       rows=rows, seconds=time.perf_counter() - t0, pixel_size_from=scale.source)

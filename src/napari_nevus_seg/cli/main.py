@@ -71,6 +71,10 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--pixel-size-mm", type=float, metavar="MM",
                    help="pixel size of every image, 1e-6 to 1000 mm: TIFF tags of the labels and --measure "
                         "(default: from each file's metadata, else pixels)")
+    p.add_argument("--find-ruler", action="store_true",
+                   help="look for a millimetre ruler in each image (about 0.3-1.5 s an image): where one is found, "
+                        "its tick spacing taken as 1 mm is the pixel size, before --pixel-size-mm and the file's; "
+                        "--measure then says where each pixel size came from (ruler_* columns, to check)")
     p.add_argument("--model", metavar="PATH_OR_NAME", help="model file or library name (default: shipped model)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
@@ -139,7 +143,8 @@ def run_segment(args: argparse.Namespace) -> int:
     try:
         summary = segment_folder(
             args.inputs, args.out, options, fmt=args.fmt, measure=args.measure,
-            pixel_size_mm=args.pixel_size_mm, overwrite=args.overwrite, recursive=args.recursive,
+            pixel_size_mm=args.pixel_size_mm, find_ruler=args.find_ruler, overwrite=args.overwrite,
+            recursive=args.recursive,
             workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
             readers=args.readers, refine_workers=args.refine_workers, progress=progress,
             time_limit_s=args.time_limit)
