@@ -311,7 +311,8 @@ def test_find_ruler_takes_each_images_pixel_size_from_its_ruler(tmp_path, model)
     Image.fromarray(draw_ruler(skin, start=(280.0, 60.0), spacing_px=50.0, ticks=9)).save(src / "ruler.png")
     Image.fromarray(synthetic_lesion_image(seed=2, shape=(384, 512)).image).save(src / "plain.png")
     csv = tmp_path / "lesions.csv"
-    s = segment_folder(src, tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.05, find_ruler=True)
+    with pytest.warns(UserWarning, match=r"ruler found gives 0.02 mm per pixel, 0.40 times --pixel-size-mm"):
+        s = segment_folder(src, tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.05, find_ruler=True)
     assert s.done == 2 and s.pixel_size_from == {"ruler": 1, "option": 1}
     assert "ruler found in 1 of 2 images read" in s.report()
     np.testing.assert_allclose(file_pixel_size(tmp_path / "out" / "ruler.tif"), (0.02, 0.02), rtol=0.003)
@@ -326,6 +327,9 @@ def test_find_ruler_takes_each_images_pixel_size_from_its_ruler(tmp_path, model)
     np.testing.assert_allclose(plain["pixel_size_row_mm"], 0.05)
     without = segment_folder(src, tmp_path / "out2", model=model, measure=tmp_path / "b.csv", pixel_size_mm=0.05)
     assert "pixel_size_from" not in pd.read_csv(tmp_path / "b.csv").columns and "ruler found" not in without.report()
+    with pytest.raises(BatchSetupError, match="a PNG mask cannot hold"):       # nowhere to put a pixel size
+        segment_folder(src, tmp_path / "out3", model=model, fmt="png", find_ruler=True)
+    assert not (tmp_path / "out3").exists()
 
 
 def test_interrupted_run_keeps_the_complete_table(tmp_path, model):
@@ -379,7 +383,8 @@ def test_dask_with_an_in_memory_model(tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         s = segment_folder(tmp_path / "in", tmp_path / "out", model=tiny, client=client)
-    assert s.done == 2
+        again = segment_folder(tmp_path / "in", tmp_path / "out2", model=tiny, client=client)   # same client
+    assert s.done == 2 and (again.done, again.failed) == (2, [])
     img = np.asarray(Image.open(tmp_path / "in" / "img0.png").convert("RGB"))
     np.testing.assert_array_equal(read_output(tmp_path / "out" / "img0.tif"), segment(img, model=tiny))
 

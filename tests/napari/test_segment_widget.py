@@ -623,3 +623,30 @@ def test_closing_the_image_lets_its_pixels_and_kept_map_go(make_napari_viewer, q
     other = viewer.add_image(synthetic_lesion_image(seed=3, shape=(128, 160)).image, name="other", rgb=True)
     run_and_wait(qtbot, w)                          # the widget goes on working
     assert viewer.layers["other lesions"].data.max() >= 1 and w._netmap.data is other.data
+
+
+@pytest.mark.parametrize("when", ["closed during the run", "a pyramid"])
+def test_a_closed_image_is_freed_when_closed_mid_run_or_multiscale(make_napari_viewer, qtbot, when):
+    """The same for an image closed while it is being segmented, and for a multiscale image."""
+    import gc
+    import weakref
+
+    viewer = make_napari_viewer()
+    pixels = synthetic_lesion_image(seed=2, shape=(256, 320)).image.copy()
+    gone = weakref.ref(pixels)
+    if when == "a pyramid":
+        viewer.add_image([pixels, pixels[::2, ::2]], name="skin", rgb=True, multiscale=True)
+    else:
+        viewer.add_image(pixels, name="skin", rgb=True)
+    del pixels
+    w = make_widget(viewer)
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    if when == "closed during the run":
+        viewer.layers.remove("skin")
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    if when == "a pyramid":
+        assert "skin lesions" in [ly.name for ly in viewer.layers]
+        viewer.layers.remove("skin")
+    qtbot.wait(10)
+    gc.collect()
+    assert gone() is None

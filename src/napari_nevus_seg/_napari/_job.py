@@ -20,6 +20,7 @@ after the widget's Qt object was deleted are dropped.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +99,9 @@ class _Call:
     def __call__(self, **more: Any) -> Any:
         return self.func(*self.args, **self.kwargs, **more)
 
+    def __repr__(self) -> str:   # napari's activity list names the task by it
+        return repr(self.func)
+
     def release(self) -> None:
         self.args, self.kwargs = (), {}
 
@@ -164,6 +168,8 @@ class BackgroundJob(QObject):
         ``target`` is the layer the work is for (handed back to ``on_result``); ``desc`` the progress
         bar's and the status label's text. Returns the worker, or None when a run is going on already.
         """
+        if inspect.isgeneratorfunction(func):
+            raise TypeError(f"BackgroundJob runs plain functions, not generator functions ({func.__name__})")
         if self.worker is not None:
             show_info(f"{self.title}: already running")
             return None

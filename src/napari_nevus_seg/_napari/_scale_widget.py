@@ -144,6 +144,8 @@ class ScaleWidget(QWidget):
         else:                                                   # the user chose another image meanwhile
             if active is not None and active in self.viewer.layers:
                 self.viewer.layers.selection.active = active    # whatever they were working on
+            else:
+                self.viewer.layers.selection.clear()
             msg = (f"{found} in {image.name!r} (the last line of {ruler.name!r}, {ticks.spacings} spacings). "
                    f"To use it, choose {image.name!r} above and, if they are millimetres, set Line spans to "
                    f"{ticks.spacings} mm and press Set scale.")

@@ -346,13 +346,15 @@ class SegmentWidget(QWidget):
     # ----------------------------------------------------------------------------------- results
     def _forget_closed_image(self, event) -> None:
         """Drop the kept network map when its image layer is closed: it holds the image's pixels."""
-        if self._netmap is not None and getattr(event.value, "data", None) is self._netmap.data:
+        if self._netmap is not None and isinstance(event.value, Image) and \
+                layer_array(event.value) is self._netmap.data:      # (level 0 of a pyramid)
             self._netmap = None
 
     def _on_result(self, target: SegmentTarget, result) -> None:
         labels, prob, note, confidence = result[:4]
-        self._netmap = result[4] if len(result) > 4 else None
         image = target.image
+        kept = result[4] if len(result) > 4 else None
+        self._netmap = kept if image in self.viewer.layers else None   # an image closed meanwhile: let it go
         try:
             self.labels_layer = add_or_update_labels(self.viewer, f"{image.name} lesions", labels, like=image,
                                                      target=target.labels_target, outlines=not self.fill.isChecked())

@@ -121,7 +121,8 @@ def _run(client: Any, tasks: Sequence[ImageTask], opts: BatchOptions, on_result,
 
     model_ref = None
     if isinstance(opts.segment.model, LesionModel):   # an in-memory model: send it to every worker once
-        model_ref = client.scatter(opts.segment.model, broadcast=True)
+        model_ref = client.scatter(opts.segment.model, broadcast=True, hash=False)   # a fresh key each run: a
+        # content-hashed key released by an earlier run on this client would be lost to this one
         opts = opts.with_model(None)
     limit = max_in_flight or 2 * _n_threads(client) + 1
     todo = iter(tasks)

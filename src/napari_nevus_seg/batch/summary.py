@@ -53,12 +53,13 @@ class BatchSummary:
         if self.results_csv:
             so_far = " so far (the complete table is written when a run finishes)" if self.interrupted else ""
             lines.append(f"measurements: {self.measured_rows} lesions{so_far} -> {self.results_csv}")
-        if self.find_ruler:
-            read = sum(self.pixel_size_from.values())
+        read = sum(self.pixel_size_from.values())
+        if self.find_ruler and read:
             found = self.pixel_size_from.get("ruler", 0)
+            check = "the ruler_* columns of the measurements" if self.results_csv else "the label files' pixel sizes"
             lines.append(f"ruler found in {found} of {plural(read, 'image')} read: their pixel size is the ruler's "
-                         "tick spacing taken as 1 mm (check the ruler_* columns of the measurements); the others "
-                         "keep --pixel-size-mm, their file's pixel size, or pixels")
+                         f"tick spacing taken as 1 mm (check {check}); the others keep --pixel-size-mm, their "
+                         "file's pixel size, or pixels")
         if self.table_error:
             lines.append(f"ERROR {self.table_error}. The label images written are complete; free some space "
                          "and run the same command again: finished images are skipped and measured again "

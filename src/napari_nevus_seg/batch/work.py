@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,18 +162,37 @@ def read_stage(task: ImageTask, opts: BatchOptions) -> tuple[np.ndarray, PixelSc
     from napari_nevus_seg.io.pixel_size import pixel_size_pair
 
     img, info = read_image_with_info(task.source)
+    if opts.pixel_size_mm is not None:
+        scale = PixelScale(pixel_size_pair(opts.pixel_size_mm), "option")
+    elif info.pixel_size_mm is not None:
+        scale = PixelScale(tuple(info.pixel_size_mm), "file")
+    else:
+        scale = PixelScale(None, "none")
     if opts.find_ruler:
         from napari_nevus_seg.measurements.ruler import find_ruler
 
         ticks = find_ruler(img)
         if ticks is not None:
             size = ticks.pixel_size_mm(1.0)
+            _warn_if_far((size, size), scale)
             return img, PixelScale((size, size), "ruler", ticks)
-    if opts.pixel_size_mm is not None:
-        return img, PixelScale(pixel_size_pair(opts.pixel_size_mm), "option")
-    if info.pixel_size_mm is not None:
-        return img, PixelScale(tuple(info.pixel_size_mm), "file")
-    return img, PixelScale(None, "none")
+    return img, scale
+
+
+#: how far (as a ratio) the ruler's pixel size may be from the one it replaces before a warning
+RULER_WARN_RATIO = 1.5
+
+
+def _warn_if_far(ruler_mm: tuple[float, float], replaced: PixelScale) -> None:
+    """Warn when the ruler's pixel size is :data:`RULER_WARN_RATIO` times the given or the file's, or more."""
+    if replaced.mm is None:
+        return
+    ratio = float(np.mean(ruler_mm)) / float(np.mean(replaced.mm))
+    if max(ratio, 1 / ratio) >= RULER_WARN_RATIO:
+        what = "--pixel-size-mm" if replaced.source == "option" else "the file's pixel size"
+        warnings.warn(f"the ruler found gives {ruler_mm[0]:.4g} mm per pixel, {ratio:.2f} times {what} "
+                      f"({float(np.mean(replaced.mm)):.4g} mm); the ruler's is used: check its ticks (half "
+                      "millimetres? every second tick?)", stacklevel=2)
 
 
 def resolve_model(model: Any):

@@ -123,7 +123,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise ValueError(f"find_ruler needs an (H, W) or (H, W, C) image, got shape {arr.shape}")
-    return to_rgb_uint8(arr, source="find_ruler", min_side=1).astype(np.float32).mean(axis=-1)
+    rgb = to_rgb_uint8(arr, source="find_ruler", min_side=1)
+    return rgb.sum(axis=-1, dtype=np.uint16).astype(np.float32) / np.float32(3)   # (no float copy of the RGB)
 
 
 def _reduce(grey: np.ndarray, factor: int) -> np.ndarray:

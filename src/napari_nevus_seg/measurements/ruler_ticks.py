@@ -84,7 +84,8 @@ def read_ticks(grey: np.ndarray, centre, angle: float, spacing: float, half_widt
         return None
     t, detrended, inside = read
     near = np.abs(t) <= max(half_width, 3 * spacing)
-    strength = np.abs(np.exp(-2j * np.pi * t[near] / spacing) @ detrended[near])   # per line across
+    strength = np.abs(np.exp(-2j * np.pi * t[near] / spacing) @ detrended[near])   # of each line along the
+    # ruler (one per offset across the strip)
     band = _longest_run_around(strength >= 0.5 * strength.max(), int(strength.argmax()))
     if _texture(strength, band, inside):
         return None
