@@ -162,3 +162,14 @@ def test_the_pixel_staircase_of_an_unsmoothed_line_is_not_a_ruler(angle, width, 
     for w in range(width):
         image[np.clip(rr + w, 0, 383), cc] = value
     assert find_ruler(image) is None
+
+
+def test_a_batch_time_limit_stops_the_search():
+    """Inside a batch run's per-image time limit, the search stops between candidates once it is spent."""
+    from napari_nevus_seg.io.deadline import Deadline, TimeLimitExceeded
+
+    image = ruler_image(3, (384, 512), 0.0, 20.0, 12, (300, 60))
+    with pytest.raises(TimeLimitExceeded, match="finding the ruler"), Deadline(1e-9).running():
+        find_ruler(image)
+    with Deadline(600).running():
+        assert find_ruler(image) is not None

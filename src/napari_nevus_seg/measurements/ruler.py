@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_nevus_seg.io.deadline import check_deadline
 from napari_nevus_seg.io.intensity import to_rgb_uint8
 from napari_nevus_seg.measurements.ruler_search import line_candidates, tile_peaks
 from napari_nevus_seg.measurements.ruler_ticks import RulerTicks, read_ticks
@@ -54,7 +55,8 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY, can
     ``min_regularity``. On a 2-core CPU: 0.3 s for 341x256, 0.8 s for 768x576, 1.5 s for a 12-megapixel
     photograph (docs/benchmarks.md). ``image`` may be 8- or 16-bit, float ([0, 1] or 0-255), grey, RGB
     or RGBA, channels last or first (scaled as :func:`napari_nevus_seg.to_rgb_uint8` does). ``cancel``
-    (an object with ``is_set()``) is polled between candidates: :class:`RulerSearchCancelled` when set.
+    (an object with ``is_set()``) is polled between candidates: :class:`RulerSearchCancelled` when set;
+    so is a batch run's time limit (:func:`~napari_nevus_seg.io.deadline.check_deadline`).
     ValueError for an array that is not an image.
     """
     grey = _grey(image)
@@ -78,6 +80,7 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY, can
     for centre, angle, spacing, half_width in looks:
         if cancel is not None and cancel.is_set():
             raise RulerSearchCancelled("ruler search cancelled")
+        check_deadline("finding the ruler")      # a batch run's time limit per image (else nothing)
         found = read_ticks(levels[base], centre, angle, spacing, half_width=half_width)
         if found is None or found.spacings < MIN_TICKS or _staircase(found):
             continue
