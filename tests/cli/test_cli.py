@@ -647,3 +647,18 @@ def test_train_init_takes_blend_and_replay(tmp_path, capsys):
         assert main(["train", str(data), "--out", str(tmp_path / "x.pt"), *extra]) == 2
         assert says in capsys.readouterr().err
         assert not (tmp_path / "x.pt").exists()
+
+
+def test_models_list_says_which_outline_convention_a_model_draws_unless_told(tmp_path, monkeypatch, capsys):
+    from conditioned import conditioned_default
+
+    from napari_nevus_seg.model.library import ModelLibrary
+
+    monkeypatch.setenv("NEVUS_SEG_MODEL_DIR", str(tmp_path / "lib"))
+    lib = ModelLibrary()
+    lib.save(conditioned_default(convention=1), "two")
+    lib.save(conditioned_default(convention=1).with_convention("loose"), "two loose")
+    assert main(["models", "list"]) == 0
+    lines = {line.split("  ")[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "outline conventions loose, tight (--convention, draws tight unless told)" in lines["two"]
+    assert "draws loose unless told" in lines["two loose"]

@@ -42,8 +42,9 @@ def add_models_parser(sub) -> None:
     p.set_defaults(run=run_models)
 
 
-def describe_model(meta: dict[str, Any]) -> str:
-    """One line about a saved model from its metadata: when and on what it was trained, its scores."""
+def describe_model(meta: dict[str, Any], convention: int | None = None) -> str:
+    """One line about a saved model from its metadata: when and on what it was trained, the outline
+    conventions it draws (the one it draws unless told: ``convention``), its scores."""
     if "error" in meta:
         return f"UNREADABLE: {printable(meta['error'])}"
     parts = []
@@ -58,7 +59,8 @@ def describe_model(meta: dict[str, Any]) -> str:
             parts.append(f"fine-tune: {scores}")
     names = meta.get("conventions")
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
-        parts.append(f"outline conventions {printable(', '.join(names), 80)} (--convention)")
+        drawn = f", draws {printable(names[convention], 40)} unless told" if convention in range(len(names)) else ""
+        parts.append(f"outline conventions {printable(', '.join(names), 80)} (--convention{drawn})")
     best = meta.get("best_val")
     dice = best.get("dice") if isinstance(best, dict) else None
     if isinstance(dice, (int, float)) and not isinstance(dice, bool):   # a shared file may hold anything here
@@ -77,7 +79,7 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"models in {lib.root}:")
             print("  default (shipped with the plugin)")
             for e in entries:
-                print(f"  {e.name}  {describe_model(e.meta)}".rstrip())
+                print(f"  {e.name}  {describe_model(e.meta, e.convention)}".rstrip())
         elif args.action == "export":
             print(f"exported {args.name!r} to {no_clobber(lib.export, args.name, args.path, args.overwrite)}")
         elif args.action == "import":

@@ -38,6 +38,8 @@ class ModelEntry:
     name: str
     path: Path
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: for a model of several outline conventions, the one it draws unless told (its number), else None
+    convention: int | None = field(default=None, compare=False, hash=False)
 
 
 def default_library_dir() -> Path:
@@ -78,16 +80,21 @@ def validate_name(name: str) -> str:
     return name
 
 
-_META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
+_META_CACHE: dict[tuple[str, float, int], tuple[dict[str, Any], int | None]] = {}
 
 
-def _meta_of(path: Path) -> dict[str, Any]:
+def _meta_of(path: Path) -> tuple[dict[str, Any], int | None]:
+    """A model file's metadata (without its training history) and the outline convention it draws by
+    default (None for a model of one convention), cached by path, modification time and size."""
     st = path.stat()
     key = (str(path), st.st_mtime, st.st_size)
     if key not in _META_CACHE:
-        meta = dict(read_checkpoint(path).get("meta", {}))
+        checkpoint = read_checkpoint(path)
+        meta = dict(checkpoint.get("meta", {}))
         meta.pop("history", None)       # long and not needed for listing
-        _META_CACHE[key] = meta
+        config = checkpoint.get("config") or {}
+        convention = config.get("convention", 0) if config.get("conventions") else None
+        _META_CACHE[key] = (meta, convention if isinstance(convention, int) else None)
     return _META_CACHE[key]
 
 
@@ -133,10 +140,10 @@ class ModelLibrary:
         for name in self.names():
             path = self.root / f"{name}{self.suffix}"
             try:
-                meta = _meta_of(path)
+                meta, convention = _meta_of(path)
             except Exception as exc:  # noqa: BLE001 - a corrupt file must not hide the others
-                meta = {"error": str(exc)}
-            out.append(ModelEntry(name, path, meta))
+                meta, convention = {"error": str(exc)}, None
+            out.append(ModelEntry(name, path, meta, convention))
         return out
 
     def _existing(self, name: str) -> Path:
