@@ -549,3 +549,32 @@ def test_expected_dice_from_the_segmentation_is_shown_and_kept(make_napari_viewe
     layer.selected_label = 2
     assert w.figures.shown()["Expected Dice"] == "0.93"
     assert layer.features.loc[5, "expected_dice"] == pytest.approx(0.712)
+
+
+def test_set_scale_after_measuring_measures_again_in_mm(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """Measured in pixels, then the user sets the scale from a ruler: the panel says the new pixel size and
+    the table is measured again in mm. With re-measuring off, Export CSV warns that the table has the old
+    pixel size."""
+    from napari_nevus_seg._napari import _measure_widget
+    from napari_nevus_seg._napari._scale_widget import apply_pixel_size
+
+    warnings = []
+    monkeypatch.setattr(_measure_widget, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    labels, img = scene()
+    image, layer = add_layers(viewer, labels, img, scale=(1, 1), units=("pixel", "pixel"))
+    w = MeasureWidget(viewer)
+    run_and_wait(qtbot, w)
+    assert "area_px2" in w.table and "area_mm2" not in w.table and "Pixel size unknown" in w.pixel_label.text()
+    area_px = w.table.set_index("label").loc[5, "area_px2"]
+    apply_pixel_size(viewer, image, 0.02)                         # what Set scale does
+    assert w.pixel_label.text().startswith("Pixel size 20 × 20 µm")
+    qtbot.waitUntil(lambda: "area_mm2" in w.table, timeout=TIMEOUT)
+    assert w.table.set_index("label").loc[5, "area_mm2"] == pytest.approx(area_px * 0.02 ** 2)
+    w.auto_refresh.setChecked(False)
+    apply_pixel_size(viewer, image, 0.01)                         # corrected: half-millimetre ticks
+    qtbot.wait(2 * _measure_widget.REFRESH_DELAY_MS)
+    assert w.table.attrs["pixel_size_mm"] == (0.02, 0.02)         # not measured again: re-measuring is off
+    monkeypatch.setattr(_measure_widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "t.csv"), ""))
+    qtbot.mouseClick(w.export_button, Qt.MouseButton.LeftButton)
+    assert (tmp_path / "t.csv").is_file() and any("pixel size" in m and "changed" in m for m in warnings)

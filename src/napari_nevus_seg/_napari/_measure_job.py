@@ -9,6 +9,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from napari_nevus_seg import measure
+from napari_nevus_seg._napari._layers import fingerprint, layer_array
 
 
 @dataclass
@@ -20,6 +21,20 @@ class MeasureJob:
     pixel_size_mm: tuple[float, float] | None
     fingerprint: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    def edited(self) -> bool:
+        """Whether the labels measured have changed since (painted, erased, undone)."""
+        try:
+            return fingerprint(np.asarray(layer_array(self.labels))) != self.fingerprint
+        except Exception:  # noqa: BLE001 - a layer whose data cannot be read is not "unchanged"
+            return True
+
+    def rescaled(self, pixel_size_mm_now) -> bool:
+        """Whether ``pixel_size_mm_now`` differs from the pixel size this run measured with."""
+        now, then = pixel_size_mm_now, self.pixel_size_mm
+        if now is None or then is None:
+            return (now is None) != (then is None)
+        return not np.allclose(now, then, rtol=1e-9)
 
     def done_text(self, table) -> str:
         """The status line once ``table`` arrived: lesions, seconds, units and what was not measured."""

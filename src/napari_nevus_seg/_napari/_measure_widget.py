@@ -117,9 +117,8 @@ class MeasureWidget(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.status)
         results = QHBoxLayout()
-        results.addWidget(self.table_button)
-        results.addWidget(self.export_button)
-        results.addWidget(self.colour_map_button)
+        for button in (self.table_button, self.export_button, self.colour_map_button):
+            results.addWidget(button)
         lay.addLayout(results)
         lesion = QFormLayout()
         lesion.addRow("Lesion:", self.lesion_combo)
@@ -135,7 +134,7 @@ class MeasureWidget(QWidget):
         self.export_button.clicked.connect(self._on_export)
         self.lesion_combo.activated.connect(self._on_lesion_chosen)
         self.labels_combo.currentTextChanged.connect(self._on_labels_chosen)
-        self.image_combo.currentTextChanged.connect(self.pixel.update_label)
+        self.image_combo.currentTextChanged.connect(self._on_image_chosen)
         viewer.layers.selection.events.active.connect(self._follow_selection)
         self._on_labels_chosen()
         self._follow_selection()
@@ -150,7 +149,24 @@ class MeasureWidget(QWidget):
     def _on_labels_chosen(self, *_: Any) -> None:
         """Choose the image the labels were segmented from (linked in their metadata), when it is open."""
         self.image_combo.select_source_of(self.labels_combo.layer())
+        self._on_image_chosen()
+
+    def _on_image_chosen(self, *_: Any) -> None:
+        self._follow_scale(self.labels_combo.layer(), self.image_layer())
         self.pixel.update_label()
+
+    def _follow_scale(self, *layers: Any) -> None:
+        """Hear of the ``layers``' scale and units changing (Set scale from a ruler, the console)."""
+        for layer in filter(None, layers):
+            for name in ("scale", "units"):
+                if hasattr(layer.events, name):
+                    getattr(layer.events, name).connect(self._on_scale)
+
+    def _on_scale(self, event=None) -> None:
+        """A chosen layer's pixel size changed: say so, and measure again (when re-measuring is on)."""
+        self.pixel.update_label()
+        if self._last is not None and self._rescaled_since(self._last) and self.auto_refresh.isChecked():
+            self._debounce.start()
 
     def _follow_selection(self, *_: Any) -> None:
         active = self.viewer.layers.selection.active
@@ -209,8 +225,8 @@ class MeasureWidget(QWidget):
             self._rerun = True
             return None
         image = last.image if last.image is not None and last.image in self.viewer.layers else None
-        if not self._edited_since(last):
-            return None  # a refresh event without a change of the labels
+        if not self._edited_since(last) and not self._rescaled_since(last):
+            return None  # a refresh event without a change of the labels or of their pixel size
         return self.run(last.labels, image)  # the pixel size as the widget gives it now
 
     def cancel(self) -> None:
@@ -247,6 +263,10 @@ class MeasureWidget(QWidget):
             if self._last is not None and self._edited_since(self._last):
                 show_warning(f"Measure lesions: {self._last.labels.name!r} was edited after it was measured: the "
                              "table written describes the outlines before those edits (press Measure first)")
+            if self._last is not None and self._rescaled_since(self._last):
+                show_warning(f"Measure lesions: the pixel size of {self._last.labels.name!r} changed after it was "
+                             "measured: the table written has the lengths of the old pixel size (press Measure "
+                             "first)")
         except OSError as exc:
             show_error(f"Measure lesions: could not write {path}: {exc}")
 
@@ -313,11 +333,12 @@ class MeasureWidget(QWidget):
 
     @staticmethod
     def _edited_since(job: MeasureJob) -> bool:
-        """Whether the labels measured by ``job`` have changed since (painted, erased, undone)."""
-        try:
-            return fingerprint(np.asarray(layer_array(job.labels))) != job.fingerprint
-        except Exception:  # noqa: BLE001 - a layer whose data cannot be read is not "unchanged"
-            return True
+        return job.edited()
+
+    def _rescaled_since(self, job: MeasureJob) -> bool:
+        """Whether the pixel size the widget would measure ``job``'s layers with now differs from the one used."""
+        image = job.image if job.image is not None and job.image in self.viewer.layers else None
+        return job.rescaled(self.pixel_size(job.labels, image))
 
     def _watch(self, layer: Labels) -> None:
         old = self.labels_layer
@@ -334,6 +355,7 @@ class MeasureWidget(QWidget):
         layer.events.data.connect(self._on_edit)
         layer.events.set_data.connect(self._on_edit)  # undo / redo refresh the layer without a paint event
         layer.events.selected_label.connect(self._on_selected_label)
+        self._follow_scale(layer)
         self.labels_layer = layer
 
     # ----------------------------------------------------------------------------------- results
