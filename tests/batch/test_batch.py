@@ -311,7 +311,8 @@ def test_find_ruler_takes_each_images_pixel_size_from_its_ruler(tmp_path, model)
     Image.fromarray(draw_ruler(skin, start=(280.0, 60.0), spacing_px=50.0, ticks=9)).save(src / "ruler.png")
     Image.fromarray(synthetic_lesion_image(seed=2, shape=(384, 512)).image).save(src / "plain.png")
     csv = tmp_path / "lesions.csv"
-    with pytest.warns(UserWarning, match=r"ruler found gives 0.02 mm per pixel, 0.40 times --pixel-size-mm"):
+    with pytest.warns(UserWarning, match=r"ruler.png: the ruler found gives 0.02 mm per pixel, 0.40 times the "
+                                         r"pixel size given \(0.05 mm\)"):
         s = segment_folder(src, tmp_path / "out", model=model, measure=csv, pixel_size_mm=0.05, find_ruler=True)
     assert s.done == 2 and s.pixel_size_from == {"ruler": 1, "option": 1}
     assert "ruler found in 1 of 2 images read" in s.report()
@@ -327,6 +328,8 @@ def test_find_ruler_takes_each_images_pixel_size_from_its_ruler(tmp_path, model)
     np.testing.assert_allclose(plain["pixel_size_row_mm"], 0.05)
     without = segment_folder(src, tmp_path / "out2", model=model, measure=tmp_path / "b.csv", pixel_size_mm=0.05)
     assert "pixel_size_from" not in pd.read_csv(tmp_path / "b.csv").columns and "ruler found" not in without.report()
+    again = segment_folder(src, tmp_path / "out", model=model, measure=tmp_path / "c.csv", find_ruler=True)
+    assert again.skipped == 2 and "2 label files from an earlier run kept the pixel size written then" in again.report()
     with pytest.raises(BatchSetupError, match="a PNG mask cannot hold"):       # nowhere to put a pixel size
         segment_folder(src, tmp_path / "out3", model=model, fmt="png", find_ruler=True)
     assert not (tmp_path / "out3").exists()

@@ -662,3 +662,13 @@ def test_models_list_says_which_outline_convention_a_model_draws_unless_told(tmp
     lines = {line.split("  ")[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
     assert "outline conventions loose, tight (--convention, draws tight unless told)" in lines["two"]
     assert "draws loose unless told" in lines["two loose"]
+
+
+def test_warnings_are_one_line_naming_the_image(tmp_path, capsys):
+    """A warning about one image reads as one line for people, with the file's name, not Python's source line."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "in" / "flat.png")
+    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "nevus-seg: warning: flat.png: the image is a single colour" in err
+    assert "UserWarning" not in err and ".py:" not in err

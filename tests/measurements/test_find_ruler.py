@@ -3,6 +3,8 @@ into synthetic dermoscopy images, and no answer where there is no ruler."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,9 @@ def test_light_ticks_on_a_dark_ruler_and_grey_images():
 def test_bad_input_is_refused_and_tiny_images_have_no_ruler():
     with pytest.raises(ValueError, match="find_ruler needs an"):
         find_ruler(np.zeros((2, 64, 64, 3), np.uint8))
+    for path in ("photo.png", Path("photo.png")):          # a file name: told how to read the pixels
+        with pytest.raises(TypeError, match=r"not a file name .*read_image\(path\)"):
+            find_ruler(path)
     assert find_ruler(np.zeros((40, 60, 3), np.uint8)) is None
     assert find_ruler(np.zeros((300, 400), np.uint8)) is None    # flat
 

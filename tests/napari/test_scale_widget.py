@@ -74,7 +74,7 @@ def test_without_a_line_or_image_the_widget_says_what_to_do(make_napari_viewer, 
     assert errors and "open or choose an image" in errors[-1]
     viewer.add_image(synthetic_lesion_image(seed=6, shape=(64, 64)).image, name="skin", rgb=True)
     click(qtbot, w.set_button)
-    assert "draw a line along the ruler first" in errors[-1]
+    assert "draw a line along the ruler first" in errors[-1] and w.status.text().startswith("Draw a line along")
     click(qtbot, w.draw_button)
     viewer.layers["skin ruler"].add_lines(np.array([[5.0, 5.0], [5.0, 5.5]]))   # half a pixel: refused
     click(qtbot, w.set_button)
@@ -103,6 +103,7 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
     assert abs(start[0] - end[0]) < 1.0                               # along the ruler at the bottom
     assert f"Found {ticks + 1} tick marks" in w.status.text() and "Set scale" in w.status.text()
+    assert ruler.selected_data == {1} and "the selected yellow line, the last one" in w.status.text()
     click(qtbot, w.find_button)                                       # again: the found line is replaced
     qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
     assert len(ruler.data) == 2

@@ -138,8 +138,11 @@ class ScaleWidget(QWidget):
         if chosen:
             self.viewer.layers.selection.active = ruler
             ruler.mode = "select"
+            ruler.selected_data = {len(ruler.data) - 1}            # shown: the line Set scale will use
             self.length.setValue(float(ticks.spacings))
-            msg = (f"{found} (the yellow line, {ticks.spacings} spacings). If they are millimetres, press "
+            which = "the selected yellow line, the last one, which Set scale uses" if len(ruler.data) > 1 \
+                else "the yellow line"
+            msg = (f"{found} ({which}; {ticks.spacings} spacings). If they are millimetres, press "
                    f"Set scale for {ticks.spacings} mm; otherwise type the length the line spans, or move its ends.")
         else:                                                   # the user chose another image meanwhile
             if active is not None and active in self.viewer.layers:
@@ -158,7 +161,9 @@ class ScaleWidget(QWidget):
         ruler = self.ruler_layer(image) if image is not None else None
         lines = [d for d, kind in zip(ruler.data, ruler.shape_type) if kind in ("line", "path")] if ruler else []
         if not lines:
-            show_error("Set scale: draw a line along the ruler first (Draw a line on the ruler)")
+            msg = "draw a line along the ruler first (Draw a line on the ruler), or Find the ruler"
+            show_error(f"Set scale: {msg}")
+            self.status.setText(msg[0].upper() + msg[1:] + ".")
             return None
         ends = np.asarray(lines[-1])[[0, -1], -2:]
         pixels = [np.asarray(image.world_to_data(ruler.data_to_world(p)))[-2:] for p in ends]

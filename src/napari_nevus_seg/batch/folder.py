@@ -151,8 +151,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
     execution = Execution(workers, scheduler, client, threads_per_worker, readers, refine_workers)
     check_settings(segment, fmt, pixel_size_mm, execution)
     if find_ruler and fmt == "png" and measure is None:
-        raise BatchSetupError("find_ruler gives each image a pixel size, which a PNG mask cannot hold: write "
-                              "TIFF labels (fmt='tif', --format tif) or measure the lesions (measure=, --measure)")
+        raise BatchSetupError("finding the ruler gives each image a pixel size, which a PNG mask cannot hold: "
+                              "write TIFF labels (--format tif) or measure the lesions (--measure FILE.csv)")
     time_limit_s = checked_time_limit(time_limit_s)
     out = Path(out).absolute()   # this process's working folder, also for workers that run elsewhere (Dask)
     tasks, missing = collect_inputs(inputs, out, recursive, fmt)

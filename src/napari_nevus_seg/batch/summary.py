@@ -60,6 +60,10 @@ class BatchSummary:
             lines.append(f"ruler found in {found} of {plural(read, 'image')} read: their pixel size is the ruler's "
                          f"tick spacing taken as 1 mm (check {check}); the others keep --pixel-size-mm, their "
                          "file's pixel size, or pixels")
+        if self.find_ruler and self.skipped:
+            measured = " (their measurements use the ruler's)" if self.results_csv else ""
+            lines.append(f"{plural(self.skipped, 'label file')} from an earlier run kept the pixel size written "
+                         f"then{measured}: --overwrite writes them again with their ruler's")
         if self.table_error:
             lines.append(f"ERROR {self.table_error}. The label images written are complete; free some space "
                          "and run the same command again: finished images are skipped and measured again "

@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_nevus_seg.batch.options import FORMATS, SUFFIX, BatchOptions
 from napari_nevus_seg.io.deadline import check_deadline
-from napari_nevus_seg.io.text import about
+from napari_nevus_seg.io.text import about, named
 from napari_nevus_seg.io.warning_capture import recorded_warnings
 
 
@@ -189,10 +189,10 @@ def _warn_if_far(ruler_mm: tuple[float, float], replaced: PixelScale) -> None:
         return
     ratio = float(np.mean(ruler_mm)) / float(np.mean(replaced.mm))
     if max(ratio, 1 / ratio) >= RULER_WARN_RATIO:
-        what = "--pixel-size-mm" if replaced.source == "option" else "the file's pixel size"
-        warnings.warn(f"the ruler found gives {ruler_mm[0]:.4g} mm per pixel, {ratio:.2f} times {what} "
-                      f"({float(np.mean(replaced.mm)):.4g} mm); the ruler's is used: check its ticks (half "
-                      "millimetres? every second tick?)", stacklevel=2)
+        what = "the pixel size given" if replaced.source == "option" else "the file's pixel size"
+        warnings.warn(named(f"the ruler found gives {ruler_mm[0]:.4g} mm per pixel, {ratio:.2f} times {what} "
+                            f"({float(np.mean(replaced.mm)):.4g} mm); the ruler's is used: check its ticks (half "
+                            "millimetres? every second tick?)"), UserWarning, stacklevel=2)
 
 
 def resolve_model(model: Any):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     _TERMINATED.clear()
+    shown, warnings.showwarning = warnings.showwarning, show_warning
     try:
         rc = int(args.run(args))
         return EXIT_TERMINATED if rc == EXIT_INTERRUPTED and _TERMINATED else rc
@@ -228,8 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         err(write_error_message(exc))
         return EXIT_OUTPUT
     finally:
+        warnings.showwarning = shown
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line for people, ``nevus-seg: warning: ...`` (not Python's file, line and source)."""
+    print(f"nevus-seg: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":  # pragma: no cover

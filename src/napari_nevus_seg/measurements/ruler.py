@@ -123,6 +123,9 @@ def _search_factors(long_side: int) -> list[int]:
 
 def _grey(image: np.ndarray) -> np.ndarray:
     """The image as float32 grey, 0-255 (the mean of R, G and B after :func:`to_rgb_uint8`'s scaling)."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        raise TypeError(f"find_ruler takes the image's pixels, not a file name ({image!r}): "
+                        "napari_nevus_seg.read_image(path) reads them")
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise ValueError(f"find_ruler needs an (H, W) or (H, W, C) image, got shape {arr.shape}")
