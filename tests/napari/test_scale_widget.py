@@ -103,7 +103,7 @@ def test_find_the_ruler_draws_a_line_over_its_ticks_and_set_scale_uses_it(make_n
     assert np.hypot(*(end - start)) / ticks == pytest.approx(50.0, rel=0.002)
     assert abs(start[0] - end[0]) < 1.0                               # along the ruler at the bottom
     assert f"Found {ticks + 1} tick marks" in w.status.text() and "Set scale" in w.status.text()
-    assert ruler.selected_data == {1} and "the selected yellow line, the last one" in w.status.text()
+    assert ruler.selected_data == {1} and "the selected line, the last one" in w.status.text()
     click(qtbot, w.find_button)                                       # again: the found line is replaced
     qtbot.waitUntil(lambda: not w.task.running, timeout=60_000)
     assert len(ruler.data) == 2

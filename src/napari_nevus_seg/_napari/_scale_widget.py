@@ -140,8 +140,8 @@ class ScaleWidget(QWidget):
             ruler.mode = "select"
             ruler.selected_data = {len(ruler.data) - 1}            # shown: the line Set scale will use
             self.length.setValue(float(ticks.spacings))
-            which = "the selected yellow line, the last one, which Set scale uses" if len(ruler.data) > 1 \
-                else "the yellow line"
+            which = "the selected line, the last one, which Set scale uses" if len(ruler.data) > 1 \
+                else "the selected line"
             msg = (f"{found} ({which}; {ticks.spacings} spacings). If they are millimetres, press "
                    f"Set scale for {ticks.spacings} mm; otherwise type the length the line spans, or move its ends.")
         else:                                                   # the user chose another image meanwhile
