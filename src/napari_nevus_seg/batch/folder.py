@@ -61,8 +61,8 @@ def segment_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], out:
                    zoom_small: bool = DEFAULT, convention: str | None = DEFAULT, fmt: str = "tif",
                    measure: str | os.PathLike | None = None,
                    pixel_size_mm: float | tuple[float, float] | None = None, find_ruler: bool = False,
-                   overwrite: bool = False, recursive: bool = False, workers: int | None = None, scheduler: str | None = None,
-                   client: Any = None, threads_per_worker: int = 1, readers: int = 2,
+                   overwrite: bool = False, recursive: bool = False, workers: int | None = None,
+                   scheduler: str | None = None, client: Any = None, threads_per_worker: int = 1, readers: int = 2,
                    refine_workers: int | None = None, progress: ProgressFn | None = None,
                    cancel: Any = None, time_limit_s: float | None = None) -> BatchSummary:
     """Segment every image of ``inputs`` (files and/or folders) into label images under ``out``.

@@ -89,10 +89,10 @@ def _read_task(task: ImageTask, opts: BatchOptions):
     try:
         existing = needs_work(task, opts)
         with about(task.name), deadline.running():
-            img, px = read_stage(task, opts)
+            img, scale = read_stage(task, opts)
             labels = read_output(existing) if existing is not None else None
             deadline.check("after reading the image")
-        return t0, deadline, img, px, existing, labels, None
+        return t0, deadline, img, scale, existing, labels, None
     except Exception as exc:  # noqa: BLE001 - reported per image
         return t0, deadline, None, None, None, None, exc
 
@@ -102,7 +102,7 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
         job = jobs.get()
         if job is None:
             return
-        task, labels, img, px, t0, deadline, existing, pixels = job
+        task, labels, img, scale, t0, deadline, existing, pixels = job
         try:
             if isinstance(labels, PendingLabels):
                 with about(task.name):   # its wait in the pool's queue is not charged to the image (nor the
@@ -110,15 +110,15 @@ def _writer(jobs: queue.Queue, results: queue.SimpleQueue, opts: BatchOptions, b
             with about(task.name), deadline.running():
                 deadline.check("after the outline refinement")
                 if existing is not None:     # finished earlier: measure only
-                    rows = measure_rows(labels, img, task, px, opts)
+                    rows = measure_rows(labels, img, task, scale, opts)
                 else:
-                    out, rows = write_stage(labels, img, px, task, opts)
+                    out, rows = write_stage(labels, img, scale, task, opts)
             if existing is not None:
                 result = ImageResult(task.source, task.name, "skipped", str(existing), rows=rows,
-                                     pixel_size_from=px.source)
+                                     pixel_size_from=scale.source)
             else:
                 result = ImageResult(task.source, task.name, "done", str(out), n_lesions=int(labels.max(initial=0)),
-                                     rows=rows, pixel_size_from=px.source)
+                                     rows=rows, pixel_size_from=scale.source)
         except Exception as exc:  # noqa: BLE001 - MemoryError included
             result = failed_result(task, exc)
         del job, labels, img
@@ -201,7 +201,7 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                 if not pending and not submit_next(block=True):
                     break
                 task, fut, pixels = pending.popleft()
-                t0, deadline, img, px, existing, labels, err = fut.result()
+                t0, deadline, img, scale, existing, labels, err = fut.result()
                 if err is None and existing is None:
                     try:
                         with about(task.name), deadline.running():
@@ -217,7 +217,7 @@ def _run(tasks, opts, on_result, model, readers, queue_size, cancel, max_pixels,
                     results.put(ImageResult(task.source, task.name, "failed", reason=describe_error(err, task.source),
                                             seconds=time.perf_counter() - t0))
                 else:
-                    jobs.put((task, labels, img if opts.measure else None, px, t0, deadline, existing, pixels))
+                    jobs.put((task, labels, img if opts.measure else None, scale, t0, deadline, existing, pixels))
                 del img, labels, fut
         except KeyboardInterrupt:   # the images finished so far are still written (finally), then it goes on up
             completed = False
