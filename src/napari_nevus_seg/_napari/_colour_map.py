@@ -125,7 +125,7 @@ class ColourMapButton(QPushButton):
             show_info("Measure lesions: the colour map needs the image the lesions were measured in; choose it "
                       "and press Measure")
             return None
-        if w._edited_since(last):
+        if last.edited():
             show_warning(f"Measure lesions: {last.labels.name!r} was edited after it was measured; the map shows "
                          "the colours of the table, press Measure to bring it up to date")
         try:

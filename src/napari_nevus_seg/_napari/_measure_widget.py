@@ -225,7 +225,7 @@ class MeasureWidget(QWidget):
             self._rerun = True
             return None
         image = last.image if last.image is not None and last.image in self.viewer.layers else None
-        if not self._edited_since(last) and not self._rescaled_since(last):
+        if not last.edited() and not self._rescaled_since(last):
             return None  # a refresh event without a change of the labels or of their pixel size
         return self.run(last.labels, image)  # the pixel size as the widget gives it now
 
@@ -260,7 +260,7 @@ class MeasureWidget(QWidget):
         try:
             self.export_csv(path)
             show_info(f"Measure lesions: {len(self.table)} lesion(s) written to {path}")
-            if self._last is not None and self._edited_since(self._last):
+            if self._last is not None and self._last.edited():
                 show_warning(f"Measure lesions: {self._last.labels.name!r} was edited after it was measured: the "
                              "table written describes the outlines before those edits (press Measure first)")
             if self._last is not None and self._rescaled_since(self._last):
@@ -331,10 +331,6 @@ class MeasureWidget(QWidget):
         if self.auto_refresh.isChecked():
             self._debounce.start()
 
-    @staticmethod
-    def _edited_since(job: MeasureJob) -> bool:
-        return job.edited()
-
     def _rescaled_since(self, job: MeasureJob) -> bool:
         """Whether the pixel size the widget would measure ``job``'s layers with now differs from the one used."""
         image = job.image if job.image is not None and job.image in self.viewer.layers else None
@@ -377,7 +373,7 @@ class MeasureWidget(QWidget):
         self.table = table
         self._last = job
         self._watch(layer)
-        if self.auto_refresh.isChecked() and self._edited_since(job):
+        if self.auto_refresh.isChecked() and job.edited():
             self._rerun = True   # painted while it was being measured: measure again once this run is over
         self.lesion_table.follow(layer)
         self.lesion_combo.clear()
