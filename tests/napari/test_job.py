@@ -70,3 +70,41 @@ def test_a_run_keeps_neither_its_arguments_nor_its_layer_and_names_its_function(
     with pytest.raises(TypeError, match="generator"):
         job.start(steps)
     assert not job.running
+
+
+def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelled(tmp_path):
+    # a script that closed its viewer during a Segment run and ended was aborted by Qt ("wrapped C/C++ object
+    # of type _ProgressBridge has been deleted", exit status 134): closing the viewer sets the token, but the
+    # work went on to its next check while the interpreter tore down the Qt objects it reports to
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    flag = tmp_path / "stopped"
+    code = ("import time, napari\n"
+            "from qtpy.QtWidgets import QApplication, QWidget\n"
+            "from napari_nevus_seg._napari._job import BackgroundJob\n"
+            "viewer = napari.Viewer(show=False)\n"
+            "widget = QWidget()\n"
+            "job = BackgroundJob(widget, 'Test', run_button=None, cancel_button=None, status=None,\n"
+            "                    on_result=lambda target, value: None)\n"
+            "def work(cancel, progress):\n"
+            "    while not cancel.is_set():\n"
+            "        progress({'step': 1, 'steps': 2})\n"
+            "        time.sleep(0.01)\n"
+            "    time.sleep(1.0)\n"                            # a step that does not look at the token
+            "    progress({'step': 2, 'steps': 2})\n"
+            f"    open({str(flag)!r}, 'w').write('cancelled')\n"
+            "job.start(work)\n"
+            "t0 = time.time()\n"
+            "while time.time() - t0 < 0.5:\n"
+            "    QApplication.processEvents()\n"
+            "viewer.close()\n"
+            "print('end of script', flush=True)\n")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "end of script"
+    assert flag.read_text() == "cancelled"

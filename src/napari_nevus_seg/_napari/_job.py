@@ -15,21 +15,28 @@ The job enables the widget's start and Cancel buttons while it runs, stops the w
 button is pressed, when napari quits the worker (its window closes) and when the widget is removed from
 its dock or closed, reports an error one way (a napari notification and the widget's status label), and
 hands the result to ``on_result(target, value)`` with the layer it was computed for. Callbacks arriving
-after the widget's Qt object was deleted are dropped.
+after the widget's Qt object was deleted are dropped. A script that ends while a job runs (without
+``napari.run()``, whose exit asks workers to quit) has its jobs cancelled and awaited at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtCore import QEvent, QObject, QThreadPool, Signal
 from qtpy.QtWidgets import QLabel, QPushButton, QWidget
+
+#: how long the interpreter's exit waits for cancelled jobs to stop
+EXIT_WAIT_S = 30.0
+_jobs: weakref.WeakSet[BackgroundJob] = weakref.WeakSet()
 
 
 class JobCancelled(Exception):
@@ -182,6 +189,7 @@ class BackgroundJob(QObject):
                                _start_thread=False, _ignore_errors=True)
         self.token.worker = worker
         self.worker = worker
+        _jobs.add(self)
         self.pbar = napari_progress(total=0, desc=desc or self.title)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -299,3 +307,19 @@ class BackgroundJob(QObject):
         self._safely(self._set_buttons, False)
         if self.on_finished is not None:
             self._safely(self.on_finished, self.outcome)
+
+
+@atexit.register
+def _stop_jobs_at_exit() -> None:
+    """Cancel the jobs still running when the interpreter exits and wait for their threads (bounded).
+
+    A worker thread still running while Python tears down its Qt objects emits on deleted ones and aborts the
+    process (seen with a script that closed its viewer during a run and ended); ``napari.run()`` avoids it
+    by asking every worker to quit when its application quits, a script without it did not.
+    """
+    running = [job for job in list(_jobs) if job.worker is not None]
+    if not running:
+        return
+    for job in running:
+        job.token.set()
+    QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
