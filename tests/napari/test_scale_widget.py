@@ -192,3 +192,35 @@ def test_an_image_closed_while_its_ruler_is_looked_for_gets_nothing_drawn(make_n
     assert "'skin' was closed" in w.status.text() and "nothing drawn" in w.status.text()
     assert [ly.name for ly in viewer.layers] == ["other"] and w.length.value() == 1.0
     np.testing.assert_allclose(other.scale, (1, 1))
+
+
+def test_three_docks_in_a_900_px_window_scroll_instead_of_overlapping_or_growing_the_window(make_napari_viewer, qtbot):
+    # Set scale, Segment and Measure docked one under the other did not fit a 900 px window: the window grew
+    # taller than asked (off a laptop's screen) and the Set scale dock drew its rows over each other
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 900)
+    viewer.add_image(synthetic_lesion_image(seed=5, shape=(192, 256)).image, name="skin", rgb=True)
+    docks = [viewer.window.add_plugin_dock_widget("napari-nevus-seg", name)[1]
+             for name in ("Set scale from a ruler", "Segment lesions", "Measure lesions")]
+    for _ in range(20):
+        QApplication.processEvents()
+    assert viewer.window._qt_window.height() <= 900
+    scale, segment, measure = docks
+    for rows in ((scale.image_combo, scale.length, scale.draw_button), (segment.image_combo, segment.model_combo),
+                 (measure.labels_combo, measure.image_combo)):
+        tops = [row.mapTo(row.window(), row.rect().topLeft()).y() for row in rows]
+        bottoms = [top + row.height() for top, row in zip(tops, rows, strict=True)]
+        assert all(bottoms[i] <= tops[i + 1] for i in range(len(rows) - 1)), (tops, bottoms)
+    for w in docks:   # each dock shows its first rows and scrolls to the rest
+        area = w.findChild(QScrollArea)
+        assert area.height() >= min(180, area.widget().sizeHint().height())
+        assert w.image_combo.isVisible()
+    # a longer text in a row widens the dock, as without the scroll area: no row is cut off on the right
+    scale.status.setWordWrap(False)
+    scale.status.setText("a status line much longer than the dock is wide, " * 2)
+    for _ in range(20):
+        QApplication.processEvents()
+    area = scale.findChild(QScrollArea)
+    assert area.viewport().width() >= area.widget().minimumSizeHint().width() >= scale.status.sizeHint().width()

@@ -50,7 +50,7 @@ from napari_nevus_seg._napari._case_results import (
     opened_dataset_case,
     save_case_mask,
 )
-from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, segment_settings
+from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, scroll_contents, segment_settings
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array, pixel_size_mm_from_layer
 from napari_nevus_seg._napari._reader import read_case
@@ -160,6 +160,7 @@ class CaseBrowserWidget(RankingMixin, QWidget):
         lay.addLayout(save)
         lay.addWidget(self.training)
         lay.addStretch(1)
+        scroll_contents(self)
         self._reader_layers: list = []   # a data-set case napari's reader opened, taken over (ground truth)
         self._adopt_opened_dataset()
         self._update_buttons()

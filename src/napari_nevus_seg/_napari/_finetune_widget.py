@@ -42,7 +42,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg._napari._before_after import ExamplePanel
-from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, segment_settings, session_sync
+from napari_nevus_seg._napari._controls import (
+    Collapsible,
+    LayerCombo,
+    ModelChoice,
+    scroll_contents,
+    segment_settings,
+    session_sync,
+)
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import KIND_KEY
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
@@ -273,6 +280,7 @@ class FineTuneWidget(QWidget):
             w.layout().setSpacing(4)
             lay.addWidget(w)
         lay.addStretch(1)
+        scroll_contents(self)
 
     # -------------------------------------------------------------------------------- running
     def options(self) -> dict[str, Any]:

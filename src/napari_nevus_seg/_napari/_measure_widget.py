@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg._napari._colour_map import ColourMapButton, ColourMapJob
-from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
+from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox, scroll_contents
 from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
 from napari_nevus_seg._napari._features_view import LesionTable
 from napari_nevus_seg._napari._job import BackgroundJob
@@ -125,6 +125,7 @@ class MeasureWidget(QWidget):
         lay.addLayout(lesion)
         lay.addWidget(self.follow)
         lay.addWidget(scrolling(self.figures), 1)   # the rest of the dock; scrolls when the dock is squeezed
+        scroll_contents(self)                       # and the whole dock when even its controls do not fit
 
         self.task = BackgroundJob(self, "Measure lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,

@@ -20,7 +20,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_nevus_seg._napari._controls import LayerCombo
+from napari_nevus_seg._napari._controls import LayerCombo, scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob, JobCancelled
 from napari_nevus_seg._napari._layers import SOURCE_KEY, source_id
 from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
@@ -63,6 +63,7 @@ class ScaleWidget(QWidget):
         lay.addWidget(self.set_button)
         lay.addWidget(self.status)
         lay.addStretch(1)
+        scroll_contents(self)
         self.task = BackgroundJob(self, "Find the ruler", run_button=self.find_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_found)
         self.draw_button.clicked.connect(lambda: self.draw())

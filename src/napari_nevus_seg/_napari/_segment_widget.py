@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import available_devices, labels_from_map, load_model, network_map, segment
-from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
+from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings, scroll_contents
 from napari_nevus_seg._napari._convention_choice import ConventionChoice, model_key
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
@@ -271,6 +271,7 @@ class SegmentWidget(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.default_reader)
         lay.addStretch(1)
+        scroll_contents(self)
 
         self.task = BackgroundJob(self, "Segment lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
