@@ -178,3 +178,17 @@ def test_a_batch_time_limit_stops_the_search():
         find_ruler(image)
     with Deadline(600).running():
         assert find_ruler(image) is not None
+
+
+def test_the_ruler_sample_is_read_from_its_first_tick_to_its_last():
+    # the most regular read (the short ticks' band) covered 8 of the sample's 12 spacings; a read of the same
+    # ticks across the long ticks' band reaches both ends and is now preferred (issue 21's "check by eye")
+    from napari_nevus_seg._napari._sample_data import sample_ruler
+
+    image = sample_ruler()[0][0]                   # 13 ticks 50 px apart, from column 84 to 684, row 505
+    turned = np.ascontiguousarray(np.rot90(image))   # upright: column c becomes row 767 - c
+    for picture, axis, ends in ((image, 1, [84.0, 684.0]), (turned, 0, [83.0, 683.0])):
+        found = find_ruler(picture)
+        assert found.spacings == 12
+        assert found.spacing_px == pytest.approx(50.0, rel=1e-3)
+        assert sorted(p[axis] for p in (found.start, found.end)) == pytest.approx(ends, abs=1.5)

@@ -39,6 +39,11 @@ MIN_TICKS = 5
 #: the share of the brightness variation along the ticks their rhythm must explain to be a ruler
 #: (chosen on ISIC 2017 images, docs/measurements.md)
 MIN_REGULARITY = 0.5
+#: a longer read of the same ruler is preferred if at least this share as regular as the most regular read
+SAME_RULER_REGULARITY = 0.9
+#: and if its spacing is within this share of that read's (0.01 let a line run a tick past an ISIC ruler's end
+#: at a spacing 0.8 % longer, docs/measurements.md)
+SAME_RULER_SPACING = 0.005
 
 
 class RulerSearchCancelled(Exception):
@@ -76,19 +81,42 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY, can
                       TILE * scale / 2))
         if len(tried) == CANDIDATES:
             break
-    best = None
+    reads = []
     for centre, angle, spacing, half_width in looks:
         if cancel is not None and cancel.is_set():
             raise RulerSearchCancelled("ruler search cancelled")
         check_deadline("finding the ruler")      # a batch run's time limit per image (else nothing)
         found = read_ticks(levels[base], centre, angle, spacing, half_width=half_width)
-        if found is None or found.spacings < MIN_TICKS or _staircase(found):
-            continue
-        if best is None or found.regularity > best.regularity:
-            best = found
-    if best is None or best.regularity < min_regularity:
+        if found is not None and found.spacings >= MIN_TICKS and not _staircase(found):
+            reads.append(found)
+    if not reads:
+        return None
+    best = _longest_of_its_ruler(max(reads, key=lambda found: found.regularity), reads)
+    if best.regularity < min_regularity:
         return None
     return best if base == 1 else best.scaled(base)
+
+
+def _longest_of_its_ruler(best: RulerTicks, reads: list[RulerTicks]) -> RulerTicks:
+    """The read of ``best``'s ruler that spans the most ticks: among the reads of the same ticks (spacing
+    within :data:`SAME_RULER_SPACING`, direction within 2 degrees, on the same line within a spacing) at least
+    :data:`SAME_RULER_REGULARITY` times as regular as ``best``, the one with the most spacings.
+
+    Reads across different bands of one ruler differ: the short ticks' band is the most regular, while
+    the long ticks' band reaches the ruler's ends too (the ruler sample: 8 of its 12 spacings against all
+    12, both 50.00 px). The longer line is the one a user checks against the ruler and can type in mm.
+    """
+    def same(other: RulerTicks) -> bool:
+        turn = abs((other.angle_deg - best.angle_deg + 90.0) % 180.0 - 90.0)
+        direction = np.radians(best.angle_deg)
+        normal = np.array([np.cos(direction), -np.sin(direction)])       # across the ruler, (row, col)
+        mid = 0.5 * (np.asarray(other.start) + np.asarray(other.end)) - np.asarray(best.start)
+        return (abs(other.spacing_px / best.spacing_px - 1.0) <= SAME_RULER_SPACING and turn <= 2.0
+                and abs(float(mid @ normal)) <= best.spacing_px)
+
+    alike = [r for r in reads if r.spacings > best.spacings and r.regularity >= SAME_RULER_REGULARITY * best.regularity
+             and same(r)]
+    return max(alike, key=lambda r: (r.spacings, r.regularity)) if alike else best
 
 
 def _staircase(found: RulerTicks) -> bool:
