@@ -75,5 +75,26 @@ def test_a_layer_removed_while_its_map_is_computed_gets_none(make_napari_viewer,
 def test_without_an_image_no_colour_map(make_napari_viewer, qtbot):
     viewer, _, w, _ = _measured(make_napari_viewer, qtbot, image=False)
     n_layers = len(viewer.layers)
+    assert not w.colour_map_button.isEnabled()            # measured without an image: no colours to map
+    w.colour_map_button.setEnabled(True)                   # (and if it were clicked anyway: nothing added)
     qtbot.mouseClick(w.colour_map_button, Qt.MouseButton.LeftButton)
     assert len(viewer.layers) == n_layers
+
+
+def test_the_colour_map_never_becomes_the_layer_measured_or_trained_on(make_napari_viewer, qtbot):
+    # with the image selected in the layer list, the new colour-map layer became the Measure panel's and the
+    # Fine-tune panel's Labels choice: Measure then measured the colour classes as "6 lesions"
+    viewer, layer, w, case = _measured(make_napari_viewer, qtbot)
+    _, tune = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Fine-tune on corrections")
+    tune.labels_combo.select("lesions")
+    viewer.layers.selection.active = viewer.layers["skin"]
+    qtbot.mouseClick(w.colour_map_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None and "lesions colours" in viewer.layers, timeout=TIMEOUT)
+    for combo in (w.labels_combo, tune.labels_combo):
+        assert combo.currentText() == "lesions"
+        assert "lesions colours" not in [combo.itemText(i) for i in range(combo.count())]
+    viewer.layers.selection.active = viewer.layers["lesions colours"]   # clicked in the layer list
+    assert w.labels_combo.currentText() == "lesions" and tune.labels_combo.currentText() == "lesions"
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert sorted(w.table["label"]) == [1, 2]

@@ -326,12 +326,14 @@ def test_corrected_labels_are_the_segmentation_not_the_ground_truth(make_napari_
     w = FineTuneWidget(viewer)
     viewer.window.add_dock_widget(w)
     assert w.labels_combo.layer() is truth and "ground-truth layer" in w.status_label.text()   # the only one
+    assert "segment the image first" in w.status_label.text()   # no result to choose yet: what to do instead
     corrected = np.zeros(truth.data.shape, np.int32)
     corrected[10:30, 20:50] = 1
     result = add_or_update_labels(viewer, f"{image.name} lesions", corrected, like=image)
     assert w.labels_combo.layer() is result and "ground-truth" not in w.status_label.text()
     viewer.layers.selection.active = truth                   # the user selects the ground truth: followed, warned
     assert w.labels_combo.layer() is truth and "ground-truth layer" in w.status_label.text()
+    assert "choose the result layer" in w.status_label.text()
     viewer.layers.selection.active = result
     assert w.labels_combo.layer() is result and w.image_combo.layer() is image
     qtbot.mouseClick(w.training.add_button, Qt.MouseButton.LeftButton)

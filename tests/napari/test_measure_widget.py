@@ -578,3 +578,26 @@ def test_set_scale_after_measuring_measures_again_in_mm(make_napari_viewer, qtbo
     monkeypatch.setattr(_measure_widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "t.csv"), ""))
     qtbot.mouseClick(w.export_button, Qt.MouseButton.LeftButton)
     assert (tmp_path / "t.csv").is_file() and any("pixel size" in m and "changed" in m for m in warnings)
+
+
+def test_an_expert_mask_is_measured_with_the_image_it_was_opened_with(make_napari_viewer, qtbot):
+    # two samples of the same size open: choosing one's ground truth left the other's photograph chosen, and
+    # its colours were measured in the wrong image without a word
+    from unittest import mock
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nevus-seg", "synthetic_lesion")
+    viewer.open_sample("napari-nevus-seg", "synthetic_multi")
+    _, w = viewer.window.add_plugin_dock_widget("napari-nevus-seg", "Measure lesions")
+    first, image, other = "synthetic lesion ground truth", "synthetic lesion", "synthetic lesions"
+    w.image_combo.setCurrentText(other)
+    w.labels_combo.setCurrentText(first)                  # chosen in the panel
+    assert w.image_combo.currentText() == image
+    w.image_combo.setCurrentText(other)
+    viewer.layers.selection.active = viewer.layers[first]  # or clicked in the layer list
+    assert w.image_combo.currentText() == image
+    w.image_combo.setCurrentText(other)                   # the user insists on another image: measured, with a warning
+    with mock.patch("napari_nevus_seg._napari._measure_widget.show_warning") as warn:
+        qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert any(image in str(c) and other in str(c) for c in warn.call_args_list), warn.call_args_list

@@ -647,6 +647,8 @@ def test_a_closed_image_is_freed_when_closed_mid_run_or_multiscale(make_napari_v
     if when == "a pyramid":
         assert "skin lesions" in [ly.name for ly in viewer.layers]
         viewer.layers.remove("skin")
+    else:   # no outlines without their image (they used to be added, over nothing)
+        assert [ly.name for ly in viewer.layers] == [] and "closed during the run" in w.status.text()
     qtbot.wait(10)
     gc.collect()
     assert gone() is None

@@ -50,7 +50,8 @@ from napari_nevus_seg._napari._case_results import (
     opened_dataset_case,
     save_case_mask,
 )
-from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, scroll_contents, segment_settings
+from napari_nevus_seg._napari._controls import Collapsible, ModelChoice, segment_settings
+from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import add_or_update_labels, layer_array, pixel_size_mm_from_layer
 from napari_nevus_seg._napari._reader import read_case

@@ -26,7 +26,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QPushButton
 
 from napari_nevus_seg._napari._features import arrays_to_measure
-from napari_nevus_seg._napari._layers import add_or_update_labels
+from napari_nevus_seg._napari._layers import COLOUR_MAP_KIND, add_or_update_labels
 from napari_nevus_seg.measurements.colour import COLOUR_NAMES
 from napari_nevus_seg.measurements.colour_map import (
     CLASS_NAMES,
@@ -40,7 +40,7 @@ from napari_nevus_seg.measurements.colour_map import (
 if TYPE_CHECKING:
     import napari.viewer
 
-KIND = "colour map"
+KIND = COLOUR_MAP_KIND
 
 
 #: opacity of each class value in the layer (the colours opaque, "not counted" half, "near none" not drawn)

@@ -4,7 +4,6 @@
 - :class:`PixelSizeBox`: the pixel size in mm, from the layers' scale and units or typed in;
 - :class:`ModelChoice`: the model dropdown ("Default", the model library, model files, "From file…");
 - :class:`Collapsible`: a titled section that opens and closes (rarely used settings stay out of the way);
-- :func:`scroll_contents`: a dock's rows in a scroll area, so that docks stacked on a short screen scroll;
 - :func:`session_sync`: the signals that keep the widgets of a session in step (training folder, pairs
   added, models saved or renamed);
 - :func:`register_segment_settings` / :func:`segment_settings`: where the case browser finds the
@@ -22,23 +21,21 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_nevus_seg._napari._job import qt_deleted
-from napari_nevus_seg._napari._layers import KIND_KEY, pixel_size_mm_from_layer, source_image
+from napari_nevus_seg._napari._layers import COLOUR_MAP_KIND, KIND_KEY, pixel_size_mm_from_layer, source_image
 from napari_nevus_seg.inference.options import SegmentOptions
 
 
@@ -101,9 +98,11 @@ class LayerCombo(QComboBox):
         self.refresh()
 
     def _layers(self) -> list:
-        # the plugin's own result images (probability maps) are not images to segment, measure or train on
+        # the plugin's own result images (probability maps) are not images to segment, measure or train on,
+        # nor its colour maps lesions to measure or correct
         return [ly for ly in self.viewer.layers
-                if isinstance(ly, self.kind) and not (isinstance(ly, Image) and ly.metadata.get(KIND_KEY))]
+                if isinstance(ly, self.kind) and not (isinstance(ly, Image) and ly.metadata.get(KIND_KEY))
+                and ly.metadata.get(KIND_KEY) != COLOUR_MAP_KIND]
 
     def _remember(self, *_: Any) -> None:
         name = self.currentText()
@@ -336,44 +335,3 @@ class Collapsible(QWidget):
     def expanded(self) -> bool:
         """Whether the section is open."""
         return self.toggle.isChecked()
-
-
-class _DockScroll(QScrollArea):
-    """A vertical scroll area as wide as its rows need (their minimum width follows their text) and at least
-    ``min_height`` pixels tall (or its rows' height, if less)."""
-
-    def __init__(self, inner: QWidget, min_height: int):
-        super().__init__()
-        self.min_height = min_height
-        self.setWidget(inner)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        inner.installEventFilter(self)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt name
-        inner = self.widget()
-        return QSize(inner.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width(),
-                     min(self.min_height, inner.sizeHint().height()))
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
-        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()    # a longer text in a row: the dock widens as it did without the area
-        return super().eventFilter(obj, event)
-
-
-def scroll_contents(widget: QWidget, min_height: int = 180) -> QScrollArea:
-    """Move ``widget``'s layout, with its rows, into a frameless scroll area that fills the widget.
-
-    Docks stacked in one column of a short window (Set scale, Segment and Measure on a laptop) are then
-    squeezed to what fits and scroll vertically, instead of forcing the window taller than the screen or
-    drawing their rows over each other. The area is never narrower than the rows, and never shorter than
-    ``min_height`` pixels (or its rows' height), so that a squeezed dock still shows its first rows.
-    """
-    inner = QWidget()
-    inner.setLayout(widget.layout())   # Qt reparents a layout set on another widget, with its widgets
-    area = _DockScroll(inner, min_height)
-    outer = QVBoxLayout(widget)
-    outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(area)
-    return area

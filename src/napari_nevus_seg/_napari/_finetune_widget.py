@@ -46,12 +46,12 @@ from napari_nevus_seg._napari._controls import (
     Collapsible,
     LayerCombo,
     ModelChoice,
-    scroll_contents,
     segment_settings,
     session_sync,
 )
+from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob
-from napari_nevus_seg._napari._layers import KIND_KEY
+from napari_nevus_seg._napari._layers import KIND_KEY, is_lesion_labels
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
 from napari_nevus_seg._napari._shared import TrainingSetPanel
 from napari_nevus_seg._napari._shortcuts import bind_shortcut, shortcut_text
@@ -198,7 +198,7 @@ class FineTuneWidget(QWidget):
         """Choose the selected Labels layer, unless it is a ground truth: then the last segmentation result
         (a Labels layer this plugin made), when there is one."""
         active = self.viewer.layers.selection.active
-        results = [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.metadata.get(KIND_KEY)]
+        results = [ly for ly in self.viewer.layers if is_lesion_labels(ly) and ly.metadata.get(KIND_KEY)]
         if isinstance(active, Labels) and not (is_ground_truth(active) and results):
             self.labels_combo.select(active.name)
         elif results:
@@ -208,13 +208,13 @@ class FineTuneWidget(QWidget):
     def _follow_selection(self, *_: Any) -> None:
         """The Labels layer the user selects in the layer list is the one to add."""
         active = self.viewer.layers.selection.active
-        if isinstance(active, Labels):
+        if is_lesion_labels(active):
             self.labels_combo.select(active.name)
 
     def _on_inserted(self, event) -> None:
         """A new segmentation result is chosen; a new ground truth never replaces the choice."""
         layer = getattr(event, "value", None)
-        if isinstance(layer, Labels) and layer.metadata.get(KIND_KEY):
+        if is_lesion_labels(layer) and layer.metadata.get(KIND_KEY):   # a result, not a colour map
             self.labels_combo.select(layer.name)
         elif isinstance(layer, Labels) and is_ground_truth(layer):
             self._choose_result_layer()
@@ -223,8 +223,10 @@ class FineTuneWidget(QWidget):
     def _check_labels(self, *_: Any) -> None:
         labels = self.labels_combo.layer()
         if labels is not None and is_ground_truth(labels):
+            results = any(is_lesion_labels(ly) and ly.metadata.get(KIND_KEY) for ly in self.viewer.layers)
+            todo = "choose the result layer" if results else "segment the image first, then correct the result"
             self.status_label.setText(f"{labels.name!r} is a ground-truth layer (the expert's mask opened with "
-                                      "the image), not your corrected segmentation: choose the result layer")
+                                      f"the image), not your corrected segmentation: {todo}")
         elif self.status_label.text().startswith("'") and "ground-truth layer" in self.status_label.text():
             self.status_label.setText("")
 

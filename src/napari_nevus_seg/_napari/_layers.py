@@ -26,6 +26,7 @@ from napari_nevus_seg.io.intensity import to_rgb_uint8
 MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
 KIND_KEY = "nevus_seg_kind"
+COLOUR_MAP_KIND = "colour map"  # KIND_KEY of the colour-map Labels layer: classes of pixels, not lesions
 WRITTEN_KEY = "nevus_seg_written"  # metadata of result Labels layers: fingerprint of the data last written there
 SELF_KEY = "nevus_seg_layer"  # metadata of result layers: their own unique id (a duplicate's differs: not ours)
 FEATURES_BEFORE_KEY = "nevus_seg_features_before"  # a re-segmented layer's old features, when they held user columns
@@ -135,11 +136,37 @@ def source_id(layer: Layer) -> str:
 
 
 def source_image(viewer, labels: Layer | None) -> Image | None:
-    """The open image a result layer was made from (the metadata link), or None."""
-    sid = labels.metadata.get(SOURCE_KEY) if labels is not None else None
-    if sid is None:
+    """The open image a result layer was made from (the metadata link), or the image an expert mask was
+    opened with (:func:`ground_truth_of`); None when neither is open."""
+    if labels is None:
         return None
+    sid = labels.metadata.get(SOURCE_KEY)
+    if sid is None:
+        return next((ly for ly in viewer.layers if isinstance(ly, Image) and ground_truth_of(labels, ly)), None)
     return next((ly for ly in viewer.layers if isinstance(ly, Image) and source_id(ly) == sid), None)
+
+
+def ground_truth_of(layer: Layer, image: Image) -> bool:
+    """Whether ``layer`` is the expert mask opened with ``image``: the reader and the sample data name it
+    ``"<image> ground truth"``, mark it ``metadata["ground_truth"]`` and give it the image's size."""
+    return (isinstance(layer, Labels) and bool(layer.metadata.get("ground_truth"))
+            and layer.name == f"{image.name} ground truth" and tuple(layer.data.shape[-2:]) == plane_shape(image))
+
+
+def is_lesion_labels(layer: Layer) -> bool:
+    """Whether ``layer`` holds lesion labels (to measure, correct, train on): any Labels layer but the
+    plugin's colour maps."""
+    return isinstance(layer, Labels) and layer.metadata.get(KIND_KEY) != COLOUR_MAP_KIND
+
+
+def plane_shape(image: Image) -> tuple[int, int]:
+    """(rows, columns) of an image layer's planes (its largest level when multiscale)."""
+    return plane_of((image.data[0] if image.multiscale else image.data).shape, image.rgb)
+
+
+def plane_of(shape: tuple[int, ...], rgb: bool) -> tuple[int, int]:
+    """(rows, columns) of an array of ``shape``, its last axis the colour channels when ``rgb``."""
+    return tuple(shape[-3:-1]) if rgb else tuple(shape[-2:])
 
 
 def viewer_camera(viewer):

@@ -38,13 +38,15 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg._napari._colour_map import ColourMapButton, ColourMapJob
-from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox, scroll_contents
+from napari_nevus_seg._napari._controls import LayerCombo, PixelSizeBox
+from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._features import arrays_to_measure, feature_row, layer_features, with_users_columns
 from napari_nevus_seg._napari._features_view import LesionTable
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import (
     SOURCE_KEY,
     fingerprint,
+    is_lesion_labels,
     layer_array,
     source_id,
     source_image,
@@ -171,7 +173,7 @@ class MeasureWidget(QWidget):
 
     def _follow_selection(self, *_: Any) -> None:
         active = self.viewer.layers.selection.active
-        if isinstance(active, Labels):
+        if is_lesion_labels(active):          # not the colour map the Measure panel itself adds
             self.labels_combo.select(active.name)
             self._on_labels_chosen()   # also when it was chosen already: back to the image it belongs to
         elif isinstance(active, Image):
@@ -208,12 +210,11 @@ class MeasureWidget(QWidget):
             show_error(f"Measure lesions: {exc}")
             self.status.setText(str(exc))
             return None
-        source = labels.metadata.get(SOURCE_KEY)
-        if image is not None and source is not None and source != source_id(image):
-            own = source_image(self.viewer, labels)
-            show_warning(f"Measure lesions: {labels.name!r} was segmented from "
-                         f"{own.name if own is not None else 'another image'!r}, but its colours are measured in "
-                         f"{image.name!r} (the image chosen here)")
+        source, own = labels.metadata.get(SOURCE_KEY), source_image(self.viewer, labels)
+        if image is not None and (source is not None and source != source_id(image) or own not in (None, image)):
+            how = "was segmented from" if source is not None else "is the expert mask of"
+            show_warning(f"Measure lesions: {labels.name!r} {how} {own.name if own is not None else 'another image'!r},"
+                         f" but its colours are measured in {image.name!r} (the image chosen here)")
         job = MeasureJob(labels, image, px, fingerprint(np.asarray(layer_array(labels))))
         return self.task.start(measure_arrays, lab, img, px, target=job, desc=f"Measuring {labels.name!r}")
 
@@ -383,6 +384,7 @@ class MeasureWidget(QWidget):
         self.show_figures()
         for b in (self.table_button, self.export_button, self.lesion_combo, self.colour_map_button):
             b.setEnabled(len(table) > 0 or b is self.table_button)
+        self.colour_map_button.setEnabled(len(table) > 0 and job.image is not None)   # shape only: no colours
         self.status.setText(job.done_text(table))
 
     def _on_cancelled(self, job: MeasureJob | ColourMapJob) -> str:

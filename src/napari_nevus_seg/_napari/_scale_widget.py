@@ -16,13 +16,14 @@ from typing import Any
 
 import napari
 import numpy as np
-from napari.layers import Image, Labels, Shapes
+from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_nevus_seg._napari._controls import LayerCombo, scroll_contents
+from napari_nevus_seg._napari._controls import LayerCombo
+from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob, JobCancelled
-from napari_nevus_seg._napari._layers import SOURCE_KEY, source_id
+from napari_nevus_seg._napari._layers import SOURCE_KEY, ground_truth_of, plane_of, plane_shape, source_id
 from napari_nevus_seg.io.pixel_size import pixel_size_from_ruler
 from napari_nevus_seg.measurements.ruler import WORK_SIDE, RulerSearchCancelled, RulerTicks, find_ruler
 
@@ -93,7 +94,7 @@ class ScaleWidget(QWidget):
         """The ruler layer of ``image``, added over it (yellow lines) if there is none yet."""
         ruler = self.ruler_layer(image)
         if ruler is None:
-            width = max(1.0, max(_plane_shape(image)) / 300) * float(image.scale[-1])
+            width = max(1.0, max(plane_shape(image)) / 300) * float(image.scale[-1])
             ruler = self.viewer.add_shapes(ndim=2, name=f"{image.name} ruler", scale=tuple(image.scale[-2:]),
                                            translate=tuple(image.translate[-2:]), edge_color="yellow",
                                            edge_width=width, metadata={RULER_KEY: source_id(image)})
@@ -189,7 +190,7 @@ def _search_level(image: Image) -> tuple[Any, tuple[float, float]]:
     pixels long (a pyramid's finest level can be far too large to read whole)."""
     if not image.multiscale:
         return image.data, (1.0, 1.0)
-    planes = [_plane_of(level.shape, image.rgb) for level in image.data]
+    planes = [plane_of(level.shape, image.rgb) for level in image.data]
     level = max((i for i, (h, w) in enumerate(planes) if max(h, w) >= WORK_SIDE), default=0)
     return image.data[level], (planes[0][0] / planes[level][0], planes[0][1] / planes[level][1])
 
@@ -209,20 +210,7 @@ def belongs_to(layer: Any, image: Image) -> bool:
     map) or the expert mask opened with it (``<image> ground truth`` of the same size)."""
     if layer is image or isinstance(layer, Shapes):
         return False
-    if layer.metadata.get(SOURCE_KEY) == source_id(image):
-        return True
-    return (isinstance(layer, Labels) and bool(layer.metadata.get("ground_truth"))
-            and layer.name == f"{image.name} ground truth" and tuple(layer.data.shape[-2:]) == _plane_shape(image))
-
-
-def _plane_shape(image: Image) -> tuple[int, int]:
-    """(rows, columns) of an image layer's planes (its largest level when multiscale)."""
-    return _plane_of((image.data[0] if image.multiscale else image.data).shape, image.rgb)
-
-
-def _plane_of(shape: tuple[int, ...], rgb: bool) -> tuple[int, int]:
-    """(rows, columns) of an array of ``shape``, its last axis the colour channels when ``rgb``."""
-    return tuple(shape[-3:-1]) if rgb else tuple(shape[-2:])
+    return layer.metadata.get(SOURCE_KEY) == source_id(image) or ground_truth_of(layer, image)
 
 
 def apply_pixel_size(viewer: Any, image: Image, size_mm: float, ruler: Shapes | None = None) -> list:

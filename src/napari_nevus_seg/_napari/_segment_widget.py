@@ -36,8 +36,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg import available_devices, labels_from_map, load_model, network_map, segment
-from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings, scroll_contents
+from napari_nevus_seg._napari._controls import LayerCombo, ModelChoice, register_segment_settings
 from napari_nevus_seg._napari._convention_choice import ConventionChoice, model_key
+from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._features import layer_features
 from napari_nevus_seg._napari._job import BackgroundJob, CancelToken
 from napari_nevus_seg._napari._layers import (
@@ -354,8 +355,11 @@ class SegmentWidget(QWidget):
     def _on_result(self, target: SegmentTarget, result) -> None:
         labels, prob, note, confidence = result[:4]
         image = target.image
-        kept = result[4] if len(result) > 4 else None
-        self._netmap = kept if image in self.viewer.layers else None   # an image closed meanwhile: let it go
+        if image not in self.viewer.layers:   # closed during the run: no outlines without their image (its map goes)
+            self.status.setText(f"{image.name!r} was closed during the run: no result added")
+            show_info(f"Segment lesions: {self.status.text()}")
+            return
+        self._netmap = result[4] if len(result) > 4 else None
         try:
             self.labels_layer = add_or_update_labels(self.viewer, f"{image.name} lesions", labels, like=image,
                                                      target=target.labels_target, outlines=not self.fill.isChecked())
@@ -370,8 +374,6 @@ class SegmentWidget(QWidget):
         found = f"{sum(counts)} lesion(s) in {len(counts)} planes" if labels.ndim == 3 else f"{counts[0]} lesion(s)"
         how = ", from the last probability map: no network run" if target.from_map else ""
         msg = f"{found} in {image.name!r} ({time.perf_counter() - target.started:.1f} s{how})"
-        if image not in self.viewer.layers:
-            msg += "; its image layer was removed meanwhile"
         if labels.ndim == 2:
             self.labels_layer.features = confidence_features(confidence[0], int(labels.max()))
         doubtful = low_confidence(confidence, labels.ndim == 3)
