@@ -58,6 +58,8 @@ DESCRIPTIONS = {"isic": "as the ISIC 2017 experts drew them: a little outside th
 #: held-out set with the epoch-5 conditioned model (docs/benchmarks.md): ISIC Jaccard 0.831 unrefined vs
 #: 0.818 refined, HAM Dice 0.920 vs 0.896, PH2 Dice 0.931 unrefined vs 0.941 refined
 REFINE = {"isic": False, "ham": False, "tight": True}
+#: the diagnoses ``--rare-repeat`` shows more often: the weakest in HAM10000 (issue 17's bcc + akiec target)
+RARE = ("bcc", "akiec")
 
 
 def from_plain(path: str, width: int | None = None) -> LesionModel:
@@ -107,8 +109,9 @@ def export(run_file: Path, out: Path, convention: str, init: str) -> None:
     print(f"written {out} ({convention})")
 
 
-def training_pool(data, run: Path, size: int, isic_repeat: int, synthetic: int):
-    """(images, masks, conventions) of every training pair under each convention it is trained with."""
+def training_pool(data, run: Path, size: int, isic_repeat: int, synthetic: int, rare_repeat: int = 1):
+    """(images, masks, conventions) of every training pair under each convention it is trained with; the HAM
+    pairs of the diagnoses in ``RARE`` ``rare_repeat`` times."""
     drawn = concat(data.isic_tr, data.ham_tr)
     tight = tightened_cached(drawn, run / "tightened_masks.pt")
     n_isic = len(data.isic_tr)
@@ -116,6 +119,9 @@ def training_pool(data, run: Path, size: int, isic_repeat: int, synthetic: int):
     parts: list[tuple[PairSet, int]] = []
     parts += [(data.isic_tr, 0)] * isic_repeat + [(data.ham_tr, 1)]
     parts += [(isic_t, 2)] * isic_repeat + [(ham_t, 2)]
+    if rare_repeat > 1:
+        rare = [i for i, n in enumerate(data.ham_tr.names) if data.meta[n][1] in RARE]
+        parts += [(data.ham_tr.subset(rare), 1), (ham_t.subset(rare), 2)] * (rare_repeat - 1)
     if synthetic:
         syn = synthetic_pairs(synthetic, size)
         parts += [(syn, c) for c in range(len(CONVENTIONS))]
@@ -137,6 +143,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--isic-repeat", type=int, default=2)
     ap.add_argument("--synthetic", type=int, default=200)
+    ap.add_argument("--rare-repeat", type=int, default=1, help="each HAM training pair of bcc and akiec this "
+                    "many times per pool (they are 8 %% of HAM's training pairs)")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--widen", type=int, default=None, help="grow the initial network to this width first "
@@ -154,7 +162,7 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = campaign_sets(DATA / "isic2017-train", DATA / "ham10000", args.size, synthetic=0, limit=args.limit)
-    images, masks, conv = training_pool(data, run, args.size, args.isic_repeat, args.synthetic)
+    images, masks, conv = training_pool(data, run, args.size, args.isic_repeat, args.synthetic, args.rare_repeat)
     ph2 = [(img, m) for _, img, m in iter_pairs(DATA / "ph2-adapt")]
     print(f"pool {len(images)} pairs, loaded in {time.time() - t0:.0f} s", flush=True)
 
