@@ -76,10 +76,7 @@ def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelle
     # a script that closed its viewer during a Segment run and ended was aborted by Qt ("wrapped C/C++ object
     # of type _ProgressBridge has been deleted", exit status 134): closing the viewer sets the token, but the
     # work went on to its next check while the interpreter tore down the Qt objects it reports to
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from subprocess_helpers import run_script
 
     flag = tmp_path / "stopped"
     code = ("import time, napari\n"
@@ -102,9 +99,7 @@ def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelle
             "    QApplication.processEvents()\n"
             "viewer.close()\n"
             "print('end of script', flush=True)\n")
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, env=env)
+    out = run_script(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "end of script"
     assert flag.read_text() == "cancelled"

@@ -414,10 +414,7 @@ def test_edits_made_during_the_first_measurement_are_measured_too(make_napari_vi
 
 def test_opening_the_measure_widget_loads_neither_torch_nor_the_training_code():
     # the widgets' shared module imported the fine-tuning code at module level: measuring loaded torch
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from subprocess_helpers import run_script
 
     code = ("import sys, napari\n"
             "viewer = napari.Viewer(show=False)\n"
@@ -425,9 +422,7 @@ def test_opening_the_measure_widget_loads_neither_torch_nor_the_training_code():
             "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('napari_nevus_seg.training'))\n"
             "print(type(w).__name__, loaded)\n"
             "viewer.close()\n")
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    out = run_script(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "MeasureWidget []", out.stdout
 
