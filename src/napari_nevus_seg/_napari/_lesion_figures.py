@@ -2,15 +2,15 @@
 
 Thin: the figures and their wording come from :func:`napari_nevus_seg.measurements.summary.key_figures`; this
 module lays them out so that they stay readable in a dock about 350 px wide (values wrap, names carry a
-tooltip that says what the figure is) and lets a person select and copy the text. :func:`scrolling` puts
-the box in a scroll area that takes the rest of the dock: a dock squeezed by others (napari's table docked
-below it, a short screen) scrolls instead of drawing the rows over each other.
+tooltip that says what the figure is) and lets a person select and copy the text. The box is never
+shorter than its rows: a dock squeezed by others (napari's table docked below it, a short screen) scrolls
+(the dock's scroll area, :mod:`._dock_scroll`) instead of drawing the rows over each other.
 """
 
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QWidget
 
 from napari_nevus_seg.measurements.colour import DEFAULT_MIN_SHARE
 from napari_nevus_seg.measurements.summary import FIGURE_HELP, key_figures
@@ -85,17 +85,3 @@ class LesionFigures(QGroupBox):
                 out[key.widget().text().rstrip(":")] = value.widget().text()
         return out
 
-
-def scrolling(box: QWidget) -> QScrollArea:
-    """``box`` at the top of a frameless, vertically scrolling area (give the area the layout's stretch)."""
-    inner = QWidget()
-    column = QVBoxLayout(inner)
-    column.setContentsMargins(0, 0, 0, 0)
-    column.addWidget(box)
-    column.addStretch(1)
-    area = QScrollArea()
-    area.setWidget(inner)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    return area

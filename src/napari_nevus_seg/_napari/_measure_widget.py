@@ -52,7 +52,7 @@ from napari_nevus_seg._napari._layers import (
     source_image,
     viewer_camera,
 )
-from napari_nevus_seg._napari._lesion_figures import LesionFigures, scrolling
+from napari_nevus_seg._napari._lesion_figures import LesionFigures
 from napari_nevus_seg._napari._measure_job import MeasureJob, measure_arrays
 from napari_nevus_seg.measurements.colour import DEFAULT_MIN_SHARE
 
@@ -126,8 +126,9 @@ class MeasureWidget(QWidget):
         lesion.addRow("Lesion:", self.lesion_combo)
         lay.addLayout(lesion)
         lay.addWidget(self.follow)
-        lay.addWidget(scrolling(self.figures), 1)   # the rest of the dock; scrolls when the dock is squeezed
-        scroll_contents(self)                       # and the whole dock when even its controls do not fit
+        lay.addWidget(self.figures)
+        lay.addStretch(1)
+        scroll_contents(self)   # one scroll bar for the whole dock when it is squeezed
 
         self.task = BackgroundJob(self, "Measure lesions", run_button=self.run_button,
                                   cancel_button=self.cancel_button, status=self.status, on_result=self._on_result,
