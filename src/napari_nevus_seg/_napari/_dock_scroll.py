@@ -16,12 +16,12 @@ from napari_nevus_seg._napari._job import qt_deleted
 
 class _DockScroll(QScrollArea):
     """A vertical scroll area as wide as its rows need (their minimum width follows their text) and at least
-    ``min_height`` pixels tall (or its rows' height, if less). When ``owner`` is docked, the docks of its
-    column share the height in proportion to what their rows need (:func:`share_dock_column`)."""
+    ``min_height`` pixels tall (or its rows' height, if less). When ``owner`` is first shown in a dock, the
+    docks of its column share the height in proportion to what their rows need (:func:`share_dock_column`)."""
 
     def __init__(self, inner: QWidget, owner: QWidget, min_height: int):
         super().__init__()
-        self.min_height, self.owner = min_height, owner
+        self.min_height, self.owner, self._placed = min_height, owner, False
         self.setWidget(inner)
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -39,7 +39,10 @@ class _DockScroll(QScrollArea):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
         if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()    # a longer text in a row: the dock widens as it did without the area
-        elif obj is self.owner and event.type() == QEvent.Type.Show:
+        elif obj is self.owner and event.type() == QEvent.Type.ParentChange:
+            self._placed = False                # docked again (or floated): share once it is shown
+        elif obj is self.owner and event.type() == QEvent.Type.Show and not self._placed:
+            self._placed = True                 # once: a layout the user dragged stays when a dock is re-shown
             QTimer.singleShot(0, self._share)   # docked and shown: napari has placed it
         return super().eventFilter(obj, event)
 
