@@ -192,3 +192,6 @@ def test_the_ruler_sample_is_read_from_its_first_tick_to_its_last():
         assert found.spacings == 12
         assert found.spacing_px == pytest.approx(50.0, rel=1e-3)
         assert sorted(p[axis] for p in (found.start, found.end)) == pytest.approx(ends, abs=1.5)
+    # a longer read must reach the caller's threshold too: above its regularity (0.94), the most regular read
+    strict = find_ruler(image, min_regularity=0.97)
+    assert strict is not None and strict.spacings == 8 and strict.regularity >= 0.97

@@ -73,6 +73,7 @@ def test_a_run_keeps_neither_its_arguments_nor_its_layer_and_names_its_function(
 
 
 def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelled(tmp_path):
+    # (also when the widget, and with it the job, was removed first: the work's token is held until it returns)
     # a script that closed its viewer during a Segment run and ended was aborted by Qt ("wrapped C/C++ object
     # of type _ProgressBridge has been deleted", exit status 134): closing the viewer sets the token, but the
     # work went on to its next check while the interpreter tore down the Qt objects it reports to
@@ -94,6 +95,8 @@ def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelle
             "    progress({'step': 2, 'steps': 2})\n"
             f"    open({str(flag)!r}, 'w').write('cancelled')\n"
             "job.start(work)\n"
+            "widget.deleteLater()\n"                         # the dock removed: the job goes with it
+            "del job, widget\n"
             "t0 = time.time()\n"
             "while time.time() - t0 < 0.5:\n"
             "    QApplication.processEvents()\n"
@@ -103,3 +106,4 @@ def test_a_script_that_ends_during_a_run_exits_cleanly_and_its_work_was_cancelle
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "end of script"
     assert flag.read_text() == "cancelled"
+    assert "waiting up to 30 s for 1 background job(s) to stop" in out.stderr

@@ -596,3 +596,15 @@ def test_an_expert_mask_is_measured_with_the_image_it_was_opened_with(make_napar
         qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert any(image in str(c) and other in str(c) for c in warn.call_args_list), warn.call_args_list
+    # paired by the token the sample (and the reader) give both layers, not only by name: a renamed image and
+    # a case opened twice ("... [1]") keep their masks
+    viewer.layers[image].name = "my lesion"
+    w.labels_combo.setCurrentText("synthetic lesions ground truth")
+    assert w.image_combo.currentText() == other
+    w.labels_combo.setCurrentText(first)
+    assert w.image_combo.currentText() == "my lesion"
+    viewer.open_sample("napari-nevus-seg", "synthetic_lesion")
+    twin, twin_truth = (ly.name for ly in viewer.layers[-2:])
+    assert twin_truth != f"{twin} ground truth"              # "... ground truth [1]": the name no longer pairs them
+    w.labels_combo.setCurrentText(twin_truth)
+    assert w.image_combo.currentText() == twin

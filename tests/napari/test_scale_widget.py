@@ -231,14 +231,17 @@ def test_three_docks_in_a_900_px_window_scroll_instead_of_overlapping_or_growing
 
 
 def test_all_five_docks_fit_a_laptop_window(make_napari_viewer, qtbot):
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtWidgets import QApplication, QScrollArea
 
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1366, 740)
     viewer.add_image(synthetic_lesion_image(seed=5, shape=(192, 256)).image, name="skin", rgb=True)
-    for name in ("Set scale from a ruler", "Segment lesions", "Measure lesions", "Fine-tune on corrections",
-                 "Case browser"):
-        viewer.window.add_plugin_dock_widget("napari-nevus-seg", name)
+    docks = [viewer.window.add_plugin_dock_widget("napari-nevus-seg", name)[1]
+             for name in ("Set scale from a ruler", "Segment lesions", "Measure lesions", "Fine-tune on corrections",
+                          "Case browser")]
     for _ in range(20):
         QApplication.processEvents()
     assert viewer.window._qt_window.height() <= 740    # was 1081: off a 768 px screen, status bar included
+    for w in docks:                                    # each shows its first rows (about three), and scrolls
+        area = w.findChild(QScrollArea)
+        assert area.viewport().height() >= 90 and area.verticalScrollBar().maximum() > 0

@@ -40,7 +40,7 @@ class _DockScroll(QScrollArea):
         if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()    # a longer text in a row: the dock widens as it did without the area
         elif obj is self.owner and event.type() == QEvent.Type.ParentChange:
-            self._placed = False                # docked again (or floated): share once it is shown
+            self._placed = False                # put in a (new) dock: share once it is shown
         elif obj is self.owner and event.type() == QEvent.Type.Show and not self._placed:
             self._placed = True                 # once: a layout the user dragged stays when a dock is re-shown
             QTimer.singleShot(0, self._share)   # docked and shown: napari has placed it

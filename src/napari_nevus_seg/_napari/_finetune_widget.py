@@ -42,13 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nevus_seg._napari._before_after import ExamplePanel
-from napari_nevus_seg._napari._controls import (
-    Collapsible,
-    LayerCombo,
-    ModelChoice,
-    segment_settings,
-    session_sync,
-)
+from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, segment_settings, session_sync
 from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob
 from napari_nevus_seg._napari._layers import KIND_KEY, is_lesion_labels
@@ -96,9 +90,7 @@ def is_ground_truth(layer: Any) -> bool:
 
 
 def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return f"{seconds / 60:.1f} min left" if seconds >= 90 else f"{seconds:.0f} s left"
+    return "" if seconds is None else f"{seconds / 60:.1f} min left" if seconds >= 90 else f"{seconds:.0f} s left"
 
 
 class FineTuneWidget(QWidget):
@@ -199,7 +191,7 @@ class FineTuneWidget(QWidget):
         (a Labels layer this plugin made), when there is one."""
         active = self.viewer.layers.selection.active
         results = [ly for ly in self.viewer.layers if is_lesion_labels(ly) and ly.metadata.get(KIND_KEY)]
-        if isinstance(active, Labels) and not (is_ground_truth(active) and results):
+        if is_lesion_labels(active) and not (is_ground_truth(active) and results):
             self.labels_combo.select(active.name)
         elif results:
             self.labels_combo.select(results[-1].name)

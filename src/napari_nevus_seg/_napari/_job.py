@@ -16,15 +16,16 @@ button is pressed, when napari quits the worker (its window closes) and when the
 its dock or closed, reports an error one way (a napari notification and the widget's status label), and
 hands the result to ``on_result(target, value)`` with the layer it was computed for. Callbacks arriving
 after the widget's Qt object was deleted are dropped. A script that ends while a job runs (without
-``napari.run()``, whose exit asks workers to quit) has its jobs cancelled and awaited at interpreter exit.
+``napari.run()``, whose exit asks workers to quit) has its work cancelled and awaited at interpreter exit,
+also where the widget was removed meanwhile.
 """
 
 from __future__ import annotations
 
 import atexit
 import inspect
+import sys
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ from qtpy.QtWidgets import QLabel, QPushButton, QWidget
 
 #: how long the interpreter's exit waits for cancelled jobs to stop
 EXIT_WAIT_S = 30.0
-_jobs: weakref.WeakSet[BackgroundJob] = weakref.WeakSet()
+#: the cancel tokens of the work running now, held until the work returns (its widget and job may be gone)
+_running: set[CancelToken] = set()
 
 
 class JobCancelled(Exception):
@@ -104,7 +106,12 @@ class _Call:
         self.func, self.args, self.kwargs = func, args, kwargs
 
     def __call__(self, **more: Any) -> Any:
-        return self.func(*self.args, **self.kwargs, **more)
+        token = more.get("cancel")
+        _running.add(token)
+        try:
+            return self.func(*self.args, **self.kwargs, **more)
+        finally:
+            _running.discard(token)
 
     def __repr__(self) -> str:   # napari's activity list names the task by it
         return repr(self.func)
@@ -189,7 +196,6 @@ class BackgroundJob(QObject):
                                _start_thread=False, _ignore_errors=True)
         self.token.worker = worker
         self.worker = worker
-        _jobs.add(self)
         self.pbar = napari_progress(total=0, desc=desc or self.title)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -311,15 +317,19 @@ class BackgroundJob(QObject):
 
 @atexit.register
 def _stop_jobs_at_exit() -> None:
-    """Cancel the jobs still running when the interpreter exits and wait for their threads (bounded).
+    """Cancel the work still running when the interpreter exits and wait for its threads (at most
+    :data:`EXIT_WAIT_S`, saying so on stderr).
 
     A worker thread still running while Python tears down its Qt objects emits on deleted ones and aborts the
     process (seen with a script that closed its viewer during a run and ended); ``napari.run()`` avoids it
-    by asking every worker to quit when its application quits, a script without it did not.
+    by asking every worker to quit when its application quits, a script without it did not. Work that does
+    not look at its token within the wait (one long computation) still ends that way.
     """
-    running = [job for job in list(_jobs) if job.worker is not None]
+    running = list(_running.copy())   # (a worker may finish meanwhile)
     if not running:
         return
-    for job in running:
-        job.token.set()
+    for token in running:
+        token.set()
+    print(f"napari-nevus-seg: waiting up to {EXIT_WAIT_S:.0f} s for {len(running)} background job(s) to stop",
+          file=sys.stderr, flush=True)
     QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))

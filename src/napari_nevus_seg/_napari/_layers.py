@@ -26,6 +26,7 @@ from napari_nevus_seg.io.intensity import to_rgb_uint8
 MAX_PIXELS = 200_000_000  # per plane: labels of larger images would not fit comfortably in memory
 SOURCE_KEY = "nevus_seg_source"  # metadata of result layers: unique id of the image they belong to
 KIND_KEY = "nevus_seg_kind"
+CASE_KEY = "nevus_seg_case"  # metadata of an image and the expert mask opened with it: the same token
 COLOUR_MAP_KIND = "colour map"  # KIND_KEY of the colour-map Labels layer: classes of pixels, not lesions
 WRITTEN_KEY = "nevus_seg_written"  # metadata of result Labels layers: fingerprint of the data last written there
 SELF_KEY = "nevus_seg_layer"  # metadata of result layers: their own unique id (a duplicate's differs: not ours)
@@ -147,10 +148,14 @@ def source_image(viewer, labels: Layer | None) -> Image | None:
 
 
 def ground_truth_of(layer: Layer, image: Image) -> bool:
-    """Whether ``layer`` is the expert mask opened with ``image``: the reader and the sample data name it
-    ``"<image> ground truth"``, mark it ``metadata["ground_truth"]`` and give it the image's size."""
-    return (isinstance(layer, Labels) and bool(layer.metadata.get("ground_truth"))
-            and layer.name == f"{image.name} ground truth" and tuple(layer.data.shape[-2:]) == plane_shape(image))
+    """Whether ``layer`` is the expert mask opened with ``image`` (``metadata["ground_truth"]``, the image's
+    size): the reader and the sample data give both the same ``metadata[CASE_KEY]`` (renamed layers and a
+    case opened twice stay paired); without it, a mask named ``"<image> ground truth"``."""
+    if not (isinstance(layer, Labels) and layer.metadata.get("ground_truth")
+            and tuple(layer.data.shape[-2:]) == plane_shape(image)):
+        return False
+    case, own = layer.metadata.get(CASE_KEY), image.metadata.get(CASE_KEY)
+    return case == own if case is not None and own is not None else layer.name == f"{image.name} ground truth"
 
 
 def is_lesion_labels(layer: Layer) -> bool:

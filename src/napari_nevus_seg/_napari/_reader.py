@@ -24,12 +24,13 @@ notification) and keeps the layers already open. Paths it does not handle get ``
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from napari.utils.notifications import show_info, show_warning
 
-from napari_nevus_seg._napari._layers import ground_truth_display
+from napari_nevus_seg._napari._layers import CASE_KEY, ground_truth_display
 from napari_nevus_seg.io.datasets import IMAGE_SUFFIXES, discover_cases, mask_for_image
 from napari_nevus_seg.io.files import ImageReadError
 from napari_nevus_seg.io.images import read_image_with_info
@@ -91,11 +92,12 @@ def _ground_truth(mask_path: Path, name: str, shape: tuple[int, int], spatial: d
 def read_case(image_path: Path, mask_path: Path | None, name: str, extra: dict | None = None) -> list[LayerData]:
     img, info = read_image_with_info(image_path)
     spatial = _spatial(info.pixel_size_mm)
-    meta = {"path": str(image_path), "source_dtype": info.source_dtype, "source_mode": info.source_mode,
-            "source_shape": info.source_shape, "pixel_size_mm": info.pixel_size_mm, **(extra or {})}
+    meta = {CASE_KEY: uuid.uuid4().hex, "path": str(image_path), "source_dtype": info.source_dtype,   # CASE_KEY:
+            "source_mode": info.source_mode, "source_shape": info.source_shape,          # pairs image and mask
+            "pixel_size_mm": info.pixel_size_mm, **(extra or {})}
     layers: list[LayerData] = [(img, {"name": name, "rgb": True, "metadata": meta, **spatial}, "image")]
     if mask_path is not None:
-        layers += _ground_truth(mask_path, name, img.shape[:2], spatial, {k: meta[k] for k in extra or {}})
+        layers += _ground_truth(mask_path, name, img.shape[:2], spatial, {k: meta[k] for k in [CASE_KEY, *(extra or {})]})
     return layers
 
 

@@ -9,7 +9,9 @@ a ruler*).
 
 from __future__ import annotations
 
-from napari_nevus_seg._napari._layers import ground_truth_display
+import uuid
+
+from napari_nevus_seg._napari._layers import CASE_KEY, ground_truth_display
 from napari_nevus_seg.io.synthetic import synthetic_lesion_image
 from napari_nevus_seg.io.synthetic_ruler import draw_ruler
 
@@ -19,7 +21,8 @@ PIXEL_SIZE_MM = 0.02
 def _sample(name: str, seed: int, n_lesions: int) -> list[tuple]:
     case = synthetic_lesion_image(seed=seed, n_lesions=n_lesions, pixel_size_mm=PIXEL_SIZE_MM)
     spatial = {"scale": (PIXEL_SIZE_MM, PIXEL_SIZE_MM), "units": ("mm", "mm")}
-    meta = {"synthetic": True, "seed": seed, "pixel_size_mm": PIXEL_SIZE_MM, "colours": case.colours}
+    meta = {CASE_KEY: uuid.uuid4().hex, "synthetic": True, "seed": seed, "pixel_size_mm": PIXEL_SIZE_MM,
+            "colours": case.colours}
     return [
         (case.image, {"name": name, "rgb": True, "metadata": meta, **spatial}, "image"),
         (case.labels, {"name": f"{name} ground truth", "metadata": {**meta, "ground_truth": True}, **spatial,
@@ -42,7 +45,8 @@ def sample_ruler() -> list[tuple]:
     per mm), without a pixel size: find it with *Set scale from a ruler*."""
     case = synthetic_lesion_image(seed=4, shape=(576, 768), n_lesions=1)
     image = draw_ruler(case.image, start=(505.0, 84.0), spacing_px=1.0 / PIXEL_SIZE_MM, ticks=13)
-    meta = {"synthetic": True, "seed": 4, "ruler_pixel_size_mm": PIXEL_SIZE_MM, "colours": case.colours}
+    meta = {CASE_KEY: uuid.uuid4().hex, "synthetic": True, "seed": 4, "ruler_pixel_size_mm": PIXEL_SIZE_MM,
+            "colours": case.colours}
     return [
         (image, {"name": "synthetic lesion with ruler", "rgb": True, "metadata": meta}, "image"),
         (case.labels, {"name": "synthetic lesion with ruler ground truth", "metadata": {**meta, "ground_truth": True},

@@ -89,11 +89,10 @@ def find_ruler(image: np.ndarray, *, min_regularity: float = MIN_REGULARITY, can
         found = read_ticks(levels[base], centre, angle, spacing, half_width=half_width)
         if found is not None and found.spacings >= MIN_TICKS and not _staircase(found):
             reads.append(found)
-    if not reads:
+    best = max(reads, key=lambda found: found.regularity, default=None)
+    if best is None or best.regularity < min_regularity:
         return None
-    best = _longest_of_its_ruler(max(reads, key=lambda found: found.regularity), reads)
-    if best.regularity < min_regularity:
-        return None
+    best = _longest_of_its_ruler(best, [r for r in reads if r.regularity >= min_regularity])
     return best if base == 1 else best.scaled(base)
 
 
@@ -115,7 +114,7 @@ def _longest_of_its_ruler(best: RulerTicks, reads: list[RulerTicks]) -> RulerTic
                 and abs(float(mid @ normal)) <= best.spacing_px)
 
     alike = [r for r in reads if r.spacings > best.spacings and r.regularity >= SAME_RULER_REGULARITY * best.regularity
-             and same(r)]
+             and same(r)]   # (``reads``: those that reach the caller's threshold too)
     return max(alike, key=lambda r: (r.spacings, r.regularity)) if alike else best
 
 
