@@ -45,7 +45,7 @@ from napari_nevus_seg._napari._before_after import ExamplePanel
 from napari_nevus_seg._napari._controls import Collapsible, LayerCombo, ModelChoice, segment_settings, session_sync
 from napari_nevus_seg._napari._dock_scroll import scroll_contents
 from napari_nevus_seg._napari._job import BackgroundJob
-from napari_nevus_seg._napari._layers import KIND_KEY, is_lesion_labels
+from napari_nevus_seg._napari._layers import KIND_KEY, is_lesion_labels, is_lesion_result
 from napari_nevus_seg._napari._model_manager import ModelManagerPanel
 from napari_nevus_seg._napari._shared import TrainingSetPanel
 from napari_nevus_seg._napari._shortcuts import bind_shortcut, shortcut_text
@@ -190,7 +190,7 @@ class FineTuneWidget(QWidget):
         """Choose the selected Labels layer, unless it is a ground truth: then the last segmentation result
         (a Labels layer this plugin made), when there is one."""
         active = self.viewer.layers.selection.active
-        results = [ly for ly in self.viewer.layers if is_lesion_labels(ly) and ly.metadata.get(KIND_KEY)]
+        results = [ly for ly in self.viewer.layers if is_lesion_result(ly)]
         if is_lesion_labels(active) and not (is_ground_truth(active) and results):
             self.labels_combo.select(active.name)
         elif results:
@@ -206,7 +206,7 @@ class FineTuneWidget(QWidget):
     def _on_inserted(self, event) -> None:
         """A new segmentation result is chosen; a new ground truth never replaces the choice."""
         layer = getattr(event, "value", None)
-        if is_lesion_labels(layer) and layer.metadata.get(KIND_KEY):   # a result, not a colour map
+        if is_lesion_result(layer):
             self.labels_combo.select(layer.name)
         elif isinstance(layer, Labels) and is_ground_truth(layer):
             self._choose_result_layer()
@@ -215,7 +215,7 @@ class FineTuneWidget(QWidget):
     def _check_labels(self, *_: Any) -> None:
         labels = self.labels_combo.layer()
         if labels is not None and is_ground_truth(labels):
-            results = any(is_lesion_labels(ly) and ly.metadata.get(KIND_KEY) for ly in self.viewer.layers)
+            results = any(is_lesion_result(ly) for ly in self.viewer.layers)
             todo = "choose the result layer" if results else "segment the image first, then correct the result"
             self.status_label.setText(f"{labels.name!r} is a ground-truth layer (the expert's mask opened with "
                                       f"the image), not your corrected segmentation: {todo}")

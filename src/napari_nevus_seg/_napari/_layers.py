@@ -164,6 +164,11 @@ def is_lesion_labels(layer: Layer) -> bool:
     return isinstance(layer, Labels) and layer.metadata.get(KIND_KEY) != COLOUR_MAP_KIND
 
 
+def is_lesion_result(layer: Layer) -> bool:
+    """Whether ``layer`` is a segmentation result of this plugin (lesion labels it made, not a colour map)."""
+    return is_lesion_labels(layer) and bool(layer.metadata.get(KIND_KEY))
+
+
 def plane_shape(image: Image) -> tuple[int, int]:
     """(rows, columns) of an image layer's planes (its largest level when multiscale)."""
     return plane_of((image.data[0] if image.multiscale else image.data).shape, image.rgb)

@@ -383,8 +383,9 @@ class MeasureWidget(QWidget):
         for lbl in table["label"]:
             self.lesion_combo.addItem(f"lesion {int(lbl)}", int(lbl))
         self.show_figures()
-        for b in (self.table_button, self.export_button, self.lesion_combo, self.colour_map_button):
-            b.setEnabled(len(table) > 0 or b is self.table_button)
+        self.table_button.setEnabled(True)
+        for b in (self.export_button, self.lesion_combo):
+            b.setEnabled(len(table) > 0)
         self.colour_map_button.setEnabled(len(table) > 0 and job.image is not None)   # shape only: no colours
         self.status.setText(job.done_text(table))
 

@@ -106,7 +106,7 @@ def _longest_of_its_ruler(best: RulerTicks, reads: list[RulerTicks]) -> RulerTic
     12, both 50.00 px). The longer line is the one a user checks against the ruler and can type in mm.
     """
     def same(other: RulerTicks) -> bool:
-        turn = abs((other.angle_deg - best.angle_deg + 90.0) % 180.0 - 90.0)
+        turn = _turn_deg(other.angle_deg, best.angle_deg)
         direction = np.radians(best.angle_deg)
         normal = np.array([np.cos(direction), -np.sin(direction)])       # across the ruler, (row, col)
         mid = 0.5 * (np.asarray(other.start) + np.asarray(other.end)) - np.asarray(best.start)
@@ -136,8 +136,12 @@ def _staircase(found: RulerTicks) -> bool:
 
 def _alike(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Whether two (spacing, direction) peaks are the same rhythm: within 10 % and 5 degrees."""
-    turn = abs((np.degrees(a[1] - b[1]) + 90.0) % 180.0 - 90.0)
-    return abs(a[0] / b[0] - 1.0) <= 0.1 and turn <= 5.0
+    return abs(a[0] / b[0] - 1.0) <= 0.1 and _turn_deg(np.degrees(a[1]), np.degrees(b[1])) <= 5.0
+
+
+def _turn_deg(a: float, b: float) -> float:
+    """The angle between two line directions in degrees (0-90), whichever way each runs."""
+    return abs((a - b + 90.0) % 180.0 - 90.0)
 
 
 def _search_factors(long_side: int) -> list[int]:
